@@ -1,0 +1,3 @@
+//! The FUSE wire protocol.
+#![no_std]
+#![forbid(unsafe_code)]

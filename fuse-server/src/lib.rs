@@ -1,0 +1,1 @@
+//! `fuse-server`: see the repository's `ARCHITECTURE.md`. This crate is being built.

@@ -1,0 +1,2 @@
+//! `passthrough-linux`: see the repository's `ARCHITECTURE.md`. This crate is being built.
+#![cfg(target_os = "linux")]

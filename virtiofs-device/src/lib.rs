@@ -1,0 +1,1 @@
+//! `virtiofs-device`: see the repository's `ARCHITECTURE.md`. This crate is being built.

@@ -1,0 +1,36 @@
+//! The project's one front door: `cargo xtask <command>`.
+//!
+//! Every step prints the command it runs, and a failing step names the command that reproduces
+//! it. CI (`.ci/run`) calls `cargo xtask ci` and nothing else.
+
+mod ci;
+mod util;
+
+use anyhow::{Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
+  help          this text
+";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        print!("{USAGE}");
+        bail!("no command given");
+    };
+    match command.as_str() {
+        "ci" => ci::run(rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            print!("{USAGE}");
+            bail!("unknown command `{other}`")
+        }
+    }
+}
