@@ -1,43 +1,163 @@
 //! `cargo xtask ci`: everything CI runs, in order, stopping at the first failure.
+//!
+//! The run is the list [`STEPS`]; a new tier is one line there. For local use, `--only` and
+//! `--skip` pick steps by name, and `--list` shows them.
 
-use anyhow::Result;
+use std::time::{Duration, Instant};
 
+use anyhow::{Result, bail};
+
+use crate::layout;
 use crate::util::{self, cargo, step};
 
-pub(crate) fn run_ci() -> Result<()> {
-    step("formatting");
-    let mut fmt = cargo();
-    fmt.args(["fmt", "--all", "--", "--check"]);
-    util::run(fmt)?;
+/// One named CI step.
+struct Step {
+    /// The name `--only`/`--skip` use.
+    name: &'static str,
+    /// One line for `--list`.
+    about: &'static str,
+    /// Runs the step; prints every command it runs.
+    run: fn() -> Result<()>,
+}
 
-    step("clippy");
-    let mut clippy = cargo();
-    clippy.args([
+/// Everything CI runs, in order. A new tier is one line here (and one in the README).
+const STEPS: &[Step] = &[
+    Step::new("fmt", "cargo fmt --check on the whole workspace", fmt),
+    Step::new("clippy", "clippy on all targets, warnings denied", clippy),
+    Step::new("doc", "rustdoc for the workspace, warnings denied", doc),
+    Step::new("test", "unit, property and doc tests (no privileges)", test),
+    Step::new(
+        "layout",
+        "fuse-abi vs C fuse.h (system + newest Debian)",
+        layout::run_all,
+    ),
+];
+
+impl Step {
+    const fn new(name: &'static str, about: &'static str, run: fn() -> Result<()>) -> Self {
+        Self { name, about, run }
+    }
+}
+
+const USAGE: &str = "\
+usage: cargo xtask ci [--only STEP]... [--skip STEP]... [--list]
+
+Runs every CI step in order and stops at the first failure. STEP may be a comma-separated list.
+  --only STEP   run only these steps (still in CI order)
+  --skip STEP   run all steps but these
+  --list        list the steps and exit
+";
+
+fn fmt() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["fmt", "--all", "--", "--check"]);
+    util::run(cmd)
+}
+
+fn clippy() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
         "clippy",
+        "--locked",
         "--workspace",
         "--all-targets",
         "--",
         "-D",
         "warnings",
     ]);
-    util::run(clippy)?;
+    util::run(cmd)
+}
 
-    step("rustdoc");
-    let mut doc = cargo();
-    doc.args(["doc", "--workspace", "--no-deps"])
+fn doc() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["doc", "--locked", "--workspace", "--no-deps"])
         .env("RUSTDOCFLAGS", "-D warnings");
-    util::run(doc)?;
+    util::run(cmd)
+}
 
-    step("tests");
-    let mut test = cargo();
-    test.args(["test", "--workspace"]);
-    util::run(test)?;
+fn test() -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["test", "--locked", "--workspace"]);
+    util::run(cmd)
+}
+
+/// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut only: Vec<&str> = Vec::new();
+    let mut skip: Vec<&str> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let list = match arg.as_str() {
+            "--only" => &mut only,
+            "--skip" => &mut skip,
+            "--list" => {
+                for s in STEPS {
+                    println!("{:<10} {}", s.name, s.about);
+                }
+                return Ok(());
+            }
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument `{other}`\n{USAGE}"),
+        };
+        let Some(names) = args.next() else {
+            bail!("`{arg}` needs a step name\n{USAGE}");
+        };
+        for name in names.split(',').filter(|n| !n.is_empty()) {
+            if !STEPS.iter().any(|s| s.name == name) {
+                let known: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
+                bail!("unknown step `{name}`; the steps are: {}", known.join(", "));
+            }
+            list.push(name);
+        }
+    }
+    let chosen: Vec<&Step> = STEPS
+        .iter()
+        .filter(|s| (only.is_empty() || only.contains(&s.name)) && !skip.contains(&s.name))
+        .collect();
+    if chosen.is_empty() {
+        bail!("no step left to run");
+    }
+
+    let started = Instant::now();
+    let mut done: Vec<(&str, Duration)> = Vec::new();
+    for (i, s) in chosen.iter().enumerate() {
+        step(&format!(
+            "[{}/{}] {}: {}",
+            i + 1,
+            chosen.len(),
+            s.name,
+            s.about
+        ));
+        let t = Instant::now();
+        if let Err(err) = (s.run)() {
+            summary(&done);
+            return Err(err.context(format!(
+                "CI step `{}` failed after {:.1}s; rerun it alone with `cargo xtask ci --only {}`",
+                s.name,
+                t.elapsed().as_secs_f64(),
+                s.name
+            )));
+        }
+        done.push((s.name, t.elapsed()));
+    }
+    summary(&done);
+    println!(
+        "CI passed: {} step(s) in {:.1}s",
+        done.len(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    if let Some(extra) = args.first() {
-        anyhow::bail!("`cargo xtask ci` takes no arguments (got `{extra}`)");
+fn summary(done: &[(&str, Duration)]) {
+    if done.is_empty() {
+        return;
     }
-    run_ci()
+    println!("\n==> passed steps");
+    for (name, took) in done {
+        println!("  {name:<10} {:>7.1}s", took.as_secs_f64());
+    }
 }

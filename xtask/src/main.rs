@@ -4,6 +4,7 @@
 //! it. CI (`.ci/run`) calls `cargo xtask ci` and nothing else.
 
 mod ci;
+mod layout;
 mod util;
 
 use anyhow::{Result, bail};
@@ -13,6 +14,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
+  layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   help          this text
 ";
 
@@ -24,6 +26,7 @@ fn main() -> Result<()> {
     };
     match command.as_str() {
         "ci" => ci::run(rest),
+        "layout" => layout::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
