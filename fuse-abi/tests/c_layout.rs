@@ -30,7 +30,7 @@ const OLDEST_HEADER_MINOR: u32 = 36;
 struct Layout {
     c: &'static str,
     rust: &'static str,
-    /// The minor that introduced the C struct.
+    /// The first minor from which every header declares the C struct.
     since: u32,
     /// The minor from which `size` is the C size (0: the struct's `since`).
     size_since: u32,
@@ -194,7 +194,8 @@ fn table() -> Vec<Layout> {
         fuse_secctx => Secctx @ 36 { size, padding }
         fuse_secctx_header => SecctxHeader @ 36 { size, nr_secctx }
         fuse_ext_header => ExtHeader @ 38 { size, typ }
-        fuse_supp_groups => SuppGroups @ 38 { nr_groups }
+        // Upstream 7.38, but Linux 6.1-stable's 7.38 header (Debian bookworm) lacks it.
+        fuse_supp_groups => SuppGroups @ 39 { nr_groups }
         fuse_uring_ent_in_out => UringEntInOut @ 42 {
             flags, commit_id, payload_sz, padding, reserved,
         }
