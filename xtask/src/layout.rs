@@ -170,20 +170,19 @@ fn newest_debian_headers() -> Result<PathBuf> {
     Ok(include)
 }
 
-/// The most recently extracted header tree in `store`, if any.
+/// The cached header tree in `store` with the highest protocol minor, if any.
 fn newest_cached(store: &Path) -> Result<Option<PathBuf>> {
     let Ok(entries) = fs::read_dir(store) else {
         return Ok(None);
     };
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
+    let mut best: Option<(u32, PathBuf)> = None;
     for entry in entries {
         let path = entry?.path();
-        if !path.join("usr/include/linux/fuse.h").is_file() {
+        let Ok(minor) = header_minor(&path.join("usr/include")) else {
             continue;
-        }
-        let modified = fs::metadata(&path)?.modified()?;
-        if best.as_ref().is_none_or(|(time, _)| modified > *time) {
-            best = Some((modified, path));
+        };
+        if best.as_ref().is_none_or(|(m, _)| minor > *m) {
+            best = Some((minor, path));
         }
     }
     Ok(best.map(|(_, path)| path))
@@ -446,7 +445,8 @@ pub(crate) mod apt {
         /// `apt-get update` of the private lists.
         pub(crate) fn update(&self) -> Result<()> {
             let mut cmd = self.command("apt-get");
-            cmd.arg("update");
+            // A list that failed to download or to verify is an error, not a warning.
+            cmd.args(["--error-on=any", "update"]);
             util::run(cmd).context(
                 "apt-get update of the private sources failed; if it is a signature error, \
                  install or upgrade debian-archive-keyring",
@@ -501,7 +501,9 @@ pub(crate) mod apt {
 
     /// `dpkg-deb -x deb dest`, atomically: `dest` appears only complete.
     pub(crate) fn extract(deb: &Path, dest: &Path) -> Result<()> {
-        let tmp = dest.with_extension("partial");
+        let mut tmp = dest.as_os_str().to_owned();
+        tmp.push(".partial");
+        let tmp = PathBuf::from(tmp);
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
