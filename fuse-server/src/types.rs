@@ -274,7 +274,7 @@ pub enum XattrReply {
 }
 
 /// What negotiation settled, as the backend needs to know it (handed to
-/// [`FileSystem::init`]).
+/// [`FileSystem::init`](crate::FileSystem::init)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Negotiated {
     /// The negotiated protocol minor.
