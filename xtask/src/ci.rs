@@ -144,10 +144,20 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         done.push((s.name, t.elapsed()));
     }
     summary(&done);
+    let skipped: Vec<&str> = STEPS
+        .iter()
+        .filter(|s| !done.iter().any(|(name, _)| *name == s.name))
+        .map(|s| s.name)
+        .collect();
     println!(
-        "CI passed: {} step(s) in {:.1}s",
+        "CI passed: {} step(s) in {:.1}s{}",
         done.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" (not run: {})", skipped.join(", "))
+        }
     );
     Ok(())
 }
