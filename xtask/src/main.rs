@@ -5,6 +5,7 @@
 
 mod ci;
 mod layout;
+mod macos;
 mod util;
 
 use anyhow::{Result, bail};
@@ -15,6 +16,7 @@ usage: cargo xtask <command> [options]
 commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
+  check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
   help          this text
 ";
 
@@ -27,6 +29,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "ci" => ci::run(rest),
         "layout" => layout::run(rest),
+        "check-macos" => macos::run(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
