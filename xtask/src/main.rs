@@ -4,8 +4,10 @@
 //! it. CI (`.ci/run`) calls `cargo xtask ci` and nothing else.
 
 mod ci;
+mod e2e;
 mod layout;
 mod macos;
+mod provision;
 mod util;
 
 use anyhow::{Result, bail};
@@ -15,6 +17,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
+  e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
   help          this text
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
     };
     match command.as_str() {
         "ci" => ci::run(rest),
+        "e2e" => e2e::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
         "help" | "--help" | "-h" => {

@@ -1,0 +1,767 @@
+//! `cargo xtask e2e`: real Linux guests mount a share from a vhost-user-fs daemon.
+//!
+//! For each selected kernel: provision (see [`crate::provision`]), start the daemon on a fresh
+//! shared directory, boot QEMU (TCG) with `vhost-user-fs-pci`, let the guest's init
+//! (`xtask/guest/init`) mount the share and run the suites, then parse the `E2E-*` lines of
+//! the serial console. Everything has a time bound; QEMU and the daemon are killed at the end
+//! whatever happens. The console log of each kernel stays in `<cache>/runs/<kernel>/`.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::provision::{self, Kernel, KernelSpec};
+use crate::util::{self, display, step};
+
+const USAGE: &str = "\
+usage: cargo xtask e2e [--kernel K]... [--suite S]... [--daemon PATH|virtiofsd]
+                       [--daemon-arg ARG]... [--fsx-ops N] [--tag TAG] [--keep]
+
+Boots Debian guest kernels under QEMU (TCG) against a vhost-user-fs daemon and runs test
+suites on the virtio-fs mount. K and S may be comma-separated lists.
+  --kernel K        6.1 | 6.12 | 7.3 | all (default: all)
+  --suite S         smoke | pjdfstest | fsx | all (default: all)
+  --daemon PATH     the vhost-user-fs daemon (default: our virtiofs-device, built with
+                    `cargo build --release -p virtiofs-device`); `virtiofsd` installs and uses
+                    virtiofsd from crates.io as a stand-in
+  --daemon-arg ARG  one more argument for the daemon, after --socket-path, --shared-dir and
+                    --tag (repeatable; e.g. --daemon-arg=--backend --daemon-arg=macos-logic)
+  --fsx-ops N       fsx operations (default 5000)
+  --tag TAG         the virtio-fs tag (default e2efs)
+  --keep            keep each run's shared directory even when it passed
+  --provision-only  provision kernels, tools and initramfs images, boot nothing
+
+The cache is .cache/e2e/ at the repository root (VIRTIOFS_CACHE overrides it); console logs
+are in <cache>/runs/<kernel>/console.log.
+";
+
+/// Every suite, in the order the guest runs them.
+const SUITES: &[&str] = &["smoke", "pjdfstest", "fsx"];
+
+/// Time bound of each suite in the guest (seconds); the host adds [`BOOT_BOUND`] per boot.
+fn suite_limit(suite: &str) -> u64 {
+    match suite {
+        "pjdfstest" => 2400,
+        "fsx" => 1200,
+        _ => 600,
+    }
+}
+
+/// Time for QEMU to boot, mount and power off, on top of the suites' bounds.
+const BOOT_BOUND: Duration = Duration::from_secs(300);
+
+/// What the guest's kernel command line carries in `e2e_tag=`.
+const DEFAULT_TAG: &str = "e2efs";
+
+/// What the host seeds in the shared directory and the smoke suite reads.
+const HOST_SEED: &str = "hello from the host\n";
+/// What the smoke suite leaves in the shared directory for the host to check.
+const GUEST_WITNESS: &str = "written by the guest\n";
+
+/// The daemon to test.
+#[derive(Debug, Clone)]
+enum Daemon {
+    /// Ours, built by cargo.
+    Ours,
+    /// virtiofsd from crates.io (a stand-in while ours is being written).
+    StandIn,
+    /// Any binary with virtiofsd's command line.
+    Path(PathBuf),
+}
+
+#[derive(Debug)]
+struct Options {
+    kernels: Vec<&'static KernelSpec>,
+    suites: Vec<&'static str>,
+    daemon: Daemon,
+    daemon_args: Vec<String>,
+    fsx_ops: u64,
+    tag: String,
+    keep: bool,
+    provision_only: bool,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut kernels: Vec<&'static KernelSpec> = Vec::new();
+    let mut suites: Vec<&'static str> = Vec::new();
+    let mut options = Options {
+        kernels: Vec::new(),
+        suites: Vec::new(),
+        daemon: Daemon::Ours,
+        daemon_args: Vec::new(),
+        fsx_ops: 5000,
+        tag: DEFAULT_TAG.to_owned(),
+        keep: false,
+        provision_only: false,
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => args
+                    .next()
+                    .cloned()
+                    .with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        match flag {
+            "--kernel" => {
+                for k in value()?.split(',') {
+                    if k == "all" {
+                        kernels.extend(provision::KERNELS.iter());
+                    } else {
+                        let spec = provision::KERNELS
+                            .iter()
+                            .find(|s| s.label == k)
+                            .with_context(|| format!("unknown kernel `{k}` (6.1, 6.12, 7.3)"))?;
+                        kernels.push(spec);
+                    }
+                }
+            }
+            "--suite" => {
+                for s in value()?.split(',') {
+                    if s == "all" {
+                        suites.extend(SUITES.iter().copied());
+                    } else {
+                        let suite =
+                            SUITES.iter().copied().find(|x| *x == s).with_context(|| {
+                                format!("unknown suite `{s}` ({})", SUITES.join(", "))
+                            })?;
+                        suites.push(suite);
+                    }
+                }
+            }
+            "--daemon" => {
+                let v = value()?;
+                options.daemon = if v == "virtiofsd" {
+                    Daemon::StandIn
+                } else {
+                    let path = PathBuf::from(&v);
+                    Daemon::Path(if path.is_relative() && path.components().count() > 1 {
+                        std::env::current_dir()?.join(path)
+                    } else {
+                        path
+                    })
+                };
+            }
+            "--daemon-arg" => options.daemon_args.push(value()?),
+            "--fsx-ops" => {
+                let v = value()?;
+                options.fsx_ops = v
+                    .parse()
+                    .with_context(|| format!("--fsx-ops: `{v}` is not a number"))?;
+            }
+            "--tag" => {
+                let v = value()?;
+                if v.is_empty() || v.len() > 36 || v.contains(char::is_whitespace) {
+                    bail!("--tag: 1 to 36 characters, no white space");
+                }
+                options.tag = v;
+            }
+            "--keep" if inline.is_none() => options.keep = true,
+            "--provision-only" if inline.is_none() => options.provision_only = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => {
+                print!("{USAGE}");
+                bail!("unknown option `{other}`");
+            }
+        }
+    }
+    if kernels.is_empty() {
+        kernels.extend(provision::KERNELS.iter());
+    }
+    if suites.is_empty() {
+        suites.extend(SUITES.iter().copied());
+    }
+    // Dedup, keeping the canonical order.
+    options.kernels = provision::KERNELS
+        .iter()
+        .filter(|k| kernels.iter().any(|x| x.label == k.label))
+        .collect();
+    options.suites = SUITES
+        .iter()
+        .copied()
+        .filter(|s| suites.contains(s))
+        .collect();
+    Ok(options)
+}
+
+/// Entry point of `cargo xtask e2e`.
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let options = parse(args)?;
+    let cache = provision::cache_dir()?;
+    step("provisioning");
+    println!("cache: {}", cache.display());
+    provision::ensure_host_packages()?;
+    let tools = provision::ensure_tools(&cache)?;
+    let mut kernels = Vec::new();
+    for spec in &options.kernels {
+        kernels.push(provision::ensure_kernel(&cache, spec)?);
+    }
+    if options.provision_only {
+        for kernel in &kernels {
+            let image = provision::build_initramfs(&cache, kernel, &tools)?;
+            println!(
+                "{}: {} {}",
+                kernel.label,
+                kernel.vmlinuz.display(),
+                image.display()
+            );
+        }
+        return Ok(());
+    }
+    let daemon = match &options.daemon {
+        Daemon::Ours => {
+            step("building our daemon");
+            let mut cmd = util::cargo();
+            cmd.args(["build", "--release", "-p", "virtiofs-device"]);
+            util::run(cmd)?;
+            util::root().join("target/release/virtiofs-device")
+        }
+        Daemon::StandIn => provision::ensure_stand_in(&cache)?,
+        Daemon::Path(path) => path.clone(),
+    };
+    if !daemon.is_file() {
+        bail!("daemon {} does not exist", daemon.display());
+    }
+
+    let mut reports = Vec::new();
+    for kernel in &kernels {
+        step(&format!("kernel {} ({})", kernel.label, kernel.release));
+        let initramfs = provision::build_initramfs(&cache, kernel, &tools)?;
+        let report = boot(&cache, kernel, &initramfs, &daemon, &options)?;
+        report.print();
+        reports.push(report);
+    }
+
+    step("e2e summary");
+    println!(
+        "daemon: {} {}",
+        daemon.display(),
+        options.daemon_args.join(" ")
+    );
+    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
+    for report in &reports {
+        report.print();
+        for r in &report.results {
+            passed += r.pass;
+            failed += r.fail;
+            skipped += r.skip;
+        }
+    }
+    let failures: Vec<&Report> = reports.iter().filter(|r| !r.ok()).collect();
+    println!("e2e: {passed} passed, {failed} failed, {skipped} skipped");
+    if !failures.is_empty() {
+        for report in &failures {
+            println!(
+                "{}: FAILED; console log {}",
+                report.label,
+                report.console.display()
+            );
+        }
+        bail!(
+            "e2e failed on kernel(s) {}",
+            failures
+                .iter()
+                .map(|r| r.label)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// One suite's figures, from an `E2E-RESULT` line.
+#[derive(Debug, Clone, PartialEq)]
+struct SuiteResult {
+    suite: String,
+    pass: u64,
+    fail: u64,
+    skip: u64,
+    secs: f64,
+}
+
+/// What one boot produced.
+#[derive(Debug)]
+struct Report {
+    label: &'static str,
+    release: String,
+    console: PathBuf,
+    /// Host time from QEMU's start to the guest's init.
+    boot: Option<Duration>,
+    total: Duration,
+    results: Vec<SuiteResult>,
+    /// Failures the guest could not report: timeouts, missing results, daemon crash...
+    problems: Vec<String>,
+    /// `E2E-FAIL` lines, for the table.
+    failures: Vec<String>,
+}
+
+impl Report {
+    fn ok(&self) -> bool {
+        self.problems.is_empty() && self.results.iter().all(|r| r.fail == 0)
+    }
+
+    fn print(&self) {
+        let boot = self
+            .boot
+            .map_or_else(|| "-".to_owned(), |b| format!("{:.1} s", b.as_secs_f64()));
+        println!(
+            "\nkernel {} ({}): boot {boot}, total {:.1} s, {}",
+            self.label,
+            self.release,
+            self.total.as_secs_f64(),
+            if self.ok() { "ok" } else { "FAILED" }
+        );
+        println!(
+            "  {:<12} {:>6} {:>6} {:>6} {:>9}",
+            "suite", "pass", "fail", "skip", "secs"
+        );
+        for r in &self.results {
+            println!(
+                "  {:<12} {:>6} {:>6} {:>6} {:>9.1}  {}",
+                r.suite,
+                r.pass,
+                r.fail,
+                r.skip,
+                r.secs,
+                if r.fail == 0 { "ok" } else { "FAILED" }
+            );
+        }
+        for line in self.failures.iter().take(30) {
+            println!("  {line}");
+        }
+        for problem in &self.problems {
+            println!("  problem: {problem}");
+        }
+        if !self.ok() {
+            println!("  console log: {}", self.console.display());
+        }
+    }
+}
+
+/// Parses `E2E-RESULT <suite> pass N fail N skip N secs S`.
+fn parse_result(line: &str) -> Option<SuiteResult> {
+    let mut words = line.strip_prefix("E2E-RESULT ")?.split_whitespace();
+    let suite = words.next()?.to_owned();
+    let mut result = SuiteResult {
+        suite,
+        pass: 0,
+        fail: 0,
+        skip: 0,
+        secs: 0.0,
+    };
+    while let (Some(key), Some(value)) = (words.next(), words.next()) {
+        match key {
+            "pass" => result.pass = value.parse().ok()?,
+            "fail" => result.fail = value.parse().ok()?,
+            "skip" => result.skip = value.parse().ok()?,
+            "secs" => result.secs = value.parse().ok()?,
+            _ => {}
+        }
+    }
+    Some(result)
+}
+
+/// Checks the guest's results against what was asked: every suite (and the mount) reported.
+fn judge(lines: &[String], suites: &[&str]) -> (Vec<SuiteResult>, Vec<String>, Vec<String>) {
+    let results: Vec<SuiteResult> = lines.iter().filter_map(|l| parse_result(l)).collect();
+    let failures: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("E2E-FAIL "))
+        .cloned()
+        .collect();
+    let mut problems = Vec::new();
+    let mounted = results.iter().any(|r| r.suite == "mount" && r.fail == 0);
+    for suite in std::iter::once(&"mount").chain(suites) {
+        if !results.iter().any(|r| r.suite == *suite) && (mounted || *suite == "mount") {
+            problems.push(format!("no result for {suite}"));
+        }
+    }
+    if mounted && !lines.iter().any(|l| l == "E2E-DONE") {
+        problems.push("the guest did not finish (no E2E-DONE)".to_owned());
+    }
+    (results, failures, problems)
+}
+
+/// A child process that is killed when dropped (QEMU, the daemon).
+struct Guarded {
+    name: &'static str,
+    child: Child,
+    status: Option<ExitStatus>,
+}
+
+impl Guarded {
+    fn poll(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status
+    }
+
+    /// Waits up to `grace` for a clean exit, then SIGTERM, then SIGKILL. Returns the status
+    /// and whether we had to signal it.
+    fn stop(&mut self, grace: Duration) -> (Option<ExitStatus>, bool) {
+        if let Some(status) = wait_for(self, grace) {
+            return (Some(status), false);
+        }
+        let _ = util::cmd("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if let Some(status) = wait_for(self, Duration::from_secs(5)) {
+            return (Some(status), true);
+        }
+        println!("{} did not stop on SIGTERM: killing it", self.name);
+        let _ = self.child.kill();
+        self.status = self.child.wait().ok();
+        (self.status, true)
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if self.poll().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn wait_for(child: &mut Guarded, bound: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(status) = child.poll() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Boots `kernel` once with every selected suite.
+fn boot(
+    cache: &Path,
+    kernel: &Kernel,
+    initramfs: &Path,
+    daemon: &Path,
+    options: &Options,
+) -> Result<Report> {
+    let run_dir = cache.join("runs").join(kernel.label);
+    if run_dir.exists() {
+        fs::remove_dir_all(&run_dir)
+            .with_context(|| format!("cannot clear {}", run_dir.display()))?;
+    }
+    let shared = run_dir.join("shared");
+    fs::create_dir_all(&shared)?;
+    fs::write(shared.join("host-seed.txt"), HOST_SEED)?;
+    let console = run_dir.join("console.log");
+    // A socket path must fit in sun_path (108 bytes): keep it short, outside the cache.
+    let socket = std::env::temp_dir().join(format!(
+        "virtiofs-e2e-{}-{}.sock",
+        std::process::id(),
+        kernel.label
+    ));
+    let _ = fs::remove_file(&socket);
+
+    let daemon_log = File::create(run_dir.join("daemon.log"))?;
+    let mut cmd = Command::new(daemon);
+    cmd.arg("--socket-path")
+        .arg(&socket)
+        .arg("--shared-dir")
+        .arg(&shared)
+        .arg("--tag")
+        .arg(&options.tag)
+        .args(&options.daemon_args)
+        .stdin(Stdio::null())
+        .stdout(daemon_log.try_clone()?)
+        .stderr(daemon_log);
+    println!("$ {}", display(&cmd));
+    let mut daemon_child = Guarded {
+        name: "the daemon",
+        child: cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", daemon.display()))?,
+        status: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        if let Some(status) = daemon_child.poll() {
+            bail!(
+                "the daemon exited before creating its socket ({status}); log {}:\n{}",
+                run_dir.join("daemon.log").display(),
+                tail(&run_dir.join("daemon.log"), 20)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the daemon created no socket at {} within 20 s",
+                socket.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+
+    let limits: Vec<String> = options
+        .suites
+        .iter()
+        .map(|s| format!("{s}:{}", suite_limit(s)))
+        .collect();
+    let append = format!(
+        "console=ttyS0 panic=-1 e2e_tag={} e2e_suites={} e2e_limits={} e2e_fsx_ops={}",
+        options.tag,
+        options.suites.join(","),
+        limits.join(","),
+        options.fsx_ops
+    );
+    let mut qemu = util::cmd("qemu-system-x86_64");
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .args(["-serial", "stdio", "-monitor", "none"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .arg("-append")
+        .arg(&append)
+        .args([
+            "-object",
+            "memory-backend-memfd,id=mem,size=1G,share=on",
+            "-numa",
+            "node,memdev=mem",
+        ])
+        .arg("-chardev")
+        .arg(format!("socket,id=char0,path={}", socket.display()))
+        .arg("-device")
+        .arg(format!(
+            "vhost-user-fs-pci,chardev=char0,tag={},queue-size=1024",
+            options.tag
+        ))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(run_dir.join("qemu.log"))?);
+    println!("$ {}", display(&qemu));
+    let bound = BOOT_BOUND
+        + options
+            .suites
+            .iter()
+            .map(|s| Duration::from_secs(suite_limit(s)))
+            .sum::<Duration>();
+    let started = Instant::now();
+    let mut qemu_child = Guarded {
+        name: "QEMU",
+        child: qemu
+            .spawn()
+            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?,
+        status: None,
+    };
+    let stdout = qemu_child.child.stdout.take().context("QEMU's stdout")?;
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    let log_path = console.clone();
+    let reader = thread::spawn(move || -> Result<()> {
+        let mut log = File::create(&log_path)?;
+        let mut stdout = BufReader::new(stdout);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            if stdout.read_until(b'\n', &mut buf)? == 0 {
+                return Ok(());
+            }
+            log.write_all(&buf)?;
+            let line = String::from_utf8_lossy(&buf);
+            let line = line.trim_end_matches(['\r', '\n']);
+            if let Some(at) = line.find("E2E-") {
+                let _ = tx.send((Instant::now(), line[at..].to_owned()));
+            }
+        }
+    });
+
+    let mut lines = Vec::new();
+    let mut boot_time = None;
+    let mut problems = Vec::new();
+    loop {
+        while let Ok((at, line)) = rx.try_recv() {
+            if line.starts_with("E2E-BOOTED") {
+                boot_time = Some(at - started);
+            }
+            if !line.starts_with("    ") {
+                println!("[{}] {line}", kernel.label);
+            }
+            lines.push(line);
+        }
+        if qemu_child.poll().is_some() {
+            break;
+        }
+        if started.elapsed() > bound {
+            problems.push(format!("timeout: QEMU killed after {} s", bound.as_secs()));
+            let _ = qemu_child.child.kill();
+            let _ = qemu_child.child.wait();
+            break;
+        }
+        if let Some(status) = daemon_child.poll() {
+            problems.push(format!("the daemon exited during the run ({status})"));
+            // Give the guest a moment to report, then stop QEMU.
+            thread::sleep(Duration::from_secs(2));
+            let _ = qemu_child.child.kill();
+            let _ = qemu_child.child.wait();
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let total = started.elapsed();
+    match reader.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => problems.push(format!("reading the console: {e:#}")),
+        Err(_) => problems.push("the console reader panicked".to_owned()),
+    }
+    while let Ok((_, line)) = rx.try_recv() {
+        lines.push(line);
+    }
+    if let Some(status) = qemu_child.status
+        && !status.success()
+        && problems.is_empty()
+    {
+        problems.push(format!(
+            "QEMU exited with {status}; see {}",
+            run_dir.join("qemu.log").display()
+        ));
+    }
+    let (daemon_status, signalled) = daemon_child.stop(Duration::from_secs(3));
+    if !signalled
+        && let Some(status) = daemon_status
+        && !status.success()
+    {
+        problems.push(format!(
+            "the daemon exited with {status}; see {}",
+            run_dir.join("daemon.log").display()
+        ));
+    }
+    let _ = fs::remove_file(&socket);
+
+    let (mut results, failures, mut guest_problems) = judge(&lines, &options.suites);
+    problems.append(&mut guest_problems);
+    if options.suites.contains(&"smoke") && results.iter().any(|r| r.suite == "smoke") {
+        // The other direction: what the guest wrote is on the host.
+        let witness = fs::read_to_string(shared.join("guest-witness.txt")).unwrap_or_default();
+        let ok = witness == GUEST_WITNESS;
+        results.push(SuiteResult {
+            suite: "host-check".to_owned(),
+            pass: u64::from(ok),
+            fail: u64::from(!ok),
+            skip: 0,
+            secs: 0.0,
+        });
+    }
+    let report = Report {
+        label: kernel.label,
+        release: kernel.release.clone(),
+        console,
+        boot: boot_time,
+        total,
+        results,
+        problems,
+        failures,
+    };
+    if report.ok() && !options.keep {
+        let _ = fs::remove_dir_all(&shared);
+    }
+    Ok(report)
+}
+
+/// The last `n` lines of a file, for error messages.
+fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(text: &str) -> Vec<String> {
+        text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn parses_result_lines() {
+        let r = parse_result("E2E-RESULT pjdfstest pass 375 fail 0 skip 23 secs 412.5");
+        assert_eq!(
+            r,
+            Some(SuiteResult {
+                suite: "pjdfstest".to_owned(),
+                pass: 375,
+                fail: 0,
+                skip: 23,
+                secs: 412.5
+            })
+        );
+        assert_eq!(parse_result("E2E-RESULT smoke pass x fail 0"), None);
+        assert_eq!(parse_result("E2E-FAIL smoke chmod"), None);
+    }
+
+    #[test]
+    fn missing_results_are_problems() {
+        let log = lines(
+            "E2E-BOOTED 1.0\nE2E-RESULT mount pass 1 fail 0 skip 0 secs 0.1\n\
+             E2E-RESULT smoke pass 10 fail 0 skip 0 secs 2.0\n",
+        );
+        let (results, failures, problems) = judge(&log, &["smoke", "fsx"]);
+        assert_eq!(results.len(), 2);
+        assert!(failures.is_empty());
+        assert_eq!(
+            problems,
+            vec![
+                "no result for fsx".to_owned(),
+                "the guest did not finish (no E2E-DONE)".to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_mount_is_reported_once() {
+        let log = lines(
+            "E2E-FAIL mount mount -t virtiofs e2efs /mnt: no such device\n\
+             E2E-RESULT mount pass 0 fail 1 skip 0 secs 20.0\nE2E-DONE\n",
+        );
+        let (results, failures, problems) = judge(&log, &["smoke"]);
+        assert_eq!(results[0].fail, 1);
+        assert_eq!(failures.len(), 1);
+        assert!(problems.is_empty());
+    }
+
+    #[test]
+    fn options_default_to_everything() -> Result<()> {
+        let o = parse(&[])?;
+        assert_eq!(o.kernels.len(), 3);
+        assert_eq!(o.suites, SUITES);
+        let o = parse(&[
+            "--kernel=6.12".to_owned(),
+            "--suite".to_owned(),
+            "fsx,smoke".to_owned(),
+            "--daemon-arg=--backend".to_owned(),
+            "--daemon-arg".to_owned(),
+            "macos-logic".to_owned(),
+        ])?;
+        assert_eq!(o.kernels[0].label, "6.12");
+        assert_eq!(o.suites, ["smoke", "fsx"]);
+        assert_eq!(o.daemon_args, ["--backend", "macos-logic"]);
+        assert!(parse(&["--kernel".to_owned(), "5.10".to_owned()]).is_err());
+        Ok(())
+    }
+}
