@@ -182,10 +182,7 @@ impl Toolchain {
             })
             .collect();
         dirs.sort();
-        // The machine's own setting stays behind ours.
-        if let Some(existing) = std::env::var_os("LD_LIBRARY_PATH") {
-            dirs.extend(std::env::split_paths(&existing));
-        }
+        // Not the inherited value: under `cargo run` it points into the rustup toolchain.
         std::env::join_paths(dirs).context("cannot build LD_LIBRARY_PATH")
     }
 
