@@ -47,6 +47,8 @@ struct FieldLayout {
     since: u32,
     /// The C field's name (normalised) before `since`, if it was renamed.
     was: Option<&'static str>,
+    /// C members of an anonymous union that this Rust field stands for (they must lie inside it).
+    covers: &'static [&'static str],
     offset: usize,
     size: usize,
 }
@@ -59,7 +61,10 @@ fn field_size<T, F>(_: fn(&T) -> &F) -> usize {
 macro_rules! layouts {
     ($(
         $c:ident => $rust:ident @ $since:literal $(sized $size_since:literal)? {
-            $( $field:ident $(@ $fsince:literal)? $(was $old:ident)? ),* $(,)?
+            $(
+                $field:ident $(@ $fsince:literal)? $(was $old:ident)?
+                $(covers $($alias:ident)+)?
+            ),* $(,)?
         }
     )*) => {
         vec![$(
@@ -74,6 +79,7 @@ macro_rules! layouts {
                         name: stringify!($field),
                         since: 0 $(+ $fsince)?,
                         was: None $(.or(Some(stringify!($old))))?,
+                        covers: &[$($(stringify!($alias)),+)?],
                         offset: std::mem::offset_of!(abi::$rust, $field),
                         size: field_size(|s: &abi::$rust| &s.$field),
                     },
@@ -86,7 +92,8 @@ macro_rules! layouts {
 /// Every C struct of `linux/fuse.h` (7.46), with the minor that introduced it.
 ///
 /// `field @ N`: the field has its present name, offset and size since 7.N (older headers differ);
-/// `was old`: before that minor the header called it `old`; `sized N`: the struct has its present
+/// `was old`: before that minor the header called it `old`; `covers a b`: the C members `a`
+/// and `b` of an anonymous union are represented by this one Rust field; `sized N`: the struct has its present
 /// size since 7.N. Minors before [`OLDEST_HEADER_MINOR`] are not tracked (written as 0).
 fn table() -> Vec<Layout> {
     layouts! {
@@ -494,10 +501,12 @@ fn compare(
             let name = rust_field(cf);
             let by_name = t.fields.iter().find(|f| f.name == name);
             let by_old = t.fields.iter().find(|f| f.was == Some(name) && m < f.since);
-            match (by_name, by_old) {
-                (Some(f), _) if m >= f.since.max(t.since) => {
+            let by_cover = t.fields.iter().find(|f| f.covers.contains(&name));
+            let measured = c.fields[&(t.c.to_owned(), cf.clone())];
+            match (by_name, by_old, by_cover) {
+                (Some(f), _, _) if m >= f.since.max(t.since) => {
                     compared += 1;
-                    let (c_off, c_len) = c.fields[&(t.c.to_owned(), cf.clone())];
+                    let (c_off, c_len) = measured;
                     if (c_off, c_len) != (f.offset, f.size) {
                         problems.push(format!(
                             "{}.{cf}: C offset {c_off} size {c_len}, but {}.{} has offset {} \
@@ -506,8 +515,22 @@ fn compare(
                         ));
                     }
                 }
-                (Some(_), _) | (None, Some(_)) => {} // older layout of this field: not compared
-                (None, None) => problems.push(format!(
+                // An older layout of this field: not compared.
+                (Some(_), _, _) | (None, Some(_), _) => {}
+                (None, None, Some(f)) => {
+                    if m >= f.since.max(t.since) {
+                        compared += 1;
+                        let (c_off, c_len) = measured;
+                        if c_off < f.offset || c_off + c_len > f.offset + f.size {
+                            problems.push(format!(
+                                "{}.{cf}: C offset {c_off} size {c_len} lies outside {}.{} \
+                                 (offset {} size {}), which stands for it",
+                                t.c, t.rust, f.name, f.offset, f.size
+                            ));
+                        }
+                    }
+                }
+                (None, None, None) => problems.push(format!(
                     "{}.{cf} (7.{m} header) has no Rust counterpart: {}.{name} is missing from \
                      fuse-abi or from the table",
                     t.c, t.rust
@@ -641,4 +664,50 @@ fn the_comparison_can_fail() {
         all.contains("struct fuse_in_header exists since 7.0"),
         "{all}"
     );
+}
+
+#[test]
+fn union_members_must_lie_inside_the_field_that_covers_them() {
+    let table = [Layout {
+        c: "fuse_u",
+        rust: "U",
+        since: 0,
+        size_since: 0,
+        size: 24,
+        fields: vec![
+            FieldLayout {
+                name: "a",
+                since: 0,
+                was: None,
+                covers: &[],
+                offset: 0,
+                size: 8,
+            },
+            FieldLayout {
+                name: "pool",
+                since: 0,
+                was: None,
+                covers: &["idx"],
+                offset: 8,
+                size: 16,
+            },
+        ],
+    }];
+    let mut header = BTreeMap::new();
+    let fields = vec!["a".to_owned(), "pool".to_owned(), "idx".to_owned()];
+    header.insert("fuse_u".to_owned(), CStruct { fields });
+    let mut c = Measured {
+        minor: 46,
+        ..Measured::default()
+    };
+    c.sizes.insert("fuse_u".into(), 24);
+    c.fields.insert(("fuse_u".into(), "a".into()), (0, 8));
+    c.fields.insert(("fuse_u".into(), "pool".into()), (8, 16));
+    c.fields.insert(("fuse_u".into(), "idx".into()), (8, 2));
+    let (problems, compared) = compare(46, &header, &c, &table);
+    assert_eq!((problems.len(), compared), (0, 3), "{problems:?}");
+    c.fields.insert(("fuse_u".into(), "idx".into()), (23, 2));
+    let (problems, _) = compare(46, &header, &c, &table);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("fuse_u.idx: C offset 23 size 2 lies outside U.pool"));
 }
