@@ -32,7 +32,8 @@ macro_rules! darwin_consts {
     };
 }
 
-// errno values (`<sys/errno.h>`). 1 to 34 are the same as Linux; from 35 up they differ.
+// errno values (`<sys/errno.h>`). 1 to 34 are the same as Linux except 11 (EDEADLK; Linux's
+// EAGAIN); from 35 up they differ.
 darwin_consts! {
     /// Operation not permitted.
     EPERM: i32 = 1;

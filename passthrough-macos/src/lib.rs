@@ -5,3 +5,4 @@
 //! the Apple targets on Linux.
 
 pub mod darwin_abi;
+pub mod errno;
