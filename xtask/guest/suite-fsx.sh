@@ -1,7 +1,7 @@
 #!/bin/sh
-# fsx on a file of /mnt: FSX_OPS operations (default 5000) with a fixed seed, the operation
+# fsx on a file of /mnt: FSX_OPS operations (default 10000) with a fixed seed, the operation
 # mix of /e2e/fsx.toml. Writes "pass 1 fail 0 skip 0" to $RESULT when fsx exits 0.
-ops=${FSX_OPS:-5000}
+ops=${FSX_OPS:-10000}
 seed=${FSX_SEED:-20240501}
 dir=/mnt/fsx
 rm -rf "$dir"

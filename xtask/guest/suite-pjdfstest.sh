@@ -13,6 +13,8 @@ done
 awk '/FAILED|PASSED UNEXPECTEDLY/ { show = 1; print "    " $0; next }
      /^[^ \t]/ { show = 0 }
      show { print "    " $0 }' "$log" | head -n 200
+# The whole run, indented, for the console log (the host only reads E2E- lines).
+sed 's/^/    /' "$log"
 summary=$(grep "^Summary:" "$log" | tail -n 1)
 echo "E2E-INFO pjdfstest ${summary:-no summary line, exit code $code}"
 if [ -z "$summary" ]; then

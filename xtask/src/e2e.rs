@@ -32,7 +32,7 @@ suites on the virtio-fs mount. K and S may be comma-separated lists.
                     virtiofsd from crates.io as a stand-in
   --daemon-arg ARG  one more argument for the daemon, after --socket-path, --shared-dir and
                     --tag (repeatable; e.g. --daemon-arg=--backend --daemon-arg=macos-logic)
-  --fsx-ops N       fsx operations (default 5000)
+  --fsx-ops N       fsx operations (default 10000)
   --tag TAG         the virtio-fs tag (default e2efs)
   --keep            keep each run's shared directory even when it passed
   --provision-only  provision kernels, tools and initramfs images, boot nothing
@@ -95,7 +95,7 @@ fn parse(args: &[String]) -> Result<Options> {
         suites: Vec::new(),
         daemon: Daemon::Ours,
         daemon_args: Vec::new(),
-        fsx_ops: 5000,
+        fsx_ops: 10000,
         tag: DEFAULT_TAG.to_owned(),
         keep: false,
         provision_only: false,
@@ -614,9 +614,15 @@ fn boot(
             break;
         }
         if let Some(status) = daemon_child.poll() {
-            problems.push(format!("the daemon exited during the run ({status})"));
-            // Give the guest a moment to report, then stop QEMU.
-            thread::sleep(Duration::from_secs(2));
+            // virtiofsd exits when the guest powers off and QEMU disconnects: that is only
+            // a problem if QEMU does not follow shortly, or the guest had not finished.
+            let exited = wait_for(&mut qemu_child, Duration::from_secs(10)).is_some();
+            while let Ok((_, line)) = rx.try_recv() {
+                lines.push(line);
+            }
+            if !exited || !lines.iter().any(|l| l == "E2E-DONE") {
+                problems.push(format!("the daemon exited during the run ({status})"));
+            }
             let _ = qemu_child.child.kill();
             let _ = qemu_child.child.wait();
             break;
