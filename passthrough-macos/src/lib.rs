@@ -6,3 +6,4 @@
 
 pub mod darwin_abi;
 pub mod errno;
+pub mod open_flags;
