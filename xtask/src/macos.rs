@@ -8,9 +8,10 @@
 //! privately with `dpkg-deb -x` into `.cache/macos-toolchain/root/`; nothing is installed.
 //! `cargo check -Zbuild-std=core,std --target <apple target>` with `RUSTC_BOOTSTRAP=1` then
 //! rebuilds `core`/`std` for the target from those sources and type-checks [`PACKAGES`] against
-//! the `libc` crate's real Darwin definitions. Linking is impossible (no Apple linker or SDK),
-//! so it is a check only; `const` assertions in the checked crates (e.g. passthrough-macos's
-//! Darwin constant table against `libc`) are evaluated by it.
+//! the `libc` crate's real Darwin definitions (and, for `aarch64-unknown-linux-gnu`, its aarch64
+//! Linux ones). Linking is impossible (no Apple linker or SDK), so it is a check only; `const`
+//! assertions in the checked crates (e.g. passthrough-macos's Darwin constant table against
+//! `libc`) are evaluated by it.
 //!
 //! Provisioning is idempotent: a complete toolchain is marked by a stamp file and reused; a
 //! broken or partial one is removed and fetched again. The check's own target directory is
@@ -30,8 +31,14 @@ use crate::util::{self, display, step};
 /// macOS.
 pub(crate) const PACKAGES: &[&str] = &["passthrough-macos"];
 
-/// The Apple targets checked.
-pub(crate) const TARGETS: &[&str] = &["aarch64-apple-darwin", "x86_64-apple-darwin"];
+/// The targets checked: the Apple ones, and aarch64 Linux, where passthrough-macos asserts its
+/// aarch64 guest open-flag values against `libc` (the x86_64 ones are asserted by every build
+/// on this x86_64 machine).
+pub(crate) const TARGETS: &[&str] = &[
+    "aarch64-apple-darwin",
+    "x86_64-apple-darwin",
+    "aarch64-unknown-linux-gnu",
+];
 
 /// The Debian packages asked of apt; apt adds the versioned std package and missing libraries.
 const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
@@ -48,7 +55,8 @@ usage: cargo xtask check-macos [--target TARGET]... [-p PACKAGE]... [--provision
 Type-checks the macOS crates for the Apple targets with Debian's Rust toolchain and its std
 sources (downloaded once with apt-get into .cache/macos-toolchain/; nothing is installed).
 
-  --target TARGET    check only this target (default: aarch64-apple-darwin, x86_64-apple-darwin)
+  --target TARGET    check only this target (default: aarch64-apple-darwin,
+                     x86_64-apple-darwin, aarch64-unknown-linux-gnu)
   -p, --package P    check only this package (default: passthrough-macos)
   --provision-only   fetch and extract the toolchain, then stop
 ";
