@@ -331,7 +331,8 @@ fn packages_to_fetch() -> Result<Vec<(String, String)>> {
         .with_context(|| format!("failed to start `{shown}` (is this Debian?)"))?;
     if !out.status.success() {
         bail!(
-            "`{shown}` failed ({}): {}\nrun it again to reproduce",
+            "`{shown}` failed ({}): {}\nrun it again to reproduce (if apt cannot locate the \
+             packages, the machine's package lists are missing or stale: `apt-get update`)",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
