@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::layout;
+use crate::{layout, macos};
 use crate::util::{self, cargo, step};
 
 /// One named CI step.
@@ -30,6 +30,11 @@ const STEPS: &[Step] = &[
         "layout",
         "fuse-abi vs C fuse.h (system + newest Debian)",
         layout::run_all,
+    ),
+    Step::new(
+        "check-macos",
+        "type-check passthrough-macos for Apple targets (Debian toolchain)",
+        macos::run_all,
     ),
 ];
 
