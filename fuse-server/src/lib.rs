@@ -8,17 +8,37 @@
 //! - [`FileSystem`]: what a backend implements, one method per operation, ENOSYS by default;
 //! - [`Capabilities`]: what a backend declares it can honour; nothing else is ever negotiated;
 //! - [`io`]: the [`Reader`]/[`Writer`] a transport implements, with the zero-copy pair
-//!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data.
+//!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data; [`mem`] has host-memory versions;
+//! - [`Server`]: bytes in, bytes out, every opcode ([`server`] documents the server-side
+//!   handling and the buffers);
+//! - [`negotiate`]: FUSE_INIT negotiation as a pure function.
 //!
 //! This crate knows nothing of virtqueues or `/dev/fuse`.
+//!
+//! # Cargo features
+//!
+//! - `test-utils`: `fuse_server::test_utils`, a recording test backend and a null backend for other
+//!   crates' tests and for fuzzing.
 #![forbid(unsafe_code)]
 
 mod capabilities;
 mod filesystem;
 pub mod io;
+pub mod mem;
+pub mod negotiate;
+pub mod server;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
+#[cfg(test)]
+mod tests;
 mod types;
 
 pub use capabilities::Capabilities;
 pub use filesystem::{FileSystem, FsResult};
 pub use io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
+pub use negotiate::{
+    CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,
+    TransportKind,
+};
+pub use server::{Error, Outcome, RequestBuffer, Server, ServerConfig};
 pub use types::*;

@@ -1,0 +1,200 @@
+//! [`Reader`] and [`Writer`] over host memory: a request in a byte slice, a reply into a byte
+//! slice. Tests, fuzzing and the `/dev/fuse` transport (which `read`s a whole request into a
+//! host buffer and `write`s a whole reply from one) use them.
+//!
+//! The zero-copy methods move file data with one positional read or write between the file and
+//! the slice (through a duplicated descriptor, so this module needs no `unsafe`).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::FileExt;
+
+use crate::io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
+
+fn file_of(fd: BorrowedFd<'_>) -> io::Result<File> {
+    Ok(File::from(fd.try_clone_to_owned()?))
+}
+
+/// A request held in host memory.
+#[derive(Debug)]
+pub struct MemReader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> MemReader<'a> {
+    /// Reads from the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> MemReader<'a> {
+        MemReader { buf, pos: 0 }
+    }
+
+    /// The bytes not yet consumed.
+    pub fn rest(&self) -> &'a [u8] {
+        self.buf.get(self.pos..).unwrap_or(&[])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = self.pos.saturating_add(n).min(self.buf.len());
+    }
+}
+
+impl io::Read for MemReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let rest = self.rest();
+        let n = rest.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), rest.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl ZeroCopyReader for MemReader<'_> {
+    fn read_to(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
+        let rest = self.rest();
+        let data = rest.get(..count.min(rest.len())).unwrap_or(&[]);
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let n = file_of(fd)?.write_at(data, off)?;
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl Reader for MemReader<'_> {
+    fn remaining(&self) -> usize {
+        self.buf.len().saturating_sub(self.pos)
+    }
+}
+
+/// Reply space in host memory; what was written is [`MemWriter::written`].
+#[derive(Debug)]
+pub struct MemWriter<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> MemWriter<'a> {
+    /// Writes into `buf` from its start; `buf.len()` is the reply space.
+    pub fn new(buf: &'a mut [u8]) -> MemWriter<'a> {
+        MemWriter { buf, len: 0 }
+    }
+
+    /// The reply written so far.
+    pub fn written(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        let len = self.len;
+        self.buf.get_mut(len..).unwrap_or(&mut [])
+    }
+}
+
+impl io::Write for MemWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let spare = self.spare();
+        let n = spare.len().min(data.len());
+        if let (Some(dst), Some(src)) = (spare.get_mut(..n), data.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.len = self.len.saturating_add(n);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ZeroCopyWriter for MemWriter<'_> {
+    fn write_from(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
+        let file = file_of(fd)?;
+        let spare = self.spare();
+        let n = count.min(spare.len());
+        let Some(dst) = spare.get_mut(..n) else {
+            return Ok(0);
+        };
+        if dst.is_empty() {
+            return Ok(0);
+        }
+        let got = file.read_at(dst, off)?;
+        self.len = self.len.saturating_add(got);
+        Ok(got)
+    }
+}
+
+impl Writer for MemWriter<'_> {
+    fn available(&self) -> usize {
+        self.buf.len().saturating_sub(self.len)
+    }
+
+    fn bytes_written(&self) -> usize {
+        self.len
+    }
+
+    fn write_at(&mut self, offset: usize, data: &[u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(data.len())
+            .filter(|&end| end <= self.len)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        let dst = self
+            .buf
+            .get_mut(offset..end)
+            .ok_or(io::ErrorKind::InvalidInput)?;
+        dst.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn reader_and_writer_account_bytes() {
+        let mut r = MemReader::new(b"hello");
+        let mut two = [0u8; 2];
+        assert_eq!(r.read(&mut two).ok(), Some(2));
+        assert_eq!(r.remaining(), 3);
+        let mut space = [0u8; 4];
+        let mut w = MemWriter::new(&mut space);
+        assert_eq!(w.write(b"abcdef").ok(), Some(4));
+        assert_eq!(w.available(), 0);
+        assert!(w.write_at(2, b"XY").is_ok());
+        assert!(w.write_at(3, b"XY").is_err());
+        assert_eq!(w.written(), b"abXY");
+    }
+
+    #[test]
+    fn zero_copy_moves_file_data() -> io::Result<()> {
+        let file = tempfile()?;
+        let mut r = MemReader::new(b"0123456789");
+        assert_eq!(r.read_to(file.as_fd(), 4, 2)?, 4);
+        assert_eq!(r.remaining(), 6);
+        let mut space = [0u8; 8];
+        let mut w = MemWriter::new(&mut space);
+        assert_eq!(w.write_from(file.as_fd(), 100, 2)?, 4);
+        assert_eq!(w.written(), b"0123");
+        Ok(())
+    }
+
+    fn tempfile() -> io::Result<File> {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("fuse-server-mem-{}", std::process::id()));
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        std::fs::remove_file(&path)?;
+        Ok(file)
+    }
+}

@@ -1,0 +1,4 @@
+//! Crate tests: the dispatcher over every opcode, bad input, and negotiation properties
+//! against a model of the kernel.
+
+mod dispatch;
