@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use crate::{layout, macos};
 use crate::util::{self, cargo, step};
+use crate::{layout, macos};
 
 /// One named CI step.
 struct Step {
