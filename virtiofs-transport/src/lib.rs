@@ -1,1 +1,58 @@
-//! `virtiofs-transport`: see the repository's `ARCHITECTURE.md`. This crate is being built.
+//! Moves FUSE messages between a FUSE client and [`fuse_server`]: descriptor chains on a
+//! virtqueue in guest memory (virtio-fs), and the host kernel's `/dev/fuse` channel.
+//!
+//! ```text
+//! fuse-abi ◄── fuse-server ◄── virtiofs-transport ◄── virtiofs-device
+//!                 (Reader, Writer, ZeroCopy*)      (vm-memory, virtio-queue, /dev/fuse)
+//! ```
+//!
+//! # Virtqueues
+//!
+//! A worker owns one queue and one [`ChainBuffers`]. For each chain it pops,
+//! [`ChainBuffers::parse`] walks the descriptors — direct or through one indirect table — and
+//! checks every index, address and length the guest supplied (overflow, outside guest memory,
+//! readable after writable, loops, longer than the table): a malformed chain is a typed
+//! [`Error`], never a panic. The [`Request`] it returns holds a [`ChainReader`] over the
+//! device-readable buffers and a [`ChainWriter`] over the device-writable ones; both implement
+//! fuse-server's I/O traits, file data moves with one `preadv`/`pwritev` over iovecs of the
+//! guest buffers, and every byte written into guest memory is marked dirty in vm-memory's
+//! bitmap. [`Request::finish`] checks the reply (`out_header.len` == bytes written, `unique`
+//! echoed, error in range) and is the only source of the used length ([`Completion`]).
+//! [`process_queue`] is the whole loop, with EVENT_IDX notification suppression.
+//!
+//! Guest memory is only reached through vm-memory's `Bytes` and `VolatileSlice` APIs; no Rust
+//! reference into guest memory is ever formed, since the guest may change it at any time.
+//!
+//! # `/dev/fuse`
+//!
+//! See [`dev_fuse`]: mount with options, one request per `read()`, replies with `writev`,
+//! several reader threads on cloned descriptors, unmount on drop.
+//!
+//! # Unsafe code
+//!
+//! Only in the private `sys` module: one system call per `unsafe` block, each with its proof.
+//!
+//! # Cargo features
+//!
+//! - `fuzzing`: [`fuzzing`], which builds chains in mock guest memory from raw bytes (the
+//!   `transport_chain` fuzz target and its regression tests).
+#![deny(unsafe_code)]
+
+mod chain;
+pub mod dev_fuse;
+mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+mod queue;
+mod reader;
+mod reply;
+#[allow(unsafe_code, dead_code)] // dead_code: the /dev/fuse half lands next
+mod sys;
+mod writer;
+
+pub use chain::{ChainBuffers, DescTable, Request};
+pub use error::{Error, Result};
+pub use queue::{QueueStats, add_used, process_queue};
+pub use reader::ChainReader;
+pub use reply::{Completion, FinishedReply};
+pub use writer::ChainWriter;
