@@ -6,4 +6,6 @@
 
 pub mod darwin_abi;
 pub mod errno;
+pub mod lock;
 pub mod open_flags;
+pub mod seek;
