@@ -2,3 +2,5 @@
 //! against a model of the kernel.
 
 mod dispatch;
+mod kernel_model;
+mod negotiation_props;
