@@ -4,8 +4,11 @@
 //! calls macOS is `cfg(target_os = "macos")`. `cargo xtask check-macos` type-checks the crate for
 //! the Apple targets on Linux.
 
+pub mod at_flags;
 pub mod darwin_abi;
+pub mod dev;
 pub mod errno;
 pub mod lock;
 pub mod open_flags;
 pub mod seek;
+pub mod time;
