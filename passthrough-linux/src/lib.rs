@@ -1,2 +1,186 @@
-//! `passthrough-linux`: see the repository's `ARCHITECTURE.md`. This crate is being built.
+//! `passthrough-linux`: a [`fuse_server::FileSystem`] serving a host directory on Linux, confined
+//! to that directory.
+//!
+//! ```text
+//! fuse-abi  ◄──  fuse-server  ◄──  passthrough-linux  ◄──  virtiofs-device
+//! ```
+//!
+//! # Design
+//!
+//! - **Inodes** ([`inode`](crate)): every node id names one host inode by an `O_PATH` descriptor
+//!   or a file handle (`name_to_handle_at`), keyed by (dev, ino, mount id), with a bounded
+//!   lookup count. Descriptors held on the guest's behalf (inode descriptors, open files, lock
+//!   descriptions) come from one budget ([`Config::max_open_fds`]); past it the guest gets
+//!   ENFILE, the daemon never runs out.
+//! - **Confinement**: a guest name is one component, never `.` or `..`, and is only ever
+//!   resolved relative to its parent's descriptor with
+//!   `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` and `O_NOFOLLOW`
+//!   (or `openat(O_NOFOLLOW)` where `openat2` is missing), or passed to a `*at` call that does
+//!   not follow a trailing symlink (`mkdirat`, `unlinkat`, `renameat2`, `symlinkat`, ...).
+//!   Paths are never joined. Symlinks are created and read, never followed. Only regular files
+//!   and directories are ever opened for I/O (through their file handle or by reopening
+//!   `/proc/self/fd/N`); FIFOs, sockets and devices stay `O_PATH`.
+//! - **Identity**: creating requests run with the caller's fsuid/fsgid on the worker thread
+//!   (raw `setresuid`/`setresgid`), its supplementary group (CREATE_SUPP_GROUP) and its umask
+//!   (DONT_MASK, per-thread umask after `unshare(CLONE_FS)`). Other requests run as the
+//!   daemon: the guest kernel checks permissions (virtio-fs and `default_permissions` mounts).
+//!   uid/gid 0xFFFFFFFF (ALLOW_IDMAP) is never used as an identity: creating requests carrying
+//!   it fail with EOVERFLOW, which is what the kernel itself does.
+//! - **Errors**: every failure is an errno for the guest; nothing a request carries can make the
+//!   backend panic or exit.
+//!
+//! Unsafe code lives in `sys.rs` only.
 #![cfg(target_os = "linux")]
+#![deny(unsafe_code)]
+
+mod config;
+mod credentials;
+mod errno;
+mod handle;
+mod inode;
+mod ops;
+#[allow(unsafe_code)]
+mod sys;
+mod xattrmap;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use fuse_abi::InitFlags;
+
+pub use config::{CachePolicy, Config, ConfigBuilder, ConfigError, FileHandleMode};
+pub use xattrmap::{XattrMap, XattrMapError};
+
+use handle::HandleTable;
+use inode::{FdBudget, InodeKey, InodeRef, InodeStore, NewInode};
+
+/// Why the backend could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The shared directory cannot be opened.
+    #[error("cannot open the shared directory {path}: {source}")]
+    OpenRoot {
+        /// The configured root.
+        path: PathBuf,
+        /// The host error.
+        source: io::Error,
+    },
+    /// `/proc/self/fd` is needed to reopen inodes.
+    #[error("cannot open /proc/self/fd: {0}")]
+    OpenProc(io::Error),
+    /// File handles were made mandatory but cannot be used.
+    #[error("file handles are mandatory but unusable (CAP_DAC_READ_SEARCH?): {0}")]
+    FileHandles(io::Error),
+}
+
+/// The Linux passthrough backend.
+#[derive(Debug)]
+pub struct PassthroughFs {
+    cfg: Config,
+    inodes: InodeStore,
+    handles: HandleTable,
+    budget: Arc<FdBudget>,
+    proc_self_fd: OwnedFd,
+    /// The flags in force, as negotiated at the last FUSE_INIT.
+    negotiated: AtomicU64,
+    /// Whether identities can be switched (the daemon runs as root).
+    switch_creds: bool,
+    /// Whether inodes are referenced by file handles.
+    use_handles: bool,
+    /// One descriptor per mount seen, for `open_by_handle_at`.
+    mounts: Mutex<HashMap<u64, Arc<OwnedFd>>>,
+}
+
+impl PassthroughFs {
+    /// Opens the shared directory and prepares the backend.
+    ///
+    /// # Errors
+    ///
+    /// [`Error`] when the root or `/proc/self/fd` cannot be opened, or file handles are
+    /// mandatory and unusable.
+    pub fn new(cfg: Config) -> Result<PassthroughFs, Error> {
+        let open_root_err = |source| Error::OpenRoot {
+            path: cfg.root.clone(),
+            source,
+        };
+        let path = CString::new(cfg.root.as_os_str().as_bytes())
+            .map_err(|_| open_root_err(io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let root_fd =
+            sys::open_path(&path, libc::O_PATH | libc::O_DIRECTORY).map_err(open_root_err)?;
+        let stx = sys::statx(root_fd.as_fd(), 0, sys::STATX_WANTED).map_err(open_root_err)?;
+        let proc_self_fd = sys::open_path(c"/proc/self/fd", libc::O_PATH | libc::O_DIRECTORY)
+            .map_err(Error::OpenProc)?;
+        let budget = FdBudget::new(cfg.max_open_fds);
+
+        let mut use_handles = cfg.file_handles != FileHandleMode::Never;
+        if use_handles {
+            let probe = sys::name_to_handle(root_fd.as_fd())
+                .and_then(|(h, _)| sys::open_by_handle(root_fd.as_fd(), &h, libc::O_PATH));
+            if let Err(e) = probe {
+                if cfg.file_handles == FileHandleMode::Mandatory {
+                    return Err(Error::FileHandles(e));
+                }
+                log::warn!("file handles unusable ({e}); using O_PATH descriptors");
+                use_handles = false;
+            }
+        }
+        let permit = budget
+            .acquire()
+            .map_err(|_| open_root_err(io::Error::from_raw_os_error(libc::ENFILE)))?;
+        let root = NewInode {
+            key: InodeKey::of(&stx),
+            kind: u32::from(stx.stx_mode) & fuse_abi::mode::S_IFMT,
+            mount_root: false,
+            iref: InodeRef::Fd {
+                fd: root_fd,
+                _permit: permit,
+            },
+        };
+        Ok(PassthroughFs {
+            inodes: InodeStore::new(root),
+            handles: HandleTable::default(),
+            budget,
+            proc_self_fd,
+            negotiated: AtomicU64::new(0),
+            switch_creds: sys::geteuid() == 0,
+            use_handles,
+            mounts: Mutex::new(HashMap::new()),
+            cfg,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Host descriptors currently held on the guest's behalf.
+    pub fn fds_in_use(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// Node ids currently known (the root included).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Open file and directory handles.
+    pub fn handle_count(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// The lookup count of a node id, if it is known.
+    pub fn lookup_count(&self, nodeid: u64) -> Option<u64> {
+        self.inodes.refs(nodeid)
+    }
+
+    fn negotiated(&self) -> InitFlags {
+        InitFlags::from_bits_retain(self.negotiated.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,289 @@
+//! What the backend serves and how: built with [`Config::builder`], validated once.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fuse_abi::OpenOutFlags;
+
+use crate::xattrmap::XattrMap;
+
+/// How much the guest may cache (virtiofsd's `--cache`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// No caching: zero timeouts, every open is `FOPEN_DIRECT_IO`.
+    Never,
+    /// Metadata cached for a day, data never (`FOPEN_DIRECT_IO`).
+    Metadata,
+    /// Metadata cached for one second; data cached and revalidated on open.
+    #[default]
+    Auto,
+    /// Everything cached for a day; data kept across opens (`FOPEN_KEEP_CACHE`).
+    Always,
+}
+
+impl CachePolicy {
+    /// Entry and attribute timeout.
+    pub fn timeout(self) -> Duration {
+        match self {
+            CachePolicy::Never => Duration::ZERO,
+            CachePolicy::Auto => Duration::from_secs(1),
+            CachePolicy::Metadata | CachePolicy::Always => Duration::from_secs(86_400),
+        }
+    }
+
+    /// FOPEN flags for an opened regular file.
+    pub fn open_flags(self) -> OpenOutFlags {
+        match self {
+            CachePolicy::Never | CachePolicy::Metadata => OpenOutFlags::DIRECT_IO,
+            CachePolicy::Auto => OpenOutFlags::empty(),
+            CachePolicy::Always => OpenOutFlags::KEEP_CACHE,
+        }
+    }
+
+    /// FOPEN flags for an opened directory.
+    pub fn opendir_flags(self) -> OpenOutFlags {
+        match self {
+            CachePolicy::Always => OpenOutFlags::KEEP_CACHE | OpenOutFlags::CACHE_DIR,
+            _ => OpenOutFlags::empty(),
+        }
+    }
+}
+
+/// How inodes are referenced (virtiofsd's `--inode-file-handles`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FileHandleMode {
+    /// An `O_PATH` descriptor per inode.
+    Never,
+    /// A file handle where the filesystem supports one (needs `CAP_DAC_READ_SEARCH`), else an
+    /// `O_PATH` descriptor.
+    #[default]
+    Prefer,
+    /// File handles only: starting fails without `CAP_DAC_READ_SEARCH`, lookups of inodes
+    /// without a handle fail.
+    Mandatory,
+}
+
+/// A configuration error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// POSIX ACLs are stored as xattrs.
+    #[error("posix_acl needs xattr support enabled")]
+    AclWithoutXattr,
+    /// An xattrmap that applies to nothing when xattrs are off.
+    #[error("an xattr map was given but xattrs are disabled")]
+    XattrMapWithoutXattr,
+    /// The fd budget is too small to work.
+    #[error("max_open_fds must be at least 16, got {0}")]
+    TooFewFds(usize),
+    /// Writeback caching makes no sense on a read-only share.
+    #[error("writeback needs a writable share")]
+    WritebackReadonly,
+}
+
+/// The backend's configuration. Fields are public for reading; build through [`ConfigBuilder`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The host directory served as the root.
+    pub root: PathBuf,
+    /// Cache policy.
+    pub cache: CachePolicy,
+    /// Declare WRITEBACK_CACHE.
+    pub writeback: bool,
+    /// Serve extended attributes.
+    pub xattr: bool,
+    /// Declare POSIX_ACL (needs `xattr`).
+    pub posix_acl: bool,
+    /// Name mapping for xattrs.
+    pub xattrmap: Option<XattrMap>,
+    /// Refuse every change with EROFS.
+    pub readonly: bool,
+    /// Inode references.
+    pub file_handles: FileHandleMode,
+    /// Mark mount points inside the share with FUSE_ATTR_SUBMOUNT (declares SUBMOUNTS).
+    pub announce_submounts: bool,
+    /// Pass the guest's `O_DIRECT` to the host (otherwise it is dropped).
+    pub allow_direct_io: bool,
+    /// Declare HANDLE_KILLPRIV_V2 (the backend then clears suid/sgid and capabilities itself).
+    pub killpriv_v2: bool,
+    /// Declare SECURITY_CTX (set the guest's LSM label on new inodes).
+    pub security_label: bool,
+    /// Most host descriptors the guest can make the backend hold (inodes plus open handles).
+    pub max_open_fds: usize,
+    /// Longest time a SETLKW (blocking lock) keeps a worker before answering EINTR.
+    pub lock_wait: Duration,
+}
+
+impl Config {
+    /// A builder for the share rooted at `root`, with the defaults: cache `auto`, no writeback,
+    /// xattrs on, no ACLs, writable, file handles `prefer`, no submounts, no direct I/O, no
+    /// killpriv_v2, no security labels, 3/4 of `RLIMIT_NOFILE` descriptors, 1 s lock waits.
+    pub fn builder(root: impl Into<PathBuf>) -> ConfigBuilder {
+        ConfigBuilder {
+            config: Config {
+                root: root.into(),
+                cache: CachePolicy::default(),
+                writeback: false,
+                xattr: true,
+                posix_acl: false,
+                xattrmap: None,
+                readonly: false,
+                file_handles: FileHandleMode::default(),
+                announce_submounts: false,
+                allow_direct_io: false,
+                killpriv_v2: false,
+                security_label: false,
+                max_open_fds: 0,
+                lock_wait: Duration::from_secs(1),
+            },
+        }
+    }
+}
+
+/// Builds a validated [`Config`].
+#[derive(Clone, Debug)]
+pub struct ConfigBuilder {
+    config: Config,
+}
+
+impl ConfigBuilder {
+    /// Cache policy.
+    #[must_use]
+    pub fn cache(mut self, cache: CachePolicy) -> Self {
+        self.config.cache = cache;
+        self
+    }
+
+    /// Writeback caching.
+    #[must_use]
+    pub fn writeback(mut self, on: bool) -> Self {
+        self.config.writeback = on;
+        self
+    }
+
+    /// Extended attributes.
+    #[must_use]
+    pub fn xattr(mut self, on: bool) -> Self {
+        self.config.xattr = on;
+        self
+    }
+
+    /// POSIX ACLs.
+    #[must_use]
+    pub fn posix_acl(mut self, on: bool) -> Self {
+        self.config.posix_acl = on;
+        self
+    }
+
+    /// An xattr name map.
+    #[must_use]
+    pub fn xattrmap(mut self, map: XattrMap) -> Self {
+        self.config.xattrmap = Some(map);
+        self
+    }
+
+    /// Read-only share.
+    #[must_use]
+    pub fn readonly(mut self, on: bool) -> Self {
+        self.config.readonly = on;
+        self
+    }
+
+    /// Inode references.
+    #[must_use]
+    pub fn file_handles(mut self, mode: FileHandleMode) -> Self {
+        self.config.file_handles = mode;
+        self
+    }
+
+    /// Announce submounts.
+    #[must_use]
+    pub fn announce_submounts(mut self, on: bool) -> Self {
+        self.config.announce_submounts = on;
+        self
+    }
+
+    /// Honour the guest's `O_DIRECT`.
+    #[must_use]
+    pub fn allow_direct_io(mut self, on: bool) -> Self {
+        self.config.allow_direct_io = on;
+        self
+    }
+
+    /// HANDLE_KILLPRIV_V2.
+    #[must_use]
+    pub fn killpriv_v2(mut self, on: bool) -> Self {
+        self.config.killpriv_v2 = on;
+        self
+    }
+
+    /// SECURITY_CTX.
+    #[must_use]
+    pub fn security_label(mut self, on: bool) -> Self {
+        self.config.security_label = on;
+        self
+    }
+
+    /// Descriptor budget (0: 3/4 of the soft `RLIMIT_NOFILE`).
+    #[must_use]
+    pub fn max_open_fds(mut self, n: usize) -> Self {
+        self.config.max_open_fds = n;
+        self
+    }
+
+    /// Longest SETLKW wait.
+    #[must_use]
+    pub fn lock_wait(mut self, d: Duration) -> Self {
+        self.config.lock_wait = d;
+        self
+    }
+
+    /// Validates and returns the configuration.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the conflicting options.
+    pub fn build(mut self) -> Result<Config, ConfigError> {
+        let c = &mut self.config;
+        if c.posix_acl && !c.xattr {
+            return Err(ConfigError::AclWithoutXattr);
+        }
+        if c.xattrmap.is_some() && !c.xattr {
+            return Err(ConfigError::XattrMapWithoutXattr);
+        }
+        if c.writeback && c.readonly {
+            return Err(ConfigError::WritebackReadonly);
+        }
+        if c.max_open_fds == 0 {
+            let limit = usize::try_from(crate::sys::nofile_limit()).unwrap_or(usize::MAX);
+            c.max_open_fds = (limit / 4).saturating_mul(3).max(16);
+        }
+        if c.max_open_fds < 16 {
+            return Err(ConfigError::TooFewFds(c.max_open_fds));
+        }
+        Ok(self.config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_acl_without_xattr_fails() {
+        let r = Config::builder("/").xattr(false).posix_acl(true).build();
+        assert!(matches!(r, Err(ConfigError::AclWithoutXattr)));
+    }
+
+    #[test]
+    fn build_default_fd_budget_is_positive() {
+        let c = Config::builder("/").build().unwrap();
+        assert!(c.max_open_fds >= 16);
+    }
+
+    #[test]
+    fn cache_never_is_direct_io_with_zero_timeouts() {
+        assert_eq!(CachePolicy::Never.timeout(), Duration::ZERO);
+        assert_eq!(CachePolicy::Never.open_flags(), OpenOutFlags::DIRECT_IO);
+        assert_eq!(CachePolicy::Always.open_flags(), OpenOutFlags::KEEP_CACHE);
+    }
+}

@@ -1,0 +1,151 @@
+//! Directories: OPENDIR, READDIR, READDIRPLUS (RELEASEDIR and FSYNCDIR are in `mod.rs`).
+//!
+//! Offsets are the host's own `d_off` cookies from `getdents64` on the handle's descriptor, so a
+//! position stays valid while entries are added or removed (the host filesystem guarantees
+//! what POSIX `telldir`/`seekdir` guarantee). Each call seeks to the guest's offset and reads
+//! from there: the reply never depends on what an earlier call left buffered.
+
+use std::os::fd::AsFd;
+
+use fuse_abi::Errno;
+use fuse_server::{DirEntry, DirPlusSink, DirSink, Entry, FsResult, OpenReply};
+
+use crate::errno::errno;
+use crate::handle::Handle;
+use crate::{PassthroughFs, sys};
+
+/// One parsed `linux_dirent64`.
+struct RawDirent<'a> {
+    ino: u64,
+    off: u64,
+    typ: u8,
+    name: &'a [u8],
+}
+
+/// Iterates over the records of a getdents64 buffer; stops at the first malformed one.
+fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
+    let mut pos = 0usize;
+    std::iter::from_fn(move || {
+        let rec = buf.get(pos..)?;
+        let ino = u64::from_ne_bytes(rec.get(0..8)?.try_into().ok()?);
+        let off = u64::from_ne_bytes(rec.get(8..16)?.try_into().ok()?);
+        let reclen = usize::from(u16::from_ne_bytes(rec.get(16..18)?.try_into().ok()?));
+        let typ = *rec.get(18)?;
+        let name_area = rec.get(19..reclen)?;
+        let len = name_area.iter().position(|&b| b == 0)?;
+        pos += reclen;
+        Some(RawDirent {
+            ino,
+            off,
+            typ,
+            name: &name_area[..len],
+        })
+    })
+}
+
+impl PassthroughFs {
+    pub(super) fn do_opendir(&self, nodeid: u64) -> FsResult<OpenReply> {
+        let inode = self.inodes.get(nodeid)?;
+        if !inode.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let permit = self.budget.acquire()?;
+        let file = inode
+            .reopen(
+                self.proc_self_fd.as_fd(),
+                libc::O_RDONLY | libc::O_DIRECTORY,
+            )
+            .map_err(errno)?;
+        let fh = self.handles.insert(Handle::dir(inode, file, permit));
+        Ok(OpenReply {
+            fh,
+            flags: self.cfg.cache.opendir_flags(),
+        })
+    }
+
+    /// Calls `each` for the entries after `offset` until it returns false or the directory ends.
+    fn walk_dir(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut each: impl FnMut(&Handle, RawDirent<'_>) -> bool,
+    ) -> FsResult<()> {
+        let h = self.handles.get(fh)?;
+        let Some(dir) = &h.dir else {
+            return Err(Errno::ENOTDIR);
+        };
+        let mut buf = dir
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        sys::lseek(h.file.as_fd(), offset, libc::SEEK_SET).map_err(errno)?;
+        loop {
+            let n = sys::getdents64(h.file.as_fd(), &mut buf).map_err(errno)?;
+            if n == 0 {
+                return Ok(());
+            }
+            for d in dirents(&buf[..n]) {
+                if !each(&h, d) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    pub(super) fn do_readdir(&self, fh: u64, offset: u64, sink: &mut dyn DirSink) -> FsResult<()> {
+        self.walk_dir(fh, offset, |_, d| {
+            sink.add(DirEntry {
+                ino: d.ino,
+                offset: d.off,
+                typ: u32::from(d.typ),
+                name: d.name,
+            })
+        })
+    }
+
+    pub(super) fn do_readdirplus(
+        &self,
+        fh: u64,
+        offset: u64,
+        sink: &mut dyn DirPlusSink,
+    ) -> FsResult<()> {
+        self.walk_dir(fh, offset, |h, d| {
+            if !sink.fits(d.name.len()) {
+                return false;
+            }
+            let dirent = DirEntry {
+                ino: d.ino,
+                offset: d.off,
+                typ: u32::from(d.typ),
+                name: d.name,
+            };
+            // "." and ".." carry no entry (node id 0: the kernel takes no reference); an entry
+            // that vanished or cannot be held (descriptor budget) is sent as a plain name.
+            let entry = if d.name == b"." || d.name == b".." {
+                Entry::default()
+            } else {
+                match std::ffi::CString::new(d.name) {
+                    Ok(name) => self.lookup_in(h.file.as_fd(), &name).unwrap_or_default(),
+                    Err(_) => Entry::default(),
+                }
+            };
+            let added = sink.add(dirent, &entry);
+            if !added && entry.nodeid != 0 {
+                self.inodes.forget(entry.nodeid, 1);
+            }
+            added
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dirents_stops_at_truncated_record() {
+        // A record claiming 40 bytes in a 24-byte buffer must not be read past the end.
+        let mut buf = [0u8; 24];
+        buf[16] = 40;
+        assert_eq!(dirents(&buf).count(), 0);
+    }
+}

@@ -1,0 +1,335 @@
+//! Open files: OPEN, CREATE, TMPFILE, READ, WRITE, FLUSH, RELEASE, FSYNC, FALLOCATE, LSEEK,
+//! COPY_FILE_RANGE, SYNCFS.
+
+use std::os::fd::AsFd;
+
+use fuse_abi::{Errno, InitFlags, OpenInFlags, WriteFlags};
+use fuse_server::{
+    Context, CreateContext, Entry, FsResult, Name, OpenReply, ZeroCopyReader, ZeroCopyWriter,
+};
+
+use super::CName;
+use crate::credentials::CredGuard;
+use crate::errno::errno;
+use crate::handle::Handle;
+use crate::{PassthroughFs, sys};
+
+/// Guest open flags that are passed to the host (the rest are dropped: O_NOATIME, O_ASYNC,
+/// O_PATH, O_NOFOLLOW, O_CLOEXEC, O_CREAT, ... are the backend's business or meaningless here).
+const PASSED_FLAGS: libc::c_int = libc::O_ACCMODE
+    | libc::O_APPEND
+    | libc::O_TRUNC
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_LARGEFILE;
+
+impl PassthroughFs {
+    /// The host flags for a guest's open flags.
+    pub(crate) fn host_open_flags(&self, flags: u32) -> libc::c_int {
+        let guest = libc::c_int::from_ne_bytes(flags.to_ne_bytes());
+        let mut f = guest & PASSED_FLAGS;
+        if self.cfg.allow_direct_io {
+            f |= guest & libc::O_DIRECT;
+        }
+        if self.negotiated().contains(InitFlags::WRITEBACK_CACHE) {
+            // The kernel reads pages around partial writes and computes append offsets itself.
+            if f & libc::O_ACCMODE == libc::O_WRONLY {
+                f = (f & !libc::O_ACCMODE) | libc::O_RDWR;
+            }
+            f &= !libc::O_APPEND;
+        }
+        f
+    }
+
+    fn open_reply(&self, fh: u64) -> OpenReply {
+        OpenReply {
+            fh,
+            flags: self.cfg.cache.open_flags(),
+        }
+    }
+
+    fn check_write_access(&self, flags: libc::c_int) -> FsResult<()> {
+        if self.cfg.readonly
+            && (flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0)
+        {
+            return Err(Errno::EROFS);
+        }
+        Ok(())
+    }
+
+    fn killpriv_v2(&self) -> bool {
+        self.cfg.killpriv_v2 && self.negotiated().contains(InitFlags::HANDLE_KILLPRIV_V2)
+    }
+
+    pub(super) fn do_open(
+        &self,
+        nodeid: u64,
+        flags: u32,
+        open_flags: OpenInFlags,
+    ) -> FsResult<OpenReply> {
+        let inode = self.inodes.get(nodeid)?;
+        if inode.kind == fuse_abi::mode::S_IFLNK {
+            return Err(Errno::ELOOP);
+        }
+        if !inode.is_reopenable() {
+            // Devices, FIFOs and sockets are the guest kernel's own business: never opened here.
+            return Err(Errno::EACCES);
+        }
+        let hflags = self.host_open_flags(flags);
+        self.check_write_access(hflags)?;
+        if inode.is_dir() && hflags & libc::O_ACCMODE != libc::O_RDONLY {
+            return Err(Errno::EISDIR);
+        }
+        let permit = self.budget.acquire()?;
+        let file = inode
+            .reopen(self.proc_self_fd.as_fd(), hflags)
+            .map_err(errno)?;
+        if hflags & libc::O_TRUNC != 0
+            && open_flags.contains(OpenInFlags::KILL_SUIDGID)
+            && self.killpriv_v2()
+        {
+            self.kill_suidgid(file.as_fd())?;
+        }
+        let fh = self
+            .handles
+            .insert(Handle::file(inode, file, hflags, permit));
+        Ok(self.open_reply(fh))
+    }
+
+    /// CREATE (`name` given) and TMPFILE (`name` None).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_create(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        parent: u64,
+        name: Option<Name<'_>>,
+        mode: u32,
+        flags: u32,
+        _open_flags: OpenInFlags,
+    ) -> FsResult<(Entry, OpenReply)> {
+        self.ro()?;
+        let name = name.map(CName::new).transpose()?;
+        let dir = self.inodes.get(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let dfd = dir.path_fd().map_err(errno)?;
+        let guest = libc::c_int::from_ne_bytes(flags.to_ne_bytes());
+        let mut hflags = self.host_open_flags(flags);
+        if hflags & libc::O_ACCMODE == libc::O_RDONLY && name.is_none() {
+            hflags = (hflags & !libc::O_ACCMODE) | libc::O_RDWR; // O_TMPFILE needs write access
+        }
+        let permit = self.budget.acquire()?;
+        let file = {
+            let guard = CredGuard::become_caller(self.caller(ctx, cctx), self.switch_creds)?;
+            let perm = guard.mask_mode(mode & 0o7777);
+            match &name {
+                Some(n) => sys::open_beneath(
+                    dfd.as_fd(),
+                    n.as_cstr(),
+                    hflags | libc::O_CREAT | (guest & libc::O_EXCL),
+                    perm,
+                ),
+                None => sys::openat(
+                    dfd.as_fd(),
+                    c".",
+                    hflags | libc::O_TMPFILE | (guest & libc::O_EXCL),
+                    perm,
+                ),
+            }
+            .map_err(errno)?
+        };
+        let path = self.o_path_of(file.as_fd())?;
+        let (inode, stx) = self.register(path)?;
+        let entry = self.entry_of(&inode, &stx);
+        if let Err(e) = self.apply_security_ctx(cctx, entry.nodeid) {
+            self.inodes.forget(entry.nodeid, 1);
+            if let Some(n) = &name {
+                let _ = sys::unlinkat(dfd.as_fd(), n.as_cstr(), 0);
+            }
+            return Err(e);
+        }
+        let fh = self
+            .handles
+            .insert(Handle::file(inode, file, hflags, permit));
+        Ok((entry, self.open_reply(fh)))
+    }
+
+    pub(super) fn do_read(
+        &self,
+        fh: u64,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+    ) -> FsResult<usize> {
+        let h = self.handles.get(fh)?;
+        let size = size as usize;
+        let mut done = 0usize;
+        while done < size {
+            let off = offset.checked_add(done as u64).ok_or(Errno::EINVAL)?;
+            match w.write_from(h.file.as_fd(), size - done, off) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if done > 0 => {
+                    log::debug!("short read after {done} bytes: {e}");
+                    break;
+                }
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    pub(super) fn do_write(
+        &self,
+        fh: u64,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        write_flags: WriteFlags,
+    ) -> FsResult<usize> {
+        self.ro()?;
+        let h = self.handles.get(fh)?;
+        if write_flags.contains(WriteFlags::KILL_SUIDGID) && self.killpriv_v2() {
+            self.kill_suidgid(h.file.as_fd())?;
+        }
+        self.drop_remapped_capability(&h)?;
+        let size = size as usize;
+        let mut done = 0usize;
+        while done < size {
+            let off = offset.checked_add(done as u64).ok_or(Errno::EFBIG)?;
+            match r.read_to(h.file.as_fd(), size - done, off) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if done > 0 => {
+                    log::debug!("short write after {done} bytes: {e}");
+                    break;
+                }
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(done)
+    }
+
+    /// The host kernel clears `security.capability` on a write; when the xattr map stores the
+    /// guest's `security.capability` under another name, that name is cleared here instead
+    /// (the CVE-2021-20263 lesson).
+    fn drop_remapped_capability(&self, h: &Handle) -> FsResult<()> {
+        let Some(map) = &self.cfg.xattrmap else {
+            return Ok(());
+        };
+        let Ok(mapped) = map.to_host(b"security.capability") else {
+            return Ok(());
+        };
+        if mapped.as_bytes() == b"security.capability" {
+            return Ok(());
+        }
+        let path = crate::inode::ProcFdName::new(h.file.as_fd()).absolute();
+        match sys::removexattr(path.as_cstr(), mapped.as_cstr()) {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(()),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    pub(super) fn do_flush(&self, _nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+        let h = self.handles.get(fh)?;
+        // close(2) of any descriptor drops the owner's POSIX locks on the file: closing the
+        // owner's lock description does exactly that on the host.
+        h.inode
+            .lock_fds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&lock_owner);
+        Ok(())
+    }
+
+    pub(super) fn do_release(&self, fh: u64, flock_release: bool) -> FsResult<()> {
+        let h = self.handles.remove(fh)?;
+        if flock_release {
+            let _ = sys::flock(h.file.as_fd(), libc::LOCK_UN);
+        }
+        Ok(())
+    }
+
+    pub(super) fn do_fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+        let h = self.handles.get(fh)?;
+        sys::fsync(h.file.as_fd(), datasync).map_err(errno)
+    }
+
+    pub(super) fn do_fallocate(
+        &self,
+        fh: u64,
+        mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> FsResult<()> {
+        self.ro()?;
+        let h = self.handles.get(fh)?;
+        sys::fallocate(h.file.as_fd(), mode, offset, length).map_err(errno)
+    }
+
+    pub(super) fn do_lseek(&self, fh: u64, offset: u64, whence: u32) -> FsResult<u64> {
+        let h = self.handles.get(fh)?;
+        let whence = match libc::c_int::try_from(whence) {
+            Ok(
+                w @ (libc::SEEK_SET
+                | libc::SEEK_CUR
+                | libc::SEEK_END
+                | libc::SEEK_DATA
+                | libc::SEEK_HOLE),
+            ) => w,
+            _ => return Err(Errno::EINVAL),
+        };
+        sys::lseek(h.file.as_fd(), offset, whence).map_err(errno)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn do_copy_file_range(
+        &self,
+        fh_in: u64,
+        off_in: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> FsResult<u64> {
+        self.ro()?;
+        let hin = self.handles.get(fh_in)?;
+        let hout = self.handles.get(fh_out)?;
+        let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;
+        let len = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 30);
+        let n = sys::copy_file_range(
+            hin.file.as_fd(),
+            off_in,
+            hout.file.as_fd(),
+            off_out,
+            len,
+            flags,
+        )
+        .map_err(errno)?;
+        Ok(n as u64)
+    }
+
+    pub(super) fn do_syncfs(&self, nodeid: u64) -> FsResult<()> {
+        let inode = self.inodes.get(nodeid)?;
+        let inode = if inode.is_reopenable() {
+            inode
+        } else {
+            self.inodes.get(fuse_abi::ROOT_ID)?
+        };
+        let flags = if inode.is_dir() {
+            libc::O_RDONLY | libc::O_DIRECTORY
+        } else {
+            libc::O_RDONLY
+        };
+        let fd = inode
+            .reopen(self.proc_self_fd.as_fd(), flags)
+            .map_err(errno)?;
+        sys::syncfs(fd.as_fd()).map_err(errno)
+    }
+}

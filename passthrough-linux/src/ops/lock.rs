@@ -1,0 +1,164 @@
+//! Locks: GETLK, SETLK, SETLKW (POSIX, as open file description locks) and flock.
+//!
+//! POSIX locks belong to a lock owner (a guest process), not to an open file. Each (inode,
+//! owner) pair gets its own host open file description, and the owner's locks are OFD locks on
+//! it: owners conflict with each other exactly as processes do, one owner's locks through
+//! several guest `fh`s merge, and FLUSH (a `close(2)` in the guest) closes the description,
+//! which drops all of the owner's locks on the file as POSIX requires. flock locks belong to the
+//! open file and are taken on the handle's own descriptor.
+//!
+//! A blocking request (SETLKW) never blocks the worker in the host kernel: it retries the
+//! non-blocking form with growing pauses for at most [`Config::lock_wait`](crate::Config), then
+//! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use fuse_abi::Errno;
+use fuse_server::{FsResult, Lock};
+
+use crate::errno::errno;
+use crate::inode::Inode;
+use crate::{PassthroughFs, sys};
+
+/// `OFFSET_MAX`: the kernel's "to the end of file".
+const OFFSET_MAX: u64 = i64::MAX as u64;
+
+fn to_flock(lock: &Lock) -> FsResult<libc::flock> {
+    let typ = match lock.typ {
+        0 => libc::F_RDLCK,
+        1 => libc::F_WRLCK,
+        2 => libc::F_UNLCK,
+        _ => return Err(Errno::EINVAL),
+    };
+    if lock.end < lock.start {
+        return Err(Errno::EINVAL);
+    }
+    let start = i64::try_from(lock.start).map_err(|_| Errno::EINVAL)?;
+    let len = if lock.end >= OFFSET_MAX {
+        0
+    } else {
+        i64::try_from(lock.end - lock.start + 1).map_err(|_| Errno::EINVAL)?
+    };
+    Ok(libc::flock {
+        l_type: libc::c_short::try_from(typ).map_err(|_| Errno::EINVAL)?,
+        l_whence: 0, // SEEK_SET
+        l_start: start,
+        l_len: len,
+        l_pid: 0,
+    })
+}
+
+/// Retries `attempt` while it answers EAGAIN/EACCES, up to `limit`; EINTR after that.
+fn wait_for(limit: Duration, mut attempt: impl FnMut() -> std::io::Result<()>) -> FsResult<()> {
+    let deadline = Instant::now() + limit;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match attempt() {
+            Ok(()) => return Ok(()),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Errno::EINTR);
+                }
+                std::thread::sleep(pause.min(deadline - now));
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(errno(e)),
+        }
+    }
+}
+
+impl PassthroughFs {
+    /// Runs `f` on the lock description of (`inode`, `owner`), creating it if `create`.
+    fn with_owner_fd<T>(
+        &self,
+        inode: &Inode,
+        owner: u64,
+        create: bool,
+        f: impl FnOnce(Option<BorrowedFd<'_>>) -> FsResult<T>,
+    ) -> FsResult<T> {
+        let mut fds = inode
+            .lock_fds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if create && !fds.contains_key(&owner) {
+            let permit = self.budget.acquire()?;
+            let proc_fd = self.proc_self_fd.as_fd();
+            let fd = if inode.is_dir() {
+                inode.reopen(proc_fd, libc::O_RDONLY | libc::O_DIRECTORY)
+            } else {
+                inode
+                    .reopen(proc_fd, libc::O_RDWR)
+                    .or_else(|_| inode.reopen(proc_fd, libc::O_RDONLY))
+            }
+            .map_err(errno)?;
+            fds.insert(owner, (fd, permit));
+        }
+        f(fds.get(&owner).map(|(fd, _)| fd.as_fd()))
+    }
+
+    pub(super) fn do_getlk(&self, _nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+        let h = self.handles.get(fh)?;
+        let mut fl = to_flock(&lock)?;
+        self.with_owner_fd(&h.inode, owner, true, |fd| {
+            let fd = fd.ok_or(Errno::EBADF)?;
+            sys::ofd_lock(fd, libc::F_OFD_GETLK, &mut fl).map_err(errno)
+        })?;
+        if i32::from(fl.l_type) == libc::F_UNLCK {
+            return Ok(Lock { typ: 2, ..lock });
+        }
+        let start = u64::try_from(fl.l_start).unwrap_or(0);
+        let end = match u64::try_from(fl.l_len) {
+            Ok(0) | Err(_) => OFFSET_MAX,
+            Ok(len) => start.saturating_add(len - 1).min(OFFSET_MAX),
+        };
+        Ok(Lock {
+            start,
+            end,
+            typ: if i32::from(fl.l_type) == libc::F_WRLCK {
+                1
+            } else {
+                0
+            },
+            pid: 0,
+        })
+    }
+
+    pub(super) fn do_setlk(
+        &self,
+        _nodeid: u64,
+        fh: u64,
+        owner: u64,
+        lock: Lock,
+        sleep: bool,
+        flock: bool,
+    ) -> FsResult<()> {
+        let h = self.handles.get(fh)?;
+        if flock {
+            let op = match lock.typ {
+                0 => libc::LOCK_SH,
+                1 => libc::LOCK_EX,
+                2 => libc::LOCK_UN,
+                _ => return Err(Errno::EINVAL),
+            };
+            let try_once = || sys::flock(h.file.as_fd(), op | libc::LOCK_NB);
+            return if sleep {
+                wait_for(self.cfg.lock_wait, try_once)
+            } else {
+                try_once().map_err(errno)
+            };
+        }
+        let fl = to_flock(&lock)?;
+        let unlock = lock.typ == 2;
+        self.with_owner_fd(&h.inode, owner, !unlock, |fd| {
+            let Some(fd) = fd else { return Ok(()) }; // unlock without any lock: nothing to do
+            let try_once = || sys::ofd_lock(fd, libc::F_OFD_SETLK, &mut { fl });
+            if sleep && !unlock {
+                wait_for(self.cfg.lock_wait, try_once)
+            } else {
+                try_once().map_err(errno)
+            }
+        })
+    }
+}

@@ -1,0 +1,572 @@
+//! Every system call the backend makes, wrapped so that the rest of the crate is safe code.
+//!
+//! Conventions: file descriptors go in as [`BorrowedFd`] and come out as [`OwnedFd`]; paths are
+//! [`CStr`] (callers build them from validated single-component names or from the daemon's own
+//! `/proc/self/fd/N` strings); every result is an [`io::Result`] built from `errno`. Nothing here
+//! interprets guest data beyond passing it to the kernel.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// `struct open_how` of `linux/openat2.h` (libc's is `non_exhaustive`).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Cleared the first time `openat2` answers ENOSYS; the per-component fallback is used after.
+static HAVE_OPENAT2: AtomicBool = AtomicBool::new(true);
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_long(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_ssize(ret: libc::ssize_t) -> io::Result<usize> {
+    usize::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
+    let fd = check(fd)?;
+    // SAFETY: `fd` was just returned by a successful open-like call and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn to_off(off: u64) -> io::Result<libc::off_t> {
+    libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// The empty path, for `*at(fd, "", AT_EMPTY_PATH)` calls.
+pub(crate) const EMPTY: &CStr = c"";
+
+/// Opens the single component `name` beneath `dir`, never following a symlink (a trailing one
+/// is opened itself with `O_PATH | O_NOFOLLOW`, refused otherwise) and never leaving `dir`:
+/// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
+/// has it, else `openat(O_NOFOLLOW)` after checking that `name` is one component other than
+/// `..` (which is the whole per-component walk for a single component).
+pub(crate) fn open_beneath(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if HAVE_OPENAT2.load(Ordering::Relaxed) {
+        let how = OpenHow {
+            flags: u64::from(u32::from_ne_bytes(flags.to_ne_bytes())),
+            mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+                u64::from(mode)
+            } else {
+                0
+            },
+            resolve: libc::RESOLVE_BENEATH
+                | libc::RESOLVE_NO_SYMLINKS
+                | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: `dir` is a live descriptor for the call; `name` is NUL-terminated; `how` is a
+        // valid `open_how` whose size is passed; the result is checked below.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                &raw const how,
+                size_of::<OpenHow>(),
+            )
+        };
+        match check_long(ret) {
+            Ok(fd) => {
+                let fd =
+                    RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+                return owned(fd);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                HAVE_OPENAT2.store(false, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let bytes = name.to_bytes();
+    if bytes.contains(&b'/') || bytes == b".." {
+        return Err(io::Error::from_raw_os_error(libc::EXDEV));
+    }
+    openat(dir, name, flags, mode)
+}
+
+/// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath`] (tests).
+#[cfg(test)]
+#[allow(dead_code)]
+pub(crate) fn disable_openat2_for_tests() {
+    HAVE_OPENAT2.store(false, Ordering::Relaxed);
+}
+
+/// Plain `openat`, for the daemon's own paths (the root, `/proc/self/fd/N` reopens).
+pub(crate) fn openat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    // SAFETY: `dir` is live, `name` NUL-terminated; the returned fd is checked by `owned`.
+    owned(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            mode,
+        )
+    })
+}
+
+/// `open(path)` relative to the current directory, for the share's root at start-up.
+pub(crate) fn open_path(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; the returned fd is checked.
+    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
+}
+
+/// The statx fields the backend asks for.
+pub(crate) const STATX_WANTED: u32 =
+    libc::STATX_BASIC_STATS | libc::STATX_BTIME | libc::STATX_MNT_ID;
+
+/// `statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW | sync_flags)`.
+pub(crate) fn statx(
+    fd: BorrowedFd<'_>,
+    sync_flags: libc::c_int,
+    mask: u32,
+) -> io::Result<libc::statx> {
+    let mut stx = MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: `fd` is live, the path is the empty C string, `stx` points to writable memory of
+    // the right type; the result is checked before `stx` is read.
+    let ret = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | sync_flags,
+            mask,
+            stx.as_mut_ptr(),
+        )
+    };
+    check(ret)?;
+    // SAFETY: statx succeeded and filled the struct (and it was zeroed before, so any field
+    // the kernel did not write is 0, a valid value for every integer field).
+    Ok(unsafe { stx.assume_init() })
+}
+
+/// `mkdirat`.
+pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+}
+
+/// `mknodat`.
+pub(crate) fn mknodat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    mode: u32,
+    dev: libc::dev_t,
+) -> io::Result<()> {
+    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, dev) }).map(drop)
+}
+
+/// `symlinkat(target, dir, name)`: creates the link; the target is never resolved.
+pub(crate) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
+    // SAFETY: both strings are NUL-terminated, `dir` is live; result checked.
+    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+}
+
+/// `unlinkat`.
+pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+}
+
+/// `renameat2`.
+pub(crate) fn renameat2(
+    olddir: BorrowedFd<'_>,
+    oldname: &CStr,
+    newdir: BorrowedFd<'_>,
+    newname: &CStr,
+    flags: u32,
+) -> io::Result<()> {
+    // SAFETY: both fds are live, both names NUL-terminated; result checked.
+    let ret = unsafe {
+        libc::renameat2(
+            olddir.as_raw_fd(),
+            oldname.as_ptr(),
+            newdir.as_raw_fd(),
+            newname.as_ptr(),
+            flags,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `linkat(olddir, oldname, newdir, newname, flags)`.
+pub(crate) fn linkat(
+    olddir: BorrowedFd<'_>,
+    oldname: &CStr,
+    newdir: BorrowedFd<'_>,
+    newname: &CStr,
+    flags: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: both fds are live, both names NUL-terminated; result checked.
+    let ret = unsafe {
+        libc::linkat(
+            olddir.as_raw_fd(),
+            oldname.as_ptr(),
+            newdir.as_raw_fd(),
+            newname.as_ptr(),
+            flags,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `readlinkat(fd, "")` on an `O_PATH` symlink descriptor.
+pub(crate) fn readlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `fd` is live, the path is "", `buf` is writable for `buf.len()` bytes.
+    let ret = unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    check_ssize(ret)
+}
+
+/// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`; `u32::MAX` keeps a field.
+pub(crate) fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: `fd` is live, the path is ""; result checked.
+    let ret = unsafe {
+        libc::fchownat(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            uid,
+            gid,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `fchmodat(dir, name, mode, 0)` (used with the `/proc/self/fd` directory and an fd number).
+pub(crate) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
+    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) }).map(drop)
+}
+
+/// `fchmod` on an open (non-`O_PATH`) descriptor.
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: `fd` is live; result checked.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+}
+
+/// `utimensat(dir, name, times, flags)`.
+pub(crate) fn utimensat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    times: &[libc::timespec; 2],
+    flags: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `dir` is live, `name` NUL-terminated, `times` points to two timespecs.
+    check(unsafe { libc::utimensat(dir.as_raw_fd(), name.as_ptr(), times.as_ptr(), flags) })
+        .map(drop)
+}
+
+/// `ftruncate`.
+pub(crate) fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
+    let size = to_off(size)?;
+    // SAFETY: `fd` is live; result checked.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }).map(drop)
+}
+
+/// `fstatvfs`.
+pub(crate) fn fstatvfs(fd: BorrowedFd<'_>) -> io::Result<libc::statvfs> {
+    let mut st = MaybeUninit::<libc::statvfs>::zeroed();
+    // SAFETY: `fd` is live and `st` is writable memory of the right type; checked before use.
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
+    // SAFETY: fstatvfs succeeded and filled the struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `getdents64` into `buf`; returns the bytes filled (0 at the end of the directory).
+pub(crate) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `fd` is live, `buf` writable for `buf.len()` bytes; result checked.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    usize::try_from(check_long(ret)?).map_err(|_| io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// `lseek`; `offset` is passed through as the kernel's `loff_t` bit pattern.
+pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: u64, whence: libc::c_int) -> io::Result<u64> {
+    let offset = libc::off_t::from_ne_bytes(offset.to_ne_bytes());
+    // SAFETY: `fd` is live; result checked.
+    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    u64::try_from(ret).map_err(|_| io::Error::last_os_error())
+}
+
+/// `fsync` or `fdatasync`.
+pub(crate) fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
+    let ret = if datasync {
+        // SAFETY: `fd` is live; result checked.
+        unsafe { libc::fdatasync(fd.as_raw_fd()) }
+    } else {
+        // SAFETY: `fd` is live; result checked.
+        unsafe { libc::fsync(fd.as_raw_fd()) }
+    };
+    check(ret).map(drop)
+}
+
+/// `syncfs`.
+pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: `fd` is live; result checked.
+    check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
+}
+
+/// `fallocate`.
+pub(crate) fn fallocate(fd: BorrowedFd<'_>, mode: u32, offset: u64, len: u64) -> io::Result<()> {
+    let mode =
+        libc::c_int::try_from(mode).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let (offset, len) = (to_off(offset)?, to_off(len)?);
+    // SAFETY: `fd` is live; result checked.
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) }).map(drop)
+}
+
+/// `copy_file_range` with explicit offsets (the descriptors' positions are not used).
+pub(crate) fn copy_file_range(
+    fd_in: BorrowedFd<'_>,
+    off_in: u64,
+    fd_out: BorrowedFd<'_>,
+    off_out: u64,
+    len: usize,
+    flags: u32,
+) -> io::Result<usize> {
+    let mut off_in = to_off(off_in)?;
+    let mut off_out = to_off(off_out)?;
+    // SAFETY: both fds are live, the offsets point to local variables; result checked.
+    let ret = unsafe {
+        libc::copy_file_range(
+            fd_in.as_raw_fd(),
+            &raw mut off_in,
+            fd_out.as_raw_fd(),
+            &raw mut off_out,
+            len,
+            flags,
+        )
+    };
+    check_ssize(ret)
+}
+
+/// `fcntl(F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW)` with `lock` in and out.
+pub(crate) fn ofd_lock(
+    fd: BorrowedFd<'_>,
+    cmd: libc::c_int,
+    lock: &mut libc::flock,
+) -> io::Result<()> {
+    // SAFETY: `fd` is live and `lock` points to a valid, writable `struct flock`.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &raw mut *lock) }).map(drop)
+}
+
+/// `flock`.
+pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is live; result checked.
+    check(unsafe { libc::flock(fd.as_raw_fd(), op) }).map(drop)
+}
+
+/// `fgetxattr`-like through a path (the daemon's `/proc/self/fd/N`).
+pub(crate) fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: both strings NUL-terminated; `buf` writable for its length (NULL-safe with 0).
+    let ret = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    check_ssize(ret)
+}
+
+/// `setxattr` through a path.
+pub(crate) fn setxattr(
+    path: &CStr,
+    name: &CStr,
+    value: &[u8],
+    flags: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: both strings NUL-terminated; `value` readable for its length.
+    let ret = unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// `listxattr` through a path.
+pub(crate) fn listxattr(path: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `path` NUL-terminated; `buf` writable for its length.
+    let ret = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    check_ssize(ret)
+}
+
+/// `removexattr` through a path.
+pub(crate) fn removexattr(path: &CStr, name: &CStr) -> io::Result<()> {
+    // SAFETY: both strings NUL-terminated.
+    check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).map(drop)
+}
+
+/// `faccessat2(fd, "", mode, AT_EMPTY_PATH | AT_EACCESS)`: checks with the effective ids.
+pub(crate) fn access(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    let mode =
+        libc::c_int::try_from(mode).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `fd` is live, the path is ""; result checked.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            mode,
+            libc::AT_EMPTY_PATH | libc::AT_EACCESS,
+        )
+    };
+    check_long(ret).map(drop)
+}
+
+/// Size of the handle buffer (`MAX_HANDLE_SZ`).
+pub(crate) const MAX_HANDLE_SZ: usize = 128;
+
+/// `struct file_handle` with room for the largest handle.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(C)]
+pub(crate) struct FileHandleBuf {
+    /// Bytes of `f_handle` in use.
+    pub(crate) handle_bytes: u32,
+    /// Filesystem-specific type.
+    pub(crate) handle_type: i32,
+    /// The opaque handle.
+    pub(crate) f_handle: [u8; MAX_HANDLE_SZ],
+}
+
+/// `name_to_handle_at(fd, "", AT_EMPTY_PATH)`; returns the handle and the mount id.
+pub(crate) fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<(FileHandleBuf, i32)> {
+    let mut fh = FileHandleBuf {
+        handle_bytes: 128,
+        handle_type: 0,
+        f_handle: [0; MAX_HANDLE_SZ],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `fd` is live, the path is ""; `fh` is a `file_handle` header followed by
+    // `handle_bytes` writable bytes; `mount_id` is writable. Result checked.
+    let ret = unsafe {
+        libc::name_to_handle_at(
+            fd.as_raw_fd(),
+            EMPTY.as_ptr(),
+            (&raw mut fh).cast::<libc::file_handle>(),
+            &raw mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(ret)?;
+    Ok((fh, mount_id))
+}
+
+/// `open_by_handle_at(mount_fd, handle, flags)`.
+pub(crate) fn open_by_handle(
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandleBuf,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    let mut copy = *handle;
+    // SAFETY: `mount_fd` is live; `copy` is a valid `file_handle` with `handle_bytes` ≤
+    // MAX_HANDLE_SZ bytes behind it (the kernel only reads it). The fd is checked by `owned`.
+    owned(unsafe {
+        libc::open_by_handle_at(
+            mount_fd.as_raw_fd(),
+            (&raw mut copy).cast::<libc::file_handle>(),
+            flags | libc::O_CLOEXEC,
+        )
+    })
+}
+
+/// Sets this thread's effective uid (`SYS_setresuid(-1, uid, -1)`: the raw system call acts on
+/// the calling thread only, unlike libc's process-wide wrapper).
+pub(crate) fn set_thread_euid(uid: u32) -> io::Result<()> {
+    // SAFETY: a plain system call with integer arguments; result checked.
+    let ret = unsafe { libc::syscall(libc::SYS_setresuid, -1, uid, -1) };
+    check_long(ret).map(drop)
+}
+
+/// Sets this thread's effective gid (`SYS_setresgid(-1, gid, -1)`, thread only).
+pub(crate) fn set_thread_egid(gid: u32) -> io::Result<()> {
+    // SAFETY: a plain system call with integer arguments; result checked.
+    let ret = unsafe { libc::syscall(libc::SYS_setresgid, -1, gid, -1) };
+    check_long(ret).map(drop)
+}
+
+/// Sets this thread's supplementary groups (`SYS_setgroups`, thread only).
+pub(crate) fn set_thread_groups(groups: &[u32]) -> io::Result<()> {
+    // SAFETY: `groups` points to `groups.len()` gids; result checked.
+    let ret = unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) };
+    check_long(ret).map(drop)
+}
+
+/// `unshare(CLONE_FS)`: gives this thread its own umask (and cwd).
+pub(crate) fn unshare_fs() -> io::Result<()> {
+    // SAFETY: a plain system call; result checked.
+    check(unsafe { libc::unshare(libc::CLONE_FS) }).map(drop)
+}
+
+/// `umask`; returns the previous mask.
+pub(crate) fn umask(mask: u32) -> u32 {
+    // SAFETY: umask cannot fail.
+    unsafe { libc::umask(mask) }
+}
+
+/// The soft `RLIMIT_NOFILE`.
+pub(crate) fn nofile_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `rl` is a writable rlimit; result checked.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut rl) } != 0 {
+        return 1024;
+    }
+    rl.rlim_cur
+}
+
+/// The thread's effective uid.
+pub(crate) fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no preconditions.
+    unsafe { libc::geteuid() }
+}

@@ -1,0 +1,254 @@
+//! Shared helpers: a backend on a fresh temp directory, sinks, and short-hands.
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+
+use fuse_abi::{Errno, InitFlags, OpenInFlags, ROOT_ID};
+use fuse_server::mem::{MemReader, MemWriter};
+use fuse_server::{
+    Context, CreateContext, DirEntry, DirPlusSink, DirSink, Entry, FileSystem, Name, Negotiated,
+};
+use passthrough_linux::{Config, ConfigBuilder, PassthroughFs};
+
+/// A backend serving `share` inside a temp dir that also holds `outside`, a sibling the guest
+/// must never reach.
+pub struct Fixture {
+    pub tmp: tempfile::TempDir,
+    pub fs: PassthroughFs,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        Fixture::with(|b| b)
+    }
+
+    pub fn with(f: impl FnOnce(ConfigBuilder) -> ConfigBuilder) -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("share")).unwrap();
+        std::fs::create_dir(tmp.path().join("outside")).unwrap();
+        std::fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
+        let cfg = f(Config::builder(tmp.path().join("share")))
+            .build()
+            .unwrap();
+        let fs = PassthroughFs::new(cfg).unwrap();
+        let flags = fs.declared_flags();
+        fs.init(&Negotiated {
+            minor: 46,
+            flags,
+            max_write: 1 << 20,
+        })
+        .unwrap();
+        Fixture { tmp, fs }
+    }
+
+    /// Negotiates again with exactly `flags`.
+    pub fn negotiate(&self, flags: InitFlags) {
+        self.fs
+            .init(&Negotiated {
+                minor: 46,
+                flags,
+                max_write: 1 << 20,
+            })
+            .unwrap();
+    }
+
+    pub fn share(&self) -> PathBuf {
+        self.tmp.path().join("share")
+    }
+
+    pub fn outside(&self) -> PathBuf {
+        self.tmp.path().join("outside")
+    }
+
+    pub fn host(&self, rel: &str) -> PathBuf {
+        self.share().join(rel)
+    }
+
+    pub fn lookup(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+        self.fs.lookup(&ctx(), parent, name(n))
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        n: &str,
+        mode: u32,
+        flags: u32,
+    ) -> Result<(Entry, u64), Errno> {
+        self.fs
+            .create(
+                &ctx(),
+                &cctx(),
+                parent,
+                name(n),
+                mode,
+                flags,
+                OpenInFlags::empty(),
+            )
+            .map(|(e, o)| (e, o.fh))
+    }
+
+    pub fn mkdir(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+        self.fs.mkdir(&ctx(), &cctx(), parent, name(n), 0o755)
+    }
+
+    pub fn write(&self, nodeid: u64, fh: u64, off: u64, data: &[u8]) -> Result<usize, Errno> {
+        let mut r = MemReader::new(data);
+        let size = u32::try_from(data.len()).unwrap();
+        self.fs.write(
+            &ctx(),
+            nodeid,
+            fh,
+            &mut r,
+            size,
+            off,
+            None,
+            Default::default(),
+            0,
+        )
+    }
+
+    pub fn read(&self, nodeid: u64, fh: u64, off: u64, size: usize) -> Result<Vec<u8>, Errno> {
+        let mut buf = vec![0u8; size];
+        let mut w = MemWriter::new(&mut buf);
+        let n = self.fs.read(
+            &ctx(),
+            nodeid,
+            fh,
+            &mut w,
+            u32::try_from(size).unwrap(),
+            off,
+            None,
+            0,
+        )?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
+    pub fn open(&self, nodeid: u64, flags: u32) -> Result<u64, Errno> {
+        self.fs
+            .open(&ctx(), nodeid, flags, OpenInFlags::empty())
+            .map(|o| o.fh)
+    }
+
+    pub fn release(&self, nodeid: u64, fh: u64) {
+        self.fs
+            .release(&ctx(), nodeid, fh, 0, false, false, None)
+            .unwrap();
+    }
+
+    /// Every name in directory `nodeid`, through READDIR, in one pass with a big sink.
+    pub fn list(&self, nodeid: u64) -> Vec<String> {
+        let fh = self.fs.opendir(&ctx(), nodeid, 0).unwrap().fh;
+        let mut sink = Sink::new(usize::MAX);
+        self.fs.readdir(&ctx(), nodeid, fh, 0, &mut sink).unwrap();
+        self.fs.releasedir(&ctx(), nodeid, fh, 0).unwrap();
+        let mut names: Vec<String> = sink.entries.into_iter().map(|(n, _, _)| n).collect();
+        names.sort();
+        names
+    }
+}
+
+pub const ROOT: u64 = ROOT_ID;
+
+pub fn ctx() -> Context {
+    Context {
+        unique: 1,
+        uid: 0,
+        gid: 0,
+        pid: 1,
+    }
+}
+
+pub fn ctx_as(uid: u32, gid: u32) -> Context {
+    Context {
+        unique: 1,
+        uid,
+        gid,
+        pid: 1,
+    }
+}
+
+pub fn cctx() -> CreateContext<'static> {
+    CreateContext::default()
+}
+
+pub fn name(s: &str) -> Name<'_> {
+    Name::new(s.as_bytes()).unwrap()
+}
+
+pub fn cstr(s: &str) -> std::ffi::CString {
+    std::ffi::CString::new(s).unwrap()
+}
+
+pub fn c(s: &CStr) -> &CStr {
+    s
+}
+
+/// Everything outside the share, as (relative path, content) pairs, to compare before and after.
+pub fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let p = e.path();
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        if meta.is_dir() {
+            out.push((p.clone(), Vec::new()));
+            out.extend(snapshot(&p));
+        } else if meta.is_file() {
+            out.push((p.clone(), std::fs::read(&p).unwrap()));
+        } else {
+            out.push((p.clone(), Vec::new()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A READDIR / READDIRPLUS sink with a capacity in entries.
+pub struct Sink {
+    pub cap: usize,
+    pub entries: Vec<(String, u64, Entry)>,
+}
+
+impl Sink {
+    pub fn new(cap: usize) -> Sink {
+        Sink {
+            cap,
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl DirSink for Sink {
+    fn add(&mut self, e: DirEntry<'_>) -> bool {
+        if self.entries.len() >= self.cap {
+            return false;
+        }
+        self.entries.push((
+            String::from_utf8_lossy(e.name).into_owned(),
+            e.offset,
+            Entry::default(),
+        ));
+        true
+    }
+}
+
+impl DirPlusSink for Sink {
+    fn fits(&self, _namelen: usize) -> bool {
+        self.entries.len() < self.cap
+    }
+
+    fn add(&mut self, e: DirEntry<'_>, entry: &Entry) -> bool {
+        if self.entries.len() >= self.cap {
+            return false;
+        }
+        self.entries.push((
+            String::from_utf8_lossy(e.name).into_owned(),
+            e.offset,
+            *entry,
+        ));
+        true
+    }
+}
