@@ -143,7 +143,7 @@ proptest! {
         let mut req = bufs.parse(&mem, TABLE, head).unwrap();
         let w = req.writer();
         let len = 16 + body.min(w.available().saturating_sub(16));
-        let claimed = (len as i64 + lie) as u32;
+        let claimed = u32::try_from(i64::try_from(len).unwrap() + lie).unwrap();
         let fits = w.available() >= 16;
         if fits {
             w.write_all(&out_header(claimed, 0, 0x1234)).unwrap();
