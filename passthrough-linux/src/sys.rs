@@ -111,7 +111,6 @@ pub(crate) fn open_beneath(
 
 /// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath`] (tests).
 #[cfg(test)]
-#[allow(dead_code)]
 pub(crate) fn disable_openat2_for_tests() {
     HAVE_OPENAT2.store(false, Ordering::Relaxed);
 }
@@ -569,4 +568,55 @@ pub(crate) fn nofile_limit() -> u64 {
 pub(crate) fn geteuid() -> u32 {
     // SAFETY: geteuid cannot fail and has no preconditions.
     unsafe { libc::geteuid() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use super::*;
+
+    #[test]
+    fn open_beneath_fallback_refuses_dotdot_and_slash() {
+        // Both resolution paths must confine: force the fallback (process-wide, but the
+        // fallback is equally safe for every other test running meanwhile).
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("l")).unwrap();
+        let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        disable_openat2_for_tests();
+        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
+        let e = open_beneath(d.as_fd(), c"a/b", libc::O_PATH, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
+        // A trailing symlink opens as the link itself.
+        let l = open_beneath(d.as_fd(), c"l", libc::O_PATH, 0).unwrap();
+        let stx = statx(l.as_fd(), 0, libc::STATX_MODE).unwrap();
+        assert_eq!(u32::from(stx.stx_mode) & libc::S_IFMT, libc::S_IFLNK);
+        // Opening it for reading fails instead of following it.
+        let e = open_beneath(d.as_fd(), c"l", libc::O_RDONLY, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+        HAVE_OPENAT2.store(true, Ordering::Relaxed);
+    }
+
+    #[test]
+    fn open_beneath_openat2_refuses_dotdot() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
+    }
+
+    #[test]
+    fn utimensat_empty_path_works_on_o_path_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("nowhere", dir.path().join("l")).unwrap();
+        let p = std::ffi::CString::new(dir.path().join("l").to_str().unwrap()).unwrap();
+        let l = open_path(&p, libc::O_PATH | libc::O_NOFOLLOW).unwrap();
+        let t = [libc::timespec { tv_sec: 1000, tv_nsec: 0 }; 2];
+        utimensat(l.as_fd(), EMPTY, &t, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW).unwrap();
+        let stx = statx(l.as_fd(), 0, libc::STATX_MTIME).unwrap();
+        assert_eq!(stx.stx_mtime.tv_sec, 1000);
+    }
 }
