@@ -506,3 +506,6 @@ darwin_consts! {
 pub const DT_WHT: u8 = 14;
 /// Whiteout file type (`<sys/stat.h>`); Linux has none.
 pub const S_IFWHT: u16 = 0o16_0000;
+/// The longest extended attribute name in bytes, without the NUL (`<sys/xattr.h>`); Linux
+/// allows 255.
+pub const XATTR_MAXNAMELEN: usize = 127;

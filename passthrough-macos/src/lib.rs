@@ -10,5 +10,6 @@ pub mod dev;
 pub mod errno;
 pub mod lock;
 pub mod open_flags;
+pub mod override_stat;
 pub mod seek;
 pub mod time;
