@@ -13,3 +13,4 @@ pub mod open_flags;
 pub mod override_stat;
 pub mod seek;
 pub mod time;
+pub mod xattr;
