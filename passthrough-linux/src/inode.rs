@@ -143,7 +143,7 @@ pub(crate) struct Inode {
     /// The reference.
     pub(crate) iref: InodeRef,
     /// Open file descriptions carrying POSIX locks, one per lock owner (OFD locks).
-    pub(crate) lock_fds: Mutex<HashMap<u64, (OwnedFd, FdPermit)>>,
+    pub(crate) lock_fds: Mutex<HashMap<u64, (Arc<OwnedFd>, FdPermit)>>,
 }
 
 impl Inode {

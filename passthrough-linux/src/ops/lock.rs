@@ -12,6 +12,7 @@
 //! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
 
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fuse_abi::Errno;
@@ -78,24 +79,29 @@ impl PassthroughFs {
         create: bool,
         f: impl FnOnce(Option<BorrowedFd<'_>>) -> FsResult<T>,
     ) -> FsResult<T> {
-        let mut fds = inode
-            .lock_fds
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if create && !fds.contains_key(&owner) {
-            let permit = self.budget.acquire()?;
-            let proc_fd = self.proc_self_fd.as_fd();
-            let fd = if inode.is_dir() {
-                inode.reopen(proc_fd, libc::O_RDONLY | libc::O_DIRECTORY)
-            } else {
-                inode
-                    .reopen(proc_fd, libc::O_RDWR)
-                    .or_else(|_| inode.reopen(proc_fd, libc::O_RDONLY))
+        let fd = {
+            let mut fds = inode
+                .lock_fds
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if create && !fds.contains_key(&owner) {
+                let permit = self.budget.acquire()?;
+                let proc_fd = self.proc_self_fd.as_fd();
+                let fd = if inode.is_dir() {
+                    inode.reopen(proc_fd, libc::O_RDONLY | libc::O_DIRECTORY)
+                } else {
+                    inode
+                        .reopen(proc_fd, libc::O_RDWR)
+                        .or_else(|_| inode.reopen(proc_fd, libc::O_RDONLY))
+                }
+                .map_err(errno)?;
+                fds.insert(owner, (Arc::new(fd), permit));
             }
-            .map_err(errno)?;
-            fds.insert(owner, (fd, permit));
-        }
-        f(fds.get(&owner).map(|(fd, _)| fd.as_fd()))
+            fds.get(&owner).map(|(fd, _)| Arc::clone(fd))
+        };
+        // The table is not locked while `f` runs: a SETLKW waiting here must not keep the
+        // owner of the conflicting lock from unlocking.
+        f(fd.as_deref().map(AsFd::as_fd))
     }
 
     pub(super) fn do_getlk(&self, _nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {

@@ -1,0 +1,306 @@
+//! Extended attributes, the name map, and POSIX ACLs.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+use fuse_abi::{Errno, SetxattrFlags};
+use fuse_server::{FileSystem, XattrReply};
+use passthrough_linux::XattrMap;
+
+fn file(f: &Fixture) -> u64 {
+    std::fs::write(f.host("f"), b"").unwrap();
+    f.lookup(ROOT, "f").unwrap().nodeid
+}
+
+fn list(f: &Fixture, nodeid: u64) -> Vec<String> {
+    let XattrReply::Size(n) = f.fs.listxattr(&ctx(), nodeid, &mut []).unwrap() else {
+        panic!()
+    };
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut buf = vec![0u8; n as usize];
+    let XattrReply::Data(m) = f.fs.listxattr(&ctx(), nodeid, &mut buf).unwrap() else {
+        panic!()
+    };
+    assert_eq!(m, n as usize);
+    buf[..m]
+        .split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+#[test]
+fn set_get_list_remove_roundtrip() {
+    let f = Fixture::new();
+    let n = file(&f);
+    f.fs.setxattr(&ctx(), n, c"user.k", b"value", 0, SetxattrFlags::empty())
+        .unwrap();
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"user.k", &mut []).unwrap(),
+        XattrReply::Size(5)
+    );
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"user.k", &mut buf).unwrap(),
+        XattrReply::Data(5)
+    );
+    assert_eq!(&buf[..5], b"value");
+    assert!(list(&f, n).contains(&"user.k".to_owned()));
+    f.fs.removexattr(&ctx(), n, c"user.k").unwrap();
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"user.k", &mut buf).unwrap_err(),
+        Errno::ENODATA
+    );
+}
+
+#[test]
+fn getxattr_small_buffer_is_erange() {
+    let f = Fixture::new();
+    let n = file(&f);
+    f.fs.setxattr(&ctx(), n, c"user.k", b"value", 0, SetxattrFlags::empty())
+        .unwrap();
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"user.k", &mut [0u8; 2])
+            .unwrap_err(),
+        Errno::ERANGE
+    );
+}
+
+#[test]
+fn setxattr_create_on_existing_is_eexist() {
+    let f = Fixture::new();
+    let n = file(&f);
+    f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty())
+        .unwrap();
+    let r = f.fs.setxattr(
+        &ctx(),
+        n,
+        c"user.k",
+        b"2",
+        libc::XATTR_CREATE as u32,
+        SetxattrFlags::empty(),
+    );
+    assert_eq!(r.unwrap_err(), Errno::EEXIST);
+}
+
+#[test]
+fn xattr_disabled_is_eopnotsupp() {
+    let f = Fixture::with(|b| b.xattr(false));
+    let n = file(&f);
+    let r =
+        f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty());
+    assert_eq!(r.unwrap_err(), Errno::EOPNOTSUPP);
+    assert_eq!(
+        f.fs.listxattr(&ctx(), n, &mut []).unwrap_err(),
+        Errno::EOPNOTSUPP
+    );
+}
+
+#[test]
+fn acl_names_refused_and_hidden_without_posix_acl() {
+    let f = Fixture::new();
+    let n = file(&f);
+    // An ACL set on the host by someone else: the guest neither sees nor reads it.
+    let acl = acl_with_named_user(1000);
+    xattr_set_host(&f.host("f"), "system.posix_acl_access", &acl);
+    assert!(xattr_get_host(&f.host("f"), "system.posix_acl_access").is_some());
+    let r =
+        f.fs.getxattr(&ctx(), n, c"system.posix_acl_access", &mut []);
+    assert_eq!(r.unwrap_err(), Errno::EOPNOTSUPP);
+    assert!(
+        !list(&f, n)
+            .iter()
+            .any(|s| s.starts_with("system.posix_acl"))
+    );
+}
+
+#[test]
+fn posix_acl_set_updates_mode() {
+    let f = Fixture::with(|b| b.posix_acl(true));
+    let n = file(&f);
+    // user::rw- group::--- other::--- as an xattr value: the host derives mode 0600.
+    let acl = acl_mode_entries(0o6, 0o0, 0o0);
+    f.fs.setxattr(
+        &ctx(),
+        n,
+        c"system.posix_acl_access",
+        &acl,
+        0,
+        SetxattrFlags::empty(),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(f.host("f")).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn posix_acl_kill_sgid_clears_sgid() {
+    let f = Fixture::with(|b| b.posix_acl(true));
+    let n = file(&f);
+    std::fs::set_permissions(f.host("f"), std::fs::Permissions::from_mode(0o2755)).unwrap();
+    let acl = acl_mode_entries(0o7, 0o5, 0o5);
+    f.fs.setxattr(
+        &ctx(),
+        n,
+        c"system.posix_acl_access",
+        &acl,
+        0,
+        SetxattrFlags::ACL_KILL_SGID,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(f.host("f")).unwrap().permissions().mode() & 0o7777,
+        0o755
+    );
+}
+
+#[test]
+fn default_acl_is_inherited_by_host_kernel() {
+    let f = Fixture::with(|b| b.posix_acl(true));
+    let d = f.mkdir(ROOT, "d").unwrap();
+    let acl = acl_mode_entries(0o7, 0o7, 0o0);
+    f.fs.setxattr(
+        &ctx(),
+        d.nodeid,
+        c"system.posix_acl_default",
+        &acl,
+        0,
+        SetxattrFlags::empty(),
+    )
+    .unwrap();
+    // With DONT_MASK the guest's umask (022) is ignored in favour of the default ACL.
+    let cc = fuse_server::CreateContext {
+        umask: 0o022,
+        ..Default::default()
+    };
+    let e =
+        f.fs.mkdir(&ctx(), &cc, d.nodeid, name("sub"), 0o777)
+            .unwrap();
+    assert_eq!(e.attr.mode & 0o777, 0o770);
+}
+
+#[test]
+fn xattrmap_prefixes_on_host_and_strips_for_guest() {
+    let map = XattrMap::parse(":prefix:all:trusted.:user.virtiofs.: :ok:all:::").unwrap();
+    let f = Fixture::with(|b| b.xattrmap(map));
+    let n = file(&f);
+    f.fs.setxattr(&ctx(), n, c"trusted.x", b"1", 0, SetxattrFlags::empty())
+        .unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "user.virtiofs.trusted.x"),
+        Some(b"1".to_vec())
+    );
+    assert!(list(&f, n).contains(&"trusted.x".to_owned()));
+}
+
+#[test]
+fn xattrmap_remapped_capability_cleared_on_write() {
+    let map = XattrMap::parse(":prefix:all:security.:user.virtiofs.: :ok:all:::").unwrap();
+    let f = Fixture::with(|b| b.xattrmap(map));
+    let (e, fh) = f.create(ROOT, "f", 0o755, libc::O_RDWR as u32).unwrap();
+    f.fs.setxattr(
+        &ctx(),
+        e.nodeid,
+        c"security.capability",
+        b"caps",
+        0,
+        SetxattrFlags::empty(),
+    )
+    .unwrap();
+    assert!(xattr_get_host(&f.host("f"), "user.virtiofs.security.capability").is_some());
+    f.write(e.nodeid, fh, 0, b"x").unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "user.virtiofs.security.capability"),
+        None
+    );
+}
+
+#[test]
+fn readonly_refuses_setxattr_and_writes() {
+    let f = Fixture::with(|b| b.readonly(true));
+    let n = file(&f);
+    let r =
+        f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty());
+    assert_eq!(r.unwrap_err(), Errno::EROFS);
+    assert_eq!(f.open(n, libc::O_RDWR as u32).unwrap_err(), Errno::EROFS);
+    assert_eq!(f.mkdir(ROOT, "d").unwrap_err(), Errno::EROFS);
+    assert!(f.open(n, libc::O_RDONLY as u32).is_ok());
+}
+
+/// A POSIX ACL xattr value with just the three base entries.
+fn acl_mode_entries(user: u16, group: u16, other: u16) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&2u32.to_le_bytes()); // POSIX_ACL_XATTR_VERSION
+    for (tag, perm) in [(0x01u16, user), (0x04, group), (0x20, other)] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&u32::MAX.to_le_bytes());
+    }
+    v
+}
+
+/// A non-minimal ACL (the host stores it as an xattr): base entries, user `uid`, a mask.
+fn acl_with_named_user(uid: u32) -> Vec<u8> {
+    let mut v = Vec::new();
+    v.extend_from_slice(&2u32.to_le_bytes());
+    for (tag, perm, id) in [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, uid),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+fn xattr_set_host(p: &std::path::Path, name: &str, value: &[u8]) {
+    let st = std::process::Command::new("setfattr")
+        .arg("-h")
+        .arg("--version")
+        .output();
+    let _ = st;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; os.setxattr(sys.argv[1], sys.argv[2], bytes.fromhex(sys.argv[3]))",
+        ])
+        .arg(p)
+        .arg(name)
+        .arg(value.iter().map(|b| format!("{b:02x}")).collect::<String>())
+        .status()
+        .unwrap();
+    assert!(out.success());
+}
+
+fn xattr_get_host(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import os,sys; print(os.getxattr(sys.argv[1], sys.argv[2]).hex())",
+        ])
+        .arg(p)
+        .arg(name)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return None;
+    }
+    let hex = String::from_utf8(out.stdout).unwrap();
+    let hex = hex.trim();
+    Some(
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect(),
+    )
+}
