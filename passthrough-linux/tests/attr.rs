@@ -1,5 +1,7 @@
 //! Attributes and the remaining file operations.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

@@ -1,5 +1,7 @@
 //! The core operations on a temp directory, called directly.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

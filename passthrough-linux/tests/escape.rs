@@ -1,6 +1,8 @@
 //! A hostile guest: names with `/` or `..`, symlinks pointing outside, special files. Nothing
 //! outside the share may be read, created or changed.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::os::unix::fs::symlink;

@@ -3,6 +3,8 @@
 //! returns early, passing, when it is not root, since a non-root daemon creates everything as
 //! itself by design.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

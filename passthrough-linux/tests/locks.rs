@@ -1,5 +1,7 @@
 //! POSIX (OFD-backed) locks and flock.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,5 +1,7 @@
 //! Extended attributes, the name map, and POSIX ACLs.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
