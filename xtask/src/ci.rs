@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{layout, macos};
+use crate::{fuzz, layout, macos};
 
 /// One named CI step.
 struct Step {
@@ -35,6 +35,11 @@ const STEPS: &[Step] = &[
         "check-macos",
         "type-check passthrough-macos for Apple targets (Debian toolchain)",
         macos::run_all,
+    ),
+    Step::new(
+        "fuzz",
+        "cargo-fuzz smoke: every fuzz target for 20 s",
+        fuzz::smoke,
     ),
 ];
 

@@ -5,6 +5,7 @@
 
 mod ci;
 mod e2e;
+mod fuzz;
 mod layout;
 mod macos;
 mod provision;
@@ -18,6 +19,7 @@ usage: cargo xtask <command> [options]
 commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
+  fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
   help          this text
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "ci" => ci::run(rest),
         "e2e" => e2e::run(rest),
+        "fuzz" => fuzz::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
         "help" | "--help" | "-h" => {
