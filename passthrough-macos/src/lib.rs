@@ -12,5 +12,6 @@ pub mod lock;
 pub mod open_flags;
 pub mod override_stat;
 pub mod seek;
+pub mod stat;
 pub mod time;
 pub mod xattr;
