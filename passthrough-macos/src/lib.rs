@@ -5,6 +5,7 @@
 //! the Apple targets on Linux.
 
 pub mod at_flags;
+pub mod capabilities;
 pub mod darwin_abi;
 pub mod dev;
 pub mod errno;
