@@ -3,6 +3,7 @@
 //! Every step prints the command it runs, and a failing step names the command that reproduces
 //! it. CI (`.ci/run`) calls `cargo xtask ci` and nothing else.
 
+mod bench;
 mod ci;
 mod e2e;
 mod fuzz;
@@ -17,6 +18,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
+  bench         criterion benches: bench [CRATE] [--baseline NAME]
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
@@ -32,6 +34,7 @@ fn main() -> Result<()> {
         bail!("no command given");
     };
     match command.as_str() {
+        "bench" => bench::run(rest),
         "ci" => ci::run(rest),
         "e2e" => e2e::run(rest),
         "fuzz" => fuzz::run(rest),
