@@ -12,6 +12,7 @@ use fuse_server::{FileSystem, SetAttr, TimeOrNow, Timespec};
 
 #[test]
 fn setattr_mode_uid_gid_apply() {
+    needs_root!();
     let f = Fixture::new();
     std::fs::write(f.host("f"), b"").unwrap();
     let e = f.lookup(ROOT, "f").unwrap();
@@ -175,6 +176,7 @@ fn access_checks_with_the_callers_identity() {
 
 #[test]
 fn mknod_fifo_socket_and_block_device() {
+    needs_root!();
     let f = Fixture::new();
     let p =
         f.fs.mknod(&ctx(), &cctx(), ROOT, name("p"), libc::S_IFIFO | 0o644, 0)

@@ -20,12 +20,6 @@ fn full() -> Fixture {
     })
 }
 
-fn is_root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 fn check(flag: InitFlags, f: &Fixture) {
     let name = format!("{flag:?}");
     match flag {
@@ -211,9 +205,7 @@ fn dont_mask(f: &Fixture) {
 }
 
 fn supp_group(f: &Fixture) {
-    if !is_root() {
-        return;
-    }
+    needs_root!();
     f.mkdir(ROOT, "g").unwrap();
     std::os::unix::fs::chown(f.host("g"), Some(0), Some(2000)).unwrap();
     std::fs::set_permissions(f.host("g"), std::fs::Permissions::from_mode(0o770)).unwrap();
@@ -291,6 +283,7 @@ fn killpriv(f: &Fixture) {
 }
 
 fn security_ctx(f: &Fixture) {
+    needs_root!();
     let cc = CreateContext {
         security_ctx: Some(SecurityContext {
             name: b"security.vtest",
@@ -308,9 +301,7 @@ fn security_ctx(f: &Fixture) {
 }
 
 fn submounts(f: &Fixture) {
-    if !is_root() {
-        return;
-    }
+    needs_root!();
     std::fs::create_dir(f.host("mnt")).unwrap();
     let st = std::process::Command::new("mount")
         .args(["-t", "tmpfs", "none"])

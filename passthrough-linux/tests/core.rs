@@ -192,6 +192,7 @@ fn rename_exchange_swaps() {
 
 #[test]
 fn rename_whiteout_leaves_char_device_0_0() {
+    needs_root!();
     let f = Fixture::new();
     std::fs::write(f.host("a"), b"A").unwrap();
     f.fs.rename(

@@ -199,6 +199,7 @@ fn symlink_with_absolute_target_is_created_not_followed() {
 
 #[test]
 fn setattr_on_symlink_changes_the_link_not_the_target() {
+    needs_root!();
     let f = Fixture::new();
     symlink(f.outside().join("secret"), f.host("s")).unwrap();
     let s = f.lookup(ROOT, "s").unwrap();
@@ -267,6 +268,7 @@ fn open_fifo_is_refused_without_blocking() {
 
 #[test]
 fn open_device_node_is_refused() {
+    needs_root!();
     let f = Fixture::new();
     // /dev/null's numbers (1, 3) encoded as the kernel does.
     let e =
@@ -292,6 +294,7 @@ fn open_device_node_is_refused() {
 
 #[test]
 fn setattr_size_on_device_is_einval() {
+    needs_root!();
     let f = Fixture::new();
     let e =
         f.fs.mknod(

@@ -1,7 +1,7 @@
 //! Who creates what: per-thread credentials, supplementary group, umask, ALLOW_IDMAP's
-//! unmapped ids, HANDLE_KILLPRIV_V2. Needs root (the test process runs as root here); each test
-//! returns early, passing, when it is not root, since a non-root daemon creates everything as
-//! itself by design.
+//! unmapped ids, HANDLE_KILLPRIV_V2. Identity switching needs root (the test process runs as
+//! root here): those tests pass with a note for a non-root developer, since a non-root daemon
+//! creates everything as itself by design.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -13,12 +13,6 @@ use common::*;
 use fuse_abi::{Errno, INVALID_UIDGID, InitFlags, OpenInFlags, WriteFlags};
 use fuse_server::{CreateContext, FileSystem, SetAttr};
 
-fn root() -> bool {
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 fn world_writable_dir(f: &Fixture) -> u64 {
     let d = f.mkdir(ROOT, "pub").unwrap();
     std::fs::set_permissions(f.host("pub"), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -27,9 +21,7 @@ fn world_writable_dir(f: &Fixture) -> u64 {
 
 #[test]
 fn create_runs_as_the_caller() {
-    if !root() {
-        return;
-    }
+    needs_root!();
     let f = Fixture::new();
     let d = world_writable_dir(&f);
     let cc = CreateContext::default();
@@ -55,9 +47,7 @@ fn create_runs_as_the_caller() {
 
 #[test]
 fn create_as_caller_without_permission_is_eacces() {
-    if !root() {
-        return;
-    }
+    needs_root!();
     let f = Fixture::new();
     let _ = f.mkdir(ROOT, "closed").unwrap();
     std::fs::set_permissions(f.host("closed"), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -115,9 +105,7 @@ fn non_creating_requests_with_unmapped_ids_work() {
 
 #[test]
 fn supplementary_group_lets_caller_create_in_group_dir() {
-    if !root() {
-        return;
-    }
+    needs_root!();
     let f = Fixture::new();
     f.mkdir(ROOT, "g").unwrap();
     std::os::unix::fs::chown(f.host("g"), Some(0), Some(2000)).unwrap();

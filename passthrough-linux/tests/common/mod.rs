@@ -28,7 +28,13 @@ impl Fixture {
         std::fs::create_dir(tmp.path().join("share")).unwrap();
         std::fs::create_dir(tmp.path().join("outside")).unwrap();
         std::fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
-        let cfg = f(Config::builder(tmp.path().join("share")))
+        // PASSTHROUGH_TEST_FILE_HANDLES=never runs the whole suite on O_PATH descriptors.
+        let mode = match std::env::var("PASSTHROUGH_TEST_FILE_HANDLES").as_deref() {
+            Ok("never") => passthrough_linux::FileHandleMode::Never,
+            Ok("mandatory") => passthrough_linux::FileHandleMode::Mandatory,
+            _ => passthrough_linux::FileHandleMode::Prefer,
+        };
+        let cfg = f(Config::builder(tmp.path().join("share")).file_handles(mode))
             .build()
             .unwrap();
         let fs = PassthroughFs::new(cfg).unwrap();
@@ -251,4 +257,25 @@ impl DirPlusSink for Sink {
         ));
         true
     }
+}
+
+/// Whether the tests run as root (they do in CI here).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Skips (passes) a test that needs root: device nodes, whiteouts, chown to other ids,
+/// `security.*` xattrs, mounts, identity switching. These run by default, since the project's
+/// test process is root; a non-root developer gets a note instead of a spurious failure.
+#[macro_export]
+macro_rules! needs_root {
+    () => {
+        if !common::is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
 }
