@@ -41,6 +41,12 @@ const STEPS: &[Step] = &[
         "cargo-fuzz smoke: every fuzz target for 20 s",
         fuzz::smoke,
     ),
+    Step::new("miri", "Miri on the syscall-free transport tests", miri),
+    Step::new(
+        "root",
+        "root tier: ignored tests that mount via /dev/fuse",
+        root,
+    ),
 ];
 
 impl Step {
@@ -89,6 +95,35 @@ fn test() -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "--locked", "--workspace"]);
     util::run(cmd)
+}
+
+/// `cargo +nightly miri test` on virtiofs-transport's unit tests and chain tests (syscall
+/// tests are `#[cfg_attr(miri, ignore)]`). Needs the nightly `miri` and `rust-src` components.
+fn miri() -> Result<()> {
+    let mut cmd = util::cmd("cargo");
+    cmd.args([
+        "+nightly",
+        "miri",
+        "test",
+        "--locked",
+        "-p",
+        "virtiofs-transport",
+    ])
+    .args(["--lib", "--test", "chain"]);
+    util::run(cmd)
+}
+
+/// Packages whose `#[ignore = "needs root ..."]` tests the root tier runs.
+const ROOT_TESTS: &[&str] = &["virtiofs-transport"];
+
+/// The root tier: each package's ignored tests (mounts through /dev/fuse); CI runs as root.
+fn root() -> Result<()> {
+    for package in ROOT_TESTS {
+        let mut cmd = cargo();
+        cmd.args(["test", "--locked", "-p", package, "--", "--ignored"]);
+        util::run(cmd)?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.
