@@ -1,1 +1,44 @@
-//! `virtiofs-device`: see the repository's `ARCHITECTURE.md`. This crate is being built.
+//! The virtio-fs device: config space, the hiprio queue and N request queues, one worker per
+//! queue, and the `virtiofs-device` daemon's vhost-user backend.
+//!
+//! ```text
+//! fuse-server, virtiofs-transport, passthrough-*  ◄──  virtiofs-device
+//! ```
+//!
+//! A VMM embeds [`VirtioFs`]: it builds a [`DeviceConfig`] (tag, request queues, queue size),
+//! answers the driver's config reads with [`VirtioFs::read_config`], hands over guest memory
+//! and the queues with their kick and call eventfds at [`VirtioFs::activate`], and calls
+//! [`VirtioFs::reset`] when the driver resets the device. Requests are answered on the queue
+//! they came from; queue 0 (hiprio) carries FORGET only and never gets a reply.
+//!
+//! QEMU, Cloud Hypervisor and crosvm instead connect to the `virtiofs-device` binary over
+//! vhost-user (`vhost_user` module, feature `vhost-user`).
+//!
+//! # Cargo features
+//!
+//! - `vhost-user`: [`vhost_user::VhostUserFs`], the `VhostUserBackend` implementation;
+//! - `daemon` (default): the `virtiofs-device` binary (implies `vhost-user`).
+//!
+//! # Safety
+//!
+//! No unsafe code. Guest memory is reached only through `vm-memory` and `virtio-queue`; every
+//! guest-supplied length is checked by them and by the server.
+#![forbid(unsafe_code)]
+
+mod chain;
+mod config;
+mod device;
+mod error;
+mod queue;
+mod server_shim;
+#[cfg(feature = "vhost-user")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vhost-user")))]
+pub mod vhost_user;
+
+pub use config::{
+    DEFAULT_QUEUE_SIZE, DeviceConfig, DeviceConfigBuilder, MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES,
+    TAG_LEN, Tag, VirtioFsConfig,
+};
+pub use device::{QueueResources, VirtioFs};
+pub use error::{Error, Result};
+pub use queue::{QueueRole, Stats};

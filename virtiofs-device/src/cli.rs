@@ -1,0 +1,313 @@
+//! The command line: virtiofsd's main options plus ours (`--queues`, `--fuse-mount`,
+//! `--backend`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// A vhost-user virtio-fs daemon: serves a host directory to a VM (QEMU `vhost-user-fs-pci`,
+/// Cloud Hypervisor, crosvm), or mounts it on the host through /dev/fuse with --fuse-mount.
+#[derive(Debug, Parser)]
+#[command(name = "virtiofs-device", version)]
+pub(crate) struct Cli {
+    /// vhost-user socket path to listen on (created; a stale socket is replaced).
+    #[arg(long, alias = "socket", value_name = "PATH",
+          required_unless_present_any = ["fd", "fuse_mount", "print_capabilities"],
+          conflicts_with_all = ["fd", "fuse_mount"])]
+    pub(crate) socket_path: Option<PathBuf>,
+
+    /// An inherited, listening vhost-user socket file descriptor.
+    #[arg(long, value_name = "FD", conflicts_with = "fuse_mount")]
+    pub(crate) fd: Option<i32>,
+
+    /// The host directory to share.
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "print_capabilities"
+    )]
+    pub(crate) shared_dir: Option<PathBuf>,
+
+    /// The virtio-fs tag the guest mounts by (1 to 36 bytes, no newline).
+    #[arg(long, default_value = "virtiofs")]
+    pub(crate) tag: String,
+
+    /// Accepted for compatibility: requests are served on one worker thread per request
+    /// queue (see --queues).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) thread_pool_size: usize,
+
+    /// Enable extended attributes.
+    #[arg(long)]
+    pub(crate) xattr: bool,
+
+    /// POSIX ACLs: never, auto (when the kernel supports them), always (fail INIT otherwise);
+    /// a bare --posix-acl means always. Implies --xattr.
+    #[arg(long, require_equals = true, num_args = 0..=1, default_value = "never",
+          default_missing_value = "always", value_name = "never|auto|always")]
+    pub(crate) posix_acl: Tristate,
+
+    /// Extended-attribute name mapping rules (virtiofsd syntax).
+    #[arg(long, value_name = "RULES")]
+    pub(crate) xattrmap: Option<String>,
+
+    /// Cache policy: auto, always or never (metadata is accepted as auto).
+    #[arg(long, default_value = "auto")]
+    pub(crate) cache: Cache,
+
+    /// Refuse every write to the share.
+    #[arg(long)]
+    pub(crate) readonly: bool,
+
+    /// Tell the guest about submounts in the share (SUBMOUNTS).
+    #[arg(long, overrides_with = "no_announce_submounts")]
+    pub(crate) announce_submounts: bool,
+
+    /// Do not announce submounts (the default).
+    #[arg(long, overrides_with = "announce_submounts")]
+    pub(crate) no_announce_submounts: bool,
+
+    /// Refer to inodes by file handles: never, prefer (fall back to O_PATH fds), mandatory.
+    #[arg(long, require_equals = true, num_args = 0..=1, default_value = "never",
+          default_missing_value = "prefer", value_name = "never|prefer|mandatory")]
+    pub(crate) inode_file_handles: FileHandles,
+
+    /// Enable the guest's writeback cache (WRITEBACK_CACHE).
+    #[arg(long)]
+    pub(crate) writeback: bool,
+
+    /// Honour the guest's O_DIRECT opens (FOPEN_DIRECT_IO) instead of caching.
+    #[arg(long)]
+    pub(crate) allow_direct_io: bool,
+
+    /// Sandbox: only `none` is implemented (namespace and chroot are refused).
+    #[arg(long, default_value = "none")]
+    pub(crate) sandbox: Sandbox,
+
+    /// Log level: error, warn, info, debug, trace or off (RUST_LOG overrides).
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: log::LevelFilter,
+
+    /// Number of request queues offered (1 to 63; Linux 6.11+ uses up to one per vCPU).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) queues: u16,
+
+    /// Largest virtqueue size accepted (a power of two, 64 to 32768).
+    #[arg(long, default_value_t = virtiofs_device::DEFAULT_QUEUE_SIZE, value_name = "N")]
+    pub(crate) queue_size: u16,
+
+    /// Serve the share through the host kernel's /dev/fuse, mounted at DIR, instead of
+    /// vhost-user.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) fuse_mount: Option<PathBuf>,
+
+    /// A mount option for --fuse-mount (repeatable, e.g. default_permissions).
+    #[arg(long, value_name = "OPT")]
+    pub(crate) fuse_option: Vec<String>,
+
+    /// The backend: linux (passthrough on this host) or macos-logic (the macOS backend's
+    /// logic on Linux).
+    #[arg(long, default_value = "linux")]
+    pub(crate) backend: Backend,
+
+    /// Print the vhost-user backend capabilities as JSON and exit (libvirt uses this).
+    #[arg(long)]
+    pub(crate) print_capabilities: bool,
+}
+
+/// never / auto / always.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Tristate {
+    /// Never.
+    Never,
+    /// When possible.
+    Auto,
+    /// Required.
+    Always,
+}
+
+/// Cache policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Cache {
+    /// No caching in the guest beyond a request.
+    Never,
+    /// Metadata only; accepted as auto.
+    Metadata,
+    /// Short timeouts, cache invalidated on open.
+    Auto,
+    /// Long timeouts, the guest keeps its cache.
+    Always,
+}
+
+/// Inode file-handle policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FileHandles {
+    /// O_PATH fds only.
+    Never,
+    /// File handles where possible.
+    Prefer,
+    /// File handles or fail.
+    Mandatory,
+}
+
+/// Sandbox mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Sandbox {
+    /// Mount namespace and pivot_root (not implemented).
+    Namespace,
+    /// chroot (not implemented).
+    Chroot,
+    /// No sandbox.
+    None,
+}
+
+/// Backend choice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Backend {
+    /// Passthrough on a Linux host.
+    Linux,
+    /// The macOS backend's portable logic, run on Linux.
+    MacosLogic,
+}
+
+/// Parses `args`; on failure returns the message to print: one line for errors, the full text
+/// for --help and --version (with `Ok`-like exit status `0`).
+pub(crate) fn parse<I, T>(args: I) -> Result<Cli, (String, i32)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) => {
+            use clap::error::ErrorKind;
+            match e.kind() {
+                ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    Err((e.render().to_string(), 0))
+                }
+                _ => Err((one_line(&e.render().to_string()), 2)),
+            }
+        }
+    }
+}
+
+/// Folds clap's multi-line error (message, hints, usage) into its message on one line.
+fn one_line(rendered: &str) -> String {
+    let mut parts = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            parts.push(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    parts.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(args: &[&str]) -> Cli {
+        parse(std::iter::once("virtiofs-device").chain(args.iter().copied())).unwrap()
+    }
+
+    fn parse_err(args: &[&str]) -> String {
+        let (msg, code) =
+            parse(std::iter::once("virtiofs-device").chain(args.iter().copied())).unwrap_err();
+        assert_eq!(code, 2, "{msg}");
+        assert!(!msg.contains('\n'), "not one line: {msg:?}");
+        msg
+    }
+
+    #[test]
+    fn virtiofsd_command_line() {
+        let cli = parse_ok(&[
+            "--socket-path=/tmp/vfs.sock",
+            "--shared-dir",
+            "/srv",
+            "--tag",
+            "myfs",
+            "--cache=always",
+            "--xattr",
+            "--posix-acl",
+            "--announce-submounts",
+            "--inode-file-handles=mandatory",
+            "--sandbox",
+            "none",
+            "--thread-pool-size=4",
+            "--writeback",
+            "--allow-direct-io",
+            "--readonly",
+            "--log-level",
+            "debug",
+        ]);
+        assert_eq!(
+            cli.socket_path.as_deref(),
+            Some(std::path::Path::new("/tmp/vfs.sock"))
+        );
+        assert_eq!(cli.posix_acl, Tristate::Always);
+        assert_eq!(cli.cache, Cache::Always);
+        assert_eq!(cli.inode_file_handles, FileHandles::Mandatory);
+        assert!(cli.announce_submounts && cli.xattr && cli.writeback && cli.readonly);
+        assert_eq!(cli.log_level, log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn defaults() {
+        let cli = parse_ok(&["--socket", "/s", "--shared-dir", "/d"]);
+        assert_eq!(cli.posix_acl, Tristate::Never);
+        assert_eq!(cli.cache, Cache::Auto);
+        assert_eq!(cli.sandbox, Sandbox::None);
+        assert_eq!(cli.queues, 1);
+        assert_eq!(cli.backend, Backend::Linux);
+        assert!(!cli.announce_submounts);
+    }
+
+    #[test]
+    fn posix_acl_values_and_submount_override() {
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--posix-acl=auto"]);
+        assert_eq!(cli.posix_acl, Tristate::Auto);
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--announce-submounts",
+            "--no-announce-submounts",
+        ]);
+        assert!(!cli.announce_submounts);
+    }
+
+    #[test]
+    fn fuse_mount_mode() {
+        let cli = parse_ok(&[
+            "--shared-dir=/d",
+            "--fuse-mount=/mnt",
+            "--fuse-option=default_permissions",
+            "--backend=macos-logic",
+        ]);
+        assert_eq!(cli.fuse_option, ["default_permissions"]);
+        assert_eq!(cli.backend, Backend::MacosLogic);
+    }
+
+    #[test]
+    fn bad_options_are_one_line() {
+        let msg = parse_err(&["--shared-dir=/d"]);
+        assert!(msg.contains("--socket-path"), "{msg}");
+        let msg = parse_err(&["--socket-path=/s"]);
+        assert!(msg.contains("--shared-dir"), "{msg}");
+        let msg = parse_err(&["--socket-path=/s", "--shared-dir=/d", "--cache=sometimes"]);
+        assert!(
+            msg.contains("sometimes") && msg.contains("possible values"),
+            "{msg}"
+        );
+        let msg = parse_err(&["--socket-path=/s", "--fd=3", "--shared-dir=/d"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+        let msg = parse_err(&["--socket-path=/s", "--shared-dir=/d", "--queues=x"]);
+        assert!(msg.contains("--queues"), "{msg}");
+        parse_err(&["--socket-path=/s", "--shared-dir=/d", "--bogus"]);
+    }
+}
