@@ -4,6 +4,7 @@
 //! calls macOS is `cfg(target_os = "macos")`. `cargo xtask check-macos` type-checks the crate for
 //! the Apple targets on Linux.
 
+pub mod access;
 pub mod at_flags;
 pub mod capabilities;
 pub mod darwin_abi;
@@ -16,5 +17,7 @@ pub mod override_stat;
 pub mod rename;
 pub mod seek;
 pub mod stat;
+pub mod statfs;
 pub mod time;
+pub mod volfs;
 pub mod xattr;
