@@ -14,6 +14,7 @@ pub mod fallocate;
 pub mod lock;
 pub mod open_flags;
 pub mod override_stat;
+pub mod ownership;
 pub mod rename;
 pub mod seek;
 pub mod stat;
