@@ -17,6 +17,7 @@
 use fuse_abi::{AttrFlags, mode};
 use fuse_server::{FileAttr, Timespec};
 
+use crate::darwin_abi;
 use crate::dev;
 use crate::override_stat::{self, OverrideStat};
 use crate::time::HostTimespec;
@@ -118,6 +119,30 @@ impl HostStat {
             // A real host device node: Darwin's layout to Linux's (0 if the minor is too wide).
             dev::darwin_to_linux(self.rdev).unwrap_or(0)
         }
+    }
+}
+
+/// The `fuse_dirent.type` for a host directory entry. With the entry's guest mode known (after
+/// a lookup, as READDIRPLUS has it) the type comes from that mode, so emulated special files
+/// show their guest type; otherwise the host's `d_type` is used (the values are the same on
+/// both systems), except Darwin's whiteout type, which a Linux guest never sees from a host
+/// directory: `DT_UNKNOWN`, as for any value Linux does not define.
+///
+/// Note that a plain READDIR therefore reports `DT_REG` for an emulated device, FIFO or
+/// socket (libkrun's behaviour); tools that trust `d_type` see the difference until they stat.
+pub const fn dirent_type(host_dtype: u8, guest_mode: Option<u32>) -> u32 {
+    if let Some(guest_mode) = guest_mode {
+        return mode::dt_from_mode(guest_mode);
+    }
+    match host_dtype {
+        darwin_abi::DT_FIFO => mode::DT_FIFO,
+        darwin_abi::DT_CHR => mode::DT_CHR,
+        darwin_abi::DT_DIR => mode::DT_DIR,
+        darwin_abi::DT_BLK => mode::DT_BLK,
+        darwin_abi::DT_REG => mode::DT_REG,
+        darwin_abi::DT_LNK => mode::DT_LNK,
+        darwin_abi::DT_SOCK => mode::DT_SOCK,
+        _ => mode::DT_UNKNOWN,
     }
 }
 
@@ -307,6 +332,31 @@ mod tests {
         assert_eq!(attr.nlink, 65_535);
         st.size = -1;
         assert_eq!(st.to_attr(None, None).size, 0);
+    }
+
+    #[test]
+    fn dirent_types() {
+        // Values as in reference/macos.md §2.4.
+        let rows = [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (4, 4),
+            (6, 6),
+            (8, 8),
+            (10, 10),
+            (12, 12),
+        ];
+        for (host, guest) in rows {
+            assert_eq!(dirent_type(host, None), guest, "d_type {host}");
+        }
+        assert_eq!(dirent_type(d::DT_WHT, None), mode::DT_UNKNOWN);
+        assert_eq!(dirent_type(3, None), mode::DT_UNKNOWN);
+        assert_eq!(dirent_type(255, None), mode::DT_UNKNOWN);
+        // The guest mode wins: an emulated FIFO or whiteout.
+        assert_eq!(dirent_type(d::DT_REG, Some(FIFO | 0o644)), mode::DT_FIFO);
+        assert_eq!(dirent_type(d::DT_REG, Some(CHR)), mode::DT_CHR);
+        assert_eq!(dirent_type(d::DT_DIR, Some(DIR | 0o755)), mode::DT_DIR);
     }
 
     #[test]
