@@ -6,6 +6,7 @@
 //! (`reference/kernel-fuse.md` §4); [`DeviceConfig::build`](DeviceConfigBuilder::build) refuses
 //! all of them before a guest can see them.
 
+use fuse_server::{NegotiationConfig, ServerConfig, TransportFacts};
 use zerocopy::little_endian::U32;
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -130,6 +131,16 @@ impl DeviceConfig {
     /// The largest queue size the device accepts (a power of two).
     pub fn queue_size(&self) -> u16 {
         self.queue_size
+    }
+
+    /// The server configuration for this device: the virtio-fs transport facts (the guest
+    /// kernel always applies `default_permissions`, SUBMOUNTS may be offered, no DAX window,
+    /// chains up to the queue size) composed with the operator's negotiation policy.
+    pub fn server_config(&self, negotiation: NegotiationConfig) -> ServerConfig {
+        ServerConfig {
+            transport: TransportFacts::virtio_fs(self.queue_size),
+            negotiation,
+        }
     }
 
     /// The config space as the driver reads it.

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
-use fuse_server::FileSystem;
+use fuse_server::{FileSystem, NegotiationConfig, Server};
 use log::{error, warn};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddressSpace;
@@ -16,8 +16,7 @@ use vmm_sys_util::event::{
 
 use crate::config::DeviceConfig;
 use crate::error::{Error, Result};
-use crate::queue::{QueueRole, Stats, process_queue};
-use crate::server_shim::{Server, ServerConfig};
+use crate::queue::{QueueRole, Stats, WorkerBuffers, serve_queue};
 
 /// One virtqueue as the VMM hands it over at activation: the queue (addresses, size, ready,
 /// EVENT_IDX set by the VMM from the negotiated features), the eventfd the driver kicks, and
@@ -56,11 +55,13 @@ where
     F: FileSystem + 'static,
     M: GuestAddressSpace + Clone + Send + 'static,
 {
-    /// A device serving `fs` with `config`.
-    pub fn new(config: DeviceConfig, fs: F) -> VirtioFs<F, M> {
+    /// A device serving `fs` with `config`; `negotiation` is the operator's FUSE_INIT policy
+    /// (it can only remove what the backend declares and virtio-fs allows).
+    pub fn new(config: DeviceConfig, fs: F, negotiation: NegotiationConfig) -> VirtioFs<F, M> {
+        let server = Server::new(fs, config.server_config(negotiation));
         VirtioFs {
             config,
-            server: Arc::new(Server::new(fs, ServerConfig)),
+            server: Arc::new(server),
             stats: Arc::new(Stats::default()),
             workers: Vec::new(),
             _memory: std::marker::PhantomData,
@@ -89,6 +90,11 @@ where
             "ignoring a write of {} bytes to the read-only config space at {offset}",
             data.len()
         );
+    }
+
+    /// The server (for its negotiated state and counters).
+    pub fn server(&self) -> &Server<F> {
+        &self.server
     }
 
     /// The device's counters.
@@ -184,6 +190,7 @@ where
             stats: Arc::clone(&self.stats),
             mem,
             resources,
+            buffers: WorkerBuffers::default(),
             epoll,
             _stop: stop_consumer,
         };
@@ -224,6 +231,7 @@ struct WorkerContext<F, M> {
     stats: Arc<Stats>,
     mem: M,
     resources: QueueResources,
+    buffers: WorkerBuffers,
     epoll: Epoll,
     _stop: EventConsumer,
 }
@@ -257,23 +265,17 @@ impl<F: FileSystem, M: GuestAddressSpace> WorkerContext<F, M> {
 
     fn serve(&mut self) {
         let guard = self.mem.memory();
-        match process_queue(
+        let call = &self.resources.call;
+        if let Err(e) = serve_queue(
             &self.server,
             self.role,
             &*guard,
             &mut self.resources.queue,
+            &mut self.buffers,
             &self.stats,
+            || call.notify(),
         ) {
-            Ok(true) => {
-                if let Err(e) = self.resources.call.notify() {
-                    error!("queue {}: cannot signal the driver: {e}", self.index);
-                }
-            }
-            Ok(false) => {}
-            Err(e) => error!(
-                "queue {}: ring not accessible, waiting for a reset: {e}",
-                self.index
-            ),
+            error!("queue {}: {e}; waiting for a reset", self.index);
         }
     }
 }

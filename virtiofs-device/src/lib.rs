@@ -25,12 +25,10 @@
 //! guest-supplied length is checked by them and by the server.
 #![forbid(unsafe_code)]
 
-mod chain;
 mod config;
 mod device;
 mod error;
 mod queue;
-mod server_shim;
 #[cfg(feature = "vhost-user")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vhost-user")))]
 pub mod vhost_user;

@@ -9,13 +9,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use fuse_server::{Capabilities, FileSystem};
+use fuse_server::{
+    CachePolicy as NegotiatedCache, NegotiationConfig, PosixAcl, Server, ServerConfig,
+    TransportFacts,
+};
 use log::{info, warn};
+use passthrough_linux::{CachePolicy, Config, FileHandleMode, PassthroughFs, XattrMap};
 use vhost::vhost_user::Listener;
 use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
+use virtiofs_transport::dev_fuse::{self, ChannelConfig, FuseMount, MountOptions};
 
-use crate::cli::{Backend, Cli, Sandbox};
+use crate::cli::{Backend, Cache, Cli, FileHandles, Sandbox, Tristate};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
@@ -70,9 +75,6 @@ fn run(cli: &Cli) -> Result<()> {
     if cli.backend == Backend::MacosLogic {
         bail!("--backend macos-logic: the macOS backend's logic is not available on Linux yet");
     }
-    if cli.xattrmap.is_some() {
-        bail!("--xattrmap: not supported yet");
-    }
     if cli.thread_pool_size > 0 {
         info!(
             "--thread-pool-size {}: requests are served on one worker per request queue",
@@ -82,15 +84,15 @@ fn run(cli: &Cli) -> Result<()> {
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
     }
-    let fs = PlaceholderFs;
+    let fs = backend(cli, shared_dir)?;
+    let negotiation = negotiation(cli);
 
     if let Some(mountpoint) = &cli.fuse_mount {
-        check_directory("--fuse-mount", mountpoint)?;
-        bail!("--fuse-mount: the /dev/fuse transport is not available yet");
+        return fuse_mount(cli, mountpoint, fs, negotiation);
     }
 
     let mut listener = listen(cli)?;
-    let backend = VhostUserFs::new(config, fs);
+    let backend = VhostUserFs::new(config, fs, negotiation);
     info!(
         "serving {} as tag {:?} with {} request queue(s)",
         shared_dir.display(),
@@ -98,6 +100,106 @@ fn run(cli: &Cli) -> Result<()> {
         backend.config().request_queues()
     );
     serve(&backend, &mut listener)?;
+    Ok(())
+}
+
+/// The passthrough backend the options describe.
+fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
+    let posix_acl = cli.posix_acl != Tristate::Never;
+    let mut builder = Config::builder(shared_dir)
+        .cache(match cli.cache {
+            Cache::Never => CachePolicy::Never,
+            Cache::Metadata => CachePolicy::Metadata,
+            Cache::Auto => CachePolicy::Auto,
+            Cache::Always => CachePolicy::Always,
+        })
+        .writeback(cli.writeback)
+        .xattr(cli.xattr || posix_acl)
+        .posix_acl(posix_acl)
+        .readonly(cli.readonly)
+        .file_handles(match cli.inode_file_handles {
+            FileHandles::Never => FileHandleMode::Never,
+            FileHandles::Prefer => FileHandleMode::Prefer,
+            FileHandles::Mandatory => FileHandleMode::Mandatory,
+        })
+        .announce_submounts(cli.announce_submounts)
+        .allow_direct_io(cli.allow_direct_io);
+    if let Some(rules) = &cli.xattrmap {
+        let map = XattrMap::parse(rules).context("--xattrmap")?;
+        builder = builder.xattrmap(map);
+    }
+    let config = builder.build().context("invalid options")?;
+    PassthroughFs::new(config).with_context(|| format!("--shared-dir {}", shared_dir.display()))
+}
+
+/// The operator's FUSE_INIT policy.
+fn negotiation(cli: &Cli) -> NegotiationConfig {
+    NegotiationConfig {
+        posix_acl: match cli.posix_acl {
+            Tristate::Never => PosixAcl::Never,
+            Tristate::Auto => PosixAcl::Auto,
+            Tristate::Always => PosixAcl::Always,
+        },
+        writeback_cache: cli.writeback,
+        cache: match cli.cache {
+            Cache::Never => NegotiatedCache::Never,
+            Cache::Metadata | Cache::Auto => NegotiatedCache::Auto,
+            Cache::Always => NegotiatedCache::Always,
+        },
+        ..NegotiationConfig::default()
+    }
+}
+
+/// Serves the backend through the host kernel's /dev/fuse at `mountpoint` until unmounted.
+fn fuse_mount(
+    cli: &Cli,
+    mountpoint: &Path,
+    fs: PassthroughFs,
+    negotiation: NegotiationConfig,
+) -> Result<()> {
+    check_directory("--fuse-mount", mountpoint)?;
+    let mut options = MountOptions::default();
+    for option in cli.fuse_option.iter().flat_map(|o| o.split(',')) {
+        match option.split_once('=') {
+            None if option == "default_permissions" => options.default_permissions = true,
+            None if option == "allow_other" => options.allow_other = true,
+            None if option.is_empty() => {}
+            Some(("fsname", v)) => options.fsname = v.to_owned(),
+            Some(("subtype", v)) => options.subtype = Some(v.to_owned()),
+            Some(("max_read", v)) => {
+                options.max_read = Some(
+                    v.parse()
+                        .with_context(|| format!("--fuse-option {option}"))?,
+                );
+            }
+            _ => bail!(
+                "--fuse-option {option}: unknown (default_permissions, allow_other, fsname=, subtype=, max_read=)"
+            ),
+        }
+    }
+    let channel = ChannelConfig::default();
+    let transport = TransportFacts::dev_fuse(
+        options.default_permissions,
+        u32::try_from(channel.request_buffer()).unwrap_or(u32::MAX),
+    );
+    let server = Server::new(
+        fs,
+        ServerConfig {
+            transport,
+            negotiation,
+        },
+    );
+    let mount = FuseMount::mount(mountpoint, &options, channel)
+        .with_context(|| format!("--fuse-mount {}", mountpoint.display()))?;
+    info!("serving through /dev/fuse at {}", mountpoint.display());
+    let threads = usize::from(cli.queues).max(1);
+    dev_fuse::serve(&mount, threads, |r, w| {
+        if let Err(e) = server.handle_message(r, w) {
+            log::debug!("request not answered: {e}");
+        }
+    })
+    .context("/dev/fuse")?;
+    info!("{} unmounted", mountpoint.display());
     Ok(())
 }
 
@@ -135,15 +237,6 @@ fn check_directory(option: &str, dir: &Path) -> Result<()> {
             bail!("{option} {}: no such directory", dir.display())
         }
         Err(e) => bail!("{option} {}: {e}", dir.display()),
-    }
-}
-
-/// Stand-in backend until passthrough-linux lands.
-struct PlaceholderFs;
-
-impl FileSystem for PlaceholderFs {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
     }
 }
 

@@ -1,20 +1,23 @@
-//! Serving one virtqueue: pop chains, hand them to the server, return them with the right used
-//! length, and tell the caller whether the driver needs an interrupt.
+//! Serving one virtqueue: the transport walks and checks each chain and the reply, the server
+//! answers, and this module adds what is virtio-fs specific: the hiprio queue takes FORGET only
+//! and never replies; request queues answer on the queue the request came from.
 //!
-//! Both the in-process device and the vhost-user backend use [`process_queue`]; they differ only
+//! Both the in-process device and the vhost-user backend use [`serve_queue`]; they differ only
 //! in how they wait for kicks and signal the driver.
 
+use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use fuse_abi::{InHeader, Opcode};
-use fuse_server::FileSystem;
+use fuse_abi::Opcode;
+use fuse_server::mem::MemReader;
+use fuse_server::{FileSystem, Server};
 use log::{debug, warn};
-use virtio_queue::{DescriptorChain, QueueT};
+use virtio_queue::QueueT;
+use virtiofs_transport::{ChainBuffers, ChainReader, ChainWriter, process_queue};
 use vm_memory::GuestMemory;
-use zerocopy::{FromZeros, IntoBytes};
 
-use crate::chain::{ChainReader, ChainWriter};
-use crate::server_shim::{Outcome, Server};
+/// The largest message accepted on the hiprio queue: a BATCH_FORGET of ~4000 entries.
+const HIPRIO_MAX: usize = 64 * 1024;
 
 /// Which virtio-fs queue a worker serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,127 +42,117 @@ impl QueueRole {
 /// Counters a device keeps across its queues (monotonic; read them for logs or metrics).
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// Chains answered with a reply.
-    pub replied: AtomicU64,
-    /// Chains that took no reply (FORGET, BATCH_FORGET).
-    pub no_reply: AtomicU64,
-    /// Chains dropped because they were malformed (bad addresses, no header, nothing the
-    /// server could answer) or sent to the wrong queue; returned with used length 0.
+    /// Chains completed: a checked reply, or none for FORGET.
+    pub completed: AtomicU64,
+    /// Malformed chains, returned with used length 0.
+    pub malformed: AtomicU64,
+    /// Requests without a valid reply (the server could not write one, or the transport
+    /// refused it), and non-FORGET requests on the hiprio queue; used length 0.
     pub dropped: AtomicU64,
+    /// Interrupts requested from the driver.
+    pub notifications: AtomicU64,
 }
 
 impl Stats {
-    fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Ordering::Relaxed);
+        }
     }
 }
 
-/// Serves every available chain of `queue`, with EVENT_IDX re-checks, and returns whether the
-/// driver must be notified.
+/// A worker's reusable state: the transport's chain buffers and the hiprio staging buffer.
+#[derive(Debug, Default)]
+pub(crate) struct WorkerBuffers {
+    chains: ChainBuffers,
+    hiprio: Vec<u8>,
+}
+
+/// Serves every available chain of `queue` (with the EVENT_IDX re-check) and calls `notify`
+/// whenever the driver wants an interrupt.
 ///
 /// # Errors
 ///
-/// A ring the device cannot access (an invalid used ring or avail index): the queue is
-/// broken, and the caller should log and wait for a reset.
-pub(crate) fn process_queue<F, M, Q>(
+/// A ring the device cannot access (used ring outside guest memory) or a failed `notify`: the
+/// queue is broken, and the caller should log and wait for a reset.
+pub(crate) fn serve_queue<F, M, Q, N>(
     server: &Server<F>,
     role: QueueRole,
     mem: &M,
     queue: &mut Q,
+    buffers: &mut WorkerBuffers,
     stats: &Stats,
-) -> Result<bool, virtio_queue::Error>
+    notify: N,
+) -> virtiofs_transport::Result<()>
 where
     F: FileSystem,
     M: GuestMemory,
     Q: QueueT,
+    N: FnMut() -> std::io::Result<()>,
 {
-    let event_idx = queue.event_idx_enabled();
-    let mut served = false;
-    loop {
-        if event_idx {
-            queue.disable_notification(mem)?;
-        }
-        while let Some(chain) = queue.pop_descriptor_chain(mem) {
-            let head = chain.head_index();
-            let used = serve_chain(server, role, mem, chain, stats);
-            queue.add_used(mem, head, used)?;
-            served = true;
-        }
-        if !event_idx || !queue.enable_notification(mem)? {
-            break;
-        }
-    }
-    if !served {
-        return Ok(false);
-    }
-    queue.needs_notification(mem)
+    let WorkerBuffers { chains, hiprio } = buffers;
+    let mut refused = 0u64;
+    let result = process_queue(
+        queue,
+        mem,
+        chains,
+        |reader: &mut ChainReader<'_, M>, writer: &mut ChainWriter<'_, M>| {
+            let answered = match role {
+                QueueRole::Request => server.handle_message(reader, writer).map(|_| ()),
+                QueueRole::Hiprio => serve_hiprio(server, reader, writer, hiprio),
+            };
+            if let Err(e) = answered {
+                debug!("{role:?} queue: request not answered: {e}");
+                refused += 1;
+            }
+        },
+        notify,
+    );
+    Stats::add(&stats.dropped, refused);
+    let queue_stats = result?;
+    Stats::add(&stats.completed, queue_stats.completed);
+    Stats::add(&stats.malformed, queue_stats.malformed);
+    Stats::add(&stats.dropped, queue_stats.bad_replies);
+    Stats::add(&stats.notifications, queue_stats.notifications);
+    Ok(())
 }
 
-/// Serves one chain and returns its used length: the reply's length, or 0.
-fn serve_chain<F, M>(
+/// A hiprio message: FORGET or BATCH_FORGET go to the server (no reply); anything else is
+/// dropped, never executed.
+fn serve_hiprio<F, M>(
     server: &Server<F>,
-    role: QueueRole,
-    mem: &M,
-    chain: DescriptorChain<&M>,
-    stats: &Stats,
-) -> u32
+    reader: &mut ChainReader<'_, M>,
+    writer: &mut ChainWriter<'_, M>,
+    staging: &mut Vec<u8>,
+) -> Result<(), fuse_server::server::Error>
 where
     F: FileSystem,
     M: GuestMemory,
 {
-    let head = chain.head_index();
-    let reader = ChainReader::new(mem, chain.clone());
-    let writer = ChainWriter::new(mem, chain);
-    let (mut reader, mut writer) = match (reader, writer) {
-        (Ok(r), Ok(w)) => (r, w),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!("{role:?} queue: chain {head} has buffers outside guest memory: {e}");
-            Stats::bump(&stats.dropped);
-            return 0;
-        }
-    };
-
-    if role == QueueRole::Hiprio {
-        let mut header = InHeader::new_zeroed();
-        let opcode = reader
-            .peek(header.as_mut_bytes())
-            .ok()
-            .and_then(|()| Opcode::try_from(header.opcode.get()).ok());
-        if !opcode.is_some_and(Opcode::is_noreply) {
-            warn!(
-                "hiprio queue: dropping chain {head} with opcode {} (only FORGET belongs here)",
-                header.opcode.get()
-            );
-            Stats::bump(&stats.dropped);
-            return 0;
-        }
+    let len = reader.remaining();
+    if len > HIPRIO_MAX {
+        warn!("hiprio queue: dropping a {len}-byte message");
+        return Ok(());
     }
-
-    match server.handle_message(&mut reader, &mut writer) {
-        Ok(Outcome::Replied { len }) => {
-            let written = fuse_server::Writer::bytes_written(&writer);
-            if written != len {
-                warn!("{role:?} queue: reply of {len} bytes but {written} written");
-            }
-            match u32::try_from(written) {
-                Ok(used) if role == QueueRole::Request => {
-                    Stats::bump(&stats.replied);
-                    used
-                }
-                _ => {
-                    Stats::bump(&stats.dropped);
-                    0
-                }
+    staging.clear();
+    staging.resize(len, 0);
+    reader
+        .read_exact(staging)
+        .map_err(fuse_server::server::Error::Read)?;
+    let opcode = staging
+        .get(4..8)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes);
+    match opcode.and_then(|op| Opcode::try_from(op).ok()) {
+        Some(Opcode::Forget | Opcode::BatchForget) => {
+            let outcome = server.handle_message(&mut MemReader::new(staging), writer)?;
+            if outcome != fuse_server::Outcome::NoReply {
+                warn!("hiprio queue: the server replied to a FORGET");
             }
         }
-        Ok(Outcome::NoReply) => {
-            Stats::bump(&stats.no_reply);
-            0
-        }
-        Err(e) => {
-            debug!("{role:?} queue: chain {head} not answered: {e}");
-            Stats::bump(&stats.dropped);
-            0
-        }
+        _ => warn!(
+            "hiprio queue: dropping opcode {opcode:?}: only FORGET and BATCH_FORGET belong here"
+        ),
     }
+    Ok(())
 }

@@ -9,7 +9,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use fuse_server::FileSystem;
+use fuse_server::{FileSystem, NegotiationConfig, Server};
 use log::{info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
@@ -21,8 +21,7 @@ use vmm_sys_util::event::{
 };
 
 use crate::config::DeviceConfig;
-use crate::queue::{QueueRole, Stats, process_queue};
-use crate::server_shim::{Server, ServerConfig};
+use crate::queue::{QueueRole, Stats, WorkerBuffers, serve_queue};
 
 /// The guest memory a vhost-user frontend shares (no dirty-page bitmap).
 pub type GuestMemory = GuestMemoryAtomic<GuestMemoryMmap<()>>;
@@ -53,6 +52,8 @@ struct Inner<F> {
     stats: Stats,
     event_idx: AtomicBool,
     mem: Mutex<Option<GuestMemory>>,
+    /// One per queue, used only by that queue's worker thread (never contended).
+    buffers: Vec<Mutex<WorkerBuffers>>,
 }
 
 /// The virtio-fs device as a vhost-user backend. Cheap to clone (shared state).
@@ -78,12 +79,17 @@ impl<F> std::fmt::Debug for VhostUserFs<F> {
 }
 
 impl<F: FileSystem + 'static> VhostUserFs<F> {
-    /// A backend serving `fs` with `config`.
-    pub fn new(config: DeviceConfig, fs: F) -> VhostUserFs<F> {
+    /// A backend serving `fs` with `config`; `negotiation` is the operator's FUSE_INIT policy.
+    pub fn new(config: DeviceConfig, fs: F, negotiation: NegotiationConfig) -> VhostUserFs<F> {
+        let server = Server::new(fs, config.server_config(negotiation));
+        let buffers = (0..config.num_queues())
+            .map(|_| Mutex::new(WorkerBuffers::default()))
+            .collect();
         VhostUserFs {
             inner: Arc::new(Inner {
+                buffers,
                 config,
-                server: Arc::new(Server::new(fs, ServerConfig)),
+                server: Arc::new(server),
                 stats: Stats::default(),
                 event_idx: AtomicBool::new(false),
                 mem: Mutex::new(None),
@@ -94,6 +100,11 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
     /// The device configuration.
     pub fn config(&self) -> &DeviceConfig {
         &self.inner.config
+    }
+
+    /// The server (for its negotiated state and counters).
+    pub fn server(&self) -> &Server<F> {
+        &self.inner.server
     }
 
     /// The counters.
@@ -214,22 +225,36 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
             warn!("queue {thread_id}: kicked before the memory table was set");
             return Ok(());
         };
+        let Some(buffers) = self.inner.buffers.get(thread_id) else {
+            warn!("event on unknown queue {thread_id}");
+            return Ok(());
+        };
+        let mut buffers = buffers.lock().unwrap_or_else(PoisonError::into_inner);
         let role = QueueRole::of_index(thread_id);
         let guard = mem.memory();
         let mut state = vring.get_mut();
-        let notify = process_queue(
+        // The vring's lock is held while serving, so the interrupt is raised once the batch is
+        // done (through the same guard) rather than from inside the loop.
+        let mut pending = false;
+        let served = serve_queue(
             &self.inner.server,
             role,
             &*guard,
             state.get_queue_mut(),
+            &mut buffers,
             &self.inner.stats,
+            || {
+                pending = true;
+                Ok(())
+            },
         );
-        match notify {
-            Ok(true) => state.signal_used_queue()?,
-            Ok(false) => {}
+        if let Err(e) = served {
             // A broken ring is the guest's fault: log it and leave the queue alone until the
             // frontend resets it; the daemon keeps serving the other queues.
-            Err(e) => warn!("queue {thread_id}: ring not accessible: {e}"),
+            warn!("queue {thread_id}: {e}");
+        }
+        if pending {
+            state.signal_used_queue()?;
         }
         Ok(())
     }
