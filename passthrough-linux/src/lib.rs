@@ -30,6 +30,22 @@
 //!   backend panic or exit.
 //!
 //! Unsafe code lives in `sys.rs` only.
+//!
+//! # Tests
+//!
+//! `tests/*.rs` call the backend directly on temp directories (`tests/server.rs` through
+//! `fuse_server::Server` with raw request bytes). They run as root in this project; tests that
+//! need root (device nodes, whiteouts, chown to other ids, `security.*` xattrs, identity
+//! switching, mounts) pass with a "skipped: needs root" note otherwise, rather than being
+//! `#[ignore]`d, so that `cargo test` covers them by default. `PASSTHROUGH_TEST_FILE_HANDLES=
+//! never|prefer|mandatory` runs the suite with that inode reference mode (default `prefer`).
+//!
+//! Mounted through `/dev/fuse` (`default_permissions,allow_other`) on a 6.18 host with ext4,
+//! pjdfstest 0.2.2 with `posix_fallocate`, `utime_now` and `utimensat` enabled passes 375 cases
+//! with 0 failures and 23 skipped (ext4 itself: 376 passed, 22 skipped; the extra skip is
+//! `link::link_count_max`, because glibc's `pathconf(_PC_LINK_MAX)` answers the default 127 for
+//! a FUSE filesystem), in both the default configuration and with O_PATH inodes, POSIX ACLs
+//! and writeback; fsx 0.3.2 with every operation weighted in runs 20 000 operations clean.
 #![cfg(target_os = "linux")]
 #![deny(unsafe_code)]
 

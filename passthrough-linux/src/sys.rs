@@ -614,8 +614,17 @@ mod tests {
         std::os::unix::fs::symlink("nowhere", dir.path().join("l")).unwrap();
         let p = std::ffi::CString::new(dir.path().join("l").to_str().unwrap()).unwrap();
         let l = open_path(&p, libc::O_PATH | libc::O_NOFOLLOW).unwrap();
-        let t = [libc::timespec { tv_sec: 1000, tv_nsec: 0 }; 2];
-        utimensat(l.as_fd(), EMPTY, &t, libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW).unwrap();
+        let t = [libc::timespec {
+            tv_sec: 1000,
+            tv_nsec: 0,
+        }; 2];
+        utimensat(
+            l.as_fd(),
+            EMPTY,
+            &t,
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+        )
+        .unwrap();
         let stx = statx(l.as_fd(), 0, libc::STATX_MTIME).unwrap();
         assert_eq!(stx.stx_mtime.tv_sec, 1000);
     }

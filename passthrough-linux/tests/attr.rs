@@ -315,3 +315,22 @@ fn open_noatime_is_dropped() {
         .unwrap();
     assert_eq!(f.read(e.nodeid, fh, 0, 1).unwrap(), b"x");
 }
+
+#[test]
+fn open_direct_dropped_unless_allowed() {
+    // O_DIRECT would make this unaligned 3-byte write fail with EINVAL on the host.
+    let f = Fixture::new();
+    std::fs::write(f.host("f"), b"").unwrap();
+    let e = f.lookup(ROOT, "f").unwrap();
+    let fh = f
+        .open(e.nodeid, (libc::O_RDWR | libc::O_DIRECT) as u32)
+        .unwrap();
+    assert_eq!(f.write(e.nodeid, fh, 1, b"abc").unwrap(), 3);
+    let g = Fixture::with(|b| b.allow_direct_io(true));
+    std::fs::write(g.host("f"), b"").unwrap();
+    let e = g.lookup(ROOT, "f").unwrap();
+    let fh = g
+        .open(e.nodeid, (libc::O_RDWR | libc::O_DIRECT) as u32)
+        .unwrap();
+    assert_eq!(g.write(e.nodeid, fh, 1, b"abc").unwrap_err(), Errno::EINVAL);
+}

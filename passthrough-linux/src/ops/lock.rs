@@ -52,7 +52,8 @@ fn to_flock(lock: &Lock) -> FsResult<libc::flock> {
 
 /// Retries `attempt` while it answers EAGAIN/EACCES, up to `limit`; EINTR after that.
 fn wait_for(limit: Duration, mut attempt: impl FnMut() -> std::io::Result<()>) -> FsResult<()> {
-    let deadline = Instant::now() + limit;
+    let start = Instant::now();
+    let deadline = start.checked_add(limit).unwrap_or(start);
     let mut pause = Duration::from_millis(1);
     loop {
         match attempt() {
