@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use fuse_abi::{Attr, AttrOut, InHeader, InitIn, InitOut, OutHeader, U16, U32, U64};
 use fuse_server::{Reader, Writer};
-use virtiofs_transport::dev_fuse::{ChannelConfig, FuseMount, MountOptions, serve};
+use virtiofs_transport::dev_fuse::{
+    ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
+};
 use zerocopy::{FromZeros, IntoBytes};
 
 const INIT: u32 = 26;
@@ -84,6 +86,16 @@ fn abort_connection(dir: &Path) {
 
 /// Runs `check` on the mounted directory with a watchdog.
 fn with_mount(threads: usize, options: MountOptions, check: impl FnOnce(&Path) + Send) {
+    with_mount_served(threads, options, &|r, w| handle(r, w), check);
+}
+
+/// [`with_mount`] with any request handler.
+fn with_mount_served(
+    threads: usize,
+    options: MountOptions,
+    handler: &(dyn Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync),
+    check: impl FnOnce(&Path) + Send,
+) {
     let _ = std::process::Command::new("mount")
         .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
         .stdout(std::process::Stdio::null())
@@ -92,7 +104,7 @@ fn with_mount(threads: usize, options: MountOptions, check: impl FnOnce(&Path) +
     let dir = tempfile::tempdir().unwrap();
     let mount = FuseMount::mount(dir.path(), &options, ChannelConfig::default()).unwrap();
     std::thread::scope(|s| {
-        let server = s.spawn(|| serve(&mount, threads, |r, w| handle(r, w)));
+        let server = s.spawn(|| serve(&mount, threads, handler));
         let (tx, rx) = mpsc::channel();
         let path = dir.path();
         s.spawn(move || {
@@ -155,4 +167,34 @@ fn cloned_channels_serve_in_parallel() {
             }
         });
     });
+}
+
+/// The real dispatcher (`fuse_server::Server`) over its null test backend, through
+/// `/dev/fuse`: INIT negotiation against the running kernel, then a stat of the root.
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn fuse_server_over_dev_fuse() {
+    use fuse_server::test_utils::{TestFs, all_capabilities};
+    use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts};
+
+    let buffer = ChannelConfig::default().request_buffer() as u32;
+    let server = Server::new(
+        TestFs::null(all_capabilities()),
+        ServerConfig {
+            transport: TransportFacts::dev_fuse(true, buffer),
+            negotiation: NegotiationConfig::default(),
+        },
+    );
+    let options = MountOptions {
+        default_permissions: true,
+        ..MountOptions::default()
+    };
+    let handler = |r: &mut DevFuseReader<'_>, w: &mut DevFuseWriter<'_>| {
+        let _ = server.handle_message(r, w);
+    };
+    with_mount_served(2, options, &handler, |dir| {
+        assert!(std::fs::metadata(dir).unwrap().is_dir());
+        assert!(std::fs::metadata(dir.join("file")).unwrap().is_file());
+    });
+    assert!(server.negotiated().is_some(), "INIT was negotiated");
 }
