@@ -1,0 +1,156 @@
+//! The daemon's command line, run as a process: bad options give one clear line on stderr and
+//! a non-zero exit; the daemon refuses a socket another daemon is serving.
+#![cfg(all(target_os = "linux", feature = "daemon"))]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_virtiofs-device");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs the daemon and returns its single stderr line.
+fn fails(args: &[&str]) -> String {
+    let out = run(args);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {stderr:?}");
+    assert!(lines[0].starts_with("virtiofs-device: "), "{stderr:?}");
+    lines[0].to_owned()
+}
+
+#[test]
+fn bad_options_give_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let sock = sock.to_str().unwrap();
+    let shared = dir.path().to_str().unwrap();
+
+    let msg = fails(&["--socket-path", sock, "--shared-dir", "/nonexistent/dir"]);
+    assert!(msg.contains("no such directory"), "{msg}");
+    let long = "t".repeat(37);
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--tag",
+        &long,
+    ]);
+    assert!(msg.contains("longer than 36 bytes"), "{msg}");
+    let msg = fails(&["--socket-path", sock, "--shared-dir", shared, "--tag", ""]);
+    assert!(msg.contains("empty"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--cache",
+        "sometimes",
+    ]);
+    assert!(msg.contains("possible values"), "{msg}");
+    let msg = fails(&["--shared-dir", shared]);
+    assert!(msg.contains("--socket-path"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--sandbox",
+        "chroot",
+    ]);
+    assert!(msg.contains("use --sandbox none"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--queues",
+        "0",
+    ]);
+    assert!(msg.contains("request queues"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--backend",
+        "macos-logic",
+    ]);
+    assert!(msg.contains("macos-logic"), "{msg}");
+    let msg = fails(&["--fd", "1", "--shared-dir", shared]);
+    assert!(msg.contains("--fd 1"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        "/nonexistent/dir/s.sock",
+        "--shared-dir",
+        shared,
+    ]);
+    assert!(msg.contains("cannot listen"), "{msg}");
+}
+
+#[test]
+fn help_and_version_succeed() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for option in [
+        "--socket-path",
+        "--shared-dir",
+        "--fuse-mount",
+        "--queues",
+        "--posix-acl",
+    ] {
+        assert!(help.contains(option), "{option} missing from --help");
+    }
+    assert!(run(&["--version"]).status.success());
+    assert!(run(&["--print-capabilities"]).status.success());
+}
+
+#[test]
+fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("busy.sock");
+    let shared = dir.path().to_str().unwrap();
+    // A stale socket file (nobody listening) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let mut daemon = Command::new(BIN)
+        .args([
+            "--socket-path",
+            sock.to_str().unwrap(),
+            "--shared-dir",
+            shared,
+        ])
+        .args(["--log-level", "off"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+        assert!(Instant::now() < deadline, "daemon did not listen");
+        assert!(daemon.try_wait().unwrap().is_none(), "daemon exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let msg = fails(&[
+        "--socket-path",
+        sock.to_str().unwrap(),
+        "--shared-dir",
+        shared,
+    ]);
+    assert!(msg.contains("socket in use"), "{msg}");
+    // Our probe connections came and went: the first daemon is still serving.
+    assert!(
+        daemon.try_wait().unwrap().is_none(),
+        "daemon exited after a disconnect"
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
