@@ -219,6 +219,9 @@ fn parse(args: &[String]) -> Result<Options> {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     let cache = provision::cache_dir()?;
+    // One e2e run per cache at a time: runs share the run directories and the initramfs
+    // images, and two TCG guests on two cores would only slow each other down.
+    let _lock = RunLock::acquire(&cache)?;
     step("provisioning");
     println!("cache: {}", cache.display());
     provision::ensure_host_packages()?;
@@ -302,6 +305,73 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// `<cache>/e2e.lock`, holding the pid of the e2e run that owns the cache; removed on drop.
+/// A lock whose process is gone is taken over.
+struct RunLock {
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// How long to wait for another run before giving up.
+    const WAIT: Duration = Duration::from_secs(45 * 60);
+
+    fn acquire(cache: &Path) -> Result<Self> {
+        let path = cache.join("e2e.lock");
+        let me = std::process::id().to_string();
+        let deadline = Instant::now() + Self::WAIT;
+        let mut told = false;
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    file.write_all(me.as_bytes())?;
+                    return Ok(Self { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).context(format!("cannot create {}", path.display())),
+            }
+            let owner = fs::read_to_string(&path).unwrap_or_default();
+            let owner = owner.trim();
+            let alive = !owner.is_empty() && Path::new("/proc").join(owner).exists();
+            if !alive {
+                // Stale (or being written this instant: then the owner's pid shows up on the
+                // next look, and create_new above fails again).
+                if !owner.is_empty() {
+                    println!("taking over the stale lock of pid {owner}");
+                    let _ = fs::remove_file(&path);
+                }
+            } else if !told {
+                println!(
+                    "waiting for the e2e run of pid {owner} to finish ({})",
+                    path.display()
+                );
+                told = true;
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "another e2e run (pid {owner}) still holds {} after {} min",
+                    path.display(),
+                    Self::WAIT.as_secs() / 60
+                );
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let mine = fs::read_to_string(&self.path)
+            .is_ok_and(|owner| owner.trim() == std::process::id().to_string());
+        if mine {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// One suite's figures, from an `E2E-RESULT` line.
 #[derive(Debug, Clone, PartialEq)]
 struct SuiteResult {
@@ -309,6 +379,8 @@ struct SuiteResult {
     pass: u64,
     fail: u64,
     skip: u64,
+    /// Checks that failed once and passed when run again (counted in `pass`).
+    flaky: u64,
     secs: f64,
 }
 
@@ -324,7 +396,7 @@ struct Report {
     results: Vec<SuiteResult>,
     /// Failures the guest could not report: timeouts, missing results, daemon crash...
     problems: Vec<String>,
-    /// `E2E-FAIL` lines, for the table.
+    /// `E2E-FAIL` and `E2E-FLAKY` lines, for the table.
     failures: Vec<String>,
     /// The ends of the console and daemon logs when something failed (CI shows only stdout).
     logs: String,
@@ -347,16 +419,17 @@ impl Report {
             if self.ok() { "ok" } else { "FAILED" }
         );
         println!(
-            "  {:<12} {:>6} {:>6} {:>6} {:>9}",
-            "suite", "pass", "fail", "skip", "secs"
+            "  {:<12} {:>6} {:>6} {:>6} {:>6} {:>9}",
+            "suite", "pass", "fail", "skip", "flaky", "secs"
         );
         for r in &self.results {
             println!(
-                "  {:<12} {:>6} {:>6} {:>6} {:>9.1}  {}",
+                "  {:<12} {:>6} {:>6} {:>6} {:>6} {:>9.1}  {}",
                 r.suite,
                 r.pass,
                 r.fail,
                 r.skip,
+                r.flaky,
                 r.secs,
                 if r.fail == 0 { "ok" } else { "FAILED" }
             );
@@ -383,6 +456,7 @@ fn parse_result(line: &str) -> Option<SuiteResult> {
         pass: 0,
         fail: 0,
         skip: 0,
+        flaky: 0,
         secs: 0.0,
     };
     while let (Some(key), Some(value)) = (words.next(), words.next()) {
@@ -390,6 +464,7 @@ fn parse_result(line: &str) -> Option<SuiteResult> {
             "pass" => result.pass = value.parse().ok()?,
             "fail" => result.fail = value.parse().ok()?,
             "skip" => result.skip = value.parse().ok()?,
+            "flaky" => result.flaky = value.parse().ok()?,
             "secs" => result.secs = value.parse().ok()?,
             _ => {}
         }
@@ -402,7 +477,7 @@ fn judge(lines: &[String], suites: &[&str]) -> (Vec<SuiteResult>, Vec<String>, V
     let results: Vec<SuiteResult> = lines.iter().filter_map(|l| parse_result(l)).collect();
     let failures: Vec<String> = lines
         .iter()
-        .filter(|l| l.starts_with("E2E-FAIL "))
+        .filter(|l| l.starts_with("E2E-FAIL ") || l.starts_with("E2E-FLAKY "))
         .cloned()
         .collect();
     let mut problems = Vec::new();
@@ -690,6 +765,7 @@ fn boot(
             pass: u64::from(ok),
             fail: u64::from(!ok),
             skip: 0,
+            flaky: 0,
             secs: 0.0,
         });
     }
@@ -748,6 +824,7 @@ mod tests {
                 pass: 375,
                 fail: 0,
                 skip: 23,
+                flaky: 0,
                 secs: 412.5
             })
         );

@@ -49,6 +49,11 @@ const TOOLS: &[(&str, &str)] = &[("pjdfstest", "0.2.2"), ("fsx", "0.3.2")];
 /// The stand-in vhost-user-fs daemon (dev only; not in bookworm's archive).
 const STAND_IN: (&str, &str) = ("virtiofsd", "1.14.0");
 
+/// Host binaries copied into the guest at the same path (the guest's PATH puts `/usr/bin`
+/// before busybox's `/bin`). pjdfstest's ETXTBSY tests copy and execute `which sleep`: a copy of
+/// busybox under another name is no `sleep` (it exits at once, and the tests race with it).
+const HOST_BINARIES: &[&str] = &["/usr/bin/sleep"];
+
 /// Modules the guest needs for virtio-fs over PCI, loaded with their dependencies unless the
 /// kernel has them built in.
 const GUEST_MODULES: &[&str] = &["virtio_pci", "virtiofs"];
@@ -592,6 +597,13 @@ pub(crate) fn build_initramfs(cache: &Path, kernel: &Kernel, tools: &Tools) -> R
     for binary in &tools.binaries {
         let name = binary.file_name().context("binary name")?;
         copy_exec(binary, &stage.join("bin").join(name))?;
+        libraries.extend(shared_libraries(binary)?);
+    }
+    for binary in HOST_BINARIES {
+        let binary = Path::new(binary);
+        let relative = binary.strip_prefix("/").unwrap_or(binary);
+        fs::create_dir_all(stage.join(relative).parent().context("parent")?)?;
+        copy_exec(binary, &stage.join(relative))?;
         libraries.extend(shared_libraries(binary)?);
     }
     for library in libraries {
