@@ -14,6 +14,26 @@
 //! QEMU, Cloud Hypervisor and crosvm instead connect to the `virtiofs-device` binary over
 //! vhost-user (`vhost_user` module, feature `vhost-user`).
 //!
+//! # The daemon
+//!
+//! ```text
+//! virtiofs-device --socket-path /tmp/vfs.sock --shared-dir /srv/share [--queues N] &
+//! qemu-system-x86_64 ... \
+//!   -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+//!   -chardev socket,id=char0,path=/tmp/vfs.sock \
+//!   -device vhost-user-fs-pci,chardev=char0,tag=myfs,queue-size=1024[,num-request-queues=N]
+//! # in the guest: mount -t virtiofs myfs /mnt
+//! ```
+//!
+//! The options are virtiofsd's main ones (`--socket-path`, `--fd`, `--shared-dir`, `--tag`,
+//! `--cache`, `--xattr`, `--posix-acl`, `--xattrmap`, `--readonly`, `--announce-submounts`,
+//! `--inode-file-handles`, `--writeback`, `--allow-direct-io`, `--sandbox none`,
+//! `--log-level`, `--thread-pool-size`), plus `--queues N`, `--queue-size N`, and
+//! `--fuse-mount DIR` (serve the same backend through the host's `/dev/fuse` at DIR, with
+//! `--fuse-option` mount options). The daemon serves one frontend after another on its socket
+//! (a QEMU exit or guest shutdown is not the end), and a guest reboot's second FUSE_INIT
+//! starts a fresh session; no request makes it exit.
+//!
 //! # Cargo features
 //!
 //! - `vhost-user`: [`vhost_user::VhostUserFs`], the `VhostUserBackend` implementation;
