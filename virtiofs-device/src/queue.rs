@@ -68,8 +68,8 @@ pub(crate) struct WorkerBuffers {
     hiprio: Vec<u8>,
 }
 
-/// Serves every available chain of `queue` (with the EVENT_IDX re-check) and calls `notify`
-/// whenever the driver wants an interrupt.
+/// Serves every available chain of `queue` (with the EVENT_IDX re-check), calls `notify`
+/// whenever the driver wants an interrupt, and returns the number of chains completed.
 ///
 /// # Errors
 ///
@@ -83,7 +83,7 @@ pub(crate) fn serve_queue<F, M, Q, N>(
     buffers: &mut WorkerBuffers,
     stats: &Stats,
     notify: N,
-) -> virtiofs_transport::Result<()>
+) -> virtiofs_transport::Result<u64>
 where
     F: FileSystem,
     M: GuestMemory,
@@ -114,7 +114,7 @@ where
     Stats::add(&stats.malformed, queue_stats.malformed);
     Stats::add(&stats.dropped, queue_stats.bad_replies);
     Stats::add(&stats.notifications, queue_stats.notifications);
-    Ok(())
+    Ok(queue_stats.completed)
 }
 
 /// A hiprio message: FORGET or BATCH_FORGET go to the server (no reply); anything else is

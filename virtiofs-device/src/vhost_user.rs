@@ -6,7 +6,7 @@
 //! one after the other on a listener, so the daemon outlives a frontend's disconnect.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fuse_server::{FileSystem, NegotiationConfig, Server};
@@ -54,6 +54,8 @@ struct Inner<F> {
     mem: Mutex<Option<GuestMemory>>,
     /// One per queue, used only by that queue's worker thread (never contended).
     buffers: Vec<Mutex<WorkerBuffers>>,
+    /// Requests completed per queue on the current connection.
+    served: Vec<AtomicU64>,
 }
 
 /// The virtio-fs device as a vhost-user backend. Cheap to clone (shared state).
@@ -88,6 +90,9 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
         VhostUserFs {
             inner: Arc::new(Inner {
                 buffers,
+                served: (0..config.num_queues())
+                    .map(|_| AtomicU64::new(0))
+                    .collect(),
                 config,
                 server: Arc::new(server),
                 stats: Stats::default(),
@@ -114,6 +119,13 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
 
     /// Forgets the connection: backend state and the guest memory mapping.
     fn disconnect(&self) {
+        let served: Vec<u64> = self
+            .inner
+            .served
+            .iter()
+            .map(|n| n.swap(0, Ordering::Relaxed))
+            .collect();
+        info!("requests served per queue (hiprio first): {served:?}");
         self.inner.server.reset();
         *self
             .inner
@@ -248,6 +260,9 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
                 Ok(())
             },
         );
+        if let (Ok(n), Some(count)) = (&served, self.inner.served.get(thread_id)) {
+            count.fetch_add(*n, Ordering::Relaxed);
+        }
         if let Err(e) = served {
             // A broken ring is the guest's fault: log it and leave the queue alone until the
             // frontend resets it; the daemon keeps serving the other queues.
