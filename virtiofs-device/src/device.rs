@@ -108,7 +108,8 @@ where
     }
 
     /// Starts serving: one worker thread per queue. `queues[0]` is hiprio, `queues[1..]` the
-    /// request queues, in order.
+    /// request queues the driver set up, in order (at least one; Linux 6.11+ uses at most one
+    /// per vCPU, so fewer than configured is normal).
     ///
     /// # Errors
     ///
@@ -119,9 +120,10 @@ where
         if self.is_active() {
             return Err(Error::AlreadyActive);
         }
-        if queues.len() != self.config.num_queues() {
+        // Linux 6.11+ sets up only as many request queues as it has CPUs.
+        if queues.len() < 2 || queues.len() > self.config.num_queues() {
             return Err(Error::QueueCount {
-                expected: self.config.num_queues(),
+                max_request_queues: self.config.request_queues(),
                 got: queues.len(),
             });
         }

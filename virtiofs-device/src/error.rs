@@ -20,10 +20,12 @@ pub enum Error {
     #[error("invalid queue size {0}: must be a power of two from 64 to 32768")]
     InvalidQueueSize(u16),
     /// `activate` was given the wrong number of queues.
-    #[error("activation needs {expected} queues (hiprio + request queues), got {got}")]
+    #[error(
+        "activation needs hiprio and 1 to {max_request_queues} request queues, got {got} queues"
+    )]
     QueueCount {
-        /// Queues the configuration has.
-        expected: usize,
+        /// Request queues the configuration offers.
+        max_request_queues: u16,
         /// Queues handed over.
         got: usize,
     },
