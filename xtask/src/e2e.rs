@@ -21,7 +21,8 @@ use crate::util::{self, display, step};
 
 const USAGE: &str = "\
 usage: cargo xtask e2e [--kernel K]... [--suite S]... [--daemon PATH|virtiofsd]
-                       [--daemon-arg ARG]... [--fsx-ops N] [--tag TAG] [--keep]
+                       [--daemon-arg ARG]... [--fsx-ops N] [--tag TAG] [--limit SECS]
+                       [--keep] [--provision-only]
 
 Boots Debian guest kernels under QEMU (TCG) against a vhost-user-fs daemon and runs test
 suites on the virtio-fs mount. K and S may be comma-separated lists.
