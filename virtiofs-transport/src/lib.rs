@@ -34,7 +34,7 @@
 //!
 //! # Cargo features
 //!
-//! - `fuzzing`: [`fuzzing`], which builds chains in mock guest memory from raw bytes (the
+//! - `fuzzing`: `fuzzing`, which builds chains in mock guest memory from raw bytes (the
 //!   `transport_chain` fuzz target and its regression tests).
 #![deny(unsafe_code)]
 
