@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{fuzz, layout, macos};
+use crate::{e2e, fuzz, layout, macos};
 
 /// One named CI step.
 struct Step {
@@ -46,6 +46,11 @@ const STEPS: &[Step] = &[
         "root",
         "root tier: ignored tests that mount via /dev/fuse",
         root,
+    ),
+    Step::new(
+        "e2e",
+        "real guests 6.1, 6.12, 7.3 over vhost-user-fs (smoke, pjdfstest, fsx)",
+        e2e_all,
     ),
 ];
 
@@ -124,6 +129,11 @@ fn root() -> Result<()> {
         util::run(cmd)?;
     }
     Ok(())
+}
+
+/// The guest tier: `cargo xtask e2e` with its defaults (every kernel, every suite).
+fn e2e_all() -> Result<()> {
+    e2e::run(&[])
 }
 
 /// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.
