@@ -161,6 +161,9 @@ pub struct Server<F> {
     conn: RwLock<Option<Conn>>,
     init_lock: Mutex<()>,
     bad_requests: AtomicU64,
+    /// Test hook: INIT flags OR-ed into every accepted INIT reply, bypassing negotiation.
+    #[cfg(feature = "test-hooks")]
+    forced_reply_flags: AtomicU64,
 }
 
 /// A request reply built by a handler: an error, or body parts.
@@ -183,7 +186,22 @@ impl<F: FileSystem> Server<F> {
             conn: RwLock::new(None),
             init_lock: Mutex::new(()),
             bad_requests: AtomicU64::new(0),
+            #[cfg(feature = "test-hooks")]
+            forced_reply_flags: AtomicU64::new(0),
         }
+    }
+
+    /// **Test hook, never for production** (cargo feature `test-hooks`, which no normal build
+    /// of the workspace enables; only dev-dependencies turn it on): every later accepted INIT
+    /// reply carries `flags` on top of what negotiation chose, bypassing every negotiation
+    /// rule. It exists to prove that tests of those rules can fail, e.g. that the kernel
+    /// refuses ALLOW_IDMAP without `default_permissions` (ECONNREFUSED on every request).
+    /// The server's own view of the connection ([`Server::negotiated`]) is unchanged.
+    #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
+    pub fn force_reply_flags(&self, flags: InitFlags) {
+        self.forced_reply_flags
+            .store(flags.bits(), Ordering::Relaxed);
     }
 
     /// The backend.
@@ -469,7 +487,21 @@ impl<F: FileSystem> Server<F> {
                 n.max_pages
             );
         }
-        let bytes = reply.out().as_bytes();
+        #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
+        let mut out = *reply.out();
+        #[cfg(feature = "test-hooks")]
+        if let InitReply::Accepted(_) = &reply {
+            let forced =
+                InitFlags::from_bits_retain(self.forced_reply_flags.load(Ordering::Relaxed));
+            if !forced.is_empty() {
+                let flags = InitFlags::from_wire(out.flags.get(), out.flags2.get()) | forced;
+                let (low, high) = flags.to_wire();
+                out.flags = U32::new(low);
+                out.flags2 = U32::new(high);
+                log::warn!("FUSE_INIT: test hook forces reply flags {forced:?}");
+            }
+        }
+        let bytes = out.as_bytes();
         let body = bytes.get(..reply.reply_len()).unwrap_or(bytes);
         self.write_reply(w, start, unique, Reply::Ok(body))
     }
