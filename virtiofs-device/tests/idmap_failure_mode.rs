@@ -1,0 +1,134 @@
+//! Root tier: the reported failure mode of ALLOW_IDMAP on a host `/dev/fuse` mount.
+//!
+//! Since 6.12 the kernel fails the whole connection (ECONNREFUSED on every request) when an
+//! INIT reply sets ALLOW_IDMAP on a mount without `default_permissions` (and without
+//! POSIX_ACL in the same reply, which would imply it). A backend that declares ALLOW_IDMAP
+//! support but no POSIX ACLs, mounted without `default_permissions`:
+//!
+//! - through normal negotiation, the mount works: negotiation drops ALLOW_IDMAP;
+//! - with negotiation bypassed (the TEST-ONLY `test-hooks` feature of fuse-server,
+//!   [`Server::force_reply_flags`]), the same set-up gets ECONNREFUSED on a stat of the root.
+//!   This half proves the first one can fail.
+//!
+//! Run with `cargo test -p virtiofs-device --test idmap_failure_mode -- --ignored` as root, on
+//! a kernel ≥ 6.12 (the bypass half checks the running kernel's version and says so if older).
+
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fuse_abi::InitFlags;
+use fuse_server::test_utils::{TestFs, all_capabilities};
+use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts};
+use virtiofs_transport::dev_fuse::{
+    ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
+};
+
+const ECONNREFUSED: i32 = 111;
+
+/// The backend: every flag but POSIX_ACL, and the uid/gid obligation of ALLOW_IDMAP met.
+fn idmap_server() -> Server<TestFs> {
+    let mut caps = all_capabilities();
+    caps.flags.remove(InitFlags::POSIX_ACL);
+    assert!(caps.flags.contains(InitFlags::ALLOW_IDMAP) && caps.handles_invalid_uidgid);
+    let buffer = ChannelConfig::default().request_buffer() as u32;
+    Server::new(
+        TestFs::null(caps),
+        ServerConfig {
+            // No default_permissions on this mount.
+            transport: TransportFacts::dev_fuse(false, buffer),
+            negotiation: NegotiationConfig::default(),
+        },
+    )
+}
+
+/// Aborts the FUSE connection mounted at `dir` (fusectl) so a broken server cannot hang.
+fn abort_connection(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let target = dir.to_string_lossy();
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        if fields.get(4) == Some(&target.as_ref()) {
+            if let Some(minor) = fields.get(2).and_then(|d| d.split(':').nth(1)) {
+                let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
+            }
+        }
+    }
+}
+
+/// Mounts `server` at a fresh directory WITHOUT `default_permissions`, and returns the result
+/// of a stat of the root (the raw errno on failure), with a 30 s watchdog.
+fn stat_root_through(server: &Server<TestFs>) -> Result<(), i32> {
+    let _ = std::process::Command::new("mount")
+        .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    let dir = tempfile::tempdir().unwrap();
+    let options = MountOptions {
+        default_permissions: false,
+        ..MountOptions::default()
+    };
+    let mount = FuseMount::mount(dir.path(), &options, ChannelConfig::default()).unwrap();
+    let handler = |r: &mut DevFuseReader<'_>, w: &mut DevFuseWriter<'_>| {
+        let _ = server.handle_message(r, w);
+    };
+    std::thread::scope(|s| {
+        let served = s.spawn(|| serve(&mount, 1, handler));
+        let (tx, rx) = mpsc::channel();
+        let path = dir.path();
+        s.spawn(move || {
+            let result = std::fs::metadata(path)
+                .map(|m| assert!(m.is_dir()))
+                .map_err(|e| e.raw_os_error().unwrap_or(-1));
+            tx.send(result).unwrap();
+        });
+        let result = rx.recv_timeout(Duration::from_secs(30));
+        if result.is_err() {
+            abort_connection(dir.path());
+        }
+        mount.unmount().unwrap();
+        let _ = served.join().unwrap();
+        result.expect("the mount did not answer within 30 s")
+    })
+}
+
+/// `(major, minor)` of the running kernel.
+fn kernel_version() -> (u32, u32) {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0))
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn negotiation_drops_idmap_without_default_permissions() {
+    let server = idmap_server();
+    assert_eq!(stat_root_through(&server), Ok(()), "stat of the root");
+    let (_, flags) = server.negotiated().expect("INIT was negotiated");
+    assert!(!flags.contains(InitFlags::ALLOW_IDMAP), "{flags:?}");
+    assert!(!flags.contains(InitFlags::POSIX_ACL), "{flags:?}");
+}
+
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn forced_idmap_without_default_permissions_is_econnrefused() {
+    let version = kernel_version();
+    assert!(
+        version >= (6, 12),
+        "the kernel refuses ALLOW_IDMAP without default_permissions only since 6.12; \
+         this one is {version:?}"
+    );
+    let server = idmap_server();
+    server.force_reply_flags(InitFlags::ALLOW_IDMAP);
+    assert_eq!(
+        stat_root_through(&server),
+        Err(ECONNREFUSED),
+        "stat of the root"
+    );
+}
