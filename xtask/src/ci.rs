@@ -119,7 +119,7 @@ fn miri() -> Result<()> {
 }
 
 /// Packages whose `#[ignore = "needs root ..."]` tests the root tier runs.
-const ROOT_TESTS: &[&str] = &["virtiofs-transport"];
+const ROOT_TESTS: &[&str] = &["virtiofs-transport", "virtiofs-device"];
 
 /// The root tier: each package's ignored tests (mounts through /dev/fuse); CI runs as root.
 fn root() -> Result<()> {
