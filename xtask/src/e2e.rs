@@ -244,13 +244,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let daemon = match &options.daemon {
-        Daemon::Ours => {
-            step("building our daemon");
-            let mut cmd = util::cargo();
-            cmd.args(["build", "--release", "-p", "virtiofs-device"]);
-            util::run(cmd)?;
-            util::root().join("target/release/virtiofs-device")
-        }
+        Daemon::Ours => build_our_daemon()?,
         Daemon::StandIn => provision::ensure_stand_in(&cache)?,
         Daemon::Path(path) => path.clone(),
     };
@@ -304,6 +298,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Builds our daemon (release) and returns its path.
+pub(crate) fn build_our_daemon() -> Result<PathBuf> {
+    step("building our daemon");
+    let mut cmd = util::cargo();
+    cmd.args(["build", "--release", "-p", "virtiofs-device"]);
+    util::run(cmd)?;
+    Ok(util::root().join("target/release/virtiofs-device"))
 }
 
 /// `<cache>/e2e.lock`, holding the pid of the e2e run that owns the cache; removed on drop.
@@ -495,14 +498,14 @@ fn judge(lines: &[String], suites: &[&str]) -> (Vec<SuiteResult>, Vec<String>, V
 }
 
 /// A child process that is killed when dropped (QEMU, the daemon).
-struct Guarded {
-    name: &'static str,
-    child: Child,
-    status: Option<ExitStatus>,
+pub(crate) struct Guarded {
+    pub(crate) name: &'static str,
+    pub(crate) child: Child,
+    pub(crate) status: Option<ExitStatus>,
 }
 
 impl Guarded {
-    fn poll(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn poll(&mut self) -> Option<ExitStatus> {
         if self.status.is_none() {
             self.status = self.child.try_wait().ok().flatten();
         }
@@ -511,7 +514,7 @@ impl Guarded {
 
     /// Waits up to `grace` for a clean exit, then SIGTERM, then SIGKILL. Returns the status
     /// and whether we had to signal it.
-    fn stop(&mut self, grace: Duration) -> (Option<ExitStatus>, bool) {
+    pub(crate) fn stop(&mut self, grace: Duration) -> (Option<ExitStatus>, bool) {
         if let Some(status) = wait_for(self, grace) {
             return (Some(status), false);
         }
@@ -537,7 +540,7 @@ impl Drop for Guarded {
     }
 }
 
-fn wait_for(child: &mut Guarded, bound: Duration) -> Option<ExitStatus> {
+pub(crate) fn wait_for(child: &mut Guarded, bound: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + bound;
     loop {
         if let Some(status) = child.poll() {
@@ -548,6 +551,89 @@ fn wait_for(child: &mut Guarded, bound: Duration) -> Option<ExitStatus> {
         }
         thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Starts the vhost-user-fs `daemon` serving `shared` on `socket` (output to `log`) and waits
+/// up to 20 s for the socket to appear.
+pub(crate) fn start_daemon(
+    daemon: &Path,
+    socket: &Path,
+    shared: &Path,
+    tag: &str,
+    extra_args: &[String],
+    log: &Path,
+) -> Result<Guarded> {
+    let daemon_log = File::create(log)?;
+    let mut cmd = Command::new(daemon);
+    cmd.arg("--socket-path")
+        .arg(socket)
+        .arg("--shared-dir")
+        .arg(shared)
+        .arg("--tag")
+        .arg(tag)
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(daemon_log.try_clone()?)
+        .stderr(daemon_log);
+    println!("$ {}", display(&cmd));
+    let mut child = Guarded {
+        name: "the daemon",
+        child: cmd
+            .spawn()
+            .with_context(|| format!("cannot start {}", daemon.display()))?,
+        status: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        if let Some(status) = child.poll() {
+            bail!(
+                "the daemon exited before creating its socket ({status}); log {}:\n{}",
+                log.display(),
+                tail(log, 20)
+            );
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the daemon created no socket at {} within 20 s",
+                socket.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    Ok(child)
+}
+
+/// QEMU (TCG, 1 GiB of shared memfd memory, 2 CPUs) booting `kernel` with `initramfs` and a
+/// `vhost-user-fs-pci` device on `socket`. The caller adds the serial console and stdio.
+pub(crate) fn qemu_command(
+    kernel: &Kernel,
+    initramfs: &Path,
+    append: &str,
+    socket: &Path,
+    tag: &str,
+) -> Command {
+    let mut qemu = util::cmd("qemu-system-x86_64");
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
+        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(initramfs)
+        .arg("-append")
+        .arg(append)
+        .args([
+            "-object",
+            "memory-backend-memfd,id=mem,size=1G,share=on",
+            "-numa",
+            "node,memdev=mem",
+        ])
+        .arg("-chardev")
+        .arg(format!("socket,id=char0,path={}", socket.display()))
+        .arg("-device")
+        .arg(format!(
+            "vhost-user-fs-pci,chardev=char0,tag={tag},queue-size=1024"
+        ));
+    qemu
 }
 
 /// Boots `kernel` once with every selected suite.
@@ -575,43 +661,14 @@ fn boot(
     ));
     let _ = fs::remove_file(&socket);
 
-    let daemon_log = File::create(run_dir.join("daemon.log"))?;
-    let mut cmd = Command::new(daemon);
-    cmd.arg("--socket-path")
-        .arg(&socket)
-        .arg("--shared-dir")
-        .arg(&shared)
-        .arg("--tag")
-        .arg(&options.tag)
-        .args(&options.daemon_args)
-        .stdin(Stdio::null())
-        .stdout(daemon_log.try_clone()?)
-        .stderr(daemon_log);
-    println!("$ {}", display(&cmd));
-    let mut daemon_child = Guarded {
-        name: "the daemon",
-        child: cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", daemon.display()))?,
-        status: None,
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        if let Some(status) = daemon_child.poll() {
-            bail!(
-                "the daemon exited before creating its socket ({status}); log {}:\n{}",
-                run_dir.join("daemon.log").display(),
-                tail(&run_dir.join("daemon.log"), 20)
-            );
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the daemon created no socket at {} within 20 s",
-                socket.display()
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    let mut daemon_child = start_daemon(
+        daemon,
+        &socket,
+        &shared,
+        &options.tag,
+        &options.daemon_args,
+        &run_dir.join("daemon.log"),
+    )?;
 
     let limits: Vec<String> = options
         .suites
@@ -625,29 +682,8 @@ fn boot(
         limits.join(","),
         options.fsx_ops
     );
-    let mut qemu = util::cmd("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
-        .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
-        .args(["-serial", "stdio", "-monitor", "none"])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(initramfs)
-        .arg("-append")
-        .arg(&append)
-        .args([
-            "-object",
-            "memory-backend-memfd,id=mem,size=1G,share=on",
-            "-numa",
-            "node,memdev=mem",
-        ])
-        .arg("-chardev")
-        .arg(format!("socket,id=char0,path={}", socket.display()))
-        .arg("-device")
-        .arg(format!(
-            "vhost-user-fs-pci,chardev=char0,tag={},queue-size=1024",
-            options.tag
-        ))
+    let mut qemu = qemu_command(kernel, initramfs, &append, &socket, &options.tag);
+    qemu.args(["-serial", "stdio", "-monitor", "none"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(File::create(run_dir.join("qemu.log"))?);

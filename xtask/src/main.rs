@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod demo;
 mod e2e;
 mod fuzz;
 mod layout;
@@ -20,6 +21,7 @@ usage: cargo xtask <command> [options]
 commands:
   bench         criterion benches: bench [CRATE] [--baseline NAME]
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
+  demo          a Linux guest with a host directory at /mnt: demo [--shared-dir D]
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
@@ -36,6 +38,7 @@ fn main() -> Result<()> {
     match command.as_str() {
         "bench" => bench::run(rest),
         "ci" => ci::run(rest),
+        "demo" => demo::run(rest),
         "e2e" => e2e::run(rest),
         "fuzz" => fuzz::run(rest),
         "layout" => layout::run(rest),

@@ -542,7 +542,16 @@ pub(crate) fn ensure_stand_in(cache: &Path) -> Result<PathBuf> {
 /// `xtask/guest/` (`init` at the root, the rest in `/e2e`), the kernel's modules, the test
 /// binaries and the shared libraries they need.
 pub(crate) fn build_initramfs(cache: &Path, kernel: &Kernel, tools: &Tools) -> Result<PathBuf> {
-    let out_dir = cache.join("initramfs");
+    build_initramfs_in(&cache.join("initramfs"), kernel, tools)
+}
+
+/// [`build_initramfs`] into `out_dir` (`<out_dir>/<label>.cpio.gz`), so that `cargo xtask demo`
+/// builds its own image without racing an e2e run over the cache's.
+pub(crate) fn build_initramfs_in(
+    out_dir: &Path,
+    kernel: &Kernel,
+    tools: &Tools,
+) -> Result<PathBuf> {
     let stage = out_dir.join(format!("{}.d", kernel.label));
     if stage.exists() {
         fs::remove_dir_all(&stage)?;
