@@ -8,6 +8,7 @@ mod ci;
 mod demo;
 mod e2e;
 mod fuzz;
+mod host_tier;
 mod layout;
 mod macos;
 mod provision;
@@ -23,6 +24,7 @@ commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
   demo          a Linux guest with a host directory at /mnt: demo [--shared-dir D]
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
+  host-tier     the daemon's --fuse-mount on the host kernel: pjdfstest, fsx [--fsx-ops N]
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
@@ -41,6 +43,7 @@ fn main() -> Result<()> {
         "demo" => demo::run(rest),
         "e2e" => e2e::run(rest),
         "fuzz" => fuzz::run(rest),
+        "host-tier" => host_tier::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
         "help" | "--help" | "-h" => {
