@@ -846,7 +846,8 @@ wire_struct! {
         flags: U64,
         commit_id: U64,
         payload_sz: U32,
-        padding: U32,
+        /// Offset into the buffer pool, if pools are used (7.46; `padding` before).
+        offset: U32,
         reserved: U64,
     }
 }
@@ -879,10 +880,22 @@ const _: () = assert!(core::mem::size_of::<UringReqHeader>() == 288);
 
 wire_struct! {
     /// The io_uring command payload.
-    "fuse_uring_cmd_req" UringCmdReq = 24 {
+    "fuse_uring_cmd_req" UringCmdReq = 40 {
         flags: U64,
         commit_id: U64,
         qid: U16,
         padding: [u8; 6],
+        /// The anonymous union of 7.46: the buffer pool (`bufpool`), or, in its first two
+        /// bytes, `ent_zero_copy_buf_index` for zero-copy registrations.
+        bufpool: UringBufpool,
+    }
+}
+
+wire_struct! {
+    /// The `bufpool` member of [`UringCmdReq`]'s union (7.46), an unnamed struct in C.
+    "fuse_uring_cmd_req.bufpool" UringBufpool = 16 {
+        uaddr: U64,
+        len: U32,
+        reserved: U32,
     }
 }

@@ -207,10 +207,13 @@ fn table() -> Vec<Layout> {
         // Upstream 7.38, but Linux 6.1-stable's 7.38 header (Debian bookworm) lacks it.
         fuse_supp_groups => SuppGroups @ 39 { nr_groups }
         fuse_uring_ent_in_out => UringEntInOut @ 42 {
-            flags, commit_id, payload_sz, padding, reserved,
+            flags, commit_id, payload_sz, offset @ 46 was padding, reserved,
         }
         fuse_uring_req_header => UringReqHeader @ 42 { in_out, op_in, ring_ent_in_out }
-        fuse_uring_cmd_req => UringCmdReq @ 42 { flags, commit_id, qid, padding }
+        fuse_uring_cmd_req => UringCmdReq @ 42 sized 46 {
+            flags, commit_id, qid, padding,
+            bufpool @ 46 covers bufpool ent_zero_copy_buf_index,
+        }
     }
 }
 

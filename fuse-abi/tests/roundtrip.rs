@@ -34,7 +34,7 @@ proptest! {
             NotifyRetrieveOut, NotifyRetrieveIn, NotifyPruneOut, BackingMap, LseekIn, LseekOut,
             CopyFileRangeIn, CopyFileRangeOut, SetupmappingIn, RemovemappingIn,
             RemovemappingOne, SyncfsIn, Secctx, SecctxHeader, ExtHeader, SuppGroups,
-            UringEntInOut, UringReqHeader, UringCmdReq,
+            UringEntInOut, UringReqHeader, UringCmdReq, UringBufpool,
         );
     }
 
