@@ -318,7 +318,6 @@ fn take_down(dir: &Path) {
             cmd.arg("-l");
         }
         cmd.arg(dir);
-        println!("$ {}", display(&cmd));
         let done = run_limited(cmd, STOP_LIMIT, Path::new("/dev/null"))
             .is_ok_and(|s| s.is_some_and(|s| s.success()));
         if done || !is_mounted(dir) {
