@@ -117,7 +117,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let cache = provision::cache_dir()?;
     println!("cache: {}", cache.display());
     provision::ensure_host_packages()?;
-    let tools = provision::ensure_tools(&cache)?;
+    // No test binaries in the demo's guest: pjdfstest and fsx would cost a fresh machine
+    // minutes of `cargo install`.
+    let tools = provision::Tools {
+        binaries: Vec::new(),
+    };
     let kernel = provision::ensure_kernel(&cache, options.kernel)?;
     // The demo's own image: an e2e run may be rebuilding the cache's at the same time.
     let initramfs = provision::build_initramfs_in(&demo_dir.join("initramfs"), &kernel, &tools)?;
