@@ -306,7 +306,7 @@ pub(crate) fn build_our_daemon() -> Result<PathBuf> {
     let mut cmd = util::cargo();
     cmd.args(["build", "--release", "-p", "virtiofs-device"]);
     util::run(cmd)?;
-    Ok(util::root().join("target/release/virtiofs-device"))
+    Ok(util::target_dir().join("release/virtiofs-device"))
 }
 
 /// `<cache>/e2e.lock`, holding the pid of the e2e run that owns the cache; removed on drop.

@@ -98,11 +98,7 @@ fn host_tier(fsx_ops: u32) -> Result<()> {
     };
     let (pjdfstest, fsx) = (tool("pjdfstest")?, tool("fsx")?);
 
-    step("building our daemon");
-    let mut cmd = util::cargo();
-    cmd.args(["build", "--release", "-p", "virtiofs-device"]);
-    util::run(cmd)?;
-    let daemon = util::root().join("target/release/virtiofs-device");
+    let daemon = crate::e2e::build_our_daemon()?;
 
     let work = cache.join("host-tier");
     let (shared, mnt) = (work.join("shared"), work.join("mnt"));
