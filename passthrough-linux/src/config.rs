@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fuse_abi::OpenOutFlags;
+use fuse_abi::{InitFlags, OpenOutFlags};
 
 use crate::xattrmap::XattrMap;
 
@@ -111,6 +111,9 @@ pub struct Config {
     pub max_open_fds: usize,
     /// Longest time a SETLKW (blocking lock) keeps a worker before answering EINTR.
     pub lock_wait: Duration,
+    /// The INIT flags the backend may declare at most: [`crate::PassthroughFs::declared_flags`]
+    /// is intersected with it (all flags by default).
+    pub declare_at_most: InitFlags,
 }
 
 impl Config {
@@ -134,6 +137,7 @@ impl Config {
                 security_label: false,
                 max_open_fds: 0,
                 lock_wait: Duration::from_secs(1),
+                declare_at_most: InitFlags::all(),
             },
         }
     }
@@ -237,6 +241,16 @@ impl ConfigBuilder {
         self
     }
 
+    /// Declares at most `mask`: the flags this configuration would declare, intersected with
+    /// `mask` (e.g. to test guests against a backend that honours less, like the macOS
+    /// one). A backend may always declare less than it honours; the server negotiates only
+    /// what was declared.
+    #[must_use]
+    pub fn declare_at_most(mut self, mask: InitFlags) -> Self {
+        self.config.declare_at_most = mask;
+        self
+    }
+
     /// Validates and returns the configuration.
     ///
     /// # Errors
@@ -278,6 +292,24 @@ mod tests {
     fn build_default_fd_budget_is_positive() {
         let c = Config::builder("/").build().unwrap();
         assert!(c.max_open_fds >= 16);
+    }
+
+    #[test]
+    fn declare_at_most_masks_the_declared_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = Config::builder(dir.path())
+            .writeback(true)
+            .posix_acl(true)
+            .announce_submounts(true);
+        let fs = crate::PassthroughFs::new(full.clone().build().unwrap()).unwrap();
+        let all = fs.declared_flags();
+        assert!(all.contains(InitFlags::POSIX_ACL | InitFlags::ALLOW_IDMAP));
+        let mask = InitFlags::WRITEBACK_CACHE | InitFlags::SUBMOUNTS | InitFlags::ASYNC_READ;
+        let config = full.declare_at_most(mask).build().unwrap();
+        assert_eq!(config.declare_at_most, mask);
+        let fs = crate::PassthroughFs::new(config).unwrap();
+        assert_eq!(fs.declared_flags(), all & mask);
+        assert_eq!(fs.declared_flags(), mask);
     }
 
     #[test]

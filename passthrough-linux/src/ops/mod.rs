@@ -263,7 +263,7 @@ impl PassthroughFs {
         if c.cache != crate::CachePolicy::Never {
             f |= InitFlags::CACHE_SYMLINKS;
         }
-        f
+        f & c.declare_at_most
     }
 }
 
@@ -277,6 +277,11 @@ impl FileSystem for PassthroughFs {
     }
 
     fn init(&self, negotiated: &Negotiated) -> FsResult<()> {
+        log::info!(
+            "FUSE_INIT 7.{}: negotiated flags {:?}",
+            negotiated.minor,
+            negotiated.flags
+        );
         self.handles.clear();
         self.inodes.reset();
         self.negotiated.store(
