@@ -110,6 +110,12 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "linux")]
     pub(crate) backend: Backend,
 
+    /// Declare only what a backend honours: `macos` declares only what the macOS backend
+    /// honours (for testing guests against that profile); `all` (the default) what this
+    /// backend honours.
+    #[arg(long, default_value = "all", value_name = "all|macos")]
+    pub(crate) capabilities: CapabilityProfile,
+
     /// Print the vhost-user backend capabilities as JSON and exit (libvirt uses this).
     #[arg(long)]
     pub(crate) print_capabilities: bool,
@@ -168,6 +174,15 @@ pub(crate) enum Backend {
     Linux,
     /// The macOS backend's portable logic, run on Linux.
     MacosLogic,
+}
+
+/// The capability profile the backend declares at most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CapabilityProfile {
+    /// Everything this backend honours.
+    All,
+    /// Only what the macOS backend honours (no POSIX_ACL, ALLOW_IDMAP, EXPORT_SUPPORT...).
+    Macos,
 }
 
 /// Parses `args`; on failure returns the message to print: one line for errors, the full text
@@ -266,6 +281,17 @@ mod tests {
         assert_eq!(cli.queues, 1);
         assert_eq!(cli.backend, Backend::Linux);
         assert!(!cli.announce_submounts);
+        assert_eq!(cli.capabilities, CapabilityProfile::All);
+    }
+
+    #[test]
+    fn capabilities_profile() {
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--capabilities", "macos"]);
+        assert_eq!(cli.capabilities, CapabilityProfile::Macos);
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--capabilities=all"]);
+        assert_eq!(cli.capabilities, CapabilityProfile::All);
+        let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--capabilities=windows"]);
+        assert!(msg.contains("windows"), "{msg}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
 use virtiofs_transport::dev_fuse::{self, ChannelConfig, FuseMount, MountOptions};
 
-use crate::cli::{Backend, Cache, Cli, FileHandles, Sandbox, Tristate};
+use crate::cli::{Backend, Cache, CapabilityProfile, Cli, FileHandles, Sandbox, Tristate};
 
 fn main() -> ExitCode {
     let cli = match cli::parse(std::env::args_os()) {
@@ -123,13 +123,30 @@ fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
             FileHandles::Mandatory => FileHandleMode::Mandatory,
         })
         .announce_submounts(cli.announce_submounts)
-        .allow_direct_io(cli.allow_direct_io);
+        .allow_direct_io(cli.allow_direct_io)
+        .declare_at_most(declare_at_most(cli.capabilities));
     if let Some(rules) = &cli.xattrmap {
         let map = XattrMap::parse(rules).context("--xattrmap")?;
         builder = builder.xattrmap(map);
     }
     let config = builder.build().context("invalid options")?;
     PassthroughFs::new(config).with_context(|| format!("--shared-dir {}", shared_dir.display()))
+}
+
+/// The most INIT flags the backend declares under `profile`.
+fn declare_at_most(profile: CapabilityProfile) -> fuse_abi::InitFlags {
+    match profile {
+        CapabilityProfile::All => fuse_abi::InitFlags::all(),
+        CapabilityProfile::Macos => {
+            // WRITEBACK_CACHE on: the operator's --writeback still decides whether it is
+            // declared.
+            let options = passthrough_macos::capabilities::CapabilityOptions {
+                writeback_cache: true,
+                ..Default::default()
+            };
+            passthrough_macos::capabilities::capabilities(&options).flags
+        }
+    }
 }
 
 /// The operator's FUSE_INIT policy.
@@ -245,5 +262,44 @@ fn sandbox_name(sandbox: Sandbox) -> &'static str {
         Sandbox::Namespace => "namespace",
         Sandbox::Chroot => "chroot",
         Sandbox::None => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fuse_abi::InitFlags;
+
+    use super::*;
+
+    #[test]
+    fn macos_profile_declares_what_macos_honours() {
+        let mask = declare_at_most(CapabilityProfile::Macos);
+        assert!(mask.contains(InitFlags::WRITEBACK_CACHE | InitFlags::SUBMOUNTS));
+        assert!(
+            !mask.intersects(
+                InitFlags::POSIX_ACL | InitFlags::ALLOW_IDMAP | InitFlags::EXPORT_SUPPORT
+            )
+        );
+        assert_eq!(declare_at_most(CapabilityProfile::All), InitFlags::all());
+    }
+
+    #[test]
+    fn macos_profile_restricts_the_linux_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let args = [
+            "virtiofs-device",
+            "--fd=3",
+            &dir_arg,
+            "--writeback",
+            "--announce-submounts",
+            "--posix-acl",
+            "--capabilities=macos",
+        ];
+        let cli = cli::parse(args).unwrap();
+        let fs = backend(&cli, dir.path()).unwrap();
+        let flags = fs.declared_flags();
+        assert!(flags.contains(InitFlags::WRITEBACK_CACHE | InitFlags::SUBMOUNTS));
+        assert!(!flags.intersects(InitFlags::POSIX_ACL | InitFlags::ALLOW_IDMAP));
     }
 }
