@@ -57,6 +57,11 @@ const STEPS: &[Step] = &[
         "real guests 6.1, 6.12, 7.3 over vhost-user-fs (smoke, pjdfstest, fsx)",
         e2e_all,
     ),
+    Step::new(
+        "e2e-macos-profile",
+        "guests 6.12, 7.3 against a daemon declaring only the macOS set (smoke)",
+        e2e_macos_profile,
+    ),
 ];
 
 impl Step {
@@ -139,6 +144,11 @@ fn root() -> Result<()> {
 /// The guest tier: `cargo xtask e2e` with its defaults (every kernel, every suite).
 fn e2e_all() -> Result<()> {
     e2e::run(&[])
+}
+
+/// `cargo xtask e2e --profile macos`: the daemon declares only what the macOS backend honours.
+fn e2e_macos_profile() -> Result<()> {
+    e2e::run(&["--profile".to_owned(), "macos".to_owned()])
 }
 
 /// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.

@@ -22,7 +22,7 @@ use crate::util::{self, display, step};
 const USAGE: &str = "\
 usage: cargo xtask e2e [--kernel K]... [--suite S]... [--daemon PATH|virtiofsd]
                        [--daemon-arg ARG]... [--fsx-ops N] [--tag TAG] [--limit SECS]
-                       [--keep] [--provision-only]
+                       [--keep] [--provision-only] [--profile macos]
 
 Boots Debian guest kernels under QEMU (TCG) against a vhost-user-fs daemon and runs test
 suites on the virtio-fs mount. K and S may be comma-separated lists.
@@ -39,6 +39,11 @@ suites on the virtio-fs mount. K and S may be comma-separated lists.
                     and fsx 600); QEMU is killed after their sum plus 120 s
   --keep            keep each run's shared directory even when it passed
   --provision-only  provision kernels, tools and initramfs images, boot nothing
+  --profile macos   our daemon declaring only what the macOS backend honours
+                    (--capabilities macos --writeback --announce-submounts); kernels
+                    default to 6.12,7.3 and suites to smoke; the daemon log must show
+                    every FUSE_INIT negotiating WRITEBACK_CACHE and SUBMOUNTS, never
+                    POSIX_ACL or ALLOW_IDMAP
 
 The cache is .cache/e2e/ at the repository root (VIRTIOFS_CACHE overrides it); console logs
 are in <cache>/runs/<kernel>/console.log.
@@ -93,7 +98,19 @@ struct Options {
     tag: String,
     keep: bool,
     provision_only: bool,
+    /// `--profile macos`: check the negotiated flags in the daemon log.
+    macos_profile: bool,
 }
+
+/// The daemon arguments of `--profile macos`.
+const MACOS_PROFILE_ARGS: &[&str] = &[
+    "--capabilities",
+    "macos",
+    "--writeback",
+    "--announce-submounts",
+];
+/// The kernels `--profile macos` boots by default.
+const MACOS_PROFILE_KERNELS: &[&str] = &["6.12", "7.3"];
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut kernels: Vec<&'static KernelSpec> = Vec::new();
@@ -108,6 +125,7 @@ fn parse(args: &[String]) -> Result<Options> {
         tag: DEFAULT_TAG.to_owned(),
         keep: false,
         provision_only: false,
+        macos_profile: false,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -185,6 +203,13 @@ fn parse(args: &[String]) -> Result<Options> {
                 }
                 options.tag = v;
             }
+            "--profile" => {
+                let v = value()?;
+                if v != "macos" {
+                    bail!("--profile: unknown profile `{v}` (macos)");
+                }
+                options.macos_profile = true;
+            }
             "--keep" if inline.is_none() => options.keep = true,
             "--provision-only" if inline.is_none() => options.provision_only = true,
             "-h" | "--help" => {
@@ -195,6 +220,24 @@ fn parse(args: &[String]) -> Result<Options> {
                 print!("{USAGE}");
                 bail!("unknown option `{other}`");
             }
+        }
+    }
+    if options.macos_profile {
+        if !matches!(options.daemon, Daemon::Ours) {
+            bail!("--profile macos needs our daemon (--capabilities macos)");
+        }
+        options
+            .daemon_args
+            .extend(MACOS_PROFILE_ARGS.iter().map(|a| (*a).to_owned()));
+        if kernels.is_empty() {
+            kernels.extend(
+                provision::KERNELS
+                    .iter()
+                    .filter(|k| MACOS_PROFILE_KERNELS.contains(&k.label)),
+            );
+        }
+        if suites.is_empty() {
+            suites.push("smoke");
         }
     }
     if kernels.is_empty() {
@@ -791,8 +834,23 @@ fn boot(
     }
     let _ = fs::remove_file(&socket);
 
-    let (mut results, failures, mut guest_problems) = judge(&lines, &options.suites);
+    let (mut results, mut failures, mut guest_problems) = judge(&lines, &options.suites);
     problems.append(&mut guest_problems);
+    if options.macos_profile {
+        let log = fs::read_to_string(run_dir.join("daemon.log")).unwrap_or_default();
+        let verdict = check_macos_flags(&log);
+        if let Err(e) = &verdict {
+            failures.push(format!("E2E-FAIL negotiated-flags: {e}"));
+        }
+        results.push(SuiteResult {
+            suite: "macos-flags".to_owned(),
+            pass: u64::from(verdict.is_ok()),
+            fail: u64::from(verdict.is_err()),
+            skip: 0,
+            flaky: 0,
+            secs: 0.0,
+        });
+    }
     if options.suites.contains(&"smoke") && results.iter().any(|r| r.suite == "smoke") {
         // The other direction: what the guest wrote is on the host.
         let witness = fs::read_to_string(shared.join("guest-witness.txt")).unwrap_or_default();
@@ -836,6 +894,35 @@ fn boot(
     Ok(report)
 }
 
+/// Checks the daemon log of a `--profile macos` run: at least one FUSE_INIT, and each one
+/// negotiated WRITEBACK_CACHE and SUBMOUNTS but neither POSIX_ACL nor ALLOW_IDMAP (the
+/// backend logs `negotiated flags InitFlags(A | B | ...)` at info level).
+fn check_macos_flags(log: &str) -> Result<(), String> {
+    let inits: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once("negotiated flags ").map(|(_, f)| f))
+        .collect();
+    if inits.is_empty() {
+        return Err("no `negotiated flags` line in the daemon log".to_owned());
+    }
+    for flags in inits {
+        let names: Vec<&str> = flags
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .collect();
+        for wanted in ["WRITEBACK_CACHE", "SUBMOUNTS"] {
+            if !names.contains(&wanted) {
+                return Err(format!("{wanted} not negotiated: {flags}"));
+            }
+        }
+        for unwanted in ["POSIX_ACL", "ALLOW_IDMAP"] {
+            if names.contains(&unwanted) {
+                return Err(format!("{unwanted} negotiated: {flags}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The last `n` lines of a file, for error messages.
 fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -849,6 +936,46 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn macos_profile_defaults_and_daemon_args() {
+        let o = parse(&["--profile".to_owned(), "macos".to_owned()]).unwrap();
+        assert!(o.macos_profile);
+        let labels: Vec<&str> = o.kernels.iter().map(|k| k.label).collect();
+        assert_eq!(labels, ["6.12", "7.3"]);
+        assert_eq!(o.suites, ["smoke"]);
+        assert_eq!(o.daemon_args, MACOS_PROFILE_ARGS);
+        let o = parse(&["--profile=macos".to_owned(), "--kernel=6.1".to_owned()]).unwrap();
+        assert_eq!(o.kernels.len(), 1);
+        assert!(parse(&["--profile=linux".to_owned()]).is_err());
+        assert!(
+            parse(&[
+                "--daemon=virtiofsd".to_owned(),
+                "--profile=macos".to_owned()
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn macos_flags_check() {
+        let good = "[INFO passthrough_linux::ops] FUSE_INIT 7.45: negotiated flags \
+                    InitFlags(ASYNC_READ | POSIX_LOCKS | WRITEBACK_CACHE | SUBMOUNTS)";
+        assert_eq!(check_macos_flags(good), Ok(()));
+        assert!(check_macos_flags("nothing here").is_err());
+        let acl = "negotiated flags InitFlags(WRITEBACK_CACHE | SUBMOUNTS | POSIX_ACL)";
+        assert!(check_macos_flags(acl).unwrap_err().contains("POSIX_ACL"));
+        let idmap = "negotiated flags InitFlags(WRITEBACK_CACHE | SUBMOUNTS | ALLOW_IDMAP)";
+        assert!(check_macos_flags(idmap).is_err());
+        let no_wb = "negotiated flags InitFlags(SUBMOUNTS)";
+        assert!(
+            check_macos_flags(no_wb)
+                .unwrap_err()
+                .contains("WRITEBACK_CACHE")
+        );
+        // Every INIT counts.
+        assert!(check_macos_flags(&format!("{good}\n{acl}")).is_err());
     }
 
     #[test]
