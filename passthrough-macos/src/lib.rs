@@ -29,6 +29,7 @@ pub mod darwin_abi;
 pub mod dev;
 pub mod errno;
 pub mod fallocate;
+pub mod host;
 pub mod lock;
 pub mod open_flags;
 pub mod override_stat;
@@ -40,3 +41,10 @@ pub mod statfs;
 pub mod time;
 pub mod volfs;
 pub mod xattr;
+
+mod config;
+mod fs;
+
+pub use config::{CachePolicy, CasePolicy, Config};
+pub use fs::PassthroughFs;
+pub use host::{Host, HostDirent, HostId, HostResult, Node, SyncMode};

@@ -1,0 +1,92 @@
+//! The backend's options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::host::SyncMode;
+use crate::open_flags::GuestArch;
+
+/// How much the guest may cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// No data caching (`FOPEN_DIRECT_IO`), attributes and entries not cached.
+    Never,
+    /// The guest's default: data cached while the file is open, revalidated on open.
+    #[default]
+    Auto,
+    /// Data and directory contents kept across opens (`FOPEN_KEEP_CACHE`, `FOPEN_CACHE_DIR`).
+    Always,
+}
+
+/// What LOOKUP does on a case-insensitive host volume (the default on macOS), where `FOO`
+/// resolves to the host's `foo`.
+///
+/// A Linux guest assumes names are exact: if `FOO` and `foo` both resolved, its dentry cache
+/// would hold two names for one inode (for a directory, an alias Linux refuses), which shows up
+/// as phantom and duplicate entries (Docker for Mac's known bug).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CasePolicy {
+    /// On a case-insensitive volume, a name resolves only if it is spelled exactly as stored
+    /// (byte for byte, so also in the same Unicode normalisation); any other spelling is
+    /// `ENOENT`. Creating a name that differs only in case from an existing one still fails
+    /// with `EEXIST` from the host: the guest sees a name that does not exist and cannot be
+    /// created, which is the honest answer on such a volume. Costs one host call per LOOKUP
+    /// on case-insensitive volumes only.
+    #[default]
+    Exact,
+    /// Pass the host's answer through (libkrun's behaviour): case variants resolve.
+    Host,
+}
+
+/// The backend's configuration. [`Config::new`] gives libkrun-compatible defaults.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The shared directory.
+    pub root: PathBuf,
+    /// The guest's architecture: four open flags differ between x86_64 and aarch64.
+    pub guest_arch: GuestArch,
+    /// Guest caching.
+    pub cache: CachePolicy,
+    /// Declare `WRITEBACK_CACHE` (the guest caches writes).
+    pub writeback: bool,
+    /// Serve extended attributes; without them every xattr request is `ENOSYS` (the guest stops
+    /// asking). The override xattr is used either way.
+    pub xattr: bool,
+    /// How FSYNC reaches the disk ([`SyncMode::Full`]: `F_FULLFSYNC`).
+    pub sync: SyncMode,
+    /// Case-insensitive volumes.
+    pub case: CasePolicy,
+    /// Declare `POSIX_LOCKS` and serve GETLK/SETLK/SETLKW with host open-file-description
+    /// locks.
+    pub posix_locks: bool,
+    /// Declare `FLOCK_LOCKS` and serve `flock(2)` with host `flock`.
+    pub flock_locks: bool,
+    /// How long the guest may cache an entry.
+    pub entry_timeout: Duration,
+    /// How long the guest may cache attributes.
+    pub attr_timeout: Duration,
+}
+
+impl Config {
+    /// Defaults for sharing `root`: the guest's architecture is this machine's, cache `Auto`,
+    /// no writeback, xattrs on, `fsync`, exact-case lookups, no remote locks, 1 s timeouts.
+    pub fn new(root: impl Into<PathBuf>) -> Config {
+        Config {
+            root: root.into(),
+            guest_arch: if cfg!(target_arch = "aarch64") {
+                GuestArch::Aarch64
+            } else {
+                GuestArch::X86_64
+            },
+            cache: CachePolicy::Auto,
+            writeback: false,
+            xattr: true,
+            sync: SyncMode::Fsync,
+            case: CasePolicy::Exact,
+            posix_locks: false,
+            flock_locks: false,
+            entry_timeout: Duration::from_secs(1),
+            attr_timeout: Duration::from_secs(1),
+        }
+    }
+}
