@@ -1,29 +1,1281 @@
-//! The backend: [`PassthroughFs`], the FUSE operations over a [`Host`].
+//! The backend: [`PassthroughFs`], every FUSE operation over a [`Host`].
+//!
+//! What the guest sees of a host object is its host `stat` patched by the override xattr
+//! (`user.containers.override_stat`, libkrun's format): owner, group and mode live there, the
+//! host objects themselves are created `0600`/`0700` and never chowned. Device nodes, FIFOs and
+//! sockets are host regular files whose override carries the type (a device's number in
+//! `user.virtiofs.rdev`); the guest kernel gives them their behaviour.
+//!
+//! Every host error is a [`DarwinErrno`](crate::errno::DarwinErrno) and reaches the guest only
+//! through [`DarwinErrno::to_linux`](crate::errno::DarwinErrno::to_linux): a missed translation
+//! does not compile.
 
+use std::collections::HashMap;
+use std::ffi::CStr;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
-use fuse_server::{Capabilities, FileSystem};
+use fuse_abi::{AttrFlags, Errno, InitFlags, OpenInFlags, OpenOutFlags, RenameFlags, mode};
+use fuse_server::{
+    AttrReply, Capabilities, Context, CreateContext, DirEntry, DirSink, Entry, FileAttr,
+    FileSystem, FsResult, Lock, Name, Negotiated, OpenReply, SetAttr, StatFs, XattrReply,
+    ZeroCopyReader, ZeroCopyWriter,
+};
+use log::{debug, info, warn};
 
-use crate::config::Config;
-use crate::host::Host;
+use crate::access;
+use crate::capabilities::{self, CapabilityOptions};
+use crate::config::{CachePolicy, CasePolicy, Config};
+use crate::darwin_abi;
+use crate::errno::DarwinErrno;
+use crate::fallocate::{self, Plan};
+use crate::host::{Host, HostDirent, HostId, HostResult, Node};
+use crate::inode::{Inode, Inodes, ROOT};
+use crate::lock::{self, HostFlock};
+use crate::open_flags;
+use crate::override_stat::{self, OverrideStat};
+use crate::ownership::{self, NewObject};
+use crate::rename;
+use crate::seek;
+use crate::stat::{self, HostStat};
+use crate::time;
+use crate::xattr;
+
+/// The override xattr's name.
+const OVERRIDE: &CStr = c"user.containers.override_stat";
+/// The emulated device number's xattr name.
+const RDEV: &CStr = c"user.virtiofs.rdev";
+/// The longest name the host may store (UTF-8 of 255 UTF-16 units).
+const STORED_NAME_MAX: usize = 1024;
+/// The most one COPY_FILE_RANGE copies (the guest loops for more).
+const COPY_MAX: u64 = 8 << 20;
+/// The buffer COPY_FILE_RANGE copies through.
+const COPY_BUF: usize = 128 * 1024;
+/// How long a blocking lock request (SETLKW) keeps retrying before answering EINTR.
+const LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Zeros written over the unaligned edges of a punched hole.
+static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+
+const _: () = {
+    assert!(matches!(
+        OVERRIDE.to_bytes(),
+        b"user.containers.override_stat"
+    ));
+    assert!(matches!(RDEV.to_bytes(), b"user.virtiofs.rdev"));
+};
+
+/// A guest name for the host: one component, never `.` or `..` (the server already refused
+/// `/`, NUL, empty and over-long names).
+fn component<'a>(name: Name<'a>) -> FsResult<&'a [u8]> {
+    if name.is_dot_or_dotdot() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(name.as_bytes())
+}
+
+/// The guest's error for a host error.
+fn guest(err: DarwinErrno) -> Errno {
+    err.to_linux()
+}
+
+/// An open file or directory.
+#[derive(Debug)]
+struct Handle {
+    inode: Arc<Inode>,
+    fd: OwnedFd,
+    /// The open access mode (Darwin `O_ACCMODE` bits).
+    access: i32,
+    /// A directory's entries, read on the first READDIR and on every rewind (offset 0).
+    dir: Option<Mutex<DirCache>>,
+}
+
+#[derive(Debug, Default)]
+struct DirCache {
+    loaded: bool,
+    entries: Vec<HostDirent>,
+}
+
+/// The descriptors holding a guest lock owner's POSIX locks on one inode (open file
+/// description locks on a description of their own, so owners conflict as processes do).
+#[derive(Debug, Default)]
+struct LockFds {
+    by_owner: HashMap<(u64, u64), Arc<OwnedFd>>,
+}
 
 /// A [`FileSystem`] serving the host directory [`Config::root`] through a [`Host`].
 #[derive(Debug)]
 pub struct PassthroughFs<H: Host> {
     host: H,
     config: Config,
+    inodes: Inodes,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_handle: AtomicU64,
+    locks: Mutex<LockFds>,
+    /// The negotiated INIT flags.
+    negotiated: AtomicU64,
+    /// Per volume (`st_dev`): whether names compare case-insensitively.
+    case_insensitive: RwLock<HashMap<i32, bool>>,
+    capabilities: Capabilities,
 }
 
 impl<H: Host> PassthroughFs<H> {
-    /// A backend serving `config.root` through `host`.
+    /// A backend serving `config.root` through `host`. Fails if the root is not a directory
+    /// or its volume cannot be served (no volfs, no user xattrs).
     pub fn new(host: H, config: Config) -> io::Result<PassthroughFs<H>> {
-        Ok(PassthroughFs { host, config })
+        let io_err = |e: DarwinErrno| io::Error::from_raw_os_error(e.to_linux().raw());
+        let root = host.root(&config.root).map_err(io_err)?;
+        if !root.is_dir() {
+            return Err(io::Error::from_raw_os_error(Errno::ENOTDIR.raw()));
+        }
+        let root_id = HostId::of(&root);
+        let statfs = host.statfs(Node::Id(root_id)).map_err(io_err)?;
+        if !statfs.supports_volfs() {
+            return Err(io::Error::other(format!(
+                "{}: the volume ({}) does not resolve /.vol paths",
+                config.root.display(),
+                statfs.fstypename()
+            )));
+        }
+        if !statfs.user_xattrs() {
+            return Err(io::Error::other(format!(
+                "{}: the volume ({}) has no extended attributes for the guest's ownership",
+                config.root.display(),
+                statfs.fstypename()
+            )));
+        }
+        let options = CapabilityOptions {
+            writeback_cache: config.writeback,
+            readdirplus: false,
+            posix_locks: config.posix_locks,
+            flock_locks: config.flock_locks,
+            killpriv_v2: false,
+            time_gran: capabilities::time_gran(statfs.fstypename()),
+        };
+        let fs = PassthroughFs {
+            capabilities: capabilities::capabilities(&options),
+            inodes: Inodes::new(root_id),
+            handles: RwLock::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            locks: Mutex::new(LockFds::default()),
+            negotiated: AtomicU64::new(0),
+            case_insensitive: RwLock::new(HashMap::new()),
+            host,
+            config,
+        };
+        if fs.config.case == CasePolicy::Exact && fs.is_case_insensitive(root_id) {
+            info!(
+                "{}: case-insensitive volume; lookups answer only names spelled as stored",
+                fs.config.root.display()
+            );
+        }
+        Ok(fs)
+    }
+
+    /// The host adapter.
+    pub fn host(&self) -> &H {
+        &self.host
+    }
+
+    fn negotiated(&self) -> InitFlags {
+        InitFlags::from_bits_truncate(self.negotiated.load(Ordering::Relaxed))
+    }
+
+    fn timeouts(&self) -> (Duration, Duration) {
+        match self.config.cache {
+            CachePolicy::Never => (Duration::ZERO, Duration::ZERO),
+            CachePolicy::Auto | CachePolicy::Always => {
+                (self.config.entry_timeout, self.config.attr_timeout)
+            }
+        }
+    }
+
+    // --- Attributes -------------------------------------------------------------------------
+
+    /// The override stored on `node`, if any (an unreadable or malformed one counts as none).
+    fn read_override(&self, node: Node<'_>) -> Option<OverrideStat> {
+        let mut buf = [0u8; override_stat::MAX_LEN];
+        let len = self
+            .host
+            .getxattr(node, OVERRIDE, &mut buf, xattr::HOST_OPTIONS)
+            .ok()?;
+        OverrideStat::decode(buf.get(..len)?)
+    }
+
+    /// The guest's view of `node`, whose host stat is `st`.
+    fn attr(&self, node: Node<'_>, st: &HostStat) -> FileAttr {
+        let over = self.read_override(node);
+        let guest_mode = override_stat::compose_mode(st.mode(), over.and_then(|o| o.mode));
+        let rdev = if override_stat::is_emulated_device(st.mode(), guest_mode) {
+            let mut buf = [0u8; 16];
+            self.host
+                .getxattr(node, RDEV, &mut buf, xattr::HOST_OPTIONS)
+                .ok()
+                .and_then(|len| buf.get(..len))
+                .and_then(override_stat::decode_rdev)
+        } else {
+            None
+        };
+        st.to_attr(over.as_ref(), rdev)
+    }
+
+    /// `lstat` and the guest's view of `node`.
+    fn stat(&self, node: Node<'_>) -> FsResult<(HostStat, FileAttr)> {
+        let st = self.host.lstat(node).map_err(guest)?;
+        let attr = self.attr(node, &st);
+        Ok((st, attr))
+    }
+
+    /// Writes `over` on `node` (host stat `st`). A host file whose owner may not write it
+    /// refuses xattr writes on macOS even to its owner (libkrun #769): the owner's write bit is
+    /// added for the write and taken away again.
+    fn write_override(&self, node: Node<'_>, st: &HostStat, over: &OverrideStat) -> FsResult<()> {
+        let value = over.encode();
+        let options = xattr::HOST_OPTIONS;
+        match self
+            .host
+            .setxattr(node, OVERRIDE, value.as_bytes(), options)
+        {
+            Ok(()) => Ok(()),
+            Err(e)
+                if matches!(e, DarwinErrno::EACCES | DarwinErrno::EPERM)
+                    && !st.is_symlink()
+                    && st.mode & 0o200 == 0 =>
+            {
+                let host_mode = st.mode & 0o7777;
+                self.host.chmod(node, host_mode | 0o200).map_err(guest)?;
+                let result = self
+                    .host
+                    .setxattr(node, OVERRIDE, value.as_bytes(), options);
+                if let Err(restore) = self.host.chmod(node, host_mode) {
+                    warn!("restoring host mode {host_mode:o}: {}", guest(restore));
+                }
+                result.map_err(guest)
+            }
+            Err(e) => Err(guest(e)),
+        }
+    }
+
+    // --- Names ------------------------------------------------------------------------------
+
+    /// Whether names on the volume of `dir` compare case-insensitively (asked once per volume).
+    fn is_case_insensitive(&self, dir: HostId) -> bool {
+        let known = self
+            .case_insensitive
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&dir.dev)
+            .copied();
+        if let Some(known) = known {
+            return known;
+        }
+        let insensitive = match self.host.case_sensitive(dir) {
+            Ok(sensitive) => !sensitive,
+            Err(e) => {
+                debug!("case sensitivity of volume {}: {}", dir.dev, guest(e));
+                false
+            }
+        };
+        self.case_insensitive
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(dir.dev, insensitive);
+        insensitive
+    }
+
+    /// Under [`CasePolicy::Exact`], `ENOENT` unless `dir` stores the entry `name` resolved to
+    /// under exactly that name.
+    fn check_case(&self, dir: HostId, name: &[u8]) -> FsResult<()> {
+        if self.config.case != CasePolicy::Exact || !self.is_case_insensitive(dir) {
+            return Ok(());
+        }
+        let mut stored = [0u8; STORED_NAME_MAX];
+        let len = self
+            .host
+            .stored_name(dir, name, &mut stored)
+            .map_err(guest)?;
+        if stored.get(..len) == Some(name) {
+            Ok(())
+        } else {
+            Err(Errno::ENOENT)
+        }
+    }
+
+    /// The entry for `name` in `parent`, counting one more guest reference.
+    fn lookup_child(&self, parent: &Inode, name: &[u8]) -> FsResult<Entry> {
+        let dir = parent.dir()?;
+        let child = Node::Child(dir, name);
+        let st = self.host.lstat(child).map_err(guest)?;
+        self.check_case(dir, name)?;
+        let mut attr = self.attr(child, &st);
+        if st.is_dir()
+            && st.dev != parent.id.dev
+            && self.negotiated().contains(InitFlags::SUBMOUNTS)
+        {
+            attr.flags |= AttrFlags::SUBMOUNT;
+        }
+        let nodeid = self.inodes.insert_or_ref(HostId::of(&st), st.file_type());
+        let (entry_timeout, attr_timeout) = self.timeouts();
+        Ok(Entry {
+            nodeid,
+            generation: 0,
+            attr,
+            attr_timeout,
+            entry_timeout,
+        })
+    }
+
+    /// The override a new object gets, from the request and the parent's guest view.
+    fn new_override(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        dir: HostId,
+        kind: NewObject,
+        request_mode: u32,
+    ) -> FsResult<OverrideStat> {
+        let (_, parent) = self.stat(Node::Id(dir))?;
+        ownership::for_new(kind, request_mode, cctx.umask, (ctx.uid, ctx.gid), &parent)
+    }
+
+    /// Stamps the new object `name` in `dir` with its override (and device number); on failure
+    /// removes it again, so that no object exists without the ownership the guest asked for.
+    fn stamp_new(
+        &self,
+        dir: HostId,
+        name: &[u8],
+        over: &OverrideStat,
+        rdev: Option<u32>,
+    ) -> FsResult<()> {
+        let node = Node::Child(dir, name);
+        let result = self.host.lstat(node).map_err(guest).and_then(|st| {
+            self.write_override(node, &st, over)?;
+            if let Some(rdev) = rdev {
+                let value = override_stat::encode_rdev(rdev);
+                self.host
+                    .setxattr(node, RDEV, value.as_bytes(), xattr::HOST_OPTIONS)
+                    .map_err(guest)?;
+            }
+            Ok(st)
+        });
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let undo = match over.mode.map(|m| m & mode::S_IFMT) {
+                    Some(mode::S_IFDIR) => self.host.rmdir(dir, name),
+                    _ => self.host.unlink(dir, name),
+                };
+                if let Err(undo) = undo {
+                    warn!("removing a half-created object: {}", guest(undo));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Before `name` in `dir` loses its name (unlink, rmdir, rename over it): if the guest
+    /// holds its inode and this is its last name, a descriptor to keep reaching it.
+    fn prepare_stash(&self, dir: HostId, name: &[u8]) -> Option<(Arc<Inode>, OwnedFd)> {
+        let st = self.host.lstat(Node::Child(dir, name)).ok()?;
+        if !st.is_dir() && st.nlink > 1 {
+            return None;
+        }
+        let inode = self.inodes.find(HostId::of(&st))?;
+        if !inode.stashable() || inode.stashed().is_some() {
+            return None;
+        }
+        let child = Node::Child(dir, name);
+        let fd = if inode.is_dir() {
+            self.host
+                .open(child, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY, 0)
+        } else {
+            let nonblock = darwin_abi::O_NONBLOCK;
+            self.host
+                .open(child, darwin_abi::O_RDWR | nonblock, 0)
+                .or_else(|_| self.host.open(child, darwin_abi::O_RDONLY | nonblock, 0))
+        }
+        .ok()?;
+        // The name may have changed between the two calls.
+        let opened = self.host.lstat(Node::Fd(fd.as_fd())).ok()?;
+        (HostId::of(&opened) == inode.id).then_some((inode, fd))
+    }
+
+    // --- Handles ----------------------------------------------------------------------------
+
+    fn add_handle(&self, handle: Handle) -> u64 {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(fh, Arc::new(handle));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.handles
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&fh)
+            .cloned()
+            .ok_or(Errno::EBADF)
+    }
+
+    fn remove_handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+        self.handles
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&fh)
+            .ok_or(Errno::EBADF)
+    }
+
+    /// Opens `inode` with Darwin `flags`: through its stashed descriptor once it has no name
+    /// (a duplicate: same access mode as the stash), else by identity. Only regular files and
+    /// directories are ever opened on the host.
+    fn open_inode(&self, inode: &Inode, flags: i32) -> FsResult<OwnedFd> {
+        match inode.typ {
+            mode::S_IFREG | mode::S_IFDIR => {}
+            mode::S_IFLNK => return Err(Errno::ELOOP),
+            _ => return Err(Errno::ENXIO),
+        }
+        match inode.stashed() {
+            Some(stash) => {
+                let fd = stash
+                    .try_clone()
+                    .map_err(|e| guest(self.host.io_errno(&e)))?;
+                if flags & darwin_abi::O_TRUNC != 0 {
+                    self.host.truncate(fd.as_fd(), 0).map_err(guest)?;
+                }
+                Ok(fd)
+            }
+            None => self.host.open(Node::Id(inode.id), flags, 0).map_err(guest),
+        }
+    }
+
+    /// The host flags for a guest OPEN/CREATE: translated for the guest's architecture; with
+    /// the writeback cache the guest may read a write-only file (partial pages) and tracks the
+    /// end of file itself, so write-only becomes read-write and `O_APPEND` goes.
+    fn host_open_flags(&self, guest_flags: u32) -> FsResult<(i32, bool)> {
+        let host = open_flags::to_darwin(guest_flags, self.config.guest_arch)?;
+        let mut flags = host.flags & !(darwin_abi::O_CREAT | darwin_abi::O_EXCL);
+        if self.negotiated().contains(InitFlags::WRITEBACK_CACHE) {
+            if flags & darwin_abi::O_ACCMODE == darwin_abi::O_WRONLY {
+                flags = (flags & !darwin_abi::O_ACCMODE) | darwin_abi::O_RDWR;
+            }
+            flags &= !darwin_abi::O_APPEND;
+        }
+        Ok((flags, host.nocache))
+    }
+
+    fn open_reply(&self, fh: u64, dir: bool) -> OpenReply {
+        let flags = match (self.config.cache, dir) {
+            (CachePolicy::Never, false) => OpenOutFlags::DIRECT_IO,
+            (CachePolicy::Always, false) => OpenOutFlags::KEEP_CACHE,
+            (CachePolicy::Always, true) => OpenOutFlags::CACHE_DIR,
+            _ => OpenOutFlags::empty(),
+        };
+        OpenReply { fh, flags }
+    }
+
+    /// The node for GETATTR/SETATTR: the open file if the guest named one, else the inode.
+    fn attr_node<'a>(&self, inode: &'a Inode, handle: Option<&'a Handle>) -> Node<'a> {
+        match handle {
+            Some(h) => Node::Fd(h.fd.as_fd()),
+            None => inode.node(),
+        }
+    }
+
+    fn attr_reply(&self, node: Node<'_>) -> FsResult<AttrReply> {
+        let (_, attr) = self.stat(node)?;
+        Ok(AttrReply {
+            attr,
+            timeout: self.timeouts().1,
+        })
+    }
+
+    // --- Locks ------------------------------------------------------------------------------
+
+    /// The descriptor holding `owner`'s POSIX locks on the inode of `handle`.
+    fn lock_fd(&self, nodeid: u64, handle: &Handle, owner: u64) -> FsResult<Arc<OwnedFd>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(fd) = locks.by_owner.get(&(nodeid, owner)) {
+            return Ok(Arc::clone(fd));
+        }
+        // A description of its own, with the handle's access mode (a write lock needs write
+        // access).
+        let fd = Arc::new(self.open_inode(&handle.inode, handle.access)?);
+        locks.by_owner.insert((nodeid, owner), Arc::clone(&fd));
+        Ok(fd)
+    }
+
+    /// Retries a non-blocking lock attempt while it conflicts, for at most [`LOCK_WAIT`]; then
+    /// `EINTR` (the worker never blocks in the host kernel).
+    fn wait_lock(&self, mut attempt: impl FnMut() -> HostResult<()>) -> FsResult<()> {
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match attempt() {
+                Ok(()) => return Ok(()),
+                Err(DarwinErrno::EAGAIN | DarwinErrno::EACCES) => {
+                    if start.elapsed() >= LOCK_WAIT {
+                        return Err(Errno::EINTR);
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(guest(e)),
+            }
+        }
+    }
+
+    // --- Data helpers -----------------------------------------------------------------------
+
+    fn fallocate_fd(&self, fd: BorrowedFd<'_>, plan: Plan) -> FsResult<()> {
+        let st = self.host.lstat(Node::Fd(fd)).map_err(guest)?;
+        let size = u64::try_from(st.size).unwrap_or(0);
+        match plan {
+            Plan::Allocate { end, keep_size } => {
+                let allocated = u64::try_from(st.blocks).unwrap_or(0).saturating_mul(512);
+                if let Some(store) = fallocate::preallocation(allocated, end, true) {
+                    if self.host.preallocate(fd, &store).is_err() {
+                        if let Some(store) = fallocate::preallocation(allocated, end, false) {
+                            self.host.preallocate(fd, &store).map_err(guest)?;
+                        }
+                    }
+                }
+                if !keep_size && size < end {
+                    self.host.truncate(fd, end).map_err(guest)?;
+                }
+                Ok(())
+            }
+            Plan::PunchHole { offset, len } => {
+                let block = u64::try_from(st.blksize).unwrap_or(0);
+                let ranges = fallocate::punch_ranges(offset, len, size, block);
+                if !ranges.middle.is_empty() {
+                    self.host
+                        .punch_hole(
+                            fd,
+                            ranges.middle.start,
+                            ranges.middle.end - ranges.middle.start,
+                        )
+                        .map_err(guest)?;
+                }
+                for range in [ranges.head, ranges.tail] {
+                    let mut at = range.start;
+                    while at < range.end {
+                        let n = usize::try_from(range.end - at)
+                            .unwrap_or(ZEROS.len())
+                            .min(ZEROS.len());
+                        let written = self
+                            .host
+                            .pwrite(fd, ZEROS.get(..n).unwrap_or(&ZEROS), at)
+                            .map_err(guest)?;
+                        if written == 0 {
+                            return Err(Errno::EIO);
+                        }
+                        at += written as u64;
+                    }
+                }
+                Ok(())
+            }
+        }
     }
 }
 
 impl<H: Host> FileSystem for PassthroughFs<H> {
     fn capabilities(&self) -> Capabilities {
-        let _ = (&self.host, &self.config);
-        Capabilities::new()
+        self.capabilities
+    }
+
+    fn init(&self, negotiated: &Negotiated) -> FsResult<()> {
+        self.negotiated
+            .store(negotiated.flags.bits(), Ordering::Relaxed);
+        // A new session (the guest rebooted): nothing of the old one is valid.
+        self.destroy();
+        info!(
+            "macOS backend: negotiated {:?} (minor {})",
+            negotiated.flags, negotiated.minor
+        );
+        Ok(())
+    }
+
+    fn destroy(&self) {
+        self.handles
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_owner
+            .clear();
+        for id in self.inodes.reset() {
+            self.host.forget(id);
+        }
+    }
+
+    fn lookup(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        self.lookup_child(&parent, name)
+    }
+
+    fn forget(&self, _ctx: &Context, nodeid: u64, nlookup: u64) {
+        if let Some(id) = self.inodes.forget(nodeid, nlookup) {
+            self.host.forget(id);
+        }
+    }
+
+    fn getattr(&self, _ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+        let inode = self.inodes.get(nodeid)?;
+        let handle = fh.and_then(|fh| self.handle(fh).ok());
+        self.attr_reply(self.attr_node(&inode, handle.as_deref()))
+    }
+
+    fn setattr(&self, _ctx: &Context, nodeid: u64, set: &SetAttr) -> FsResult<AttrReply> {
+        let inode = self.inodes.get(nodeid)?;
+        let handle = set.fh.and_then(|fh| self.handle(fh).ok());
+        let node = self.attr_node(&inode, handle.as_deref());
+        let (st, view) = self.stat(node)?;
+
+        // Ownership and mode: the override only, never the host object.
+        let mut over = None;
+        let mut view = view;
+        if set.uid.is_some() || set.gid.is_some() {
+            let changed = ownership::chown(&view, set.uid, set.gid);
+            (view.uid, view.gid) = (
+                changed.uid.unwrap_or(view.uid),
+                changed.gid.unwrap_or(view.gid),
+            );
+            view.mode = changed.mode.unwrap_or(view.mode);
+            over = Some(changed);
+        }
+        if let Some(new_mode) = set.mode {
+            over = Some(ownership::chmod(&view, new_mode));
+        }
+        if let Some(over) = over {
+            self.write_override(node, &st, &over)?;
+        }
+
+        if let Some(size) = set.size {
+            match &handle {
+                Some(h) => self.host.truncate(h.fd.as_fd(), size).map_err(guest)?,
+                None => {
+                    if inode.is_dir() {
+                        return Err(Errno::EISDIR);
+                    }
+                    let fd = self.open_inode(&inode, darwin_abi::O_WRONLY)?;
+                    self.host.truncate(fd.as_fd(), size).map_err(guest)?;
+                }
+            }
+        }
+
+        if let Some(times) = time::utimens(set.atime, set.mtime)? {
+            self.host.utimens(node, &times).map_err(guest)?;
+        }
+        self.attr_reply(node)
+    }
+
+    fn readlink(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+        let inode = self.inodes.get(nodeid)?;
+        if inode.typ != mode::S_IFLNK {
+            return Err(Errno::EINVAL);
+        }
+        self.host.readlink(inode.node(), buf).map_err(guest)
+    }
+
+    fn symlink(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        parent: u64,
+        name: Name<'_>,
+        target: &CStr,
+    ) -> FsResult<Entry> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        let dir = parent.dir()?;
+        let over = self.new_override(ctx, cctx, dir, NewObject::Symlink, 0o777)?;
+        self.host.symlink(target, dir, name).map_err(guest)?;
+        self.stamp_new(dir, name, &over, None)?;
+        self.lookup_child(&parent, name)
+    }
+
+    fn mknod(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        parent: u64,
+        name: Name<'_>,
+        request_mode: u32,
+        rdev: u32,
+    ) -> FsResult<Entry> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        let dir = parent.dir()?;
+        let over = self.new_override(ctx, cctx, dir, NewObject::Node, request_mode)?;
+        let is_device = matches!(request_mode & mode::S_IFMT, mode::S_IFCHR | mode::S_IFBLK);
+        // Any node is a host regular file; its guest type lives in the override.
+        let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
+        let fd = self
+            .host
+            .open(Node::Child(dir, name), create, ownership::HOST_FILE_MODE)
+            .map_err(guest)?;
+        drop(fd);
+        self.stamp_new(dir, name, &over, is_device.then_some(rdev))?;
+        self.lookup_child(&parent, name)
+    }
+
+    fn mkdir(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        parent: u64,
+        name: Name<'_>,
+        request_mode: u32,
+    ) -> FsResult<Entry> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        let dir = parent.dir()?;
+        let over = self.new_override(ctx, cctx, dir, NewObject::Directory, request_mode)?;
+        self.host
+            .mkdir(dir, name, ownership::HOST_DIR_MODE)
+            .map_err(guest)?;
+        self.stamp_new(dir, name, &over, None)?;
+        self.lookup_child(&parent, name)
+    }
+
+    fn unlink(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+        let name = component(name)?;
+        let dir = self.inodes.get(parent)?.dir()?;
+        let stash = self.prepare_stash(dir, name);
+        self.host.unlink(dir, name).map_err(guest)?;
+        if let Some((inode, fd)) = stash {
+            inode.set_stash(fd);
+        }
+        Ok(())
+    }
+
+    fn rmdir(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+        let name = component(name)?;
+        let dir = self.inodes.get(parent)?.dir()?;
+        let stash = self.prepare_stash(dir, name);
+        self.host.rmdir(dir, name).map_err(guest)?;
+        if let Some((inode, fd)) = stash {
+            inode.set_stash(fd);
+        }
+        Ok(())
+    }
+
+    fn rename(
+        &self,
+        ctx: &Context,
+        olddir: u64,
+        oldname: Name<'_>,
+        newdir: u64,
+        newname: Name<'_>,
+        flags: RenameFlags,
+    ) -> FsResult<()> {
+        let (oldname, newname) = (component(oldname)?, component(newname)?);
+        let plan = rename::to_darwin(flags)?;
+        let old = self.inodes.get(olddir)?.dir()?;
+        let new = self.inodes.get(newdir)?.dir()?;
+        let stash = if plan.flags & darwin_abi::RENAME_SWAP == 0 {
+            self.prepare_stash(new, newname)
+        } else {
+            None
+        };
+        self.host
+            .rename(old, oldname, new, newname, plan.flags)
+            .map_err(guest)?;
+        if let Some((inode, fd)) = stash {
+            inode.set_stash(fd);
+        }
+        if plan.whiteout {
+            // The old name becomes a whiteout: a character device 0:0 for the guest.
+            let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
+            let fd = self
+                .host
+                .open(Node::Child(old, oldname), create, ownership::HOST_FILE_MODE)
+                .map_err(guest)?;
+            drop(fd);
+            let over = OverrideStat::new(ctx.uid, ctx.gid, rename::WHITEOUT_MODE);
+            self.stamp_new(old, oldname, &over, None)?;
+        }
+        Ok(())
+    }
+
+    fn link(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        newparent: u64,
+        newname: Name<'_>,
+    ) -> FsResult<Entry> {
+        let newname = component(newname)?;
+        let inode = self.inodes.get(nodeid)?;
+        if inode.is_dir() {
+            return Err(Errno::EPERM);
+        }
+        let source = inode.named()?;
+        let parent = self.inodes.get(newparent)?;
+        let dir = parent.dir()?;
+        self.host.link(source, dir, newname).map_err(guest)?;
+        self.lookup_child(&parent, newname)
+    }
+
+    fn open(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        flags: u32,
+        _open_flags: OpenInFlags,
+    ) -> FsResult<OpenReply> {
+        let inode = self.inodes.get(nodeid)?;
+        let (host_flags, nocache) = self.host_open_flags(flags)?;
+        let fd = self.open_inode(&inode, host_flags)?;
+        if nocache {
+            self.host.set_nocache(fd.as_fd()).map_err(guest)?;
+        }
+        let dir = inode.is_dir();
+        let fh = self.add_handle(Handle {
+            inode,
+            fd,
+            access: host_flags & darwin_abi::O_ACCMODE,
+            dir: None,
+        });
+        Ok(self.open_reply(fh, dir))
+    }
+
+    fn create(
+        &self,
+        ctx: &Context,
+        cctx: &CreateContext<'_>,
+        parent: u64,
+        name: Name<'_>,
+        request_mode: u32,
+        flags: u32,
+        _open_flags: OpenInFlags,
+    ) -> FsResult<(Entry, OpenReply)> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        let dir = parent.dir()?;
+        let (host_flags, nocache) = self.host_open_flags(flags)?;
+        let child = Node::Child(dir, name);
+        let exclusive = darwin_abi::O_CREAT | darwin_abi::O_EXCL;
+        let over = self.new_override(ctx, cctx, dir, NewObject::File, request_mode)?;
+        let fd = match self
+            .host
+            .open(child, host_flags | exclusive, ownership::HOST_FILE_MODE)
+        {
+            Ok(fd) => {
+                self.stamp_new(dir, name, &over, None)?;
+                fd
+            }
+            // Someone created it meanwhile: open it, unless the guest asked for O_EXCL.
+            Err(DarwinErrno::EEXIST) if flags & open_flags::linux::O_EXCL == 0 => {
+                self.host.open(child, host_flags, 0).map_err(guest)?
+            }
+            Err(e) => return Err(guest(e)),
+        };
+        if nocache {
+            self.host.set_nocache(fd.as_fd()).map_err(guest)?;
+        }
+        let entry = self.lookup_child(&parent, name)?;
+        let inode = self.inodes.get(entry.nodeid)?;
+        let fh = self.add_handle(Handle {
+            inode,
+            fd,
+            access: host_flags & darwin_abi::O_ACCMODE,
+            dir: None,
+        });
+        Ok((entry, self.open_reply(fh, false)))
+    }
+
+    fn read(
+        &self,
+        _ctx: &Context,
+        _nodeid: u64,
+        fh: u64,
+        w: &mut dyn ZeroCopyWriter,
+        size: u32,
+        offset: u64,
+        _lock_owner: Option<u64>,
+        _flags: u32,
+    ) -> FsResult<usize> {
+        let handle = self.handle(fh)?;
+        w.write_from(handle.fd.as_fd(), size as usize, offset)
+            .map_err(|e| guest(self.host.io_errno(&e)))
+    }
+
+    fn write(
+        &self,
+        _ctx: &Context,
+        _nodeid: u64,
+        fh: u64,
+        r: &mut dyn ZeroCopyReader,
+        size: u32,
+        offset: u64,
+        _lock_owner: Option<u64>,
+        _write_flags: fuse_abi::WriteFlags,
+        _flags: u32,
+    ) -> FsResult<usize> {
+        let handle = self.handle(fh)?;
+        r.read_to(handle.fd.as_fd(), size as usize, offset)
+            .map_err(|e| guest(self.host.io_errno(&e)))
+    }
+
+    fn flush(&self, _ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+        self.handle(fh)?;
+        // A close(2) in the guest: the owner's POSIX locks on the file go.
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_owner
+            .remove(&(nodeid, lock_owner));
+        Ok(())
+    }
+
+    fn release(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        fh: u64,
+        _flags: u32,
+        _flush: bool,
+        flock_release: bool,
+        lock_owner: Option<u64>,
+    ) -> FsResult<()> {
+        let handle = self.remove_handle(fh)?;
+        if flock_release {
+            // Unlocking cannot block; a failure leaves nothing to undo.
+            let _ = self.host.flock(handle.fd.as_fd(), darwin_abi::LOCK_UN);
+        }
+        if let Some(owner) = lock_owner {
+            self.locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .by_owner
+                .remove(&(nodeid, owner));
+        }
+        Ok(())
+    }
+
+    fn fsync(&self, _ctx: &Context, _nodeid: u64, fh: u64, _datasync: bool) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        self.host
+            .fsync(handle.fd.as_fd(), self.config.sync)
+            .map_err(guest)
+    }
+
+    fn opendir(&self, _ctx: &Context, nodeid: u64, _flags: u32) -> FsResult<OpenReply> {
+        let inode = self.inodes.get(nodeid)?;
+        if !inode.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let fd = self.open_inode(&inode, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY)?;
+        let fh = self.add_handle(Handle {
+            inode,
+            fd,
+            access: darwin_abi::O_RDONLY,
+            dir: Some(Mutex::new(DirCache::default())),
+        });
+        Ok(self.open_reply(fh, true))
+    }
+
+    fn readdir(
+        &self,
+        _ctx: &Context,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        sink: &mut dyn DirSink,
+    ) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        let cache = handle.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        let mut cache = cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Offsets are indices into a snapshot taken when the stream starts (or restarts).
+        if offset == 0 || !cache.loaded {
+            self.host
+                .read_dir(handle.fd.as_fd(), &mut cache.entries)
+                .map_err(guest)?;
+            cache.loaded = true;
+        }
+        let Ok(start) = usize::try_from(offset) else {
+            return Ok(());
+        };
+        // A removed directory has no entries and no name to read overrides through.
+        let dir = handle.inode.dir().ok();
+        for (index, entry) in cache.entries.iter().enumerate().skip(start) {
+            // An emulated node is a host regular file: its guest type is in the override.
+            let guest_mode = match (entry.typ, dir) {
+                (darwin_abi::DT_REG, Some(dir)) => self
+                    .read_override(Node::Child(dir, &entry.name))
+                    .and_then(|o| o.mode)
+                    .filter(|m| m & mode::S_IFMT != 0),
+                _ => None,
+            };
+            let dirent = DirEntry {
+                ino: entry.ino,
+                offset: index as u64 + 1,
+                typ: stat::dirent_type(entry.typ, guest_mode),
+                name: &entry.name,
+            };
+            if !sink.add(dirent) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn releasedir(&self, _ctx: &Context, _nodeid: u64, fh: u64, _flags: u32) -> FsResult<()> {
+        self.remove_handle(fh).map(drop)
+    }
+
+    fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+        self.fsync(ctx, nodeid, fh, datasync)
+    }
+
+    fn statfs(&self, _ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+        let inode = self.inodes.get(nodeid)?;
+        let node = inode.node();
+        let st = self.host.statfs(node).map_err(guest)?;
+        Ok(st.to_statfs(self.host.name_max(node).ok()))
+    }
+
+    fn setxattr(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        name: &CStr,
+        value: &[u8],
+        flags: u32,
+        _setxattr_flags: fuse_abi::SetxattrFlags,
+    ) -> FsResult<()> {
+        if !self.config.xattr {
+            return Err(Errno::ENOSYS);
+        }
+        xattr::check_guest_name(name.to_bytes())?;
+        if value.len() > xattr::linux::XATTR_SIZE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        let options = xattr::set_options(flags)?;
+        let inode = self.inodes.get(nodeid)?;
+        self.host
+            .setxattr(inode.node(), name, value, options)
+            .map_err(guest)
+    }
+
+    fn getxattr(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        name: &CStr,
+        buf: &mut [u8],
+    ) -> FsResult<XattrReply> {
+        if !self.config.xattr {
+            return Err(Errno::ENOSYS);
+        }
+        xattr::check_guest_name(name.to_bytes())?;
+        let inode = self.inodes.get(nodeid)?;
+        let node = inode.node();
+        let len = self
+            .host
+            .getxattr(node, name, buf, xattr::HOST_OPTIONS)
+            .map_err(guest)?;
+        if len > xattr::linux::XATTR_SIZE_MAX {
+            return Err(Errno::E2BIG);
+        }
+        if buf.is_empty() {
+            let len = u32::try_from(len).map_err(|_| Errno::E2BIG)?;
+            return Ok(XattrReply::Size(len));
+        }
+        Ok(XattrReply::Data(len))
+    }
+
+    fn listxattr(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+        if !self.config.xattr {
+            return Err(Errno::ENOSYS);
+        }
+        let inode = self.inodes.get(nodeid)?;
+        let node = inode.node();
+        let mut list = xattr::read_list(|b| self.host.listxattr(node, b, xattr::HOST_OPTIONS))
+            .map_err(guest)?;
+        let len = xattr::filter_list(&mut list);
+        xattr::reply(
+            list.get(..len).unwrap_or_default(),
+            buf,
+            xattr::linux::XATTR_LIST_MAX,
+        )
+    }
+
+    fn removexattr(&self, _ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+        if !self.config.xattr {
+            return Err(Errno::ENOSYS);
+        }
+        xattr::check_guest_name(name.to_bytes())?;
+        let inode = self.inodes.get(nodeid)?;
+        self.host
+            .removexattr(inode.node(), name, xattr::HOST_OPTIONS)
+            .map_err(guest)
+    }
+
+    fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+        let inode = self.inodes.get(nodeid)?;
+        let (_, attr) = self.stat(inode.node())?;
+        access::check(&attr, ctx.uid, ctx.gid, mask)
+    }
+
+    fn getlk(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        fh: u64,
+        owner: u64,
+        lock: Lock,
+    ) -> FsResult<Lock> {
+        if !self.config.posix_locks {
+            return Err(Errno::ENOSYS);
+        }
+        let handle = self.handle(fh)?;
+        let fd = self.lock_fd(nodeid, &handle, owner)?;
+        let mut host = HostFlock::from_fuse(&lock)?;
+        self.host
+            .lock(fd.as_fd(), lock::command(true, false, true), &mut host)
+            .map_err(guest)?;
+        host.to_fuse()
+    }
+
+    fn setlk(
+        &self,
+        _ctx: &Context,
+        nodeid: u64,
+        fh: u64,
+        owner: u64,
+        lock: Lock,
+        sleep: bool,
+        flock: bool,
+    ) -> FsResult<()> {
+        let handle = self.handle(fh)?;
+        if flock {
+            if !self.config.flock_locks {
+                return Err(Errno::ENOSYS);
+            }
+            let operation = lock::flock_operation(lock.typ, false)?;
+            let fd = handle.fd.as_fd();
+            if !sleep {
+                return self.host.flock(fd, operation).map_err(guest);
+            }
+            return self.wait_lock(|| self.host.flock(fd, operation));
+        }
+        if !self.config.posix_locks {
+            return Err(Errno::ENOSYS);
+        }
+        let fd = self.lock_fd(nodeid, &handle, owner)?;
+        let host = HostFlock::from_fuse(&lock)?;
+        let cmd = lock::command(false, false, true);
+        let attempt = || {
+            let mut host = host;
+            self.host.lock(fd.as_fd(), cmd, &mut host)
+        };
+        if sleep {
+            self.wait_lock(attempt)
+        } else {
+            attempt().map_err(guest)
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _ctx: &Context,
+        _nodeid: u64,
+        fh: u64,
+        fallocate_mode: u32,
+        offset: u64,
+        length: u64,
+    ) -> FsResult<()> {
+        let plan = fallocate::plan(fallocate_mode, offset, length)?;
+        let handle = self.handle(fh)?;
+        self.fallocate_fd(handle.fd.as_fd(), plan)
+    }
+
+    fn lseek(
+        &self,
+        _ctx: &Context,
+        _nodeid: u64,
+        fh: u64,
+        offset: u64,
+        whence: u32,
+    ) -> FsResult<u64> {
+        let whence = seek::to_darwin(whence)?;
+        let offset = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+        let handle = self.handle(fh)?;
+        self.host
+            .lseek(handle.fd.as_fd(), offset, whence)
+            .map_err(guest)
+    }
+
+    fn copy_file_range(
+        &self,
+        _ctx: &Context,
+        _nodeid_in: u64,
+        fh_in: u64,
+        off_in: u64,
+        _nodeid_out: u64,
+        fh_out: u64,
+        off_out: u64,
+        len: u64,
+        flags: u64,
+    ) -> FsResult<u64> {
+        if flags != 0 {
+            return Err(Errno::EINVAL);
+        }
+        let input = self.handle(fh_in)?;
+        let output = self.handle(fh_out)?;
+        if output.access == darwin_abi::O_RDONLY || input.access == darwin_abi::O_WRONLY {
+            return Err(Errno::EBADF);
+        }
+        let len = len.min(COPY_MAX);
+        let mut buf = vec![0u8; COPY_BUF.min(usize::try_from(len).unwrap_or(COPY_BUF))];
+        let mut copied = 0u64;
+        while copied < len {
+            let want = usize::try_from(len - copied)
+                .unwrap_or(buf.len())
+                .min(buf.len());
+            let chunk = buf.get_mut(..want).ok_or(Errno::EIO)?;
+            let read = match self.host.pread(input.fd.as_fd(), chunk, off_in + copied) {
+                Ok(n) => n,
+                Err(e) if copied == 0 => return Err(guest(e)),
+                Err(_) => break,
+            };
+            if read == 0 {
+                break;
+            }
+            let mut done = 0;
+            while done < read {
+                let data = chunk.get(done..read).ok_or(Errno::EIO)?;
+                match self
+                    .host
+                    .pwrite(output.fd.as_fd(), data, off_out + copied + done as u64)
+                {
+                    Ok(0) => return Err(Errno::EIO),
+                    Ok(n) => done += n,
+                    Err(e) if copied == 0 && done == 0 => return Err(guest(e)),
+                    Err(_) => return Ok(copied + done as u64),
+                }
+            }
+            copied += read as u64;
+        }
+        Ok(copied)
     }
 }
+
+/// `ROOT` is the node id the server gives the root.
+const _: () = assert!(ROOT == fuse_abi::ROOT_ID);

@@ -44,6 +44,7 @@ pub mod xattr;
 
 mod config;
 mod fs;
+mod inode;
 
 pub use config::{CachePolicy, CasePolicy, Config};
 pub use fs::PassthroughFs;

@@ -1,0 +1,297 @@
+//! The guest's node ids and the host identities they stand for (reference/macos.md §1.2).
+//!
+//! A node id names one host identity `(dev, ino)`; nothing is kept open for it, the host
+//! reopens it through volfs. The exception is an inode whose last name went away (unlink,
+//! rmdir, rename over it) while the guest still refers to it: volfs cannot reach it any more,
+//! so a descriptor opened just before is kept ([`Inode::stash`]) until the guest forgets it.
+//!
+//! Node ids are allocated, not derived from host inode numbers, so that two volumes (a
+//! submount) never collide; the root is node id 1.
+
+use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use fuse_abi::{Errno, mode};
+
+use crate::host::{HostId, Node};
+
+/// The root's node id.
+pub(crate) const ROOT: u64 = 1;
+
+/// One guest-visible inode.
+#[derive(Debug)]
+pub(crate) struct Inode {
+    /// The host identity.
+    pub(crate) id: HostId,
+    /// The host file type (`S_IFMT` bits; the same numbers on Darwin and Linux).
+    pub(crate) typ: u32,
+    /// The guest's lookup count.
+    refs: AtomicU64,
+    /// A descriptor kept once the inode has no name left on the host.
+    stash: OnceLock<OwnedFd>,
+}
+
+impl Inode {
+    /// How the host reaches this inode: its stashed descriptor once it has no name left,
+    /// otherwise its identity.
+    pub(crate) fn node(&self) -> Node<'_> {
+        match self.stash.get() {
+            Some(fd) => Node::Fd(fd.as_fd()),
+            None => Node::Id(self.id),
+        }
+    }
+
+    /// The identity of a directory to create or resolve names in: `ENOENT` once it has been
+    /// removed (volfs cannot name a child of a removed directory, and Linux refuses to
+    /// create in one).
+    pub(crate) fn dir(&self) -> Result<HostId, Errno> {
+        if self.typ != mode::S_IFDIR {
+            return Err(Errno::ENOTDIR);
+        }
+        if self.stash.get().is_some() {
+            return Err(Errno::ENOENT);
+        }
+        Ok(self.id)
+    }
+
+    /// The identity, for calls that need a name on the host (link): `ENOENT` once it has none.
+    pub(crate) fn named(&self) -> Result<HostId, Errno> {
+        if self.stash.get().is_some() {
+            return Err(Errno::ENOENT);
+        }
+        Ok(self.id)
+    }
+
+    /// The stashed descriptor, if the inode has lost its last name.
+    pub(crate) fn stashed(&self) -> Option<&OwnedFd> {
+        self.stash.get()
+    }
+
+    /// Keeps `fd` as the way to reach the inode from now on (the first one wins).
+    pub(crate) fn set_stash(&self, fd: OwnedFd) {
+        let _ = self.stash.set(fd);
+    }
+
+    /// Whether the stash is worth keeping for this type: only regular files and directories
+    /// are opened on the host.
+    pub(crate) fn stashable(&self) -> bool {
+        matches!(self.typ, mode::S_IFREG | mode::S_IFDIR)
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        self.typ == mode::S_IFDIR
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    by_node: HashMap<u64, Arc<Inode>>,
+    by_id: HashMap<HostId, u64>,
+}
+
+/// The inode table.
+#[derive(Debug)]
+pub(crate) struct Inodes {
+    tables: RwLock<Tables>,
+    next: AtomicU64,
+    root: HostId,
+}
+
+impl Inodes {
+    /// A table holding only the root, `root` (a directory).
+    pub(crate) fn new(root: HostId) -> Inodes {
+        let inodes = Inodes {
+            tables: RwLock::new(Tables::default()),
+            next: AtomicU64::new(ROOT + 1),
+            root,
+        };
+        inodes.reset();
+        inodes
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Tables> {
+        self.tables
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Tables> {
+        self.tables
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops every inode but the root (a new FUSE session). Returns the identities dropped.
+    pub(crate) fn reset(&self) -> Vec<HostId> {
+        let root = Arc::new(Inode {
+            id: self.root,
+            typ: mode::S_IFDIR,
+            // The root is never forgotten: the kernel does not count its lookups.
+            refs: AtomicU64::new(u64::MAX / 2),
+            stash: OnceLock::new(),
+        });
+        let mut tables = self.write();
+        let dropped = tables
+            .by_id
+            .keys()
+            .copied()
+            .filter(|&id| id != self.root)
+            .collect();
+        tables.by_node.clear();
+        tables.by_id.clear();
+        tables.by_node.insert(ROOT, root);
+        tables.by_id.insert(self.root, ROOT);
+        dropped
+    }
+
+    /// The inode of `nodeid`; `ESTALE` for one the guest does not hold.
+    pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+        self.read()
+            .by_node
+            .get(&nodeid)
+            .cloned()
+            .ok_or(Errno::ESTALE)
+    }
+
+    /// The inode for `id` if the guest holds one.
+    pub(crate) fn find(&self, id: HostId) -> Option<Arc<Inode>> {
+        let tables = self.read();
+        tables
+            .by_id
+            .get(&id)
+            .and_then(|nodeid| tables.by_node.get(nodeid))
+            .cloned()
+    }
+
+    /// One more guest reference to `id` (of host type `typ`): its node id, new or existing.
+    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> u64 {
+        let mut tables = self.write();
+        if let Some(&nodeid) = tables.by_id.get(&id) {
+            if let Some(inode) = tables.by_node.get(&nodeid) {
+                // A stashed inode with the same identity would mean the identity was reused
+                // while we hold a descriptor to it, which the host cannot do; an inode whose
+                // type changed likewise. Either way, start afresh.
+                if inode.typ == typ && inode.stash.get().is_none() {
+                    inode.refs.fetch_add(1, Ordering::Relaxed);
+                    return nodeid;
+                }
+            }
+        }
+        let nodeid = self.next.fetch_add(1, Ordering::Relaxed);
+        let inode = Arc::new(Inode {
+            id,
+            typ,
+            refs: AtomicU64::new(1),
+            stash: OnceLock::new(),
+        });
+        tables.by_node.insert(nodeid, inode);
+        tables.by_id.insert(id, nodeid);
+        nodeid
+    }
+
+    /// Drops `n` guest references to `nodeid`; returns the identity if the host may forget it
+    /// (no inode refers to it any more).
+    pub(crate) fn forget(&self, nodeid: u64, n: u64) -> Option<HostId> {
+        if nodeid == ROOT {
+            return None;
+        }
+        let mut tables = self.write();
+        let inode = tables.by_node.get(&nodeid)?;
+        let left = inode.refs.load(Ordering::Relaxed).saturating_sub(n);
+        inode.refs.store(left, Ordering::Relaxed);
+        if left > 0 {
+            return None;
+        }
+        let id = inode.id;
+        tables.by_node.remove(&nodeid);
+        if tables.by_id.get(&id) == Some(&nodeid) {
+            tables.by_id.remove(&id);
+            return Some(id);
+        }
+        None
+    }
+
+    /// The number of inodes held (the root included).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.read().by_node.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOT_ID: HostId = HostId { dev: 1, ino: 2 };
+
+    fn id(ino: u64) -> HostId {
+        HostId { dev: 1, ino }
+    }
+
+    #[test]
+    fn lookups_count_and_forget_drops() {
+        let t = Inodes::new(ROOT_ID);
+        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert_ne!(a, ROOT);
+        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), a);
+        assert_eq!(t.forget(a, 1), None);
+        assert!(t.get(a).is_ok());
+        assert_eq!(t.forget(a, 1), Some(id(10)));
+        assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
+        // A new lookup gets a new node id.
+        let b = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn forgetting_too_much_drops_once() {
+        let t = Inodes::new(ROOT_ID);
+        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert_eq!(t.forget(a, u64::MAX), Some(id(10)));
+        assert_eq!(t.forget(a, 1), None);
+        assert_eq!(t.forget(12345, 1), None);
+    }
+
+    #[test]
+    fn root_is_never_forgotten_and_reset_keeps_it() {
+        let t = Inodes::new(ROOT_ID);
+        assert_eq!(t.forget(ROOT, u64::MAX), None);
+        assert_eq!(t.get(ROOT).unwrap().id, ROOT_ID);
+        t.insert_or_ref(id(10), mode::S_IFDIR);
+        t.insert_or_ref(id(11), mode::S_IFREG);
+        let mut dropped = t.reset();
+        dropped.sort();
+        assert_eq!(dropped, [id(10), id(11)]);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.find(ROOT_ID).map(|i| i.id), Some(ROOT_ID));
+    }
+
+    #[test]
+    fn a_stashed_inode_is_not_shared_with_a_new_name() {
+        let t = Inodes::new(ROOT_ID);
+        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        let fd = std::fs::File::open("/dev/null").unwrap();
+        t.get(a).unwrap().set_stash(fd.into());
+        assert!(matches!(t.get(a).unwrap().node(), Node::Fd(_)));
+        assert_eq!(t.get(a).unwrap().named().unwrap_err(), Errno::ENOENT);
+        let b = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert_ne!(a, b);
+        // Forgetting the old node id does not drop the new one's identity.
+        assert_eq!(t.forget(a, 1), None);
+        assert!(matches!(t.get(b).unwrap().node(), Node::Id(_)));
+        assert_eq!(t.forget(b, 1), Some(id(10)));
+    }
+
+    #[test]
+    fn a_changed_type_is_a_new_inode() {
+        let t = Inodes::new(ROOT_ID);
+        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        let b = t.insert_or_ref(id(10), mode::S_IFDIR);
+        assert_ne!(a, b);
+        assert!(t.get(b).unwrap().is_dir());
+        assert_eq!(t.get(b).unwrap().dir(), Ok(id(10)));
+        assert_eq!(t.get(a).unwrap().dir(), Err(Errno::ENOTDIR));
+    }
+}
