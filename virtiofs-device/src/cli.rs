@@ -51,7 +51,8 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "RULES")]
     pub(crate) xattrmap: Option<String>,
 
-    /// Cache policy: auto, always or never (metadata is accepted as auto).
+    /// Cache policy: never, metadata (metadata cached, data not), auto or always;
+    /// --backend macos-logic refuses metadata.
     #[arg(long, default_value = "auto")]
     pub(crate) cache: Cache,
 
@@ -106,7 +107,9 @@ pub(crate) struct Cli {
     pub(crate) fuse_option: Vec<String>,
 
     /// The backend: linux (passthrough on this host) or macos-logic (the macOS backend's
-    /// logic on Linux).
+    /// logic on Linux: ownership and modes kept in xattrs, submounts always announced; it
+    /// refuses --posix-acl, --xattrmap, --inode-file-handles other than never, --readonly,
+    /// --allow-direct-io, --cache=metadata and --no-announce-submounts).
     #[arg(long, default_value = "linux")]
     pub(crate) backend: Backend,
 
@@ -317,6 +320,37 @@ mod tests {
         ]);
         assert_eq!(cli.fuse_option, ["default_permissions"]);
         assert_eq!(cli.backend, Backend::MacosLogic);
+    }
+
+    #[test]
+    fn macos_logic_backend() {
+        let cli = parse_ok(&[
+            "--socket-path=/s",
+            "--shared-dir=/d",
+            "--backend",
+            "macos-logic",
+            "--writeback",
+            "--xattr",
+        ]);
+        assert_eq!(cli.backend, Backend::MacosLogic);
+        assert!(cli.writeback && cli.xattr);
+        // Only an explicit --no-announce-submounts (the last word) is recorded as such.
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--no-announce-submounts"]);
+        assert!(cli.no_announce_submounts);
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--no-announce-submounts",
+            "--announce-submounts",
+        ]);
+        assert!(cli.announce_submounts && !cli.no_announce_submounts);
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d"]);
+        assert!(!cli.no_announce_submounts);
+        let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--backend=darwin"]);
+        assert!(
+            msg.contains("darwin") && msg.contains("macos-logic"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! `virtiofs-device`: the vhost-user virtio-fs daemon (a drop-in for virtiofsd's main options),
 //! or a host FUSE mount of the same backend with `--fuse-mount`.
+//!
+//! Two backends: `--backend linux` (`passthrough_linux`, the default) and `--backend
+//! macos-logic` (`passthrough_macos` over its Linux adapter, which behaves like macOS). Both are
+//! served by the same generic code ([`serve_backend`]).
 
 mod cli;
 mod sys;
@@ -10,11 +14,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use fuse_server::{
-    CachePolicy as NegotiatedCache, NegotiationConfig, PosixAcl, Server, ServerConfig,
+    CachePolicy as NegotiatedCache, FileSystem, NegotiationConfig, PosixAcl, Server, ServerConfig,
     TransportFacts,
 };
 use log::{info, warn};
 use passthrough_linux::{CachePolicy, Config, FileHandleMode, PassthroughFs, XattrMap};
+use passthrough_macos::host::LinuxHost;
 use vhost::vhost_user::Listener;
 use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
@@ -72,9 +77,6 @@ fn run(cli: &Cli) -> Result<()> {
             )
         }
     }
-    if cli.backend == Backend::MacosLogic {
-        bail!("--backend macos-logic: the macOS backend's logic is not available on Linux yet");
-    }
     if cli.thread_pool_size > 0 {
         info!(
             "--thread-pool-size {}: requests are served on one worker per request queue",
@@ -84,9 +86,27 @@ fn run(cli: &Cli) -> Result<()> {
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
     }
-    let fs = backend(cli, shared_dir)?;
     let negotiation = negotiation(cli);
+    match cli.backend {
+        Backend::Linux => {
+            let fs = backend(cli, shared_dir)?;
+            serve_backend(cli, shared_dir, config, fs, negotiation)
+        }
+        Backend::MacosLogic => {
+            let fs = macos_backend(cli, shared_dir)?;
+            serve_backend(cli, shared_dir, config, fs, negotiation)
+        }
+    }
+}
 
+/// Serves `fs` through /dev/fuse (`--fuse-mount`) or over vhost-user until the end.
+fn serve_backend<F: FileSystem + 'static>(
+    cli: &Cli,
+    shared_dir: &Path,
+    config: DeviceConfig,
+    fs: F,
+    negotiation: NegotiationConfig,
+) -> Result<()> {
     if let Some(mountpoint) = &cli.fuse_mount {
         return fuse_mount(cli, mountpoint, fs, negotiation);
     }
@@ -94,10 +114,11 @@ fn run(cli: &Cli) -> Result<()> {
     let mut listener = listen(cli)?;
     let backend = VhostUserFs::new(config, fs, negotiation);
     info!(
-        "serving {} as tag {:?} with {} request queue(s)",
+        "serving {} as tag {:?} with {} request queue(s), backend {}",
         shared_dir.display(),
         backend.config().tag().as_str(),
-        backend.config().request_queues()
+        backend.config().request_queues(),
+        backend_name(cli.backend)
     );
     serve(&backend, &mut listener)?;
     Ok(())
@@ -131,6 +152,77 @@ fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
     }
     let config = builder.build().context("invalid options")?;
     PassthroughFs::new(config).with_context(|| format!("--shared-dir {}", shared_dir.display()))
+}
+
+/// The macOS backend over its Linux adapter (`--backend macos-logic`).
+fn macos_backend(
+    cli: &Cli,
+    shared_dir: &Path,
+) -> Result<passthrough_macos::PassthroughFs<LinuxHost>> {
+    let config = macos_config(cli, shared_dir)?;
+    // `Default` rather than a unit-struct literal: the adapter may gain state.
+    passthrough_macos::PassthroughFs::<LinuxHost>::new(Default::default(), config)
+        .with_context(|| format!("--shared-dir {}", shared_dir.display()))
+}
+
+/// The macOS backend's configuration the options describe; refuses the options it cannot
+/// honour rather than ignore them.
+fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Config> {
+    const WHY: &str = "--backend macos-logic";
+    if cli.posix_acl != Tristate::Never {
+        bail!("{WHY}: POSIX ACLs are not supported (--posix-acl=never only)");
+    }
+    if cli.xattrmap.is_some() {
+        bail!("{WHY}: --xattrmap is not supported");
+    }
+    if cli.inode_file_handles != FileHandles::Never {
+        bail!(
+            "{WHY}: inodes are host identities reopened by path, never file handles \
+             (--inode-file-handles=never only)"
+        );
+    }
+    if cli.no_announce_submounts {
+        bail!("{WHY}: submounts are always announced (--no-announce-submounts is refused)");
+    }
+    if cli.readonly {
+        bail!("{WHY}: --readonly is not supported");
+    }
+    if cli.allow_direct_io {
+        bail!(
+            "{WHY}: --allow-direct-io is not supported (O_DIRECT opens bypass the host cache only)"
+        );
+    }
+    let (cache, timeout) = match cli.cache {
+        Cache::Never => (
+            passthrough_macos::CachePolicy::Never,
+            CachePolicy::Never.timeout(),
+        ),
+        Cache::Auto => (
+            passthrough_macos::CachePolicy::Auto,
+            CachePolicy::Auto.timeout(),
+        ),
+        Cache::Always => (
+            passthrough_macos::CachePolicy::Always,
+            CachePolicy::Always.timeout(),
+        ),
+        Cache::Metadata => {
+            bail!("{WHY}: --cache=metadata is not supported (never, auto or always)")
+        }
+    };
+    let mut config = passthrough_macos::Config::new(shared_dir);
+    config.cache = cache;
+    config.entry_timeout = timeout;
+    config.attr_timeout = timeout;
+    config.writeback = cli.writeback;
+    config.xattr = cli.xattr;
+    Ok(config)
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Linux => "linux",
+        Backend::MacosLogic => "macos-logic",
+    }
 }
 
 /// The most INIT flags the backend declares under `profile`.
@@ -168,10 +260,10 @@ fn negotiation(cli: &Cli) -> NegotiationConfig {
 }
 
 /// Serves the backend through the host kernel's /dev/fuse at `mountpoint` until unmounted.
-fn fuse_mount(
+fn fuse_mount<F: FileSystem>(
     cli: &Cli,
     mountpoint: &Path,
-    fs: PassthroughFs,
+    fs: F,
     negotiation: NegotiationConfig,
 ) -> Result<()> {
     check_directory("--fuse-mount", mountpoint)?;
@@ -267,6 +359,8 @@ fn sandbox_name(sandbox: Sandbox) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use fuse_abi::InitFlags;
 
     use super::*;
@@ -281,6 +375,76 @@ mod tests {
             )
         );
         assert_eq!(declare_at_most(CapabilityProfile::All), InitFlags::all());
+    }
+
+    fn macos_cli(extra: &[&str]) -> Cli {
+        let args = [
+            "virtiofs-device",
+            "--fd=3",
+            "--shared-dir=/d",
+            "--backend=macos-logic",
+        ];
+        cli::parse(args.iter().chain(extra)).unwrap()
+    }
+
+    #[test]
+    fn macos_logic_config_from_the_options() {
+        let dir = Path::new("/d");
+        let config = macos_config(&macos_cli(&[]), dir).unwrap();
+        assert_eq!(config.root, dir);
+        assert_eq!(config.cache, passthrough_macos::CachePolicy::Auto);
+        assert!(!config.writeback && !config.xattr);
+        assert!(!config.posix_locks && !config.flock_locks);
+        assert_eq!(config.entry_timeout, Duration::from_secs(1));
+        assert_eq!(config.attr_timeout, Duration::from_secs(1));
+
+        let cli = macos_cli(&[
+            "--writeback",
+            "--xattr",
+            "--cache=always",
+            "--announce-submounts",
+        ]);
+        let config = macos_config(&cli, dir).unwrap();
+        assert!(config.writeback && config.xattr);
+        assert_eq!(config.cache, passthrough_macos::CachePolicy::Always);
+        // The timeouts the linux backend gives the same policy.
+        assert_eq!(config.entry_timeout, CachePolicy::Always.timeout());
+        assert_eq!(config.attr_timeout, Duration::from_secs(86_400));
+
+        let config = macos_config(&macos_cli(&["--cache=never"]), dir).unwrap();
+        assert_eq!(config.cache, passthrough_macos::CachePolicy::Never);
+        assert_eq!(config.entry_timeout, Duration::ZERO);
+        assert_eq!(config.attr_timeout, Duration::ZERO);
+
+        // Options that say nothing to this backend are accepted.
+        let cli = macos_cli(&["--capabilities=macos", "--thread-pool-size=4", "--queues=2"]);
+        macos_config(&cli, dir).unwrap();
+    }
+
+    #[test]
+    fn macos_logic_refuses_what_it_cannot_honour() {
+        let refused: &[(&[&str], &str)] = &[
+            (&["--posix-acl"], "--posix-acl"),
+            (&["--posix-acl=auto"], "--posix-acl"),
+            (&["--xattrmap=:map::user.virtiofs.:"], "--xattrmap"),
+            (&["--inode-file-handles"], "--inode-file-handles"),
+            (&["--inode-file-handles=mandatory"], "--inode-file-handles"),
+            (&["--no-announce-submounts"], "--no-announce-submounts"),
+            (&["--readonly"], "--readonly"),
+            (&["--allow-direct-io"], "--allow-direct-io"),
+            (&["--cache=metadata"], "--cache=metadata"),
+        ];
+        for (args, named) in refused {
+            let err = macos_config(&macos_cli(args), Path::new("/d")).unwrap_err();
+            let msg = format!("{err:#}");
+            assert!(
+                msg.starts_with("--backend macos-logic: ") && msg.contains(named),
+                "{args:?}: {msg}"
+            );
+        }
+        // The defaults of those options are accepted.
+        let cli = macos_cli(&["--posix-acl=never", "--inode-file-handles=never"]);
+        macos_config(&cli, Path::new("/d")).unwrap();
     }
 
     #[test]
