@@ -62,6 +62,11 @@ const STEPS: &[Step] = &[
         "guests 6.12, 7.3 against a daemon declaring only the macOS set (smoke)",
         e2e_macos_profile,
     ),
+    Step::new(
+        "e2e-macos-logic",
+        "guests 6.12, 7.3 against --backend macos-logic (smoke, pjdfstest, fsx)",
+        e2e_macos_logic,
+    ),
 ];
 
 impl Step {
@@ -149,6 +154,11 @@ fn e2e_all() -> Result<()> {
 /// `cargo xtask e2e --profile macos`: the daemon declares only what the macOS backend honours.
 fn e2e_macos_profile() -> Result<()> {
     e2e::run(&["--profile".to_owned(), "macos".to_owned()])
+}
+
+/// `cargo xtask e2e --profile macos-logic`: the macOS backend's logic over its Linux adapter.
+fn e2e_macos_logic() -> Result<()> {
+    e2e::run(&["--profile".to_owned(), "macos-logic".to_owned()])
 }
 
 /// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.
