@@ -1,10 +1,43 @@
 //! `passthrough-macos`: a FUSE backend serving a host directory on macOS to a Linux guest (see
-//! the repository's `ARCHITECTURE.md` and `reference/macos.md`). This crate is being built.
+//! the repository's `ARCHITECTURE.md` and `reference/macos.md`).
 //!
-//! Its logic compiles on every OS so that it can be tested on Linux; only the host layer that
-//! calls macOS is `cfg(target_os = "macos")`. `cargo xtask check-macos` type-checks the crate for
-//! the Apple targets on Linux, which also evaluates the compile-time checks of every Darwin
-//! constant against the `libc` crate's Apple values.
+//! ```text
+//! fuse-server::FileSystem  ◄──  PassthroughFs<H: Host>  ──►  Host (the seam)
+//!                                (all the logic)               ├─ DarwinHost  cfg(macos): libc, volfs paths
+//!                                                              └─ LinuxHost   cfg(linux): behaves like macOS
+//! ```
+//!
+//! # Design
+//!
+//! - **Inodes** are host identities `(dev, ino)`, reopened through `/.vol/<dev>/<ino>`: nothing
+//!   is kept open per inode, except a descriptor opened just before an inode the guest still
+//!   uses loses its last name (unlink, rmdir, rename over it), kept until the guest forgets it.
+//! - **Ownership and mode** the guest sets live in the `user.containers.override_stat` xattr
+//!   (libkrun's format, so existing shares keep their metadata; hidden from the guest). Host
+//!   objects are created `0600`/`0700` and never chowned. Device nodes, FIFOs and sockets are
+//!   host regular files with their type in the override (a device's number in
+//!   `user.virtiofs.rdev`); READDIR reports their guest type.
+//! - **Confinement**: a guest name is one component, never `.` or `..`; the host layer never
+//!   follows a symlink (`O_NOFOLLOW`, `XATTR_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `linkat` without
+//!   follow). Only regular files and directories are opened on the host.
+//! - **Errors**: the [`Host`] returns [`errno::DarwinErrno`]; the only way to a guest error is
+//!   [`errno::DarwinErrno::to_linux`], so a missed translation does not compile.
+//! - **Case-insensitive volumes** (APFS's default) are detected per volume
+//!   (`_PC_CASE_SENSITIVE`) and handled by [`CasePolicy`]: by default a name resolves only in
+//!   its stored spelling, so the guest's dentry cache never holds two names for one inode.
+//! - **Locks**: POSIX locks as open-file-description locks, one host description per (inode,
+//!   guest lock owner); `flock` on the open file; a blocking request retries for a second, then
+//!   answers `EINTR` (a worker never blocks in the host kernel). Both only when configured.
+//! - **FSYNC** is `fsync` or, with [`SyncMode::Full`], `F_FULLFSYNC`.
+//! - **Capabilities**: exactly what it honours ([`capabilities`]): never `POSIX_ACL`,
+//!   `ALLOW_IDMAP` or `EXPORT_SUPPORT`; `WRITEBACK_CACHE` only when configured.
+//!
+//! The logic compiles on every OS and is tested on Linux against [`host::LinuxHost`] (Darwin
+//! errno numbers, identities that resolve only while named, ownership only in the override,
+//! xattrs on symlinks); the same adapter lets `virtiofs-device --backend macos-logic` serve a
+//! real guest with this backend. `cargo xtask check-macos` type-checks the crate, `DarwinHost`
+//! included, for the Apple targets on Linux, which also evaluates the compile-time checks of
+//! every Darwin constant against the `libc` crate's Apple values.
 //!
 //! Translations between the guest (Linux numbering) and the host (Darwin numbering), each a pure,
 //! table-tested module:
