@@ -147,6 +147,14 @@ impl<H: Host> PassthroughFs<H> {
                 statfs.fstypename()
             )));
         }
+        if matches!(statfs.fstypename(), "msdos" | "exfat") {
+            warn!(
+                "{}: {} has no native extended attributes; macOS keeps the guest's ownership in \
+                 AppleDouble ._ files, which the guest will see",
+                config.root.display(),
+                statfs.fstypename()
+            );
+        }
         let options = CapabilityOptions {
             writeback_cache: config.writeback,
             readdirplus: false,

@@ -28,10 +28,10 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use crate::errno::DarwinErrno;
+use crate::fallocate::HostFstore;
 use crate::lock::HostFlock;
 use crate::stat::HostStat;
 use crate::statfs::HostStatfs;
-use crate::fallocate::HostFstore;
 use crate::time::HostTimespec;
 
 #[cfg(target_os = "macos")]
@@ -158,8 +158,8 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     fn truncate(&self, fd: BorrowedFd<'_>, len: u64) -> HostResult<()>;
 
     /// `getxattr`/`fgetxattr` (position 0). An empty `buf` asks for the size. `options` are
-    /// Darwin's (`XATTR_NOFOLLOW`, `XATTR_NODEFAULT`; the implementation drops `XATTR_NOFOLLOW`
-    /// for a descriptor, where it is meaningless). A missing attribute is `ENOATTR`.
+    /// Darwin's (`XATTR_NOFOLLOW`; the implementation drops it for a descriptor, where xnu refuses
+    /// it). A missing attribute is `ENOATTR`.
     fn getxattr(
         &self,
         node: Node<'_>,
@@ -169,9 +169,8 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     ) -> HostResult<usize>;
 
     /// `setxattr`/`fsetxattr` (position 0) with Darwin `options` (`XATTR_CREATE`,
-    /// `XATTR_REPLACE`, `XATTR_NOFOLLOW`, `XATTR_NODEFAULT`).
-    fn setxattr(&self, node: Node<'_>, name: &CStr, value: &[u8], options: i32)
-    -> HostResult<()>;
+    /// `XATTR_REPLACE`, `XATTR_NOFOLLOW`).
+    fn setxattr(&self, node: Node<'_>, name: &CStr, value: &[u8], options: i32) -> HostResult<()>;
 
     /// `listxattr`/`flistxattr`: NUL-terminated names into `buf`; an empty `buf` asks for the
     /// size; `ERANGE` when `buf` is too small.

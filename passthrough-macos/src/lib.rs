@@ -32,7 +32,7 @@
 //! - **Capabilities**: exactly what it honours ([`capabilities`]): never `POSIX_ACL`,
 //!   `ALLOW_IDMAP` or `EXPORT_SUPPORT`; `WRITEBACK_CACHE` only when configured.
 //!
-//! The logic compiles on every OS and is tested on Linux against [`host::LinuxHost`] (Darwin
+//! The logic compiles on every OS and is tested on Linux against `host::LinuxHost` (Darwin
 //! errno numbers, identities that resolve only while named, ownership only in the override,
 //! xattrs on symlinks); the same adapter lets `virtiofs-device --backend macos-logic` serve a
 //! real guest with this backend. `cargo xtask check-macos` type-checks the crate, `DarwinHost`

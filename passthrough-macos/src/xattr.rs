@@ -2,8 +2,9 @@
 //!
 //! * Flags: Linux `XATTR_CREATE` 1 / `XATTR_REPLACE` 2 are Darwin's 2 / 4. Every host call also
 //!   passes [`HOST_OPTIONS`]: `XATTR_NOFOLLOW` (the host never follows a symlink the guest
-//!   controls) and `XATTR_NODEFAULT` (no AppleDouble `._name` files on volumes without native
-//!   xattrs).
+//!   controls). Not `XATTR_NODEFAULT`: xnu refuses it (and `XATTR_NOSECURITY`) from user space
+//!   with `EINVAL`, so the AppleDouble `._name` fallback on volumes without native xattrs
+//!   cannot be switched off; the backend warns about such volumes instead.
 //! * Names ([`classify`]): the override attributes ([`override_stat::XATTR_NAME`],
 //!   [`override_stat::RDEV_XATTR_NAME`]) are the server's own, hidden from listings and
 //!   `EACCES` to the guest, as libkrun does. Names outside the Linux namespaces (`user.`,
@@ -43,9 +44,8 @@ pub mod linux {
     pub const XATTR_NAME_MAX: usize = 255;
 }
 
-/// The `options` every host xattr call passes: never follow a symlink, never fall back to
-/// AppleDouble files.
-pub const HOST_OPTIONS: i32 = darwin_abi::XATTR_NOFOLLOW | darwin_abi::XATTR_NODEFAULT;
+/// The `options` every host xattr call passes: never follow a symlink.
+pub const HOST_OPTIONS: i32 = darwin_abi::XATTR_NOFOLLOW;
 
 /// The Linux namespaces a guest's name may use (`system.` is refused, see the module doc).
 const GUEST_NAMESPACES: [&[u8]; 3] = [b"user.", b"trusted.", b"security."];
@@ -206,13 +206,13 @@ mod tests {
 
     #[test]
     fn flags_table() {
-        // Numbers as in reference/macos.md §2.7: NOFOLLOW 1, CREATE 2, REPLACE 4,
-        // NODEFAULT 0x10.
-        assert_eq!(HOST_OPTIONS, 0x11);
-        assert_eq!(set_options(0), Ok(0x11));
-        assert_eq!(set_options(1), Ok(0x11 | 2));
-        assert_eq!(set_options(2), Ok(0x11 | 4));
-        assert_eq!(set_options(3), Ok(0x11 | 2 | 4));
+        // Numbers as in reference/macos.md §2.7: NOFOLLOW 1, CREATE 2, REPLACE 4. Never
+        // NODEFAULT (0x10) or NOSECURITY (8): xnu answers EINVAL to them from user space.
+        assert_eq!(HOST_OPTIONS, 0x1);
+        assert_eq!(set_options(0), Ok(0x1));
+        assert_eq!(set_options(1), Ok(0x1 | 2));
+        assert_eq!(set_options(2), Ok(0x1 | 4));
+        assert_eq!(set_options(3), Ok(0x1 | 2 | 4));
         for bad in [4, 8, 0x10, 1 << 31, u32::MAX] {
             assert_eq!(set_options(bad), Err(Errno::EINVAL), "{bad:#x}");
         }
