@@ -94,12 +94,18 @@ fn args(parts: &[&[u8]]) -> Vec<u8> {
 fn negotiated(f: impl FnOnce(Config) -> Config, offered: InitFlags, minor: u32) -> InitFlags {
     let tmp = tempfile::tempdir().unwrap();
     let config = f(Config::new(tmp.path()));
+    // The operator's policy asks for the writeback cache whenever the backend is configured
+    // for it, as the daemon's --writeback does.
+    let negotiation = NegotiationConfig {
+        writeback_cache: config.writeback,
+        ..NegotiationConfig::default()
+    };
     let fs = PassthroughFs::new(LinuxHost::default(), config).unwrap();
     let server = Server::new(
         fs,
         ServerConfig {
             transport: TransportFacts::virtio_fs(1024),
-            negotiation: NegotiationConfig::default(),
+            negotiation,
         },
     );
     let req = request(INIT, 1, 0, &init_payload(minor, offered, 1 << 17));
