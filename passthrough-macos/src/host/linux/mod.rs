@@ -1,12 +1,69 @@
-//! Placeholder: being written (the Linux adapter).
-#![allow(missing_docs, unused_variables)]
+//! [`LinuxHost`]: the [`Host`] on Linux, behaving like macOS wherever the backend could tell the
+//! difference. It is test infrastructure (the backend's tests run on it) and what
+//! `virtiofs-device --backend macos-logic` serves a real guest with.
+//!
+//! What it emulates, and how:
+//!
+//! * **Darwin error numbers**: every failure is translated with
+//!   [`errno::darwin_from_linux`] (Linux `ENODATA` is `ENOATTR`, `EOPNOTSUPP` is `ENOTSUP`...).
+//! * **volfs**: macOS reopens an object by identity through `/.vol/<dev>/<ino>`, which resolves
+//!   only while the object has a name. Here a registry maps each [`HostId`] to an `O_PATH`
+//!   descriptor: [`Host::root`] and `lstat` of a [`Node::Child`] register what they find;
+//!   [`Node::Id`] resolves through the registry and fails with `ENOENT` when the identity is
+//!   unknown or the object has no name left (`st_nlink` 0: its entry is then dropped, since an
+//!   unlinked object never gets a name back); [`Host::forget`] drops an entry (never a root's).
+//!   The backend never sees an `O_PATH` descriptor: [`Host::open`] of a [`Node::Id`] reopens
+//!   `/proc/self/fd/<N>` (a "magic link" that lands on the object itself), after refusing a
+//!   symlink with `ELOOP`. `/proc` must therefore be mounted.
+//! * **Never following a symlink**: a [`Node::Child`] is opened with `openat(dir, name,
+//!   O_PATH | O_NOFOLLOW)`; creation calls work on the parent's descriptor (`mkdirat`,
+//!   `symlinkat`, `openat` with `O_NOFOLLOW`, `renameat2`, `linkat(AT_EMPTY_PATH)`); metadata
+//!   calls act on the descriptor (`statx`/`utimensat` with `AT_EMPTY_PATH |
+//!   AT_SYMLINK_NOFOLLOW`), or on `/proc/self/fd/<N>` for the calls that refuse `O_PATH`
+//!   descriptors (`chmod`, the `*xattr` family: the 6.13 `*xattrat` calls answer `EBADF` for an
+//!   `O_PATH` descriptor with an empty path).
+//! * **Extended attributes like macOS's**: Darwin has no namespaces and allows attributes on
+//!   symlinks. A Darwin name `X` is stored as `user.X` on regular files and directories, and as
+//!   `trusted.X` on anything else (Linux allows only `trusted.` on a symlink, and only to
+//!   `CAP_SYS_ADMIN`). Listings show only that namespace, without the prefix; everything else
+//!   the host keeps (`security.selinux`, POSIX ACLs...) is hidden. Darwin's 127-byte name limit
+//!   applies (`ENAMETOOLONG`).
+//! * **Device numbers**: Linux's 64-bit `st_dev` becomes Darwin's `i32` in Darwin's layout when
+//!   it fits (major < 255, minor < 2²⁴), else in the range of the reserved major 255:
+//!   arithmetically for major < 2048 and minor < 4096 (NVMe's 259:n), from a table in first-seen
+//!   order otherwise (stable for the life of the adapter). The mapping is injective.
+//! * **Ownership** never changes on the host (there is no `chown` here); modes are what the
+//!   backend asks for, under the process's umask as on macOS.
+//!
+//! Each registered identity keeps one `O_PATH` descriptor open until it is forgotten (or found
+//! unlinked), so a guest that holds many inodes needs a matching `RLIMIT_NOFILE`; running out
+//! is `EMFILE`.
+//!
+//! Where Linux offers less, the nearest thing: `F_FULLFSYNC` is `fsync`; `F_NOCACHE` is a
+//! no-op; `F_PREALLOCATE` (from the physical end of file) is `fallocate(FALLOC_FL_KEEP_SIZE)`
+//! from the end of file; `chmod` of a symlink is `ENOTSUP`; `_PC_CASE_SENSITIVE` is the absence
+//! of the casefold inode flag; `getattrlist(ATTR_CMN_NAME)` is a directory scan for the entry's
+//! inode number.
 
-use std::ffi::CStr;
+#![deny(unsafe_code)]
+
+mod errno;
+#[allow(unsafe_code)]
+mod sys;
+mod xlate;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use libc::{c_int, c_uint, mode_t, off_t};
 
 use super::{Host, HostDirent, HostId, HostResult, Node, SyncMode};
+use crate::darwin_abi;
 use crate::errno::DarwinErrno;
 use crate::fallocate::HostFstore;
 use crate::lock::HostFlock;
@@ -14,42 +71,684 @@ use crate::stat::HostStat;
 use crate::statfs::HostStatfs;
 use crate::time::HostTimespec;
 
-#[derive(Debug, Default)]
-pub struct LinuxHost;
+/// What `statx` is asked for: everything `stat` gives, and the birth time.
+const STATX_MASK: c_uint = libc::STATX_BASIC_STATS | libc::STATX_BTIME;
 
-const E: DarwinErrno = DarwinErrno::ENOSYS;
+/// Flags of every `O_PATH` descriptor the adapter opens.
+const PATH_FLAGS: c_int = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// Flags to open a directory for reading (`getdents64`, `ioctl`).
+const DIR_FLAGS: c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+
+/// The size of the buffer handed to one `getdents64` call.
+const DIRENT_BUF: usize = 32 * 1024;
+
+/// How many times `listxattr` probes the size again when the list grew in between.
+const LIST_RETRIES: usize = 8;
+
+/// The casefold inode flag (`FS_CASEFOLD_FL`, `<linux/fs.h>`): names in the directory compare
+/// case-insensitively.
+const FS_CASEFOLD_FL: c_int = 0x4000_0000;
+
+/// The `fstore_t.fst_flags` bits Darwin defines.
+const FSTORE_FLAGS: u32 =
+    darwin_abi::F_ALLOCATECONTIG | darwin_abi::F_ALLOCATEALL | darwin_abi::F_ALLOCATEPERSIST;
+
+/// The host layer on Linux (see the module documentation).
+#[derive(Debug, Default)]
+pub struct LinuxHost {
+    /// The emulated volfs: the identities the backend may name by [`Node::Id`].
+    registry: RwLock<Registry>,
+    /// The Darwin numbers given to Linux devices [`xlate::dev_direct`] cannot encode.
+    devs: Mutex<HashMap<(u32, u32), i32>>,
+}
+
+/// The identities that resolve, each to an `O_PATH` descriptor of the object.
+#[derive(Debug, Default)]
+struct Registry {
+    fds: HashMap<HostId, Arc<OwnedFd>>,
+    /// Shared directories ([`Host::root`]): never forgotten.
+    roots: HashSet<HostId>,
+}
+
+/// A descriptor for one call: from the registry, opened for the call (`O_PATH`), or the
+/// caller's.
+#[derive(Debug)]
+enum Handle<'a> {
+    Shared(Arc<OwnedFd>),
+    Owned(OwnedFd),
+    Borrowed(BorrowedFd<'a>),
+}
+
+impl Handle<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Handle::Shared(fd) => fd.as_fd(),
+            Handle::Owned(fd) => fd.as_fd(),
+            Handle::Borrowed(fd) => *fd,
+        }
+    }
+
+    /// Whether this is one of the adapter's `O_PATH` descriptors, which the `f*` calls refuse.
+    const fn path_only(&self) -> bool {
+        !matches!(self, Handle::Borrowed(_))
+    }
+}
+
+/// A host object reached for one call, with its attributes.
+#[derive(Debug)]
+struct Object<'a> {
+    handle: Handle<'a>,
+    st: HostStat,
+}
+
+/// Where an `*xattr` call acts: `/proc/self/fd/<N>` for an `O_PATH` descriptor, else the
+/// descriptor itself.
+enum XattrAt<'a> {
+    Path(CString),
+    Fd(BorrowedFd<'a>),
+}
+
+impl<'a> XattrAt<'a> {
+    fn of(handle: &'a Handle<'_>) -> HostResult<XattrAt<'a>> {
+        if handle.path_only() {
+            proc_path(handle.fd()).map(XattrAt::Path)
+        } else {
+            Ok(XattrAt::Fd(handle.fd()))
+        }
+    }
+}
+
+/// `/proc/self/fd/<N>`: opening (or `chmod`, `*xattr`) through it reaches the object `fd`
+/// refers to, without following it further even if it is a symlink.
+fn proc_path(fd: BorrowedFd<'_>) -> HostResult<CString> {
+    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| DarwinErrno::EIO)
+}
+
+/// `name` as a C string: `EINVAL` unless it is one plain component.
+fn component(name: &[u8]) -> HostResult<CString> {
+    if !xlate::is_component(name) {
+        return Err(DarwinErrno::EINVAL);
+    }
+    CString::new(name).map_err(|_| DarwinErrno::EINVAL)
+}
+
+/// A file offset or length for the kernel: `EINVAL` past `i64::MAX`.
+fn offset(value: u64) -> HostResult<off_t> {
+    off_t::try_from(value).map_err(|_| DarwinErrno::EINVAL)
+}
+
+impl LinuxHost {
+    /// An adapter with nothing registered yet.
+    #[must_use]
+    pub fn new() -> LinuxHost {
+        LinuxHost::default()
+    }
+
+    fn registry(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The Darwin `dev_t` for a Linux device (see the module documentation). `EOVERFLOW` once
+    /// 2²³ devices needed the table.
+    fn darwin_dev(&self, major: u32, minor: u32) -> HostResult<i32> {
+        if let Some(dev) = xlate::dev_direct(major, minor) {
+            return Ok(dev);
+        }
+        let mut table = self.devs.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(&dev) = table.get(&(major, minor)) {
+            return Ok(dev);
+        }
+        let index = u32::try_from(table.len()).map_err(|_| DarwinErrno::EOVERFLOW)?;
+        let dev = xlate::dev_from_table(index).ok_or(DarwinErrno::EOVERFLOW)?;
+        table.insert((major, minor), dev);
+        Ok(dev)
+    }
+
+    /// Darwin's `stat` of the object `fd` refers to (never followed).
+    fn stat_fd(&self, fd: BorrowedFd<'_>) -> HostResult<HostStat> {
+        let stx = sys::statx(fd, STATX_MASK)?;
+        let dev = self.darwin_dev(stx.stx_dev_major, stx.stx_dev_minor)?;
+        Ok(xlate::host_stat(&stx, dev))
+    }
+
+    /// The registered descriptor of `id`, without checking that it still has a name (enough
+    /// for a parent directory: an entry cannot be found or made in a removed directory).
+    fn dir_fd(&self, dir: HostId) -> HostResult<Arc<OwnedFd>> {
+        self.registry()
+            .fds
+            .get(&dir)
+            .cloned()
+            .ok_or(DarwinErrno::ENOENT)
+    }
+
+    /// `/.vol/<dev>/<ino>`: the registered descriptor of `id` and its attributes; `ENOENT` if
+    /// the identity is unknown or the object has no name left.
+    fn resolve(&self, id: HostId) -> HostResult<(Arc<OwnedFd>, HostStat)> {
+        let fd = self.dir_fd(id)?;
+        let st = self.stat_fd(fd.as_fd())?;
+        if st.nlink == 0 {
+            // volfs cannot reach it, and an unlinked object never gets a name back.
+            let mut registry = self.registry_mut();
+            let current = registry
+                .fds
+                .get(&id)
+                .is_some_and(|cur| Arc::ptr_eq(cur, &fd));
+            if current && !registry.roots.contains(&id) {
+                registry.fds.remove(&id);
+            }
+            return Err(DarwinErrno::ENOENT);
+        }
+        Ok((fd, st))
+    }
+
+    /// `openat(dir, name, O_PATH | O_NOFOLLOW)`: the entry itself, even a symlink.
+    fn open_child(&self, dir: HostId, name: &[u8]) -> HostResult<OwnedFd> {
+        let dirfd = self.dir_fd(dir)?;
+        sys::openat(dirfd.as_fd(), &component(name)?, PATH_FLAGS, 0)
+    }
+
+    /// The descriptor a call acts on, without its attributes (a [`Node::Id`] is still checked
+    /// to have a name).
+    fn handle<'a>(&self, node: Node<'a>) -> HostResult<Handle<'a>> {
+        Ok(match node {
+            Node::Fd(fd) => Handle::Borrowed(fd),
+            Node::Id(id) => Handle::Shared(self.resolve(id)?.0),
+            Node::Child(dir, name) => Handle::Owned(self.open_child(dir, name)?),
+        })
+    }
+
+    /// The descriptor a call acts on, with its attributes.
+    fn object<'a>(&self, node: Node<'a>) -> HostResult<Object<'a>> {
+        match node {
+            Node::Fd(fd) => Ok(Object {
+                handle: Handle::Borrowed(fd),
+                st: self.stat_fd(fd)?,
+            }),
+            Node::Id(id) => {
+                let (fd, st) = self.resolve(id)?;
+                Ok(Object {
+                    handle: Handle::Shared(fd),
+                    st,
+                })
+            }
+            Node::Child(dir, name) => {
+                let fd = self.open_child(dir, name)?;
+                let st = self.stat_fd(fd.as_fd())?;
+                Ok(Object {
+                    handle: Handle::Owned(fd),
+                    st,
+                })
+            }
+        }
+    }
+
+    /// The Linux name of the Darwin attribute `name` on `object`.
+    fn xattr_name(object: &Object<'_>, name: &CStr) -> HostResult<CString> {
+        let name = xlate::xattr_name(xlate::xattr_prefix(&object.st), name.to_bytes())?;
+        CString::from_vec_with_nul(name).map_err(|_| DarwinErrno::EINVAL)
+    }
+
+    /// The whole Linux attribute list of `at`, probing its size again (at most
+    /// [`LIST_RETRIES`] times) if it grows between the probe and the read.
+    fn linux_xattr_list(at: &XattrAt<'_>) -> HostResult<Vec<u8>> {
+        let list = |buf: &mut [u8]| match at {
+            XattrAt::Path(path) => sys::listxattr(path, buf),
+            XattrAt::Fd(fd) => sys::flistxattr(*fd, buf),
+        };
+        for _ in 0..LIST_RETRIES {
+            let size = list(&mut [])?;
+            if size == 0 {
+                return Ok(Vec::new());
+            }
+            let mut buf = vec![0u8; size];
+            match list(&mut buf) {
+                Ok(len) => {
+                    buf.truncate(len);
+                    return Ok(buf);
+                }
+                Err(DarwinErrno::ERANGE) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(DarwinErrno::ERANGE)
+    }
+
+    /// Reads the directory open at `fd` from its start into `out`.
+    fn read_entries(fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
+        out.clear();
+        sys::lseek(fd, 0, libc::SEEK_SET)?;
+        let mut buf = vec![0u8; DIRENT_BUF];
+        loop {
+            let len = sys::getdents64(fd, &mut buf)?;
+            if len == 0 {
+                return Ok(());
+            }
+            xlate::parse_dirents(buf.get(..len).ok_or(DarwinErrno::EIO)?, out)?;
+        }
+    }
+}
 
 impl Host for LinuxHost {
-    fn root(&self, path: &Path) -> HostResult<HostStat> { Err(E) }
-    fn lstat(&self, node: Node<'_>) -> HostResult<HostStat> { Err(E) }
-    fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd> { Err(E) }
-    fn mkdir(&self, dir: HostId, name: &[u8], mode: u16) -> HostResult<()> { Err(E) }
-    fn symlink(&self, target: &CStr, dir: HostId, name: &[u8]) -> HostResult<()> { Err(E) }
-    fn readlink(&self, node: Node<'_>, buf: &mut [u8]) -> HostResult<usize> { Err(E) }
-    fn unlink(&self, dir: HostId, name: &[u8]) -> HostResult<()> { Err(E) }
-    fn rmdir(&self, dir: HostId, name: &[u8]) -> HostResult<()> { Err(E) }
-    fn rename(&self, olddir: HostId, oldname: &[u8], newdir: HostId, newname: &[u8], flags: u32) -> HostResult<()> { Err(E) }
-    fn link(&self, node: HostId, newdir: HostId, newname: &[u8]) -> HostResult<()> { Err(E) }
-    fn chmod(&self, node: Node<'_>, mode: u16) -> HostResult<()> { Err(E) }
-    fn utimens(&self, node: Node<'_>, times: &[HostTimespec; 2]) -> HostResult<()> { Err(E) }
-    fn truncate(&self, fd: BorrowedFd<'_>, len: u64) -> HostResult<()> { Err(E) }
-    fn getxattr(&self, node: Node<'_>, name: &CStr, buf: &mut [u8], options: i32) -> HostResult<usize> { Err(E) }
-    fn setxattr(&self, node: Node<'_>, name: &CStr, value: &[u8], options: i32) -> HostResult<()> { Err(E) }
-    fn listxattr(&self, node: Node<'_>, buf: &mut [u8], options: i32) -> HostResult<usize> { Err(E) }
-    fn removexattr(&self, node: Node<'_>, name: &CStr, options: i32) -> HostResult<()> { Err(E) }
-    fn pread(&self, fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> HostResult<usize> { Err(E) }
-    fn pwrite(&self, fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> HostResult<usize> { Err(E) }
-    fn lseek(&self, fd: BorrowedFd<'_>, offset: i64, whence: i32) -> HostResult<u64> { Err(E) }
-    fn fsync(&self, fd: BorrowedFd<'_>, mode: SyncMode) -> HostResult<()> { Err(E) }
-    fn preallocate(&self, fd: BorrowedFd<'_>, store: &HostFstore) -> HostResult<()> { Err(E) }
-    fn punch_hole(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> HostResult<()> { Err(E) }
-    fn set_nocache(&self, fd: BorrowedFd<'_>) -> HostResult<()> { Err(E) }
-    fn lock(&self, fd: BorrowedFd<'_>, cmd: i32, lock: &mut HostFlock) -> HostResult<()> { Err(E) }
-    fn flock(&self, fd: BorrowedFd<'_>, operation: i32) -> HostResult<()> { Err(E) }
-    fn statfs(&self, node: Node<'_>) -> HostResult<HostStatfs> { Err(E) }
-    fn name_max(&self, node: Node<'_>) -> HostResult<u32> { Err(E) }
-    fn case_sensitive(&self, dir: HostId) -> HostResult<bool> { Err(E) }
-    fn stored_name(&self, dir: HostId, name: &[u8], buf: &mut [u8]) -> HostResult<usize> { Err(E) }
-    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> { Err(E) }
-    fn io_errno(&self, err: &io::Error) -> DarwinErrno { DarwinErrno::EIO }
+    /// Opens `path` (`O_PATH | O_DIRECTORY | O_NOFOLLOW`: `ENOTDIR` for anything but a
+    /// directory, a symlink to one included) and registers it as a root, never forgotten.
+    /// `EINVAL` for a path with a NUL byte.
+    fn root(&self, path: &Path) -> HostResult<HostStat> {
+        let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| DarwinErrno::EINVAL)?;
+        let fd = sys::open(&path, PATH_FLAGS | libc::O_DIRECTORY, 0)?;
+        let st = self.stat_fd(fd.as_fd())?;
+        if !st.is_dir() {
+            return Err(DarwinErrno::ENOTDIR);
+        }
+        let id = HostId::of(&st);
+        let mut registry = self.registry_mut();
+        registry.fds.entry(id).or_insert_with(|| Arc::new(fd));
+        registry.roots.insert(id);
+        Ok(st)
+    }
+
+    /// `statx` of the object; a [`Node::Child`] found is registered under its identity (if it
+    /// was not already), so that [`Node::Id`] resolves it from then on.
+    fn lstat(&self, node: Node<'_>) -> HostResult<HostStat> {
+        match node {
+            Node::Fd(fd) => self.stat_fd(fd),
+            Node::Id(id) => self.resolve(id).map(|(_, st)| st),
+            Node::Child(dir, name) => {
+                let fd = self.open_child(dir, name)?;
+                let st = self.stat_fd(fd.as_fd())?;
+                self.registry_mut()
+                    .fds
+                    .entry(HostId::of(&st))
+                    .or_insert_with(|| Arc::new(fd));
+                Ok(st)
+            }
+        }
+    }
+
+    /// A [`Node::Child`] is `openat(dir, name)` with the translated flags (`O_NOFOLLOW |
+    /// O_CLOEXEC` added); a [`Node::Id`] reopens `/proc/self/fd/<N>` of its registered
+    /// descriptor (without `O_NOFOLLOW`, which would refuse the magic link itself; a symlink is
+    /// refused before). `EINVAL` for Darwin flags outside the whitelist.
+    fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd> {
+        let flags = xlate::open_flags(flags)?;
+        let mode = mode_t::from(mode);
+        match node {
+            Node::Fd(_) => Err(DarwinErrno::EBADF),
+            Node::Id(id) => {
+                let (fd, st) = self.resolve(id)?;
+                if st.is_symlink() {
+                    return Err(DarwinErrno::ELOOP);
+                }
+                sys::open(&proc_path(fd.as_fd())?, flags & !libc::O_NOFOLLOW, mode)
+            }
+            Node::Child(dir, name) => {
+                let dirfd = self.dir_fd(dir)?;
+                let name = component(name)?;
+                match sys::openat(dirfd.as_fd(), &name, flags, mode) {
+                    // Linux checks O_DIRECTORY before refusing a symlink; macOS says ELOOP.
+                    Err(DarwinErrno::ENOTDIR) if flags & libc::O_DIRECTORY != 0 => {
+                        let entry = sys::openat(dirfd.as_fd(), &name, PATH_FLAGS, 0)?;
+                        if self.stat_fd(entry.as_fd())?.is_symlink() {
+                            Err(DarwinErrno::ELOOP)
+                        } else {
+                            Err(DarwinErrno::ENOTDIR)
+                        }
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    fn mkdir(&self, dir: HostId, name: &[u8], mode: u16) -> HostResult<()> {
+        let dirfd = self.dir_fd(dir)?;
+        sys::mkdirat(dirfd.as_fd(), &component(name)?, mode_t::from(mode))
+    }
+
+    fn symlink(&self, target: &CStr, dir: HostId, name: &[u8]) -> HostResult<()> {
+        let dirfd = self.dir_fd(dir)?;
+        sys::symlinkat(target, dirfd.as_fd(), &component(name)?)
+    }
+
+    /// `readlinkat(fd, "")` on the link's `O_PATH` descriptor; `EINVAL` for anything but a
+    /// symlink, as macOS answers.
+    fn readlink(&self, node: Node<'_>, buf: &mut [u8]) -> HostResult<usize> {
+        let object = self.object(node)?;
+        if !object.st.is_symlink() {
+            return Err(DarwinErrno::EINVAL);
+        }
+        sys::readlinkat(object.handle.fd(), c"", buf)
+    }
+
+    /// `unlinkat`; a directory is `EPERM`, as on macOS (Linux says `EISDIR`).
+    fn unlink(&self, dir: HostId, name: &[u8]) -> HostResult<()> {
+        let dirfd = self.dir_fd(dir)?;
+        sys::unlinkat(dirfd.as_fd(), &component(name)?, 0).map_err(|e| {
+            if e == DarwinErrno::EISDIR {
+                DarwinErrno::EPERM
+            } else {
+                e
+            }
+        })
+    }
+
+    fn rmdir(&self, dir: HostId, name: &[u8]) -> HostResult<()> {
+        let dirfd = self.dir_fd(dir)?;
+        sys::unlinkat(dirfd.as_fd(), &component(name)?, libc::AT_REMOVEDIR)
+    }
+
+    /// `renameat2` with `RENAME_SWAP` as `RENAME_EXCHANGE` and `RENAME_EXCL` as
+    /// `RENAME_NOREPLACE`; other flags (or both) are `EINVAL`.
+    fn rename(
+        &self,
+        olddir: HostId,
+        oldname: &[u8],
+        newdir: HostId,
+        newname: &[u8],
+        flags: u32,
+    ) -> HostResult<()> {
+        let flags = xlate::rename_flags(flags)?;
+        let oldfd = self.dir_fd(olddir)?;
+        let newfd = self.dir_fd(newdir)?;
+        sys::renameat2(
+            oldfd.as_fd(),
+            &component(oldname)?,
+            newfd.as_fd(),
+            &component(newname)?,
+            flags,
+        )
+    }
+
+    /// `linkat(AT_EMPTY_PATH)` of the registered descriptor: a symlink is linked itself.
+    fn link(&self, node: HostId, newdir: HostId, newname: &[u8]) -> HostResult<()> {
+        let (fd, _) = self.resolve(node)?;
+        let dirfd = self.dir_fd(newdir)?;
+        sys::link_fd(fd.as_fd(), dirfd.as_fd(), &component(newname)?)
+    }
+
+    /// `fchmod`, or `chmod` of `/proc/self/fd/<N>`; a symlink is `ENOTSUP` (Linux has no mode
+    /// on symlinks).
+    fn chmod(&self, node: Node<'_>, mode: u16) -> HostResult<()> {
+        let mode = mode_t::from(mode & 0o7777);
+        if let Node::Fd(fd) = node {
+            return sys::fchmod(fd, mode);
+        }
+        let object = self.object(node)?;
+        if object.st.is_symlink() {
+            return Err(DarwinErrno::ENOTSUP);
+        }
+        sys::chmod(&proc_path(object.handle.fd())?, mode)
+    }
+
+    /// `utimensat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`, Darwin's `UTIME_NOW` and
+    /// `UTIME_OMIT` translated.
+    fn utimens(&self, node: Node<'_>, times: &[HostTimespec; 2]) -> HostResult<()> {
+        let times = [xlate::timespec(times[0])?, xlate::timespec(times[1])?];
+        let handle = self.handle(node)?;
+        sys::utimens_fd(handle.fd(), &times)
+    }
+
+    /// `ftruncate`; `EFBIG` for a length past `off_t`.
+    fn truncate(&self, fd: BorrowedFd<'_>, len: u64) -> HostResult<()> {
+        let len = off_t::try_from(len).map_err(|_| DarwinErrno::EFBIG)?;
+        sys::ftruncate(fd, len)
+    }
+
+    /// `getxattr` of the namespaced name (see the module documentation).
+    fn getxattr(
+        &self,
+        node: Node<'_>,
+        name: &CStr,
+        buf: &mut [u8],
+        options: i32,
+    ) -> HostResult<usize> {
+        xlate::xattr_check_options(options)?;
+        let object = self.object(node)?;
+        let name = Self::xattr_name(&object, name)?;
+        match XattrAt::of(&object.handle)? {
+            XattrAt::Path(path) => sys::getxattr(&path, &name, buf),
+            XattrAt::Fd(fd) => sys::fgetxattr(fd, &name, buf),
+        }
+    }
+
+    /// `setxattr` of the namespaced name; `XATTR_CREATE`/`XATTR_REPLACE` translated, both
+    /// together `EINVAL`.
+    fn setxattr(&self, node: Node<'_>, name: &CStr, value: &[u8], options: i32) -> HostResult<()> {
+        let flags = xlate::xattr_set_flags(options)?;
+        let object = self.object(node)?;
+        let name = Self::xattr_name(&object, name)?;
+        match XattrAt::of(&object.handle)? {
+            XattrAt::Path(path) => sys::setxattr(&path, &name, value, flags),
+            XattrAt::Fd(fd) => sys::fsetxattr(fd, &name, value, flags),
+        }
+    }
+
+    /// The names of the object's namespace without its prefix; everything else is hidden.
+    fn listxattr(&self, node: Node<'_>, buf: &mut [u8], options: i32) -> HostResult<usize> {
+        xlate::xattr_check_options(options)?;
+        let object = self.object(node)?;
+        let linux = Self::linux_xattr_list(&XattrAt::of(&object.handle)?)?;
+        let list = xlate::xattr_list(&linux, xlate::xattr_prefix(&object.st));
+        if buf.is_empty() {
+            return Ok(list.len());
+        }
+        buf.get_mut(..list.len())
+            .ok_or(DarwinErrno::ERANGE)?
+            .copy_from_slice(&list);
+        Ok(list.len())
+    }
+
+    fn removexattr(&self, node: Node<'_>, name: &CStr, options: i32) -> HostResult<()> {
+        xlate::xattr_check_options(options)?;
+        let object = self.object(node)?;
+        let name = Self::xattr_name(&object, name)?;
+        match XattrAt::of(&object.handle)? {
+            XattrAt::Path(path) => sys::removexattr(&path, &name),
+            XattrAt::Fd(fd) => sys::fremovexattr(fd, &name),
+        }
+    }
+
+    /// `pread`; `EINVAL` for an offset past `off_t`.
+    fn pread(&self, fd: BorrowedFd<'_>, buf: &mut [u8], offset: u64) -> HostResult<usize> {
+        sys::pread(fd, buf, self::offset(offset)?)
+    }
+
+    /// `pwrite`; `EINVAL` for an offset past `off_t`.
+    fn pwrite(&self, fd: BorrowedFd<'_>, buf: &[u8], offset: u64) -> HostResult<usize> {
+        sys::pwrite(fd, buf, self::offset(offset)?)
+    }
+
+    /// `lseek` with Darwin's `SEEK_HOLE` (3) and `SEEK_DATA` (4) swapped to Linux's.
+    fn lseek(&self, fd: BorrowedFd<'_>, offset: i64, whence: i32) -> HostResult<u64> {
+        sys::lseek(fd, offset, xlate::whence(whence)?)
+    }
+
+    /// `fsync` for both modes: Linux's `fsync` already flushes the drive's cache.
+    fn fsync(&self, fd: BorrowedFd<'_>, mode: SyncMode) -> HostResult<()> {
+        let _ = mode;
+        sys::fsync(fd)
+    }
+
+    /// `F_PREALLOCATE` in `F_PEOFPOSMODE` (the only mode the backend uses; `EINVAL` for
+    /// another, for a non-zero offset as xnu answers, for a negative length or unknown flags):
+    /// `fallocate(FALLOC_FL_KEEP_SIZE)` of `length` bytes from the end of file. The flags
+    /// change nothing (`fallocate` allocates all or fails).
+    fn preallocate(&self, fd: BorrowedFd<'_>, store: &HostFstore) -> HostResult<()> {
+        if store.posmode != darwin_abi::F_PEOFPOSMODE
+            || store.offset != 0
+            || store.length < 0
+            || store.flags & !FSTORE_FLAGS != 0
+        {
+            return Err(DarwinErrno::EINVAL);
+        }
+        if store.length == 0 {
+            return Ok(());
+        }
+        let start = self.stat_fd(fd)?.size;
+        if start.checked_add(store.length).is_none() {
+            return Err(DarwinErrno::EFBIG);
+        }
+        sys::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, start, store.length)
+    }
+
+    /// `fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`; `EINVAL` past `off_t`.
+    fn punch_hole(&self, fd: BorrowedFd<'_>, offset: u64, len: u64) -> HostResult<()> {
+        let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+        sys::fallocate(fd, mode, self::offset(offset)?, self::offset(len)?)
+    }
+
+    /// Nothing to do: the backend's `O_DIRECT` request is only a caching hint.
+    fn set_nocache(&self, fd: BorrowedFd<'_>) -> HostResult<()> {
+        let _ = fd;
+        Ok(())
+    }
+
+    /// `fcntl` with the Linux command and lock type (POSIX commands stay POSIX, `F_OFD_*`
+    /// become Linux's `F_OFD_*`); `F_GETLK` results are translated back. `EINVAL` for an
+    /// unknown command, type or `whence`.
+    fn lock(&self, fd: BorrowedFd<'_>, cmd: i32, lock: &mut HostFlock) -> HostResult<()> {
+        let cmd = xlate::lock_cmd(cmd)?;
+        if !(0..=2).contains(&lock.whence) {
+            return Err(DarwinErrno::EINVAL);
+        }
+        // SEEK_SET, SEEK_CUR and SEEK_END have the same values; `l_pid` must be 0 for an
+        // open-file-description lock and is ignored otherwise.
+        let mut flock = libc::flock {
+            l_type: xlate::lock_type_to_linux(lock.typ)?,
+            l_whence: lock.whence,
+            l_start: lock.start,
+            l_len: lock.len,
+            l_pid: 0,
+        };
+        sys::fcntl_lock(fd, cmd, &mut flock)?;
+        *lock = HostFlock {
+            start: flock.l_start,
+            len: flock.l_len,
+            pid: flock.l_pid,
+            typ: xlate::lock_type_to_darwin(flock.l_type)?,
+            whence: flock.l_whence,
+        };
+        Ok(())
+    }
+
+    /// `flock`: Darwin's operations have Linux's values; `EINVAL` for another bit.
+    fn flock(&self, fd: BorrowedFd<'_>, operation: i32) -> HostResult<()> {
+        sys::flock(fd, xlate::flock_operation(operation)?)
+    }
+
+    /// `fstatfs` of the object (an `O_PATH` descriptor of a symlink answers for the link's own
+    /// filesystem). Flags: `MNT_DOVOLFS` always (volfs is emulated), `MNT_RDONLY`/`MNT_NOSUID`
+    /// from Linux's; the type name from the filesystem's magic number ("linux" if unknown).
+    fn statfs(&self, node: Node<'_>) -> HostResult<HostStatfs> {
+        let handle = self.handle(node)?;
+        let sf = sys::fstatfs(handle.fd())?;
+        let linux_flags = u64::try_from(sf.f_flags).unwrap_or(0);
+        let mut flags = darwin_abi::MNT_DOVOLFS.unsigned_abs();
+        if linux_flags & xlate::ST_RDONLY != 0 {
+            flags |= darwin_abi::MNT_RDONLY.unsigned_abs();
+        }
+        if linux_flags & xlate::ST_NOSUID != 0 {
+            flags |= darwin_abi::MNT_NOSUID.unsigned_abs();
+        }
+        let bsize = if sf.f_frsize > 0 {
+            sf.f_frsize
+        } else {
+            sf.f_bsize
+        };
+        Ok(HostStatfs {
+            bsize: u32::try_from(bsize).unwrap_or(0),
+            iosize: i32::try_from(sf.f_bsize).unwrap_or(0),
+            blocks: sf.f_blocks,
+            bfree: sf.f_bfree,
+            bavail: sf.f_bavail,
+            files: sf.f_files,
+            ffree: sf.f_ffree,
+            flags,
+            fstypename: xlate::fstypename(u64::try_from(sf.f_type).unwrap_or(0)),
+        })
+    }
+
+    /// `fstatfs`'s `f_namelen`; `EINVAL` if the filesystem reports none.
+    fn name_max(&self, node: Node<'_>) -> HostResult<u32> {
+        let handle = self.handle(node)?;
+        let namelen = sys::fstatfs(handle.fd())?.f_namelen;
+        match u32::try_from(namelen) {
+            Ok(0) => Err(DarwinErrno::EINVAL),
+            Ok(max) => Ok(max),
+            Err(_) => Err(DarwinErrno::EOVERFLOW),
+        }
+    }
+
+    /// Case-insensitive only when the directory has the casefold flag (`FS_IOC_GETFLAGS` on a
+    /// descriptor open for reading); a filesystem without inode flags is case-sensitive.
+    fn case_sensitive(&self, dir: HostId) -> HostResult<bool> {
+        let (fd, st) = self.resolve(dir)?;
+        if !st.is_dir() {
+            return Err(DarwinErrno::ENOTDIR);
+        }
+        let reader = sys::open(&proc_path(fd.as_fd())?, DIR_FLAGS, 0)?;
+        match sys::inode_flags(reader.as_fd()) {
+            Ok(flags) => Ok(flags & FS_CASEFOLD_FL == 0),
+            Err(
+                DarwinErrno::ENOTTY
+                | DarwinErrno::ENOTSUP
+                | DarwinErrno::EINVAL
+                | DarwinErrno::ENOSYS,
+            ) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Scans `dir` for the entry `name` resolves to (by inode number): `name` itself if an
+    /// entry of that name has it, else the first entry that has it, else (a mount point, whose
+    /// entry carries the covered inode's number) `name` if it is listed; `ENOENT` otherwise,
+    /// `ERANGE` if the name does not fit `buf`.
+    fn stored_name(&self, dir: HostId, name: &[u8], buf: &mut [u8]) -> HostResult<usize> {
+        let dirfd = self.dir_fd(dir)?;
+        let entry = sys::openat(dirfd.as_fd(), &component(name)?, PATH_FLAGS, 0)?;
+        let ino = sys::statx(entry.as_fd(), libc::STATX_INO)?.stx_ino;
+        let reader = sys::open(&proc_path(dirfd.as_fd())?, DIR_FLAGS, 0)?;
+        let mut entries = Vec::new();
+        Self::read_entries(reader.as_fd(), &mut entries)?;
+        let stored = entries
+            .iter()
+            .find(|e| e.ino == ino && e.name == name)
+            .or_else(|| entries.iter().find(|e| e.ino == ino))
+            .or_else(|| entries.iter().find(|e| e.name == name))
+            .ok_or(DarwinErrno::ENOENT)?;
+        let len = stored.name.len();
+        buf.get_mut(..len)
+            .ok_or(DarwinErrno::ERANGE)?
+            .copy_from_slice(&stored.name);
+        Ok(len)
+    }
+
+    /// `lseek(0)`, then `getdents64` to the end; `.` and `..` skipped, `d_type` as Linux gives
+    /// it (the same values as Darwin's).
+    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
+        Self::read_entries(fd, out)
+    }
+
+    /// The raw OS error (Linux numbering) translated; `EIO` without one.
+    fn io_errno(&self, err: &io::Error) -> DarwinErrno {
+        err.raw_os_error()
+            .map_or(DarwinErrno::EIO, errno::darwin_from_linux)
+    }
+
+    /// Drops the identity from the registry (a root stays).
+    fn forget(&self, id: HostId) {
+        let mut registry = self.registry_mut();
+        if !registry.roots.contains(&id) {
+            registry.fds.remove(&id);
+        }
+    }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,358 @@
+//! The system calls [`super::LinuxHost`] makes, as safe functions over the `libc` crate: one
+//! function per call, no policy, every failure returned as the thread's `errno` translated to
+//! Darwin's numbering ([`super::errno::darwin_from_linux`]).
+//!
+//! Every `unsafe` block holds one unsafe operation and says why it is sound. The recurring
+//! arguments:
+//!
+//! * a `&CStr` is a valid NUL-terminated string for the whole call;
+//! * a slice's pointer and length describe memory that is valid (and, for `&mut`, writable and
+//!   not aliased) for the whole call; an empty slice is passed as a null pointer with length 0
+//!   where the call treats that as a size probe;
+//! * a `BorrowedFd` is an open descriptor for the whole call, and no call here closes it;
+//! * a structure passed by pointer is a live, correctly laid out `libc` value that the kernel
+//!   reads or fills within the call only.
+
+use std::ffi::CStr;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::ptr;
+
+use libc::{c_int, c_uint, c_void, mode_t, off_t};
+
+use super::errno::darwin_from_linux;
+use crate::errno::DarwinErrno;
+use crate::host::HostResult;
+
+/// The calling thread's `errno`, in Darwin numbering.
+pub(super) fn errno() -> DarwinErrno {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .map_or(DarwinErrno::EIO, darwin_from_linux)
+}
+
+/// `Ok` for a call's 0 (or any non-negative) result, `errno` for -1.
+fn check(ret: c_int) -> HostResult<()> {
+    if ret < 0 { Err(errno()) } else { Ok(()) }
+}
+
+/// The count a call returned, or `errno` for -1.
+fn check_len<T>(ret: T) -> HostResult<usize>
+where
+    usize: TryFrom<T>,
+{
+    usize::try_from(ret).map_err(|_| errno())
+}
+
+/// A new descriptor a call returned, or `errno` for -1.
+fn check_fd(ret: c_int) -> HostResult<OwnedFd> {
+    if ret < 0 {
+        return Err(errno());
+    }
+    // SAFETY: `ret` is a descriptor the kernel just opened for this process; nothing else owns
+    // it, so the `OwnedFd` is its only owner and closes it once.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// A buffer to fill, as the kernel wants it: null for an empty slice (a size probe).
+fn out_ptr(buf: &mut [u8]) -> *mut c_void {
+    if buf.is_empty() {
+        ptr::null_mut()
+    } else {
+        buf.as_mut_ptr().cast()
+    }
+}
+
+/// `open(path, flags, mode)`.
+pub(super) fn open(path: &CStr, flags: c_int, mode: mode_t) -> HostResult<OwnedFd> {
+    // SAFETY: `path` is NUL-terminated; `mode` is passed as the variadic `mode_t` argument
+    // (read only with `O_CREAT`/`O_TMPFILE`).
+    check_fd(unsafe { libc::open(path.as_ptr(), flags, mode) })
+}
+
+/// `openat(dir, name, flags, mode)`.
+pub(super) fn openat(
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: c_int,
+    mode: mode_t,
+) -> HostResult<OwnedFd> {
+    // SAFETY: `dir` is open; `name` is NUL-terminated; `mode` as for `open`.
+    check_fd(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) })
+}
+
+/// `statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask)`: the object `fd` refers to (an
+/// `O_PATH` descriptor of a symlink included), never followed.
+pub(super) fn statx(fd: BorrowedFd<'_>, mask: c_uint) -> HostResult<libc::statx> {
+    let mut out = MaybeUninit::<libc::statx>::zeroed();
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_AS_STAT;
+    // SAFETY: `fd` is open; the path is the empty NUL-terminated string; `out` points to a
+    // writable `statx` the kernel fills within the call.
+    check(unsafe { libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, mask, out.as_mut_ptr()) })?;
+    // SAFETY: the call succeeded, so the kernel wrote the structure; it was zeroed before, and
+    // all-zero bytes are a valid `statx` (integers only) for any field it left alone.
+    Ok(unsafe { out.assume_init() })
+}
+
+/// `mkdirat(dir, name, mode)`.
+pub(super) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: mode_t) -> HostResult<()> {
+    // SAFETY: `dir` is open; `name` is NUL-terminated.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) })
+}
+
+/// `symlinkat(target, dir, name)`.
+pub(super) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> HostResult<()> {
+    // SAFETY: both strings are NUL-terminated; `dir` is open.
+    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })
+}
+
+/// `readlinkat(fd, name, buf)`: the length written (not NUL-terminated).
+pub(super) fn readlinkat(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> HostResult<usize> {
+    // SAFETY: `fd` is open; `name` is NUL-terminated; `buf` is writable for `buf.len()` bytes.
+    check_len(unsafe {
+        libc::readlinkat(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    })
+}
+
+/// `unlinkat(dir, name, flags)`.
+pub(super) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: c_int) -> HostResult<()> {
+    // SAFETY: `dir` is open; `name` is NUL-terminated.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) })
+}
+
+/// `renameat2(olddir, oldname, newdir, newname, flags)`.
+pub(super) fn renameat2(
+    olddir: BorrowedFd<'_>,
+    oldname: &CStr,
+    newdir: BorrowedFd<'_>,
+    newname: &CStr,
+    flags: c_uint,
+) -> HostResult<()> {
+    // SAFETY: both descriptors are open; both names are NUL-terminated.
+    check(unsafe {
+        libc::renameat2(
+            olddir.as_raw_fd(),
+            oldname.as_ptr(),
+            newdir.as_raw_fd(),
+            newname.as_ptr(),
+            flags,
+        )
+    })
+}
+
+/// `linkat(fd, "", newdir, newname, AT_EMPTY_PATH)`: a new name for the object `fd` refers to
+/// (a symlink itself, never its target).
+pub(super) fn link_fd(
+    fd: BorrowedFd<'_>,
+    newdir: BorrowedFd<'_>,
+    newname: &CStr,
+) -> HostResult<()> {
+    // SAFETY: both descriptors are open; both paths are NUL-terminated.
+    check(unsafe {
+        libc::linkat(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            newdir.as_raw_fd(),
+            newname.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    })
+}
+
+/// `chmod(path, mode)`.
+pub(super) fn chmod(path: &CStr, mode: mode_t) -> HostResult<()> {
+    // SAFETY: `path` is NUL-terminated.
+    check(unsafe { libc::chmod(path.as_ptr(), mode) })
+}
+
+/// `fchmod(fd, mode)`.
+pub(super) fn fchmod(fd: BorrowedFd<'_>, mode: mode_t) -> HostResult<()> {
+    // SAFETY: `fd` is open.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })
+}
+
+/// `utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`: the object `fd` refers to
+/// (an `O_PATH` descriptor of a symlink included), never followed.
+pub(super) fn utimens_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> HostResult<()> {
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+    // SAFETY: `fd` is open; the path is the empty NUL-terminated string; `times` points to two
+    // `timespec`s the kernel only reads.
+    check(unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), flags) })
+}
+
+/// `ftruncate(fd, len)`.
+pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: off_t) -> HostResult<()> {
+    // SAFETY: `fd` is open.
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })
+}
+
+/// `getxattr(path, name, buf)` (follows a final symlink: used on `/proc/self/fd/N` only, which
+/// lands on the object itself); an empty `buf` asks for the size.
+pub(super) fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> HostResult<usize> {
+    let len = buf.len();
+    let value = out_ptr(buf);
+    // SAFETY: both strings are NUL-terminated; `value` is null with length 0, or writable for
+    // `len` bytes.
+    check_len(unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), value, len) })
+}
+
+/// `fgetxattr(fd, name, buf)`; an empty `buf` asks for the size.
+pub(super) fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> HostResult<usize> {
+    let len = buf.len();
+    let value = out_ptr(buf);
+    // SAFETY: `fd` is open; `name` is NUL-terminated; `value` as in `getxattr`.
+    check_len(unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), value, len) })
+}
+
+/// `setxattr(path, name, value, flags)` (see [`getxattr`] about the path).
+pub(super) fn setxattr(path: &CStr, name: &CStr, value: &[u8], flags: c_int) -> HostResult<()> {
+    // SAFETY: both strings are NUL-terminated; `value` is readable for `value.len()` bytes.
+    check(unsafe {
+        libc::setxattr(
+            path.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+}
+
+/// `fsetxattr(fd, name, value, flags)`.
+pub(super) fn fsetxattr(
+    fd: BorrowedFd<'_>,
+    name: &CStr,
+    value: &[u8],
+    flags: c_int,
+) -> HostResult<()> {
+    // SAFETY: `fd` is open; `name` is NUL-terminated; `value` is readable for its length.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+}
+
+/// `listxattr(path, buf)` (see [`getxattr`] about the path); an empty `buf` asks for the size.
+pub(super) fn listxattr(path: &CStr, buf: &mut [u8]) -> HostResult<usize> {
+    let len = buf.len();
+    let list = out_ptr(buf).cast();
+    // SAFETY: `path` is NUL-terminated; `list` is null with length 0, or writable for `len`
+    // bytes.
+    check_len(unsafe { libc::listxattr(path.as_ptr(), list, len) })
+}
+
+/// `flistxattr(fd, buf)`; an empty `buf` asks for the size.
+pub(super) fn flistxattr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize> {
+    let len = buf.len();
+    let list = out_ptr(buf).cast();
+    // SAFETY: `fd` is open; `list` as in `listxattr`.
+    check_len(unsafe { libc::flistxattr(fd.as_raw_fd(), list, len) })
+}
+
+/// `removexattr(path, name)` (see [`getxattr`] about the path).
+pub(super) fn removexattr(path: &CStr, name: &CStr) -> HostResult<()> {
+    // SAFETY: both strings are NUL-terminated.
+    check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) })
+}
+
+/// `fremovexattr(fd, name)`.
+pub(super) fn fremovexattr(fd: BorrowedFd<'_>, name: &CStr) -> HostResult<()> {
+    // SAFETY: `fd` is open; `name` is NUL-terminated.
+    check(unsafe { libc::fremovexattr(fd.as_raw_fd(), name.as_ptr()) })
+}
+
+/// `pread(fd, buf, offset)`.
+pub(super) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: off_t) -> HostResult<usize> {
+    // SAFETY: `fd` is open; `buf` is writable for `buf.len()` bytes.
+    check_len(unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) })
+}
+
+/// `pwrite(fd, buf, offset)`.
+pub(super) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: off_t) -> HostResult<usize> {
+    // SAFETY: `fd` is open; `buf` is readable for `buf.len()` bytes.
+    check_len(unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), offset) })
+}
+
+/// `lseek(fd, offset, whence)`: the new offset.
+pub(super) fn lseek(fd: BorrowedFd<'_>, offset: off_t, whence: c_int) -> HostResult<u64> {
+    // SAFETY: `fd` is open.
+    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    u64::try_from(ret).map_err(|_| errno())
+}
+
+/// `fsync(fd)`.
+pub(super) fn fsync(fd: BorrowedFd<'_>) -> HostResult<()> {
+    // SAFETY: `fd` is open.
+    check(unsafe { libc::fsync(fd.as_raw_fd()) })
+}
+
+/// `fallocate(fd, mode, offset, len)`.
+pub(super) fn fallocate(
+    fd: BorrowedFd<'_>,
+    mode: c_int,
+    offset: off_t,
+    len: off_t,
+) -> HostResult<()> {
+    // SAFETY: `fd` is open.
+    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) })
+}
+
+/// `fcntl(fd, cmd, lock)` for a record-lock command; the kernel may write `lock` back.
+pub(super) fn fcntl_lock(fd: BorrowedFd<'_>, cmd: c_int, lock: &mut libc::flock) -> HostResult<()> {
+    let lock: *mut libc::flock = lock;
+    // SAFETY: `fd` is open; `cmd` is one of the record-lock commands, whose argument is a
+    // `struct flock` pointer; `lock` is valid and writable for the call.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock) })
+}
+
+/// `flock(fd, operation)`.
+pub(super) fn flock(fd: BorrowedFd<'_>, operation: c_int) -> HostResult<()> {
+    // SAFETY: `fd` is open.
+    check(unsafe { libc::flock(fd.as_raw_fd(), operation) })
+}
+
+/// `fstatfs64(fd)` (works on `O_PATH` descriptors).
+pub(super) fn fstatfs(fd: BorrowedFd<'_>) -> HostResult<libc::statfs64> {
+    let mut out = MaybeUninit::<libc::statfs64>::zeroed();
+    // SAFETY: `fd` is open; `out` points to a writable `statfs64` the kernel fills.
+    check(unsafe { libc::fstatfs64(fd.as_raw_fd(), out.as_mut_ptr()) })?;
+    // SAFETY: the call succeeded, so the structure was written; it was zeroed before, and
+    // all-zero bytes are a valid `statfs64` (integers only).
+    Ok(unsafe { out.assume_init() })
+}
+
+/// `ioctl(fd, FS_IOC_GETFLAGS)`: the inode flags (`FS_*_FL`). The kernel writes an `int`,
+/// whatever the request's encoded size says.
+pub(super) fn inode_flags(fd: BorrowedFd<'_>) -> HostResult<c_int> {
+    let mut flags: c_int = 0;
+    let out: *mut c_int = &mut flags;
+    // SAFETY: `fd` is open; `FS_IOC_GETFLAGS` writes one `int` through its pointer argument,
+    // and `out` points to a writable `c_int` that outlives the call.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, out) })?;
+    Ok(flags)
+}
+
+/// `getdents64(fd, buf)`: the bytes of `struct linux_dirent64` records written, 0 at the end.
+pub(super) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize> {
+    // SAFETY: `fd` is open; `buf` is writable for `buf.len()` bytes, which the kernel fills
+    // with whole records only.
+    check_len(unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            fd.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    })
+}
