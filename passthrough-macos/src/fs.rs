@@ -6,9 +6,8 @@
 //! sockets are host regular files whose override carries the type (a device's number in
 //! `user.virtiofs.rdev`); the guest kernel gives them their behaviour.
 //!
-//! Every host error is a [`DarwinErrno`](crate::errno::DarwinErrno) and reaches the guest only
-//! through [`DarwinErrno::to_linux`](crate::errno::DarwinErrno::to_linux): a missed translation
-//! does not compile.
+//! Every host error is a [`DarwinErrno`] and reaches the guest only through
+//! [`DarwinErrno::to_linux`]: a missed translation does not compile.
 
 use std::collections::HashMap;
 use std::ffi::CStr;
@@ -317,7 +316,10 @@ impl<H: Host> PassthroughFs<H> {
         let dir = parent.dir()?;
         let child = Node::Child(dir, name);
         let st = self.host.lstat(child).map_err(guest)?;
-        self.check_case(dir, name)?;
+        if let Err(e) = self.check_case(dir, name) {
+            self.release_unheld(HostId::of(&st));
+            return Err(e);
+        }
         let mut attr = self.attr(child, &st);
         if st.is_dir()
             && st.dev != parent.id.dev
@@ -372,6 +374,9 @@ impl<H: Host> PassthroughFs<H> {
         match result {
             Ok(_) => Ok(()),
             Err(e) => {
+                if let Ok(st) = self.host.lstat(node) {
+                    self.release_unheld(HostId::of(&st));
+                }
                 let undo = match over.mode.map(|m| m & mode::S_IFMT) {
                     Some(mode::S_IFDIR) => self.host.rmdir(dir, name),
                     _ => self.host.unlink(dir, name),
@@ -384,14 +389,25 @@ impl<H: Host> PassthroughFs<H> {
         }
     }
 
+    /// Tells the host it may forget `id`, which the backend looked at but the guest does not
+    /// hold (the Linux adapter keeps a descriptor per identity it resolved).
+    fn release_unheld(&self, id: HostId) {
+        if self.inodes.find(id).is_none() {
+            self.host.forget(id);
+        }
+    }
+
     /// Before `name` in `dir` loses its name (unlink, rmdir, rename over it): if the guest
     /// holds its inode and this is its last name, a descriptor to keep reaching it.
     fn prepare_stash(&self, dir: HostId, name: &[u8]) -> Option<(Arc<Inode>, OwnedFd)> {
         let st = self.host.lstat(Node::Child(dir, name)).ok()?;
+        let Some(inode) = self.inodes.find(HostId::of(&st)) else {
+            self.release_unheld(HostId::of(&st));
+            return None;
+        };
         if !st.is_dir() && st.nlink > 1 {
             return None;
         }
-        let inode = self.inodes.find(HostId::of(&st))?;
         if !inode.stashable() || inode.stashed().is_some() {
             return None;
         }
