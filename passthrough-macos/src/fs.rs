@@ -315,6 +315,7 @@ impl<H: Host> PassthroughFs<H> {
     fn lookup_child(&self, parent: &Inode, name: &[u8]) -> FsResult<Entry> {
         let dir = parent.dir()?;
         let child = Node::Child(dir, name);
+        let releases = self.inodes.releases();
         let st = self.host.lstat(child).map_err(guest)?;
         if let Err(e) = self.check_case(dir, name) {
             self.release_unheld(HostId::of(&st));
@@ -327,7 +328,15 @@ impl<H: Host> PassthroughFs<H> {
         {
             attr.flags |= AttrFlags::SUBMOUNT;
         }
-        let nodeid = self.inodes.insert_or_ref(HostId::of(&st), st.file_type());
+        let (nodeid, new) = self.inodes.insert_or_ref(HostId::of(&st), st.file_type());
+        if new && self.inodes.releases() != releases {
+            // A FORGET on another worker may have made the host forget this identity after
+            // the lstat above: resolve the name again so that it knows it.
+            if let Err(e) = self.host.lstat(child) {
+                self.forget(&Context::default(), nodeid, 1);
+                return Err(guest(e));
+            }
+        }
         let (entry_timeout, attr_timeout) = self.timeouts();
         Ok(Entry {
             nodeid,
@@ -392,9 +401,7 @@ impl<H: Host> PassthroughFs<H> {
     /// Tells the host it may forget `id`, which the backend looked at but the guest does not
     /// hold (the Linux adapter keeps a descriptor per identity it resolved).
     fn release_unheld(&self, id: HostId) {
-        if self.inodes.find(id).is_none() {
-            self.host.forget(id);
-        }
+        self.inodes.release_unheld(id, |id| self.host.forget(id));
     }
 
     /// Before `name` in `dir` loses its name (unlink, rmdir, rename over it): if the guest
@@ -638,9 +645,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .by_owner
             .clear();
-        for id in self.inodes.reset() {
-            self.host.forget(id);
-        }
+        self.inodes.reset(|id| self.host.forget(id));
     }
 
     fn lookup(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
@@ -650,9 +655,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     }
 
     fn forget(&self, _ctx: &Context, nodeid: u64, nlookup: u64) {
-        if let Some(id) = self.inodes.forget(nodeid, nlookup) {
-            self.host.forget(id);
-        }
+        self.inodes
+            .forget(nodeid, nlookup, |id| self.host.forget(id));
     }
 
     fn getattr(&self, _ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {

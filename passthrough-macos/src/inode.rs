@@ -92,10 +92,16 @@ struct Tables {
 }
 
 /// The inode table.
+///
+/// The host is told to forget an identity ([`Host::forget`](crate::host::Host::forget)) under
+/// the table's lock, and every such release bumps [`Inodes::releases`]: a LOOKUP racing with a
+/// FORGET (which virtio-fs sends on another queue, so another worker) compares the count around
+/// its host call and resolves the name again if the host may have forgotten it meanwhile.
 #[derive(Debug)]
 pub(crate) struct Inodes {
     tables: RwLock<Tables>,
     next: AtomicU64,
+    releases: AtomicU64,
     root: HostId,
 }
 
@@ -105,9 +111,10 @@ impl Inodes {
         let inodes = Inodes {
             tables: RwLock::new(Tables::default()),
             next: AtomicU64::new(ROOT + 1),
+            releases: AtomicU64::new(0),
             root,
         };
-        inodes.reset();
+        inodes.reset(|_| {});
         inodes
     }
 
@@ -123,8 +130,13 @@ impl Inodes {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Drops every inode but the root (a new FUSE session). Returns the identities dropped.
-    pub(crate) fn reset(&self) -> Vec<HostId> {
+    /// How many identities have been released so far.
+    pub(crate) fn releases(&self) -> u64 {
+        self.releases.load(Ordering::Acquire)
+    }
+
+    /// Drops every inode but the root (a new FUSE session), releasing each identity.
+    pub(crate) fn reset(&self, mut release: impl FnMut(HostId)) {
         let root = Arc::new(Inode {
             id: self.root,
             typ: mode::S_IFDIR,
@@ -133,17 +145,14 @@ impl Inodes {
             stash: OnceLock::new(),
         });
         let mut tables = self.write();
-        let dropped = tables
-            .by_id
-            .keys()
-            .copied()
-            .filter(|&id| id != self.root)
-            .collect();
+        for &id in tables.by_id.keys().filter(|&&id| id != self.root) {
+            self.releases.fetch_add(1, Ordering::AcqRel);
+            release(id);
+        }
         tables.by_node.clear();
         tables.by_id.clear();
         tables.by_node.insert(ROOT, root);
         tables.by_id.insert(self.root, ROOT);
-        dropped
     }
 
     /// The inode of `nodeid`; `ESTALE` for one the guest does not hold.
@@ -165,8 +174,9 @@ impl Inodes {
             .cloned()
     }
 
-    /// One more guest reference to `id` (of host type `typ`): its node id, new or existing.
-    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> u64 {
+    /// One more guest reference to `id` (of host type `typ`): its node id, and whether it is
+    /// new.
+    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> (u64, bool) {
         let mut tables = self.write();
         if let Some(&nodeid) = tables.by_id.get(&id) {
             if let Some(inode) = tables.by_node.get(&nodeid) {
@@ -175,7 +185,7 @@ impl Inodes {
                 // type changed likewise. Either way, start afresh.
                 if inode.typ == typ && inode.stash.get().is_none() {
                     inode.refs.fetch_add(1, Ordering::Relaxed);
-                    return nodeid;
+                    return (nodeid, false);
                 }
             }
         }
@@ -188,29 +198,43 @@ impl Inodes {
         });
         tables.by_node.insert(nodeid, inode);
         tables.by_id.insert(id, nodeid);
-        nodeid
+        (nodeid, true)
     }
 
-    /// Drops `n` guest references to `nodeid`; returns the identity if the host may forget it
-    /// (no inode refers to it any more).
-    pub(crate) fn forget(&self, nodeid: u64, n: u64) -> Option<HostId> {
+    /// Drops `n` guest references to `nodeid`; when no inode refers to its identity any more,
+    /// `release`s it (under the lock). Returns whether the identity was released.
+    pub(crate) fn forget(&self, nodeid: u64, n: u64, release: impl FnOnce(HostId)) -> bool {
         if nodeid == ROOT {
-            return None;
+            return false;
         }
         let mut tables = self.write();
-        let inode = tables.by_node.get(&nodeid)?;
+        let Some(inode) = tables.by_node.get(&nodeid) else {
+            return false;
+        };
         let left = inode.refs.load(Ordering::Relaxed).saturating_sub(n);
         inode.refs.store(left, Ordering::Relaxed);
         if left > 0 {
-            return None;
+            return false;
         }
         let id = inode.id;
         tables.by_node.remove(&nodeid);
         if tables.by_id.get(&id) == Some(&nodeid) {
             tables.by_id.remove(&id);
-            return Some(id);
+            self.releases.fetch_add(1, Ordering::AcqRel);
+            release(id);
+            return true;
         }
-        None
+        false
+    }
+
+    /// `release`s `id` (under the lock) unless an inode refers to it.
+    pub(crate) fn release_unheld(&self, id: HostId, release: impl FnOnce(HostId)) {
+        let tables = self.write();
+        if !tables.by_id.contains_key(&id) {
+            self.releases.fetch_add(1, Ordering::AcqRel);
+            release(id);
+        }
+        drop(tables);
     }
 
     /// The number of inodes held (the root included).
@@ -230,38 +254,62 @@ mod tests {
         HostId { dev: 1, ino }
     }
 
+    /// `Inodes::forget`, returning the released identity.
+    fn forget(t: &Inodes, nodeid: u64, n: u64) -> Option<HostId> {
+        let mut released = None;
+        t.forget(nodeid, n, |id| released = Some(id));
+        released
+    }
+
+    #[test]
+    fn release_unheld_spares_held_identities() {
+        let t = Inodes::new(ROOT_ID);
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let mut released = Vec::new();
+        t.release_unheld(id(10), |id| released.push(id));
+        t.release_unheld(ROOT_ID, |id| released.push(id));
+        t.release_unheld(id(11), |id| released.push(id));
+        assert_eq!(released, [id(11)]);
+        assert_eq!(forget(&t, a, 1), Some(id(10)));
+    }
+
     #[test]
     fn lookups_count_and_forget_drops() {
         let t = Inodes::new(ROOT_ID);
-        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (a, new) = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert!(new);
         assert_ne!(a, ROOT);
-        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), a);
-        assert_eq!(t.forget(a, 1), None);
+        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), (a, false));
+        assert_eq!(forget(&t, a, 1), None);
         assert!(t.get(a).is_ok());
-        assert_eq!(t.forget(a, 1), Some(id(10)));
+        let before = t.releases();
+        assert_eq!(forget(&t, a, 1), Some(id(10)));
+        assert_eq!(t.releases(), before + 1);
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
         // A new lookup gets a new node id.
-        let b = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (b, new) = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert!(new);
         assert_ne!(a, b);
     }
 
     #[test]
     fn forgetting_too_much_drops_once() {
         let t = Inodes::new(ROOT_ID);
-        let a = t.insert_or_ref(id(10), mode::S_IFREG);
-        assert_eq!(t.forget(a, u64::MAX), Some(id(10)));
-        assert_eq!(t.forget(a, 1), None);
-        assert_eq!(t.forget(12345, 1), None);
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        assert_eq!(forget(&t, a, u64::MAX), Some(id(10)));
+        assert_eq!(forget(&t, a, 1), None);
+        assert_eq!(forget(&t, 12345, 1), None);
     }
 
     #[test]
     fn root_is_never_forgotten_and_reset_keeps_it() {
         let t = Inodes::new(ROOT_ID);
-        assert_eq!(t.forget(ROOT, u64::MAX), None);
+        assert_eq!(forget(&t, ROOT, u64::MAX), None);
         assert_eq!(t.get(ROOT).unwrap().id, ROOT_ID);
         t.insert_or_ref(id(10), mode::S_IFDIR);
         t.insert_or_ref(id(11), mode::S_IFREG);
-        let mut dropped = t.reset();
+        let mut dropped = Vec::new();
+        t.reset(|id| dropped.push(id));
         dropped.sort();
         assert_eq!(dropped, [id(10), id(11)]);
         assert_eq!(t.len(), 1);
@@ -271,24 +319,24 @@ mod tests {
     #[test]
     fn a_stashed_inode_is_not_shared_with_a_new_name() {
         let t = Inodes::new(ROOT_ID);
-        let a = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
         let fd = std::fs::File::open("/dev/null").unwrap();
         t.get(a).unwrap().set_stash(fd.into());
         assert!(matches!(t.get(a).unwrap().node(), Node::Fd(_)));
         assert_eq!(t.get(a).unwrap().named().unwrap_err(), Errno::ENOENT);
-        let b = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (b, _) = t.insert_or_ref(id(10), mode::S_IFREG);
         assert_ne!(a, b);
         // Forgetting the old node id does not drop the new one's identity.
-        assert_eq!(t.forget(a, 1), None);
+        assert_eq!(forget(&t, a, 1), None);
         assert!(matches!(t.get(b).unwrap().node(), Node::Id(_)));
-        assert_eq!(t.forget(b, 1), Some(id(10)));
+        assert_eq!(forget(&t, b, 1), Some(id(10)));
     }
 
     #[test]
     fn a_changed_type_is_a_new_inode() {
         let t = Inodes::new(ROOT_ID);
-        let a = t.insert_or_ref(id(10), mode::S_IFREG);
-        let b = t.insert_or_ref(id(10), mode::S_IFDIR);
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (b, _) = t.insert_or_ref(id(10), mode::S_IFDIR);
         assert_ne!(a, b);
         assert!(t.get(b).unwrap().is_dir());
         assert_eq!(t.get(b).unwrap().dir(), Ok(id(10)));
