@@ -172,7 +172,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "--skip" => &mut skip,
             "--list" => {
                 for s in STEPS {
-                    println!("{:<10} {}", s.name, s.about);
+                    println!("{:<17} {}", s.name, s.about);
                 }
                 return Ok(());
             }
@@ -248,6 +248,6 @@ fn summary(done: &[(&str, Duration)]) {
     }
     println!("\n==> passed steps");
     for (name, took) in done {
-        println!("  {name:<10} {:>7.1}s", took.as_secs_f64());
+        println!("  {name:<17} {:>7.1}s", took.as_secs_f64());
     }
 }
