@@ -84,8 +84,10 @@ fn bad_options_give_one_line() {
         shared,
         "--backend",
         "macos-logic",
+        "--posix-acl",
     ]);
     assert!(msg.contains("macos-logic"), "{msg}");
+    assert!(msg.contains("POSIX ACLs"), "{msg}");
     let msg = fails(&["--fd", "1", "--shared-dir", shared]);
     assert!(msg.contains("--fd 1"), "{msg}");
     let msg = fails(&[
