@@ -236,34 +236,35 @@ impl<H: Host> PassthroughFs<H> {
         Ok((st, attr))
     }
 
-    /// Writes `over` on `node` (host stat `st`). A host file whose owner may not write it
-    /// refuses xattr writes on macOS even to its owner (libkrun #769): the owner's write bit is
-    /// added for the write and taken away again.
-    fn write_override(&self, node: Node<'_>, st: &HostStat, over: &OverrideStat) -> FsResult<()> {
+    /// Writes `over` on `node`. A host file whose owner may not write it refuses xattr writes
+    /// on macOS even to its owner (libkrun #769): the owner's write bit is added for the write
+    /// and taken away again.
+    fn write_override(&self, node: Node<'_>, over: &OverrideStat) -> FsResult<()> {
         let value = over.encode();
         let options = xattr::HOST_OPTIONS;
-        match self
+        let err = match self
             .host
             .setxattr(node, OVERRIDE, value.as_bytes(), options)
         {
-            Ok(()) => Ok(()),
-            Err(e)
-                if matches!(e, DarwinErrno::EACCES | DarwinErrno::EPERM)
-                    && !st.is_symlink()
-                    && st.mode & 0o200 == 0 =>
-            {
-                let host_mode = st.mode & 0o7777;
-                self.host.chmod(node, host_mode | 0o200).map_err(guest)?;
-                let result = self
-                    .host
-                    .setxattr(node, OVERRIDE, value.as_bytes(), options);
-                if let Err(restore) = self.host.chmod(node, host_mode) {
-                    warn!("restoring host mode {host_mode:o}: {}", guest(restore));
-                }
-                result.map_err(guest)
-            }
-            Err(e) => Err(guest(e)),
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !matches!(err, DarwinErrno::EACCES | DarwinErrno::EPERM) {
+            return Err(guest(err));
         }
+        let st = self.host.lstat(node).map_err(guest)?;
+        if st.is_symlink() || st.mode & 0o200 != 0 {
+            return Err(guest(err));
+        }
+        let host_mode = st.mode & 0o7777;
+        self.host.chmod(node, host_mode | 0o200).map_err(guest)?;
+        let result = self
+            .host
+            .setxattr(node, OVERRIDE, value.as_bytes(), options);
+        if let Err(restore) = self.host.chmod(node, host_mode) {
+            warn!("restoring host mode {host_mode:o}: {}", guest(restore));
+        }
+        result.map_err(guest)
     }
 
     // --- Names ------------------------------------------------------------------------------
@@ -347,17 +348,40 @@ impl<H: Host> PassthroughFs<H> {
         })
     }
 
-    /// The override a new object gets, from the request and the parent's guest view.
-    fn new_override(
+    /// What creating `name` in `parent` starts from: the parent, its identity, the checked
+    /// name, and the override the new object gets (from the request and the parent's guest
+    /// view: set-gid directories pass their group on).
+    fn prepare_new<'n>(
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        dir: HostId,
+        parent: u64,
+        name: Name<'n>,
         kind: NewObject,
         request_mode: u32,
-    ) -> FsResult<OverrideStat> {
-        let (_, parent) = self.stat(Node::Id(dir))?;
-        ownership::for_new(kind, request_mode, cctx.umask, (ctx.uid, ctx.gid), &parent)
+    ) -> FsResult<(Arc<Inode>, HostId, &'n [u8], OverrideStat)> {
+        let name = component(name)?;
+        let parent = self.inodes.get(parent)?;
+        let dir = parent.dir()?;
+        let (_, parent_attr) = self.stat(Node::Id(dir))?;
+        let over = ownership::for_new(
+            kind,
+            request_mode,
+            cctx.umask,
+            (ctx.uid, ctx.gid),
+            &parent_attr,
+        )?;
+        Ok((parent, dir, name, over))
+    }
+
+    /// Creates `name` in `dir` as an empty host regular file (`0600`): what every emulated
+    /// node (device, FIFO, socket, whiteout) is on the host.
+    fn create_host_file(&self, dir: HostId, name: &[u8]) -> FsResult<()> {
+        let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
+        self.host
+            .open(Node::Child(dir, name), create, ownership::HOST_FILE_MODE)
+            .map(drop)
+            .map_err(guest)
     }
 
     /// Stamps the new object `name` in `dir` with its override (and device number); on failure
@@ -370,18 +394,17 @@ impl<H: Host> PassthroughFs<H> {
         rdev: Option<u32>,
     ) -> FsResult<()> {
         let node = Node::Child(dir, name);
-        let result = self.host.lstat(node).map_err(guest).and_then(|st| {
-            self.write_override(node, &st, over)?;
-            if let Some(rdev) = rdev {
+        let result = self.write_override(node, over).and_then(|()| match rdev {
+            Some(rdev) => {
                 let value = override_stat::encode_rdev(rdev);
                 self.host
                     .setxattr(node, RDEV, value.as_bytes(), xattr::HOST_OPTIONS)
-                    .map_err(guest)?;
+                    .map_err(guest)
             }
-            Ok(st)
+            None => Ok(()),
         });
         match result {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => {
                 if let Ok(st) = self.host.lstat(node) {
                     self.release_unheld(HostId::of(&st));
@@ -669,11 +692,10 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         let inode = self.inodes.get(nodeid)?;
         let handle = set.fh.and_then(|fh| self.handle(fh).ok());
         let node = self.attr_node(&inode, handle.as_deref());
-        let (st, view) = self.stat(node)?;
+        let (_, mut view) = self.stat(node)?;
 
         // Ownership and mode: the override only, never the host object.
         let mut over = None;
-        let mut view = view;
         if set.uid.is_some() || set.gid.is_some() {
             let changed = ownership::chown(&view, set.uid, set.gid);
             (view.uid, view.gid) = (
@@ -687,7 +709,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             over = Some(ownership::chmod(&view, new_mode));
         }
         if let Some(over) = over {
-            self.write_override(node, &st, &over)?;
+            self.write_override(node, &over)?;
         }
 
         if let Some(size) = set.size {
@@ -725,10 +747,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
-        let name = component(name)?;
-        let parent = self.inodes.get(parent)?;
-        let dir = parent.dir()?;
-        let over = self.new_override(ctx, cctx, dir, NewObject::Symlink, 0o777)?;
+        let (parent, dir, name, over) =
+            self.prepare_new(ctx, cctx, parent, name, NewObject::Symlink, 0o777)?;
         self.host.symlink(target, dir, name).map_err(guest)?;
         self.stamp_new(dir, name, &over, None)?;
         self.lookup_child(&parent, name)
@@ -743,18 +763,11 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         request_mode: u32,
         rdev: u32,
     ) -> FsResult<Entry> {
-        let name = component(name)?;
-        let parent = self.inodes.get(parent)?;
-        let dir = parent.dir()?;
-        let over = self.new_override(ctx, cctx, dir, NewObject::Node, request_mode)?;
+        let (parent, dir, name, over) =
+            self.prepare_new(ctx, cctx, parent, name, NewObject::Node, request_mode)?;
         let is_device = matches!(request_mode & mode::S_IFMT, mode::S_IFCHR | mode::S_IFBLK);
         // Any node is a host regular file; its guest type lives in the override.
-        let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
-        let fd = self
-            .host
-            .open(Node::Child(dir, name), create, ownership::HOST_FILE_MODE)
-            .map_err(guest)?;
-        drop(fd);
+        self.create_host_file(dir, name)?;
         self.stamp_new(dir, name, &over, is_device.then_some(rdev))?;
         self.lookup_child(&parent, name)
     }
@@ -767,10 +780,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         name: Name<'_>,
         request_mode: u32,
     ) -> FsResult<Entry> {
-        let name = component(name)?;
-        let parent = self.inodes.get(parent)?;
-        let dir = parent.dir()?;
-        let over = self.new_override(ctx, cctx, dir, NewObject::Directory, request_mode)?;
+        let (parent, dir, name, over) =
+            self.prepare_new(ctx, cctx, parent, name, NewObject::Directory, request_mode)?;
         self.host
             .mkdir(dir, name, ownership::HOST_DIR_MODE)
             .map_err(guest)?;
@@ -826,12 +837,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         }
         if plan.whiteout {
             // The old name becomes a whiteout: a character device 0:0 for the guest.
-            let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
-            let fd = self
-                .host
-                .open(Node::Child(old, oldname), create, ownership::HOST_FILE_MODE)
-                .map_err(guest)?;
-            drop(fd);
+            self.create_host_file(old, oldname)?;
             let over = OverrideStat::new(ctx.uid, ctx.gid, rename::WHITEOUT_MODE);
             self.stamp_new(old, oldname, &over, None)?;
         }
@@ -890,13 +896,11 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         flags: u32,
         _open_flags: OpenInFlags,
     ) -> FsResult<(Entry, OpenReply)> {
-        let name = component(name)?;
-        let parent = self.inodes.get(parent)?;
-        let dir = parent.dir()?;
+        let (parent, dir, name, over) =
+            self.prepare_new(ctx, cctx, parent, name, NewObject::File, request_mode)?;
         let (host_flags, nocache) = self.host_open_flags(flags)?;
         let child = Node::Child(dir, name);
         let exclusive = darwin_abi::O_CREAT | darwin_abi::O_EXCL;
-        let over = self.new_override(ctx, cctx, dir, NewObject::File, request_mode)?;
         let fd = match self
             .host
             .open(child, host_flags | exclusive, ownership::HOST_FILE_MODE)
@@ -1278,7 +1282,10 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
                 .unwrap_or(buf.len())
                 .min(buf.len());
             let chunk = buf.get_mut(..want).ok_or(Errno::EIO)?;
-            let read = match self.host.pread(input.fd.as_fd(), chunk, off_in + copied) {
+            let read = match self
+                .host
+                .pread(input.fd.as_fd(), chunk, off_in.saturating_add(copied))
+            {
                 Ok(n) => n,
                 Err(e) if copied == 0 => return Err(guest(e)),
                 Err(_) => break,
@@ -1289,10 +1296,11 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             let mut done = 0;
             while done < read {
                 let data = chunk.get(done..read).ok_or(Errno::EIO)?;
-                match self
-                    .host
-                    .pwrite(output.fd.as_fd(), data, off_out + copied + done as u64)
-                {
+                match self.host.pwrite(
+                    output.fd.as_fd(),
+                    data,
+                    off_out.saturating_add(copied + done as u64),
+                ) {
                     Ok(0) => return Err(Errno::EIO),
                     Ok(n) => done += n,
                     Err(e) if copied == 0 && done == 0 => return Err(guest(e)),
