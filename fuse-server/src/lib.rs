@@ -11,7 +11,9 @@
 //!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data; [`mem`] has host-memory versions;
 //! - [`Server`]: bytes in, bytes out, every opcode ([`server`] documents the server-side
 //!   handling and the buffers);
-//! - [`negotiate`]: FUSE_INIT negotiation as a pure function.
+//! - [`negotiate`]: FUSE_INIT negotiation as a pure function;
+//! - [`limits`]: the [`Budget`](limits::Budget)s of what a guest can make a server hold and
+//!   the one rate-limit policy ([`guest_warn!`]) for every log line a guest can trigger.
 //!
 //! This crate knows nothing of virtqueues or `/dev/fuse`.
 //!
@@ -24,6 +26,7 @@
 mod capabilities;
 mod filesystem;
 pub mod io;
+pub mod limits;
 pub mod mem;
 pub mod negotiate;
 pub mod server;

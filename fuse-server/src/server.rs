@@ -37,8 +37,8 @@
 //!
 //! Every malformed request gets an errno (EINVAL for lengths and structure, ENAMETOOLONG for
 //! long names, EIO before INIT), never a panic; FORGET-type requests are dropped silently.
-//! They are logged at `warn!` at most, the first few and then one in a thousand, and counted
-//! ([`Server::bad_requests`]).
+//! They are logged at `warn!` at most, under the shared rate limit ([`guest_warn!`](crate::guest_warn)),
+//! and counted ([`Server::bad_requests`]).
 
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -389,9 +389,7 @@ impl<F: FileSystem> Server<F> {
 
     fn bad(&self, what: std::fmt::Arguments<'_>) {
         let n = self.bad_requests.fetch_add(1, Ordering::Relaxed);
-        if n < 10 || n % 1000 == 0 {
-            log::warn!("malformed FUSE request (#{}): {what}", n.saturating_add(1));
-        }
+        crate::guest_warn!("malformed FUSE request (#{}): {what}", n.saturating_add(1));
     }
 
     /// Writes a whole reply: zero header, body, then the real header at `start`.

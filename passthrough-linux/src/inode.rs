@@ -12,58 +12,15 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::{Errno, ROOT_ID, mode};
 
 use crate::sys::{self, FileHandleBuf};
 
-/// Descriptors the guest can make the backend hold, counted against a fixed budget.
-#[derive(Debug)]
-pub(crate) struct FdBudget {
-    used: AtomicUsize,
-    limit: usize,
-}
-
-/// One descriptor's worth of budget, returned on drop.
-#[derive(Debug)]
-pub(crate) struct FdPermit {
-    budget: Arc<FdBudget>,
-}
-
-impl FdBudget {
-    /// A budget of `limit` descriptors.
-    pub(crate) fn new(limit: usize) -> Arc<FdBudget> {
-        Arc::new(FdBudget {
-            used: AtomicUsize::new(0),
-            limit,
-        })
-    }
-
-    /// Takes one descriptor's worth, or ENFILE when the budget is spent.
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<FdPermit, Errno> {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                (u < self.limit).then_some(u + 1)
-            })
-            .map_err(|_| Errno::ENFILE)?;
-        Ok(FdPermit {
-            budget: Arc::clone(self),
-        })
-    }
-
-    /// Descriptors in use.
-    pub(crate) fn used(&self) -> usize {
-        self.used.load(Ordering::Acquire)
-    }
-}
-
-impl Drop for FdPermit {
-    fn drop(&mut self) {
-        self.budget.used.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+/// Descriptors the guest can make the backend hold, counted against a fixed budget (the
+/// stack's shared [`Budget`](fuse_server::limits::Budget); exhaustion is ENFILE).
+pub(crate) use fuse_server::limits::{Budget as FdBudget, Permit as FdPermit};
 
 /// What identifies a host inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
