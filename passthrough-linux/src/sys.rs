@@ -11,6 +11,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::open::OpenToken;
+
 /// `struct open_how` of `linux/openat2.h` (libc's is `non_exhaustive`).
 #[repr(C)]
 struct OpenHow {
@@ -55,12 +57,20 @@ fn to_off(off: u64) -> io::Result<libc::off_t> {
 /// The empty path, for `*at(fd, "", AT_EMPTY_PATH)` calls.
 pub(crate) const EMPTY: &CStr = c"";
 
+// Opening. Two kinds of functions open descriptors here:
+//
+// - the `*_path` ones always open `O_PATH` (a reference: no driver `open()` runs, nothing can
+//   block, nothing can be read or written through it) and may be called from anywhere;
+// - the `*_io` ones open for I/O and take an [`OpenToken`], which only `crate::open` can make:
+//   every I/O descriptor of the backend is therefore obtained through that module, which checks
+//   the type first (regular files and directories only). The raw openers below are private.
+
 /// Opens the single component `name` beneath `dir`, never following a symlink (a trailing one
 /// is opened itself with `O_PATH | O_NOFOLLOW`, refused otherwise) and never leaving `dir`:
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
 /// has it, else `openat(O_NOFOLLOW)` after checking that `name` is one component other than
 /// `..` (which is the whole per-component walk for a single component).
-pub(crate) fn open_beneath(
+fn open_beneath_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
@@ -106,17 +116,35 @@ pub(crate) fn open_beneath(
     if bytes.contains(&b'/') || bytes == b".." {
         return Err(io::Error::from_raw_os_error(libc::EXDEV));
     }
-    openat(dir, name, flags, mode)
+    openat_raw(dir, name, flags, mode)
 }
 
-/// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath`] (tests).
+/// [`open_beneath_raw`] with `O_PATH`: a reference to whatever `name` is (a trailing symlink
+/// is the link itself).
+pub(crate) fn open_beneath_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    open_beneath_raw(dir, name, libc::O_PATH, 0)
+}
+
+/// [`open_beneath_raw`] for I/O (creation with `O_CREAT | O_EXCL` in practice): only
+/// `crate::open` holds the token.
+pub(crate) fn open_beneath_io(
+    _token: &OpenToken,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    open_beneath_raw(dir, name, flags & !libc::O_PATH, mode)
+}
+
+/// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath_raw`] (tests).
 #[cfg(test)]
 pub(crate) fn disable_openat2_for_tests() {
     HAVE_OPENAT2.store(false, Ordering::Relaxed);
 }
 
-/// Plain `openat`, for the daemon's own paths (the root, `/proc/self/fd/N` reopens).
-pub(crate) fn openat(
+/// Plain `openat`.
+fn openat_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
@@ -133,10 +161,34 @@ pub(crate) fn openat(
     })
 }
 
-/// `open(path)` relative to the current directory, for the share's root at start-up.
-pub(crate) fn open_path(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+/// `openat(dir, name, O_PATH)`, for the daemon's own names (`/proc/self/fd/N` relative to the
+/// `/proc/self/fd` descriptor: a reference to the same inode).
+pub(crate) fn openat_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    openat_raw(dir, name, libc::O_PATH, 0)
+}
+
+/// `openat` for I/O (`/proc/self/fd/N` reopens and `O_TMPFILE`): only `crate::open` holds the
+/// token.
+pub(crate) fn openat_io(
+    _token: &OpenToken,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    openat_raw(dir, name, flags & !libc::O_PATH, mode)
+}
+
+/// `open(path, O_PATH | O_DIRECTORY)` relative to the current directory, for the share's root
+/// and `/proc/self/fd` at start-up.
+pub(crate) fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: `path` is NUL-terminated; the returned fd is checked.
-    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
+    owned(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
 }
 
 /// The statx fields the backend asks for.
@@ -500,7 +552,7 @@ pub(crate) fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<(FileHandleBuf, i
 }
 
 /// `open_by_handle_at(mount_fd, handle, flags)`.
-pub(crate) fn open_by_handle(
+fn open_by_handle_raw(
     mount_fd: BorrowedFd<'_>,
     handle: &FileHandleBuf,
     flags: libc::c_int,
@@ -515,6 +567,36 @@ pub(crate) fn open_by_handle(
             flags | libc::O_CLOEXEC,
         )
     })
+}
+
+/// `open_by_handle_at(mount_fd, handle, O_PATH)`: a reference to the inode.
+pub(crate) fn open_by_handle_path(
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandleBuf,
+) -> io::Result<OwnedFd> {
+    open_by_handle_raw(mount_fd, handle, libc::O_PATH)
+}
+
+/// `open_by_handle_at` for I/O: only `crate::open` holds the token.
+pub(crate) fn open_by_handle_io(
+    _token: &OpenToken,
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandleBuf,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    open_by_handle_raw(mount_fd, handle, flags & !libc::O_PATH)
+}
+
+/// `fcntl(F_GETFL)`.
+pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: `fd` is live; F_GETFL takes no argument; result checked.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+}
+
+/// `fcntl(F_SETFL, flags)`.
+pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is live; F_SETFL takes an int; result checked.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
 }
 
 /// Sets this thread's effective uid (`SYS_setresuid(-1, uid, -1)`: the raw system call acts on
@@ -583,19 +665,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("l")).unwrap();
         let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
-        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        let d = open_dir_path(&p).unwrap();
         disable_openat2_for_tests();
-        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        let e = open_beneath_path(d.as_fd(), c"..").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
-        let e = open_beneath(d.as_fd(), c"a/b", libc::O_PATH, 0).unwrap_err();
+        let e = open_beneath_path(d.as_fd(), c"a/b").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
         // A trailing symlink opens as the link itself.
-        let l = open_beneath(d.as_fd(), c"l", libc::O_PATH, 0).unwrap();
+        let l = open_beneath_path(d.as_fd(), c"l").unwrap();
         let stx = statx(l.as_fd(), 0, libc::STATX_MODE).unwrap();
         assert_eq!(u32::from(stx.stx_mode) & libc::S_IFMT, libc::S_IFLNK);
-        // Opening it for reading fails instead of following it.
-        let e = open_beneath(d.as_fd(), c"l", libc::O_RDONLY, 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
         HAVE_OPENAT2.store(true, Ordering::Relaxed);
     }
 
@@ -603,8 +682,8 @@ mod tests {
     fn open_beneath_openat2_refuses_dotdot() {
         let dir = tempfile::tempdir().unwrap();
         let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
-        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
-        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        let d = open_dir_path(&p).unwrap();
+        let e = open_beneath_path(d.as_fd(), c"..").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
     }
 
@@ -612,8 +691,9 @@ mod tests {
     fn utimensat_empty_path_works_on_o_path_symlink() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join("l")).unwrap();
-        let p = std::ffi::CString::new(dir.path().join("l").to_str().unwrap()).unwrap();
-        let l = open_path(&p, libc::O_PATH | libc::O_NOFOLLOW).unwrap();
+        let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let d = open_dir_path(&p).unwrap();
+        let l = open_beneath_path(d.as_fd(), c"l").unwrap();
         let t = [libc::timespec {
             tv_sec: 1000,
             tv_nsec: 0,
