@@ -27,6 +27,13 @@
 //!   of an existing name resolves it `O_PATH` and opens the inode as above). Device nodes and
 //!   FIFOs can still be created (MKNOD), renamed, linked, removed and chmod'ed. The rule for
 //!   new code: never open anything but `O_PATH` outside `open.rs`.
+//! - **Extended attributes** never open a descriptor and never use an absolute path: they
+//!   name the inode relative to the `/proc/self/fd` descriptor held since start-up with the
+//!   `*xattrat` calls (Linux 6.13), so they work after the daemon's `pivot_root` left no
+//!   `/proc`; on older kernels (ENOSYS) the absolute `/proc/self/fd/N` is used. Without an
+//!   xattr map, `trusted.*` and `security.capability` stay the host's (set/remove EPERM, get
+//!   ENODATA, hidden from lists); SECURITY_CTX labels must be `security.*` and are set as
+//!   SETXATTR sets them (xattrs on, through the map).
 //! - **Budgets** (see [`Config`]): host descriptors ([`Config::max_open_fds`], default 3/4 of
 //!   `RLIMIT_NOFILE`), inode table entries ([`Config::max_inodes`], default
 //!   [`DEFAULT_MAX_INODES`]), directory handles ([`Config::max_dir_handles`], default half the
@@ -51,8 +58,8 @@
 //! `fuse_server::Server` with raw request bytes). They run as root in this project. The older
 //! tests that need root (device nodes, whiteouts, chown to other ids, `security.*` xattrs,
 //! identity switching, mounts) pass with a "skipped: needs root" note otherwise; the hostile-
-//! guest ones (device nodes and loop devices behind CREATE) are `#[ignore = "needs root ..."]`
-//! and run with
+//! guest ones (device nodes and loop devices behind CREATE, `trusted.*`/`security.*` policy,
+//! xattrs without `/proc`) are `#[ignore = "needs root ..."]` and run with
 //! `cargo test -p passthrough-linux -- --ignored`. `PASSTHROUGH_TEST_FILE_HANDLES=
 //! never|prefer|mandatory` runs the suite with that inode reference mode (default `prefer`).
 //!

@@ -279,8 +279,7 @@ impl PassthroughFs {
         if mapped.as_bytes() == b"security.capability" {
             return Ok(());
         }
-        let path = crate::inode::ProcFdName::new(h.file.as_fd()).absolute();
-        match sys::removexattr(path.as_cstr(), mapped.as_cstr()) {
+        match self.xattr_remove_fd(h.file.as_fd(), mapped.as_cstr()) {
             Ok(()) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(()),
             Err(e) => Err(errno(e)),
