@@ -41,6 +41,8 @@
 //!   [`fuse_server::limits::Budget`]; past one the request gets ENFILE (ENOLCK for locks),
 //!   the daemon never runs out. A directory handle holds a descriptor and nothing that grows
 //!   with the directory (READDIR reads into a per-thread buffer).
+//! - **The share's mount**: [`share_mount_warnings`] says when it lacks `nosuid` or `nodev`
+//!   (a guest root can leave set-user-id programs and device nodes there for host users).
 //! - **Identity**: creating requests run with the caller's fsuid/fsgid on the worker thread
 //!   (raw `setresuid`/`setresgid`), its supplementary group (CREATE_SUPP_GROUP) and its umask
 //!   (DONT_MASK, per-thread umask after `unshare(CLONE_FS)`). Other requests run as the
@@ -59,7 +61,7 @@
 //! tests that need root (device nodes, whiteouts, chown to other ids, `security.*` xattrs,
 //! identity switching, mounts) pass with a "skipped: needs root" note otherwise; the hostile-
 //! guest ones (device nodes and loop devices behind CREATE, `trusted.*`/`security.*` policy,
-//! xattrs without `/proc`) are `#[ignore = "needs root ..."]` and run with
+//! mounts, xattrs without `/proc`) are `#[ignore = "needs root ..."]` and run with
 //! `cargo test -p passthrough-linux -- --ignored`. `PASSTHROUGH_TEST_FILE_HANDLES=
 //! never|prefer|mandatory` runs the suite with that inode reference mode (default `prefer`).
 //!
@@ -119,6 +121,43 @@ pub enum Error {
     /// File handles were made mandatory but cannot be used.
     #[error("file handles are mandatory but unusable (CAP_DAC_READ_SEARCH?): {0}")]
     FileHandles(io::Error),
+}
+
+/// What an operator should know about the mount that holds the shared directory `root`: one
+/// line each when it lacks `nosuid` (a guest root can leave set-user-id-root programs in the
+/// share that the host would honour) or `nodev` (a guest root can create device nodes in the
+/// share that host processes could open; the backend itself never opens them), or when it
+/// cannot be checked. Empty when the mount has both. The daemon logs these at start.
+pub fn share_mount_warnings(root: &std::path::Path) -> Vec<String> {
+    let checked = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+        .and_then(|p| sys::open_dir_path(&p))
+        .and_then(|fd| sys::fstatvfs(fd.as_fd()));
+    let st = match checked {
+        Ok(st) => st,
+        Err(e) => {
+            return vec![format!(
+                "cannot check the mount options of {}: {e}",
+                root.display()
+            )];
+        }
+    };
+    let mut out = Vec::new();
+    if st.f_flag & libc::ST_NOSUID == 0 {
+        out.push(format!(
+            "the mount holding {} lacks nosuid: set-user-id files a guest creates there are \
+             honoured by the host (mount it nosuid, or bind-mount the share with nosuid)",
+            root.display()
+        ));
+    }
+    if st.f_flag & libc::ST_NODEV == 0 {
+        out.push(format!(
+            "the mount holding {} lacks nodev: device nodes a guest creates there can be \
+             opened by host processes (mount it nodev, or bind-mount the share with nodev)",
+            root.display()
+        ));
+    }
+    out
 }
 
 /// The Linux passthrough backend.
