@@ -26,7 +26,8 @@
 //!   as on a `nodev` mount), with `O_NONBLOCK`; a name only with `O_CREAT | O_EXCL` (CREATE
 //!   of an existing name resolves it `O_PATH` and opens the inode as above). Device nodes and
 //!   FIFOs can still be created (MKNOD), renamed, linked, removed and chmod'ed. The rule for
-//!   new code: never open anything but `O_PATH` outside `open.rs`.
+//!   new code: never open anything but `O_PATH` outside `open.rs` (`unsafe` is denied outside
+//!   `sys.rs`, and the crate's `clippy.toml` disallows `std::fs::File`/`OpenOptions` opens).
 //! - **Extended attributes** never open a descriptor and never use an absolute path: they
 //!   name the inode relative to the `/proc/self/fd` descriptor held since start-up with the
 //!   `*xattrat` calls (Linux 6.13), so they work after the daemon's `pivot_root` left no
