@@ -127,8 +127,9 @@ impl PassthroughFs {
         .map_err(errno)?;
         let fd = seal(fd, inode.kind).map_err(errno)?;
         if !wanted_nonblock {
-            let fl = sys::status_flags(fd.as_fd()).map_err(errno)?;
-            sys::set_status_flags(fd.as_fd(), fl & !libc::O_NONBLOCK).map_err(errno)?;
+            // F_SETFL looks at O_APPEND, O_DIRECT, O_NOATIME, O_ASYNC and O_NONBLOCK only: the
+            // flags just opened with, less O_NONBLOCK.
+            sys::set_status_flags(fd.as_fd(), flags).map_err(errno)?;
         }
         Ok(fd)
     }
@@ -213,5 +214,36 @@ mod tests {
         let e =
             sys::open_beneath_io(&OpenToken(()), d.as_fd(), c"l", libc::O_RDONLY, 0).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
+    }
+
+    #[test]
+    fn open_io_is_nonblocking_only_when_asked() {
+        use fuse_server::{Context, FileSystem, Name, Negotiated};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let fs = PassthroughFs::new(crate::Config::builder(dir.path()).build().unwrap()).unwrap();
+        fs.init(&Negotiated {
+            minor: 46,
+            flags: fs.declared_flags(),
+            max_write: 1 << 20,
+        })
+        .unwrap();
+        let ctx = Context {
+            unique: 1,
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        };
+        let e = fs
+            .lookup(&ctx, fuse_abi::ROOT_ID, Name::new(b"f").unwrap())
+            .unwrap();
+        let inode = fs.inodes.get(e.nodeid).unwrap();
+        for (asked, append) in [(0, 0), (libc::O_NONBLOCK, 0), (0, libc::O_APPEND)] {
+            let fd = fs.open_io(&inode, libc::O_RDWR | asked | append).unwrap();
+            let fl = sys::status_flags(fd.as_fd()).unwrap();
+            assert_eq!(fl & libc::O_NONBLOCK, asked);
+            assert_eq!(fl & libc::O_APPEND, append);
+            assert_eq!(fl & libc::O_ACCMODE, libc::O_RDWR);
+        }
     }
 }

@@ -772,7 +772,8 @@ pub(crate) fn open_by_handle_io(
     open_by_handle_raw(mount_fd, handle, flags & !libc::O_PATH)
 }
 
-/// `fcntl(F_GETFL)`.
+/// `fcntl(F_GETFL)` (tests).
+#[cfg(test)]
 pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
     // SAFETY: `fd` is live; F_GETFL takes no argument; result checked.
     check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
