@@ -75,12 +75,28 @@ pub enum ConfigError {
     /// The fd budget is too small to work.
     #[error("max_open_fds must be at least 16, got {0}")]
     TooFewFds(usize),
+    /// The inode table budget is too small to work.
+    #[error("max_inodes must be at least 16, got {0}")]
+    TooFewInodes(usize),
     /// Writeback caching makes no sense on a read-only share.
     #[error("writeback needs a writable share")]
     WritebackReadonly,
 }
 
+/// Default of [`Config::max_inodes`].
+pub const DEFAULT_MAX_INODES: usize = 1 << 18;
+
 /// The backend's configuration. Fields are public for reading; build through [`ConfigBuilder`].
+///
+/// # Budgets
+///
+/// Everything a guest can make the backend hold is bounded, and running out is an errno for
+/// the request, never a panic: host descriptors ([`max_open_fds`](Self::max_open_fds),
+/// ENFILE), inode table entries ([`max_inodes`](Self::max_inodes), ENFILE), directory handles
+/// ([`max_dir_handles`](Self::max_dir_handles), ENFILE) and lock descriptions
+/// ([`max_lock_fds`](Self::max_lock_fds), ENOLCK). Releasing the handle (RELEASE,
+/// RELEASEDIR), the lock (FLUSH) or the node (FORGET) gives the share back. Memory follows
+/// from these: no handle buffers directory entries (READDIR reads into a per-thread buffer).
 #[derive(Clone, Debug)]
 pub struct Config {
     /// The host directory served as the root.
@@ -107,8 +123,26 @@ pub struct Config {
     pub killpriv_v2: bool,
     /// Declare SECURITY_CTX (set the guest's LSM label on new inodes).
     pub security_label: bool,
-    /// Most host descriptors the guest can make the backend hold (inodes plus open handles).
+    /// Most host descriptors the guest can make the backend hold: `O_PATH` inode references,
+    /// open files and directories, lock descriptions. Default: 3/4 of the soft
+    /// `RLIMIT_NOFILE` at [`ConfigBuilder::build`] (the rest is the daemon's reserve, e.g. for
+    /// the descriptors a vhost-user frontend sends). Past it: ENFILE.
     pub max_open_fds: usize,
+    /// Most node ids in the inode table, the root included (an entry referenced by a file
+    /// handle holds no descriptor, so [`max_open_fds`](Self::max_open_fds) does not bound it).
+    /// Default: [`DEFAULT_MAX_INODES`] (262 144; 230 to 400 bytes each, ~100 MiB at the limit).
+    /// Past it:
+    /// ENFILE on LOOKUP and the creating requests; READDIRPLUS sends plain names; the guest's
+    /// FORGETs make room.
+    pub max_inodes: usize,
+    /// Most open directory handles. Each holds one descriptor (counted in `max_open_fds` too)
+    /// and a few hundred bytes, whatever the directory's size. Default: half of
+    /// `max_open_fds`. Past it: ENFILE.
+    pub max_dir_handles: usize,
+    /// Most lock descriptions (one per inode and guest lock owner holding POSIX locks). Each
+    /// holds one descriptor (counted in `max_open_fds` too). Default: a quarter of
+    /// `max_open_fds`. Past it: ENOLCK.
+    pub max_lock_fds: usize,
     /// Longest time a SETLKW (blocking lock) keeps a worker before answering EINTR.
     pub lock_wait: Duration,
     /// The INIT flags the backend may declare at most: [`crate::PassthroughFs::declared_flags`]
@@ -119,7 +153,8 @@ pub struct Config {
 impl Config {
     /// A builder for the share rooted at `root`, with the defaults: cache `auto`, no writeback,
     /// xattrs on, no ACLs, writable, file handles `prefer`, no submounts, no direct I/O, no
-    /// killpriv_v2, no security labels, 3/4 of `RLIMIT_NOFILE` descriptors, 1 s lock waits.
+    /// killpriv_v2, no security labels, 1 s lock waits, and the budgets described on
+    /// [`Config`].
     pub fn builder(root: impl Into<PathBuf>) -> ConfigBuilder {
         ConfigBuilder {
             config: Config {
@@ -136,6 +171,9 @@ impl Config {
                 killpriv_v2: false,
                 security_label: false,
                 max_open_fds: 0,
+                max_inodes: DEFAULT_MAX_INODES,
+                max_dir_handles: 0,
+                max_lock_fds: 0,
                 lock_wait: Duration::from_secs(1),
                 declare_at_most: InitFlags::all(),
             },
@@ -234,6 +272,27 @@ impl ConfigBuilder {
         self
     }
 
+    /// Inode table budget (at least 16).
+    #[must_use]
+    pub fn max_inodes(mut self, n: usize) -> Self {
+        self.config.max_inodes = n;
+        self
+    }
+
+    /// Directory handle budget (0: half of the descriptor budget).
+    #[must_use]
+    pub fn max_dir_handles(mut self, n: usize) -> Self {
+        self.config.max_dir_handles = n;
+        self
+    }
+
+    /// Lock description budget (0: a quarter of the descriptor budget).
+    #[must_use]
+    pub fn max_lock_fds(mut self, n: usize) -> Self {
+        self.config.max_lock_fds = n;
+        self
+    }
+
     /// Longest SETLKW wait.
     #[must_use]
     pub fn lock_wait(mut self, d: Duration) -> Self {
@@ -274,6 +333,15 @@ impl ConfigBuilder {
         if c.max_open_fds < 16 {
             return Err(ConfigError::TooFewFds(c.max_open_fds));
         }
+        if c.max_inodes < 16 {
+            return Err(ConfigError::TooFewInodes(c.max_inodes));
+        }
+        if c.max_dir_handles == 0 {
+            c.max_dir_handles = c.max_open_fds / 2;
+        }
+        if c.max_lock_fds == 0 {
+            c.max_lock_fds = c.max_open_fds / 4;
+        }
         Ok(self.config)
     }
 }
@@ -292,6 +360,11 @@ mod tests {
     fn build_default_fd_budget_is_positive() {
         let c = Config::builder("/").build().unwrap();
         assert!(c.max_open_fds >= 16);
+        assert_eq!(c.max_inodes, DEFAULT_MAX_INODES);
+        assert_eq!(c.max_dir_handles, c.max_open_fds / 2);
+        assert_eq!(c.max_lock_fds, c.max_open_fds / 4);
+        let r = Config::builder("/").max_inodes(3).build();
+        assert!(matches!(r, Err(ConfigError::TooFewInodes(3))));
     }
 
     #[test]

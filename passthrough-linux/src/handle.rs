@@ -1,36 +1,37 @@
 //! Open files and directories: the guest's `fh` values.
 
 use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::Errno;
 
-use crate::inode::{FdPermit, Inode};
-
-/// Size of a directory handle's getdents64 buffer.
-pub(crate) const DIR_BUF: usize = 32 * 1024;
+use crate::inode::{FdPermit, Inode, Permit};
+use crate::open::IoFd;
 
 /// An open file or directory.
 #[derive(Debug)]
 pub(crate) struct Handle {
     /// The inode it was opened from.
     pub(crate) inode: Arc<Inode>,
-    /// The host descriptor (opened for I/O; never `O_PATH`).
-    pub(crate) file: OwnedFd,
+    /// The host descriptor, from the one open path.
+    pub(crate) file: IoFd,
     /// The host open flags, for write-permission checks.
     pub(crate) flags: libc::c_int,
-    /// Directory read state (directories only).
-    pub(crate) dir: Option<Mutex<Vec<u8>>>,
+    /// Directories only: serialises the seek and the reads of one READDIR on the shared
+    /// descriptor. The handle keeps no entries: its position is the descriptor's, and the
+    /// getdents64 buffer belongs to the calling thread, so a handle costs the same whatever
+    /// the size of its directory.
+    pub(crate) dir: Option<Mutex<()>>,
     _permit: FdPermit,
+    _dir_permit: Option<Permit>,
 }
 
 impl Handle {
     /// A file handle.
     pub(crate) fn file(
         inode: Arc<Inode>,
-        file: OwnedFd,
+        file: IoFd,
         flags: libc::c_int,
         permit: FdPermit,
     ) -> Handle {
@@ -40,17 +41,24 @@ impl Handle {
             flags,
             dir: None,
             _permit: permit,
+            _dir_permit: None,
         }
     }
 
-    /// A directory handle with its entry buffer.
-    pub(crate) fn dir(inode: Arc<Inode>, file: OwnedFd, permit: FdPermit) -> Handle {
+    /// A directory handle, holding its share of the descriptor and directory-handle budgets.
+    pub(crate) fn dir(
+        inode: Arc<Inode>,
+        file: IoFd,
+        permit: FdPermit,
+        dir_permit: Permit,
+    ) -> Handle {
         Handle {
             inode,
             file,
             flags: libc::O_RDONLY,
-            dir: Some(Mutex::new(vec![0u8; DIR_BUF])),
+            dir: Some(Mutex::new(())),
             _permit: permit,
+            _dir_permit: Some(dir_permit),
         }
     }
 

@@ -21,6 +21,22 @@ use crate::sys::{self, FileHandleBuf};
 /// Descriptors the guest can make the backend hold, counted against a fixed budget (the
 /// stack's shared [`Budget`](fuse_server::limits::Budget); exhaustion is ENFILE).
 pub(crate) use fuse_server::limits::{Budget as FdBudget, Permit as FdPermit};
+/// Any other guest-driven budget (inode table entries, lock descriptions, directory handles).
+pub(crate) use fuse_server::limits::{Budget, Permit};
+
+use crate::open::IoFd;
+
+/// A lock description held for one (inode, lock owner): an I/O descriptor with its shares of
+/// the descriptor and lock budgets.
+#[derive(Debug)]
+pub(crate) struct LockFd {
+    /// The open file description carrying the owner's OFD locks.
+    pub(crate) fd: Arc<IoFd>,
+    /// Its descriptor.
+    pub(crate) _fd_permit: FdPermit,
+    /// Its lock description.
+    pub(crate) _lock_permit: Permit,
+}
 
 /// What identifies a host inode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -100,7 +116,9 @@ pub(crate) struct Inode {
     /// The reference.
     pub(crate) iref: InodeRef,
     /// Open file descriptions carrying POSIX locks, one per lock owner (OFD locks).
-    pub(crate) lock_fds: Mutex<HashMap<u64, (Arc<OwnedFd>, FdPermit)>>,
+    pub(crate) lock_fds: Mutex<HashMap<u64, LockFd>>,
+    /// Its entry in the inode table budget.
+    _entry: Permit,
 }
 
 impl Inode {
@@ -109,41 +127,14 @@ impl Inode {
         match &self.iref {
             InodeRef::Fd { fd, .. } => Ok(PathFd::Borrowed(fd.as_fd())),
             InodeRef::Handle(h, mount) => {
-                sys::open_by_handle(mount.as_fd(), h, libc::O_PATH | libc::O_NOFOLLOW)
-                    .map(PathFd::Owned)
+                sys::open_by_handle_path(mount.as_fd(), h).map(PathFd::Owned)
             }
         }
-    }
-
-    /// Whether the inode may be opened for I/O (regular files and directories only).
-    pub(crate) fn is_reopenable(&self) -> bool {
-        self.kind == mode::S_IFREG || self.kind == mode::S_IFDIR
     }
 
     /// Whether this is a directory.
     pub(crate) fn is_dir(&self) -> bool {
         self.kind == mode::S_IFDIR
-    }
-
-    /// Opens the inode for I/O with `flags` (never following a symlink): through its file
-    /// handle, or by reopening `/proc/self/fd/N`. Only regular files and directories; anything
-    /// else is EACCES without touching the host.
-    pub(crate) fn reopen(
-        &self,
-        proc_self_fd: BorrowedFd<'_>,
-        flags: libc::c_int,
-    ) -> io::Result<OwnedFd> {
-        if !self.is_reopenable() {
-            return Err(io::Error::from_raw_os_error(libc::EACCES));
-        }
-        let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_PATH);
-        match &self.iref {
-            InodeRef::Fd { fd, .. } => {
-                let name = ProcFdName::new(fd.as_fd());
-                sys::openat(proc_self_fd, name.as_cstr(), flags, 0)
-            }
-            InodeRef::Handle(h, mount) => sys::open_by_handle(mount.as_fd(), h, flags),
-        }
     }
 }
 
@@ -232,6 +223,8 @@ pub(crate) struct NewInode {
     pub(crate) mount_root: bool,
     /// The reference to keep.
     pub(crate) iref: InodeRef,
+    /// Its entry in the inode table budget.
+    pub(crate) entry: Permit,
 }
 
 impl InodeStore {
@@ -250,6 +243,7 @@ impl InodeStore {
                     mount_root: false,
                     iref: root.iref,
                     lock_fds: Mutex::new(HashMap::new()),
+                    _entry: root.entry,
                 }),
                 refs: 1,
             },
@@ -325,6 +319,7 @@ impl InodeStore {
             mount_root: new.mount_root,
             iref: new.iref,
             lock_fds: Mutex::new(HashMap::new()),
+            _entry: new.entry,
         });
         inner.by_id.insert(
             id,
@@ -393,7 +388,7 @@ mod tests {
 
     fn store() -> (InodeStore, Arc<FdBudget>) {
         let budget = FdBudget::new(100);
-        let fd = sys::open_path(c"/", libc::O_PATH).unwrap();
+        let fd = sys::open_dir_path(c"/").unwrap();
         let root = NewInode {
             key: key(2),
             kind: mode::S_IFDIR,
@@ -402,6 +397,7 @@ mod tests {
                 fd,
                 _permit: budget.acquire().unwrap(),
             },
+            entry: Budget::new(1).acquire().unwrap(),
         };
         (InodeStore::new(root), budget)
     }
@@ -412,9 +408,10 @@ mod tests {
             kind: mode::S_IFREG,
             mount_root: false,
             iref: InodeRef::Fd {
-                fd: sys::open_path(c"/", libc::O_PATH).unwrap(),
+                fd: sys::open_dir_path(c"/").unwrap(),
                 _permit: budget.acquire()?,
             },
+            entry: Budget::new(1).acquire().unwrap(),
         })
     }
 
@@ -459,7 +456,7 @@ mod tests {
     #[test]
     fn insert_over_budget_is_enfile() {
         let budget = FdBudget::new(1);
-        let fd = sys::open_path(c"/", libc::O_PATH).unwrap();
+        let fd = sys::open_dir_path(c"/").unwrap();
         let root = NewInode {
             key: key(2),
             kind: mode::S_IFDIR,
@@ -468,6 +465,7 @@ mod tests {
                 fd,
                 _permit: budget.acquire().unwrap(),
             },
+            entry: Budget::new(1).acquire().unwrap(),
         };
         let s = InodeStore::new(root);
         let r = s.insert_or_ref(key(3), || new_inode(&budget, 3));
@@ -486,7 +484,7 @@ mod tests {
 
     #[test]
     fn proc_fd_name_formats_digits() {
-        let fd = sys::open_path(c"/", libc::O_PATH).unwrap();
+        let fd = sys::open_dir_path(c"/").unwrap();
         let n = ProcFdName::new(fd.as_fd());
         use std::os::fd::AsRawFd;
         assert_eq!(n.as_cstr().to_str().unwrap(), fd.as_raw_fd().to_string());

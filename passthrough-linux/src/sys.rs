@@ -11,6 +11,8 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::open::OpenToken;
+
 /// `struct open_how` of `linux/openat2.h` (libc's is `non_exhaustive`).
 #[repr(C)]
 struct OpenHow {
@@ -55,12 +57,20 @@ fn to_off(off: u64) -> io::Result<libc::off_t> {
 /// The empty path, for `*at(fd, "", AT_EMPTY_PATH)` calls.
 pub(crate) const EMPTY: &CStr = c"";
 
+// Opening. Two kinds of functions open descriptors here:
+//
+// - the `*_path` ones always open `O_PATH` (a reference: no driver `open()` runs, nothing can
+//   block, nothing can be read or written through it) and may be called from anywhere;
+// - the `*_io` ones open for I/O and take an [`OpenToken`], which only `crate::open` can make:
+//   every I/O descriptor of the backend is therefore obtained through that module, which checks
+//   the type first (regular files and directories only). The raw openers below are private.
+
 /// Opens the single component `name` beneath `dir`, never following a symlink (a trailing one
 /// is opened itself with `O_PATH | O_NOFOLLOW`, refused otherwise) and never leaving `dir`:
 /// `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)` where the kernel
 /// has it, else `openat(O_NOFOLLOW)` after checking that `name` is one component other than
 /// `..` (which is the whole per-component walk for a single component).
-pub(crate) fn open_beneath(
+fn open_beneath_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
@@ -106,17 +116,35 @@ pub(crate) fn open_beneath(
     if bytes.contains(&b'/') || bytes == b".." {
         return Err(io::Error::from_raw_os_error(libc::EXDEV));
     }
-    openat(dir, name, flags, mode)
+    openat_raw(dir, name, flags, mode)
 }
 
-/// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath`] (tests).
+/// [`open_beneath_raw`] with `O_PATH`: a reference to whatever `name` is (a trailing symlink
+/// is the link itself).
+pub(crate) fn open_beneath_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    open_beneath_raw(dir, name, libc::O_PATH, 0)
+}
+
+/// [`open_beneath_raw`] for I/O (creation with `O_CREAT | O_EXCL` in practice): only
+/// `crate::open` holds the token.
+pub(crate) fn open_beneath_io(
+    _token: &OpenToken,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    open_beneath_raw(dir, name, flags & !libc::O_PATH, mode)
+}
+
+/// Forces the `openat(O_NOFOLLOW)` fallback of [`open_beneath_raw`] (tests).
 #[cfg(test)]
 pub(crate) fn disable_openat2_for_tests() {
     HAVE_OPENAT2.store(false, Ordering::Relaxed);
 }
 
-/// Plain `openat`, for the daemon's own paths (the root, `/proc/self/fd/N` reopens).
-pub(crate) fn openat(
+/// Plain `openat`.
+fn openat_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
@@ -133,10 +161,34 @@ pub(crate) fn openat(
     })
 }
 
-/// `open(path)` relative to the current directory, for the share's root at start-up.
-pub(crate) fn open_path(path: &CStr, flags: libc::c_int) -> io::Result<OwnedFd> {
+/// `openat(dir, name, O_PATH)`, for the daemon's own names (`/proc/self/fd/N` relative to the
+/// `/proc/self/fd` descriptor: a reference to the same inode).
+pub(crate) fn openat_path(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    openat_raw(dir, name, libc::O_PATH, 0)
+}
+
+/// `openat` for I/O (`/proc/self/fd/N` reopens and `O_TMPFILE`): only `crate::open` holds the
+/// token.
+pub(crate) fn openat_io(
+    _token: &OpenToken,
+    dir: BorrowedFd<'_>,
+    name: &CStr,
+    flags: libc::c_int,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    openat_raw(dir, name, flags & !libc::O_PATH, mode)
+}
+
+/// `open(path, O_PATH | O_DIRECTORY)` relative to the current directory, for the share's root
+/// and `/proc/self/fd` at start-up.
+pub(crate) fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
     // SAFETY: `path` is NUL-terminated; the returned fd is checked.
-    owned(unsafe { libc::open(path.as_ptr(), flags | libc::O_CLOEXEC) })
+    owned(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })
 }
 
 /// The statx fields the backend asks for.
@@ -397,12 +449,135 @@ pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::flock(fd.as_raw_fd(), op) }).map(drop)
 }
 
-/// `fgetxattr`-like through a path (the daemon's `/proc/self/fd/N`).
-pub(crate) fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+// Extended attributes, with no absolute path: the inode is named `N` relative to the
+// backend's `/proc/self/fd` descriptor (held since start-up, valid after a `pivot_root` that
+// leaves no `/proc` behind) and reached with the `*xattrat` calls of Linux 6.13. `AT_EMPTY_PATH`
+// on the `O_PATH` descriptor itself is EBADF there (the calls want a file opened for I/O), and
+// following the `/proc` magic link reaches the inode itself, a symlink included (never its
+// target). Where the kernel answers ENOSYS the classic calls on the absolute
+// `/proc/self/fd/N` are used from then on (that needs `/proc` mounted).
+
+/// `struct xattr_args` of `linux/xattr.h` (`XATTR_ARGS_SIZE_VER0`).
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The `*xattrat` system call numbers (the same in the generic and x86 tables); elsewhere -1,
+/// which the kernel answers with ENOSYS, so the fallback is taken.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64"
+))]
+mod xattrat_nr {
+    pub(super) const SET: libc::c_long = 463;
+    pub(super) const GET: libc::c_long = 464;
+    pub(super) const LIST: libc::c_long = 465;
+    pub(super) const REMOVE: libc::c_long = 466;
+}
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64"
+)))]
+mod xattrat_nr {
+    pub(super) const SET: libc::c_long = -1;
+    pub(super) const GET: libc::c_long = -1;
+    pub(super) const LIST: libc::c_long = -1;
+    pub(super) const REMOVE: libc::c_long = -1;
+}
+
+/// Cleared the first time a `*xattrat` call answers ENOSYS.
+static HAVE_XATTRAT: AtomicBool = AtomicBool::new(true);
+
+#[cfg(test)]
+thread_local! {
+    /// Tests force the absolute-path fallback on their own thread.
+    static FORCE_XATTR_PATH: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Makes this thread's xattr calls take the absolute `/proc/self/fd/N` path (`true`) or the
+/// `*xattrat` calls (`false`, the default) (tests).
+#[cfg(test)]
+pub(crate) fn force_xattr_path_for_tests(on: bool) {
+    FORCE_XATTR_PATH.with(|c| c.set(on));
+}
+
+fn use_xattrat() -> bool {
+    #[cfg(test)]
+    if FORCE_XATTR_PATH.with(std::cell::Cell::get) {
+        return false;
+    }
+    HAVE_XATTRAT.load(Ordering::Relaxed)
+}
+
+/// Runs a `*xattrat` call; `None` when the kernel lacks it (and remembers that).
+fn xattrat(call: impl FnOnce() -> libc::c_long) -> Option<io::Result<libc::c_long>> {
+    if !use_xattrat() {
+        return None;
+    }
+    match check_long(call()) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            HAVE_XATTRAT.store(false, Ordering::Relaxed);
+            None
+        }
+        r => Some(r),
+    }
+}
+
+fn long_to_usize(n: libc::c_long) -> io::Result<usize> {
+    usize::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EIO))
+}
+
+/// How an xattr call names its inode: `rel` (`N`) beneath `proc_dir` (the `/proc/self/fd`
+/// descriptor), or the absolute `abs` (`/proc/self/fd/N`) for the fallback.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct XattrPath<'a> {
+    /// The `/proc/self/fd` descriptor.
+    pub(crate) proc_dir: BorrowedFd<'a>,
+    /// `N`.
+    pub(crate) rel: &'a CStr,
+    /// `/proc/self/fd/N`.
+    pub(crate) abs: &'a CStr,
+}
+
+/// `getxattr`; an empty `buf` asks for the size.
+pub(crate) fn getxattr(p: XattrPath<'_>, name: &CStr, buf: &mut [u8]) -> io::Result<usize> {
+    {
+        let size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size,
+            flags: 0,
+        };
+        let r = xattrat(|| {
+            // SAFETY: `proc_dir` is live, `rel` and `name` are NUL-terminated, `args` is a valid
+            // `xattr_args` of the size passed whose `value` points to `size` writable bytes.
+            unsafe {
+                libc::syscall(
+                    xattrat_nr::GET,
+                    p.proc_dir.as_raw_fd(),
+                    p.rel.as_ptr(),
+                    0,
+                    name.as_ptr(),
+                    &raw mut args,
+                    size_of::<XattrArgs>(),
+                )
+            }
+        });
+        if let Some(r) = r {
+            return long_to_usize(r?);
+        }
+    }
     // SAFETY: both strings NUL-terminated; `buf` writable for its length (NULL-safe with 0).
     let ret = unsafe {
         libc::getxattr(
-            path.as_ptr(),
+            p.abs.as_ptr(),
             name.as_ptr(),
             buf.as_mut_ptr().cast(),
             buf.len(),
@@ -411,17 +586,44 @@ pub(crate) fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> io::Result<u
     check_ssize(ret)
 }
 
-/// `setxattr` through a path.
+/// `setxattr`.
 pub(crate) fn setxattr(
-    path: &CStr,
+    p: XattrPath<'_>,
     name: &CStr,
     value: &[u8],
     flags: libc::c_int,
 ) -> io::Result<()> {
+    {
+        let size =
+            u32::try_from(value.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?;
+        let args = XattrArgs {
+            value: value.as_ptr() as u64,
+            size,
+            flags: u32::from_ne_bytes(flags.to_ne_bytes()),
+        };
+        let r = xattrat(|| {
+            // SAFETY: `proc_dir` is live, `rel` and `name` are NUL-terminated, `args` is a valid
+            // `xattr_args` of the size passed whose `value` points to `size` readable bytes.
+            unsafe {
+                libc::syscall(
+                    xattrat_nr::SET,
+                    p.proc_dir.as_raw_fd(),
+                    p.rel.as_ptr(),
+                    0,
+                    name.as_ptr(),
+                    &raw const args,
+                    size_of::<XattrArgs>(),
+                )
+            }
+        });
+        if let Some(r) = r {
+            return r.map(drop);
+        }
+    }
     // SAFETY: both strings NUL-terminated; `value` readable for its length.
     let ret = unsafe {
         libc::setxattr(
-            path.as_ptr(),
+            p.abs.as_ptr(),
             name.as_ptr(),
             value.as_ptr().cast(),
             value.len(),
@@ -431,17 +633,52 @@ pub(crate) fn setxattr(
     check(ret).map(drop)
 }
 
-/// `listxattr` through a path.
-pub(crate) fn listxattr(path: &CStr, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `path` NUL-terminated; `buf` writable for its length.
-    let ret = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+/// `listxattr`; an empty `buf` asks for the size.
+pub(crate) fn listxattr(p: XattrPath<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    {
+        let r = xattrat(|| {
+            // SAFETY: `proc_dir` is live, `rel` NUL-terminated, `buf` writable for its length.
+            unsafe {
+                libc::syscall(
+                    xattrat_nr::LIST,
+                    p.proc_dir.as_raw_fd(),
+                    p.rel.as_ptr(),
+                    0,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            }
+        });
+        if let Some(r) = r {
+            return long_to_usize(r?);
+        }
+    }
+    // SAFETY: `abs` NUL-terminated; `buf` writable for its length.
+    let ret = unsafe { libc::listxattr(p.abs.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
     check_ssize(ret)
 }
 
-/// `removexattr` through a path.
-pub(crate) fn removexattr(path: &CStr, name: &CStr) -> io::Result<()> {
+/// `removexattr`.
+pub(crate) fn removexattr(p: XattrPath<'_>, name: &CStr) -> io::Result<()> {
+    {
+        let r = xattrat(|| {
+            // SAFETY: `proc_dir` is live, `rel` and `name` are NUL-terminated.
+            unsafe {
+                libc::syscall(
+                    xattrat_nr::REMOVE,
+                    p.proc_dir.as_raw_fd(),
+                    p.rel.as_ptr(),
+                    0,
+                    name.as_ptr(),
+                )
+            }
+        });
+        if let Some(r) = r {
+            return r.map(drop);
+        }
+    }
     // SAFETY: both strings NUL-terminated.
-    check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) }).map(drop)
+    check(unsafe { libc::removexattr(p.abs.as_ptr(), name.as_ptr()) }).map(drop)
 }
 
 /// `faccessat2(fd, "", mode, AT_EMPTY_PATH | AT_EACCESS)`: checks with the effective ids.
@@ -500,7 +737,7 @@ pub(crate) fn name_to_handle(fd: BorrowedFd<'_>) -> io::Result<(FileHandleBuf, i
 }
 
 /// `open_by_handle_at(mount_fd, handle, flags)`.
-pub(crate) fn open_by_handle(
+fn open_by_handle_raw(
     mount_fd: BorrowedFd<'_>,
     handle: &FileHandleBuf,
     flags: libc::c_int,
@@ -515,6 +752,37 @@ pub(crate) fn open_by_handle(
             flags | libc::O_CLOEXEC,
         )
     })
+}
+
+/// `open_by_handle_at(mount_fd, handle, O_PATH)`: a reference to the inode.
+pub(crate) fn open_by_handle_path(
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandleBuf,
+) -> io::Result<OwnedFd> {
+    open_by_handle_raw(mount_fd, handle, libc::O_PATH)
+}
+
+/// `open_by_handle_at` for I/O: only `crate::open` holds the token.
+pub(crate) fn open_by_handle_io(
+    _token: &OpenToken,
+    mount_fd: BorrowedFd<'_>,
+    handle: &FileHandleBuf,
+    flags: libc::c_int,
+) -> io::Result<OwnedFd> {
+    open_by_handle_raw(mount_fd, handle, flags & !libc::O_PATH)
+}
+
+/// `fcntl(F_GETFL)` (tests).
+#[cfg(test)]
+pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
+    // SAFETY: `fd` is live; F_GETFL takes no argument; result checked.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+}
+
+/// `fcntl(F_SETFL, flags)`.
+pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: `fd` is live; F_SETFL takes an int; result checked.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
 }
 
 /// Sets this thread's effective uid (`SYS_setresuid(-1, uid, -1)`: the raw system call acts on
@@ -570,6 +838,28 @@ pub(crate) fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Gives this thread a mount namespace of its own in which `/proc` is lazily unmounted, as
+/// after the daemon's `pivot_root` (tests; root only).
+#[cfg(test)]
+pub(crate) fn hide_proc_on_this_thread_for_tests() -> io::Result<()> {
+    // SAFETY: a plain system call; result checked. CLONE_NEWNS (with the implied CLONE_FS)
+    // affects this thread only and is allowed in a multi-threaded process.
+    check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
+    // SAFETY: NUL-terminated strings and null data; result checked. Makes the copy's mounts
+    // private so that nothing below propagates back to the host's namespace.
+    check(unsafe {
+        libc::mount(
+            c"none".as_ptr(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    })?;
+    // SAFETY: NUL-terminated path; result checked.
+    check(unsafe { libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) }).map(drop)
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsFd;
@@ -583,19 +873,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("l")).unwrap();
         let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
-        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
+        let d = open_dir_path(&p).unwrap();
         disable_openat2_for_tests();
-        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        let e = open_beneath_path(d.as_fd(), c"..").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
-        let e = open_beneath(d.as_fd(), c"a/b", libc::O_PATH, 0).unwrap_err();
+        let e = open_beneath_path(d.as_fd(), c"a/b").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
         // A trailing symlink opens as the link itself.
-        let l = open_beneath(d.as_fd(), c"l", libc::O_PATH, 0).unwrap();
+        let l = open_beneath_path(d.as_fd(), c"l").unwrap();
         let stx = statx(l.as_fd(), 0, libc::STATX_MODE).unwrap();
         assert_eq!(u32::from(stx.stx_mode) & libc::S_IFMT, libc::S_IFLNK);
-        // Opening it for reading fails instead of following it.
-        let e = open_beneath(d.as_fd(), c"l", libc::O_RDONLY, 0).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::ELOOP));
         HAVE_OPENAT2.store(true, Ordering::Relaxed);
     }
 
@@ -603,8 +890,8 @@ mod tests {
     fn open_beneath_openat2_refuses_dotdot() {
         let dir = tempfile::tempdir().unwrap();
         let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
-        let d = open_path(&p, libc::O_PATH | libc::O_DIRECTORY).unwrap();
-        let e = open_beneath(d.as_fd(), c"..", libc::O_PATH, 0).unwrap_err();
+        let d = open_dir_path(&p).unwrap();
+        let e = open_beneath_path(d.as_fd(), c"..").unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EXDEV));
     }
 
@@ -612,8 +899,9 @@ mod tests {
     fn utimensat_empty_path_works_on_o_path_symlink() {
         let dir = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("nowhere", dir.path().join("l")).unwrap();
-        let p = std::ffi::CString::new(dir.path().join("l").to_str().unwrap()).unwrap();
-        let l = open_path(&p, libc::O_PATH | libc::O_NOFOLLOW).unwrap();
+        let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let d = open_dir_path(&p).unwrap();
+        let l = open_beneath_path(d.as_fd(), c"l").unwrap();
         let t = [libc::timespec {
             tv_sec: 1000,
             tv_nsec: 0,
@@ -627,5 +915,49 @@ mod tests {
         .unwrap();
         let stx = statx(l.as_fd(), 0, libc::STATX_MTIME).unwrap();
         assert_eq!(stx.stx_mtime.tv_sec, 1000);
+    }
+
+    #[test]
+    fn xattr_calls_take_xattrat_or_the_absolute_path_fallback() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"").unwrap();
+        let p = std::ffi::CString::new(dir.path().to_str().unwrap()).unwrap();
+        let d = open_dir_path(&p).unwrap();
+        let f = open_beneath_path(d.as_fd(), c"f").unwrap();
+        let proc_dir = open_dir_path(c"/proc/self/fd").unwrap();
+        let rel = std::ffi::CString::new(f.as_raw_fd().to_string()).unwrap();
+        let abs = std::ffi::CString::new(format!("/proc/self/fd/{}", f.as_raw_fd())).unwrap();
+        let path = |abs| XattrPath {
+            proc_dir: proc_dir.as_fd(),
+            rel: &rel,
+            abs,
+        };
+        let roundtrip = |p: XattrPath<'_>| -> io::Result<()> {
+            setxattr(p, c"user.t", b"v1", 0)?;
+            let mut buf = [0u8; 8];
+            assert_eq!(getxattr(p, c"user.t", &mut [])?, 2);
+            assert_eq!(getxattr(p, c"user.t", &mut buf)?, 2);
+            assert_eq!(&buf[..2], b"v1");
+            let n = listxattr(p, &mut [])?;
+            let mut list = vec![0u8; n];
+            listxattr(p, &mut list)?;
+            assert!(list.split(|&b| b == 0).any(|n| n == b"user.t"));
+            removexattr(p, c"user.t")?;
+            assert_eq!(
+                getxattr(p, c"user.t", &mut buf).unwrap_err().raw_os_error(),
+                Some(libc::ENODATA)
+            );
+            Ok(())
+        };
+        // `*xattrat` beneath the /proc/self/fd descriptor: the absolute path is never used,
+        // so a bogus one changes nothing.
+        force_xattr_path_for_tests(false);
+        roundtrip(path(c"/nonexistent/proc/self/fd/0")).unwrap();
+        // The fallback: the absolute path and nothing else.
+        force_xattr_path_for_tests(true);
+        roundtrip(path(&abs)).unwrap();
+        let e = roundtrip(path(c"/nonexistent/proc/self/fd/0")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOENT));
+        force_xattr_path_for_tests(false);
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 
 use common::*;
-use fuse_abi::{Errno, SetxattrFlags};
+use fuse_abi::{Errno, InitFlags, SetxattrFlags};
 use fuse_server::{FileSystem, XattrReply};
 use passthrough_linux::XattrMap;
 
@@ -305,4 +305,137 @@ fn xattr_get_host(p: &std::path::Path, name: &str) -> Option<Vec<u8>> {
             .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
             .collect(),
     )
+}
+
+fn with_ctx<'a>(name: &'a [u8], value: &'a [u8]) -> fuse_server::CreateContext<'a> {
+    fuse_server::CreateContext {
+        security_ctx: Some(fuse_server::SecurityContext { name, value }),
+        ..Default::default()
+    }
+}
+
+#[test]
+#[ignore = "needs root (trusted.* and security.* xattrs on the host)"]
+fn security_ctx_outside_security_namespace_is_refused_and_sets_nothing() {
+    needs_root!();
+    let f = Fixture::with(|b| b.security_label(true));
+    for name in [
+        &b"trusted.overlay.opaque"[..],
+        b"user.x",
+        b"security.",
+        b"system.x",
+    ] {
+        let cc = with_ctx(name, b"y");
+        let r = f.fs.mkdir(&ctx(), &cc, ROOT, common::name("d"), 0o755);
+        assert_eq!(r.unwrap_err(), fuse_abi::Errno::EPERM, "{name:?}");
+        assert!(!f.host("d").exists(), "the node is removed again");
+    }
+    assert_eq!(xattr_get_host(&f.share(), "trusted.overlay.opaque"), None);
+    // A security.* name still labels the new node.
+    let cc = with_ctx(b"security.vtest\0", b"label");
+    f.fs.mkdir(&ctx(), &cc, ROOT, name("ok"), 0o755).unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("ok"), "security.vtest"),
+        Some(b"label".to_vec())
+    );
+}
+
+#[test]
+#[ignore = "needs root (security.* xattrs on the host)"]
+fn security_ctx_goes_through_the_xattr_switch_and_map() {
+    needs_root!();
+    // Xattrs off: the label is not applied, whatever the negotiation says.
+    let f = Fixture::with(|b| b.security_label(true).xattr(false));
+    f.negotiate(f.fs.declared_flags() | InitFlags::SECURITY_CTX);
+    let cc = with_ctx(b"security.vtest", b"label");
+    f.fs.mkdir(&ctx(), &cc, ROOT, name("d"), 0o755).unwrap();
+    assert_eq!(xattr_get_host(&f.host("d"), "security.vtest"), None);
+    // A map: the label lands where SETXATTR would put it.
+    let map = XattrMap::parse(":prefix:all:security.:user.virtiofs.: :ok:all:::").unwrap();
+    let f = Fixture::with(|b| b.security_label(true).xattrmap(map));
+    f.fs.mkdir(&ctx(), &cc, ROOT, name("d"), 0o755).unwrap();
+    assert_eq!(xattr_get_host(&f.host("d"), "security.vtest"), None);
+    assert_eq!(
+        xattr_get_host(&f.host("d"), "user.virtiofs.security.vtest"),
+        Some(b"label".to_vec())
+    );
+    // A map that refuses it refuses the creation.
+    let map = XattrMap::parse(":bad:all:security.:: :ok:all:::").unwrap();
+    let f = Fixture::with(|b| b.security_label(true).xattrmap(map));
+    let r = f.fs.mkdir(&ctx(), &cc, ROOT, name("d"), 0o755);
+    assert_eq!(r.unwrap_err(), fuse_abi::Errno::EPERM);
+}
+
+#[test]
+#[ignore = "needs root (trusted.* and security.capability xattrs on the host)"]
+fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
+    needs_root!();
+    let f = Fixture::new();
+    let n = file(&f);
+    // File capabilities: a v2 vfs_cap_data granting everything.
+    let mut caps = vec![0u8; 20];
+    caps[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
+    caps[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    for name in [
+        c"trusted.overlay.opaque",
+        c"trusted.x",
+        c"security.capability",
+    ] {
+        let value: &[u8] = if name == c"security.capability" {
+            &caps
+        } else {
+            b"y"
+        };
+        assert_eq!(
+            f.fs.setxattr(&ctx(), n, name, value, 0, SetxattrFlags::empty())
+                .unwrap_err(),
+            Errno::EPERM,
+            "{name:?}"
+        );
+        assert_eq!(f.fs.removexattr(&ctx(), n, name).unwrap_err(), Errno::EPERM);
+    }
+    assert_eq!(xattr_get_host(&f.host("f"), "trusted.x"), None);
+    assert_eq!(xattr_get_host(&f.host("f"), "security.capability"), None);
+    // Set by the host: invisible to the guest (as if unset: exec in the guest keeps working).
+    xattr_set_host(&f.host("f"), "trusted.host", b"h");
+    xattr_set_host(&f.host("f"), "security.capability", &caps);
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"security.capability", &mut buf)
+            .unwrap_err(),
+        Errno::ENODATA
+    );
+    assert_eq!(
+        f.fs.getxattr(&ctx(), n, c"trusted.host", &mut buf)
+            .unwrap_err(),
+        Errno::ENODATA
+    );
+    let names = list(&f, n);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("trusted.") || n == "security.capability"),
+        "{names:?}"
+    );
+    // Other security.* names and user.* are unaffected.
+    f.fs.setxattr(
+        &ctx(),
+        n,
+        c"security.vtest",
+        b"1",
+        0,
+        SetxattrFlags::empty(),
+    )
+    .unwrap();
+    f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty())
+        .unwrap();
+    // An explicit map decides: this one passes everything.
+    let f = Fixture::with(|b| b.xattrmap(XattrMap::parse(":ok:all:::").unwrap()));
+    let n = file(&f);
+    f.fs.setxattr(&ctx(), n, c"trusted.x", b"y", 0, SetxattrFlags::empty())
+        .unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "trusted.x"),
+        Some(b"y".to_vec())
+    );
 }

@@ -86,9 +86,7 @@ impl PassthroughFs {
             match handle.as_ref().filter(|h| h.writable()) {
                 Some(h) => sys::ftruncate(h.file.as_fd(), size).map_err(errno)?,
                 None => {
-                    let f = inode
-                        .reopen(self.proc_self_fd.as_fd(), libc::O_WRONLY)
-                        .map_err(errno)?;
+                    let f = self.open_io(&inode, libc::O_WRONLY)?;
                     sys::ftruncate(f.as_fd(), size).map_err(errno)?;
                 }
             }

@@ -3,8 +3,11 @@
 //! Offsets are the host's own `d_off` cookies from `getdents64` on the handle's descriptor, so a
 //! position stays valid while entries are added or removed (the host filesystem guarantees
 //! what POSIX `telldir`/`seekdir` guarantee). Each call seeks to the guest's offset and reads
-//! from there: the reply never depends on what an earlier call left buffered.
+//! from there: the reply never depends on what an earlier call left buffered. A handle keeps
+//! nothing but its descriptor: the entries are read into a buffer of the calling thread, so
+//! a directory handle's memory does not grow with its directory.
 
+use std::cell::RefCell;
 use std::os::fd::AsFd;
 
 use fuse_abi::Errno;
@@ -13,6 +16,28 @@ use fuse_server::{DirEntry, DirPlusSink, DirSink, Entry, FsResult, OpenReply};
 use crate::errno::errno;
 use crate::handle::Handle;
 use crate::{PassthroughFs, sys};
+
+/// Size of the per-thread getdents64 buffer.
+const DIR_BUF: usize = 32 * 1024;
+
+thread_local! {
+    /// The calling thread's getdents64 buffer: directory handles own none.
+    static DIR_BUF_OF_THREAD: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's getdents64 buffer (a fresh one if it is in use already, which
+/// only a nested READDIR on the same thread would do).
+fn with_dir_buf<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    DIR_BUF_OF_THREAD.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            if buf.len() < DIR_BUF {
+                buf.resize(DIR_BUF, 0);
+            }
+            f(&mut buf)
+        }
+        Err(_) => f(&mut vec![0u8; DIR_BUF]),
+    })
+}
 
 /// One parsed `linux_dirent64`.
 struct RawDirent<'a> {
@@ -49,14 +74,12 @@ impl PassthroughFs {
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
         }
+        let dir_permit = self.dir_budget.acquire()?;
         let permit = self.budget.acquire()?;
-        let file = inode
-            .reopen(
-                self.proc_self_fd.as_fd(),
-                libc::O_RDONLY | libc::O_DIRECTORY,
-            )
-            .map_err(errno)?;
-        let fh = self.handles.insert(Handle::dir(inode, file, permit));
+        let file = self.open_io(&inode, libc::O_RDONLY | libc::O_DIRECTORY)?;
+        let fh = self
+            .handles
+            .insert(Handle::dir(inode, file, permit, dir_permit));
         Ok(OpenReply {
             fh,
             flags: self.cfg.cache.opendir_flags(),
@@ -74,21 +97,23 @@ impl PassthroughFs {
         let Some(dir) = &h.dir else {
             return Err(Errno::ENOTDIR);
         };
-        let mut buf = dir
+        let _position = dir
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        sys::lseek(h.file.as_fd(), offset, libc::SEEK_SET).map_err(errno)?;
-        loop {
-            let n = sys::getdents64(h.file.as_fd(), &mut buf).map_err(errno)?;
-            if n == 0 {
-                return Ok(());
-            }
-            for d in dirents(&buf[..n]) {
-                if !each(&h, d) {
+        with_dir_buf(|buf| {
+            sys::lseek(h.file.as_fd(), offset, libc::SEEK_SET).map_err(errno)?;
+            loop {
+                let n = sys::getdents64(h.file.as_fd(), buf).map_err(errno)?;
+                if n == 0 {
                     return Ok(());
                 }
+                for d in dirents(&buf[..n]) {
+                    if !each(&h, d) {
+                        return Ok(());
+                    }
+                }
             }
-        }
+        })
     }
 
     pub(super) fn do_readdir(&self, fh: u64, offset: u64, sink: &mut dyn DirSink) -> FsResult<()> {

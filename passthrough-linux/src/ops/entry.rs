@@ -10,7 +10,6 @@ use super::{CName, decode_dev};
 use crate::credentials::CredGuard;
 use crate::errno::errno;
 use crate::inode::ProcFdName;
-use crate::xattrmap;
 use crate::{PassthroughFs, sys};
 
 impl PassthroughFs {
@@ -61,20 +60,27 @@ impl PassthroughFs {
         Ok(entry)
     }
 
-    /// Sets the LSM label the guest sent with a creation (SECURITY_CTX).
+    /// Sets the LSM label the guest sent with a creation (SECURITY_CTX). The name must be a
+    /// `security.*` one (anything else is EPERM: the extension is no back door to other
+    /// namespaces), and it is set exactly as SETXATTR would set it: refused when xattrs are
+    /// off, through the xattr map and the default refusals.
     pub(super) fn apply_security_ctx(&self, cctx: &CreateContext<'_>, nodeid: u64) -> FsResult<()> {
         let Some(sc) = cctx.security_ctx else {
             return Ok(());
         };
-        if !self.cfg.security_label || !self.negotiated().contains(InitFlags::SECURITY_CTX) {
+        if !self.cfg.security_label
+            || !self.cfg.xattr
+            || !self.negotiated().contains(InitFlags::SECURITY_CTX)
+        {
             return Ok(());
         }
         let raw = sc.name.strip_suffix(b"\0").unwrap_or(sc.name);
-        let name = xattrmap::identity(raw)?;
+        if !raw.starts_with(b"security.") || raw.len() == b"security.".len() {
+            return Err(Errno::EPERM);
+        }
+        let name = std::ffi::CString::new(raw).map_err(|_| Errno::EINVAL)?;
         let inode = self.inodes.get(nodeid)?;
-        let fd = inode.path_fd().map_err(errno)?;
-        let path = ProcFdName::new(fd.as_fd()).absolute();
-        sys::setxattr(path.as_cstr(), name.as_cstr(), sc.value, 0).map_err(errno)
+        self.set_guest_xattr(&inode, &name, sc.value, 0)
     }
 
     pub(super) fn do_mkdir(

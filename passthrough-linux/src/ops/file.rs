@@ -12,6 +12,7 @@ use super::CName;
 use crate::credentials::CredGuard;
 use crate::errno::errno;
 use crate::handle::Handle;
+use crate::open::IoFd;
 use crate::{PassthroughFs, sys};
 
 /// Guest open flags that are passed to the host (the rest are dropped: O_NOATIME, O_ASYNC,
@@ -69,22 +70,11 @@ impl PassthroughFs {
         open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
         let inode = self.inodes.get(nodeid)?;
-        if inode.kind == fuse_abi::mode::S_IFLNK {
-            return Err(Errno::ELOOP);
-        }
-        if !inode.is_reopenable() {
-            // Devices, FIFOs and sockets are the guest kernel's own business: never opened here.
-            return Err(Errno::EACCES);
-        }
         let hflags = self.host_open_flags(flags);
         self.check_write_access(hflags)?;
-        if inode.is_dir() && hflags & libc::O_ACCMODE != libc::O_RDONLY {
-            return Err(Errno::EISDIR);
-        }
         let permit = self.budget.acquire()?;
-        let file = inode
-            .reopen(self.proc_self_fd.as_fd(), hflags)
-            .map_err(errno)?;
+        // Devices, FIFOs and sockets are the guest kernel's own business: never opened here.
+        let file = self.open_io(&inode, hflags)?;
         if hflags & libc::O_TRUNC != 0
             && open_flags.contains(OpenInFlags::KILL_SUIDGID)
             && self.killpriv_v2()
@@ -122,39 +112,100 @@ impl PassthroughFs {
             hflags = (hflags & !libc::O_ACCMODE) | libc::O_RDWR; // O_TMPFILE needs write access
         }
         let permit = self.budget.acquire()?;
-        let file = {
-            let guard = CredGuard::become_caller(self.caller(ctx, cctx), self.switch_creds)?;
-            let perm = guard.mask_mode(mode & 0o7777);
-            match &name {
-                Some(n) => sys::open_beneath(
-                    dfd.as_fd(),
-                    n.as_cstr(),
-                    hflags | libc::O_CREAT | (guest & libc::O_EXCL),
-                    perm,
-                ),
-                None => sys::openat(
-                    dfd.as_fd(),
-                    c".",
-                    hflags | libc::O_TMPFILE | (guest & libc::O_EXCL),
-                    perm,
-                ),
+        let caller = self.caller(ctx, cctx);
+        // CREATE of an existing name without O_EXCL opens what is there, through its node
+        // (the one open path); the name may vanish in between, so a few attempts.
+        let mut attempts = 0;
+        let (file, inode, stx, created) = loop {
+            attempts += 1;
+            let made = {
+                let guard = CredGuard::become_caller(caller, self.switch_creds)?;
+                let perm = guard.mask_mode(mode & 0o7777);
+                match &name {
+                    Some(n) => self.create_io(dfd.as_fd(), n.as_cstr(), hflags, perm),
+                    None => self.tmpfile_io(dfd.as_fd(), hflags, guest & libc::O_EXCL != 0, perm),
+                }
+            };
+            match (made, &name) {
+                (Ok(file), _) => {
+                    let registered = self
+                        .o_path_of(file.as_fd())
+                        .and_then(|path| self.register(path));
+                    match registered {
+                        Ok((inode, stx)) => break (file, inode, stx, true),
+                        Err(e) => {
+                            // E.g. the inode budget is spent: the guest never learns of the
+                            // file, so it does not stay behind.
+                            if let Some(n) = &name {
+                                let _ = sys::unlinkat(dfd.as_fd(), n.as_cstr(), 0);
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                (Err(e), Some(n))
+                    if e.raw_os_error() == Some(libc::EEXIST) && guest & libc::O_EXCL == 0 =>
+                {
+                    match self.open_existing(caller, dfd.as_fd(), n, hflags) {
+                        Err(Errno::ENOENT) if attempts < 3 => {}
+                        Err(e) => return Err(e),
+                        Ok((file, inode, stx)) => break (file, inode, stx, false),
+                    }
+                }
+                (Err(e), _) => return Err(errno(e)),
             }
-            .map_err(errno)?
         };
-        let path = self.o_path_of(file.as_fd())?;
-        let (inode, stx) = self.register(path)?;
         let entry = self.entry_of(&inode, &stx);
-        if let Err(e) = self.apply_security_ctx(cctx, entry.nodeid) {
-            self.inodes.forget(entry.nodeid, 1);
-            if let Some(n) = &name {
-                let _ = sys::unlinkat(dfd.as_fd(), n.as_cstr(), 0);
+        if created {
+            if let Err(e) = self.apply_security_ctx(cctx, entry.nodeid) {
+                self.inodes.forget(entry.nodeid, 1);
+                if let Some(n) = &name {
+                    let _ = sys::unlinkat(dfd.as_fd(), n.as_cstr(), 0);
+                }
+                return Err(e);
             }
-            return Err(e);
         }
         let fh = self
             .handles
             .insert(Handle::file(inode, file, hflags, permit));
         Ok((entry, self.open_reply(fh)))
+    }
+
+    /// The EEXIST half of CREATE: resolves `name` `O_PATH | O_NOFOLLOW`, registers its inode
+    /// (a lookup reference for the reply) and opens it through [`PassthroughFs::open_io`],
+    /// which refuses anything but a regular file (a directory is EISDIR, a symlink ELOOP, a
+    /// device, FIFO or socket EACCES). `O_TRUNC` needs the caller's write permission, checked
+    /// with its identity first: the guest kernel checks an existing file only after CREATE
+    /// returns, too late for a truncation.
+    fn open_existing(
+        &self,
+        caller: crate::credentials::Caller,
+        dir: std::os::fd::BorrowedFd<'_>,
+        name: &super::CName,
+        hflags: libc::c_int,
+    ) -> FsResult<(IoFd, std::sync::Arc<crate::inode::Inode>, libc::statx)> {
+        let path = sys::open_beneath_path(dir, name.as_cstr()).map_err(errno)?;
+        let (inode, _) = self.register(path)?;
+        let opened = (|| {
+            if inode.kind == fuse_abi::mode::S_IFDIR {
+                return Err(Errno::EISDIR);
+            }
+            if hflags & libc::O_TRUNC != 0 && inode.kind == fuse_abi::mode::S_IFREG {
+                let pfd = inode.path_fd().map_err(errno)?;
+                let _guard = CredGuard::become_caller(caller, self.switch_creds)?;
+                sys::access(pfd.as_fd(), 0o2).map_err(errno)?;
+            }
+            let file = self.open_io(&inode, hflags)?;
+            let stx = sys::statx(file.as_fd(), 0, sys::STATX_WANTED).map_err(errno)?;
+            Ok((file, stx))
+        })();
+        match opened {
+            Ok((file, stx)) => Ok((file, inode, stx)),
+            Err(e) => {
+                self.inodes.forget(inode.nodeid, 1);
+                Err(e)
+            }
+        }
     }
 
     pub(super) fn do_read(
@@ -228,8 +279,7 @@ impl PassthroughFs {
         if mapped.as_bytes() == b"security.capability" {
             return Ok(());
         }
-        let path = crate::inode::ProcFdName::new(h.file.as_fd()).absolute();
-        match sys::removexattr(path.as_cstr(), mapped.as_cstr()) {
+        match self.xattr_remove_fd(h.file.as_fd(), mapped.as_cstr()) {
             Ok(()) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(()),
             Err(e) => Err(errno(e)),
@@ -317,19 +367,15 @@ impl PassthroughFs {
 
     pub(super) fn do_syncfs(&self, nodeid: u64) -> FsResult<()> {
         let inode = self.inodes.get(nodeid)?;
-        let inode = if inode.is_reopenable() {
+        let inode = if matches!(
+            inode.kind,
+            fuse_abi::mode::S_IFREG | fuse_abi::mode::S_IFDIR
+        ) {
             inode
         } else {
             self.inodes.get(fuse_abi::ROOT_ID)?
         };
-        let flags = if inode.is_dir() {
-            libc::O_RDONLY | libc::O_DIRECTORY
-        } else {
-            libc::O_RDONLY
-        };
-        let fd = inode
-            .reopen(self.proc_self_fd.as_fd(), flags)
-            .map_err(errno)?;
+        let fd = self.open_io(&inode, libc::O_RDONLY)?;
         sys::syncfs(fd.as_fd()).map_err(errno)
     }
 }

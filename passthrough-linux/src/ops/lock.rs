@@ -10,6 +10,10 @@
 //! A blocking request (SETLKW) never blocks the worker in the host kernel: it retries the
 //! non-blocking form with growing pauses for at most [`Config::lock_wait`](crate::Config), then
 //! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
+//!
+//! Lock descriptions are bounded by [`Config::max_lock_fds`](crate::Config) (ENOLCK past it)
+//! and count against the descriptor budget; FLUSH of the owner or FORGET of the node gives
+//! them back.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ use fuse_abi::Errno;
 use fuse_server::{FsResult, Lock};
 
 use crate::errno::errno;
-use crate::inode::Inode;
+use crate::inode::{Inode, LockFd};
 use crate::{PassthroughFs, sys};
 
 /// `OFFSET_MAX`: the kernel's "to the end of file".
@@ -86,19 +90,24 @@ impl PassthroughFs {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if create && !fds.contains_key(&owner) {
-                let permit = self.budget.acquire()?;
-                let proc_fd = self.proc_self_fd.as_fd();
+                let lock_permit = self.lock_budget.acquire()?;
+                let fd_permit = self.budget.acquire()?;
                 let fd = if inode.is_dir() {
-                    inode.reopen(proc_fd, libc::O_RDONLY | libc::O_DIRECTORY)
+                    self.open_io(inode, libc::O_RDONLY | libc::O_DIRECTORY)
                 } else {
-                    inode
-                        .reopen(proc_fd, libc::O_RDWR)
-                        .or_else(|_| inode.reopen(proc_fd, libc::O_RDONLY))
-                }
-                .map_err(errno)?;
-                fds.insert(owner, (Arc::new(fd), permit));
+                    self.open_io(inode, libc::O_RDWR)
+                        .or_else(|_| self.open_io(inode, libc::O_RDONLY))
+                }?;
+                fds.insert(
+                    owner,
+                    LockFd {
+                        fd: Arc::new(fd),
+                        _fd_permit: fd_permit,
+                        _lock_permit: lock_permit,
+                    },
+                );
             }
-            fds.get(&owner).map(|(fd, _)| Arc::clone(fd))
+            fds.get(&owner).map(|l| Arc::clone(&l.fd))
         };
         // The table is not locked while `f` runs: a SETLKW waiting here must not keep the
         // owner of the conflicting lock from unlocking.

@@ -125,6 +125,7 @@ impl PassthroughFs {
         let kind = u32::from(stx.stx_mode) & mode::S_IFMT;
         let mount_root =
             stx.stx_attributes & u64::from(libc::STATX_ATTR_MOUNT_ROOT.unsigned_abs()) != 0;
+        let entry = self.inode_budget.acquire()?;
         if self.use_handles {
             match sys::name_to_handle(fd.as_fd()) {
                 Ok((h, _)) => {
@@ -140,6 +141,7 @@ impl PassthroughFs {
                         kind,
                         mount_root,
                         iref: InodeRef::Handle(Box::new(h), mount),
+                        entry,
                     });
                 }
                 Err(e) if self.cfg.file_handles == crate::FileHandleMode::Mandatory => {
@@ -157,6 +159,7 @@ impl PassthroughFs {
                 fd,
                 _permit: permit,
             },
+            entry,
         })
     }
 
@@ -172,7 +175,7 @@ impl PassthroughFs {
 
     /// Finds `name` in the directory `dir` and takes a lookup reference.
     fn lookup_in(&self, dir: BorrowedFd<'_>, name: &CStr) -> FsResult<Entry> {
-        let fd = sys::open_beneath(dir, name, libc::O_PATH, 0).map_err(errno)?;
+        let fd = sys::open_beneath_path(dir, name).map_err(errno)?;
         let (inode, stx) = self.register(fd)?;
         Ok(self.entry_of(&inode, &stx))
     }
@@ -180,7 +183,7 @@ impl PassthroughFs {
     /// An `O_PATH` descriptor for an open descriptor (any type), via `/proc/self/fd`.
     fn o_path_of(&self, fd: BorrowedFd<'_>) -> FsResult<OwnedFd> {
         let name = ProcFdName::new(fd);
-        sys::openat(self.proc_self_fd.as_fd(), name.as_cstr(), libc::O_PATH, 0).map_err(errno)
+        sys::openat_path(self.proc_self_fd.as_fd(), name.as_cstr()).map_err(errno)
     }
 
     /// chmod of an inode by its `O_PATH` descriptor (not for symlinks).

@@ -1,22 +1,39 @@
 //! Extended attributes: SETXATTR (with SETXATTR_EXT), GETXATTR, LISTXATTR, REMOVEXATTR, with
 //! the configured name map and POSIX ACL policy.
+//!
+//! Without an xattr map, `trusted.*` and `security.capability` belong to the host: a guest
+//! setting them would plant host-trusted metadata (overlayfs' `trusted.overlay.*`, file
+//! capabilities the host honours on exec) in host files. They are refused: SETXATTR and
+//! REMOVEXATTR answer EPERM, GETXATTR answers ENODATA (as if unset, so the guest kernel's
+//! file-capability check on exec finds none instead of failing), LISTXATTR hides them. An
+//! explicit map decides for itself, e.g. `:prefix:all:trusted.:user.virtiofs.: :ok:all:::`
+//! keeps the guest's `trusted.*` under `user.virtiofs.trusted.*`.
+//!
+//! Every call names the inode relative to the backend's `/proc/self/fd` descriptor (no
+//! absolute path, so it works after `pivot_root`; see `sys`), and none opens a descriptor.
 
 use std::ffi::CStr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use fuse_abi::{Errno, SetxattrFlags, mode};
 use fuse_server::{FsResult, XattrReply};
 
 use crate::errno::errno;
-use crate::inode::{Inode, PathFd, ProcFdName};
+use crate::inode::{Inode, ProcFdName};
 use crate::xattrmap::{self, HostName};
 use crate::{PassthroughFs, sys};
 
 const ACL_PREFIX: &[u8] = b"system.posix_acl_";
 
+/// Whether a name is the host's own when no xattr map is configured.
+fn host_reserved(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.") || name == b"security.capability"
+}
+
 impl PassthroughFs {
-    /// The host name for a guest name, after the enable switches and the map.
-    fn host_xattr_name(&self, name: &CStr) -> FsResult<HostName> {
+    /// The host name for a guest name, after the enable switches, the map, and (without a
+    /// map) the refusal of host-reserved names (EPERM).
+    pub(super) fn host_xattr_name(&self, name: &CStr) -> FsResult<HostName> {
         if !self.cfg.xattr {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -29,19 +46,73 @@ impl PassthroughFs {
         }
         match &self.cfg.xattrmap {
             Some(map) => map.to_host(raw),
+            None if host_reserved(raw) => Err(Errno::EPERM),
             None => xattrmap::identity(raw),
         }
     }
 
-    fn xattr_target(&self, nodeid: u64) -> FsResult<(std::sync::Arc<Inode>, OwnedPath)> {
-        let inode = self.inodes.get(nodeid)?;
+    /// Runs `f` with the xattr path of `fd` (any descriptor of the inode, `O_PATH` included).
+    fn with_xattr_path<T>(
+        &self,
+        fd: BorrowedFd<'_>,
+        f: impl FnOnce(sys::XattrPath<'_>) -> std::io::Result<T>,
+    ) -> std::io::Result<T> {
+        let name = ProcFdName::new(fd);
+        let abs = name.absolute();
+        f(sys::XattrPath {
+            proc_dir: self.proc_self_fd.as_fd(),
+            rel: name.as_cstr(),
+            abs: abs.as_cstr(),
+        })
+    }
+
+    /// `setxattr` on the inode of `fd` (a host name).
+    pub(super) fn xattr_set_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        hname: &CStr,
+        value: &[u8],
+        flags: libc::c_int,
+    ) -> std::io::Result<()> {
+        self.with_xattr_path(fd, |p| sys::setxattr(p, hname, value, flags))
+    }
+
+    /// `getxattr` on the inode of `fd`.
+    pub(super) fn xattr_get_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        hname: &CStr,
+        buf: &mut [u8],
+    ) -> std::io::Result<usize> {
+        self.with_xattr_path(fd, |p| sys::getxattr(p, hname, buf))
+    }
+
+    /// `listxattr` on the inode of `fd`.
+    pub(super) fn xattr_list_fd(
+        &self,
+        fd: BorrowedFd<'_>,
+        buf: &mut [u8],
+    ) -> std::io::Result<usize> {
+        self.with_xattr_path(fd, |p| sys::listxattr(p, buf))
+    }
+
+    /// `removexattr` on the inode of `fd`.
+    pub(super) fn xattr_remove_fd(&self, fd: BorrowedFd<'_>, hname: &CStr) -> std::io::Result<()> {
+        self.with_xattr_path(fd, |p| sys::removexattr(p, hname))
+    }
+
+    /// Sets the guest xattr `name` on `nodeid` as SETXATTR does (switches, map, policy).
+    pub(super) fn set_guest_xattr(
+        &self,
+        inode: &Inode,
+        name: &CStr,
+        value: &[u8],
+        flags: libc::c_int,
+    ) -> FsResult<()> {
+        let hname = self.host_xattr_name(name)?;
         let fd = inode.path_fd().map_err(errno)?;
-        let path = ProcFdName::new(fd.as_fd()).absolute();
-        let fd = match fd {
-            PathFd::Owned(fd) => Some(fd),
-            PathFd::Borrowed(_) => None,
-        };
-        Ok((inode, OwnedPath { path, _fd: fd }))
+        self.xattr_set_fd(fd.as_fd(), hname.as_cstr(), value, flags)
+            .map_err(errno)
     }
 
     pub(super) fn do_setxattr(
@@ -53,10 +124,9 @@ impl PassthroughFs {
         sflags: SetxattrFlags,
     ) -> FsResult<()> {
         self.ro()?;
-        let hname = self.host_xattr_name(name)?;
         let flags = libc::c_int::try_from(flags & 0x3).map_err(|_| Errno::EINVAL)?;
-        let (inode, t) = self.xattr_target(nodeid)?;
-        sys::setxattr(t.path.as_cstr(), hname.as_cstr(), value, flags).map_err(errno)?;
+        let inode = self.inodes.get(nodeid)?;
+        self.set_guest_xattr(&inode, name, value, flags)?;
         if sflags.contains(SetxattrFlags::ACL_KILL_SGID)
             && name.to_bytes() == b"system.posix_acl_access"
             && inode.kind != mode::S_IFLNK
@@ -77,9 +147,15 @@ impl PassthroughFs {
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
-        let hname = self.host_xattr_name(name)?;
-        let (_inode, t) = self.xattr_target(nodeid)?;
-        let n = sys::getxattr(t.path.as_cstr(), hname.as_cstr(), buf).map_err(errno)?;
+        let hname = match self.host_xattr_name(name) {
+            Err(Errno::EPERM) if self.cfg.xattrmap.is_none() => return Err(Errno::ENODATA),
+            r => r?,
+        };
+        let inode = self.inodes.get(nodeid)?;
+        let fd = inode.path_fd().map_err(errno)?;
+        let n = self
+            .xattr_get_fd(fd.as_fd(), hname.as_cstr(), buf)
+            .map_err(errno)?;
         if buf.is_empty() {
             Ok(XattrReply::Size(
                 u32::try_from(n).map_err(|_| Errno::E2BIG)?,
@@ -93,7 +169,8 @@ impl PassthroughFs {
         if !self.cfg.xattr {
             return Err(Errno::EOPNOTSUPP);
         }
-        let (_inode, t) = self.xattr_target(nodeid)?;
+        let inode = self.inodes.get(nodeid)?;
+        let fd = inode.path_fd().map_err(errno)?;
         let reply = |n: usize, query: bool| -> FsResult<XattrReply> {
             if query {
                 Ok(XattrReply::Size(
@@ -103,14 +180,10 @@ impl PassthroughFs {
                 Ok(XattrReply::Data(n))
             }
         };
-        if self.cfg.xattrmap.is_none() && self.cfg.posix_acl {
-            let n = sys::listxattr(t.path.as_cstr(), buf).map_err(errno)?;
-            return reply(n, buf.is_empty());
-        }
         // Filter (and map) the host's list into the guest's buffer.
-        let size = sys::listxattr(t.path.as_cstr(), &mut []).map_err(errno)?;
+        let size = self.xattr_list_fd(fd.as_fd(), &mut []).map_err(errno)?;
         let mut host = vec![0u8; size];
-        let size = sys::listxattr(t.path.as_cstr(), &mut host).map_err(errno)?;
+        let size = self.xattr_list_fd(fd.as_fd(), &mut host).map_err(errno)?;
         let mut out = 0usize;
         for hname in host[..size.min(host.len())]
             .split(|&b| b == 0)
@@ -118,6 +191,7 @@ impl PassthroughFs {
         {
             let gname = match &self.cfg.xattrmap {
                 Some(map) => map.to_guest(hname),
+                None if host_reserved(hname) => None,
                 None => Some(hname),
             };
             let Some(gname) = gname else { continue };
@@ -139,13 +213,85 @@ impl PassthroughFs {
     pub(super) fn do_removexattr(&self, nodeid: u64, name: &CStr) -> FsResult<()> {
         self.ro()?;
         let hname = self.host_xattr_name(name)?;
-        let (_inode, t) = self.xattr_target(nodeid)?;
-        sys::removexattr(t.path.as_cstr(), hname.as_cstr()).map_err(errno)
+        let inode = self.inodes.get(nodeid)?;
+        let fd = inode.path_fd().map_err(errno)?;
+        self.xattr_remove_fd(fd.as_fd(), hname.as_cstr())
+            .map_err(errno)
     }
 }
 
-/// A `/proc/self/fd/N` path and, when the descriptor was opened for the call, the descriptor.
-struct OwnedPath {
-    path: crate::inode::ProcFdPath,
-    _fd: Option<std::os::fd::OwnedFd>,
+#[cfg(test)]
+mod tests {
+    use fuse_abi::{Errno, OpenInFlags, SetxattrFlags};
+    use fuse_server::{Context, CreateContext, FileSystem, Name, Negotiated, XattrReply};
+
+    use crate::{Config, PassthroughFs, sys};
+
+    fn ctx() -> Context {
+        Context {
+            unique: 1,
+            uid: 0,
+            gid: 0,
+            pid: 1,
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root (a mount namespace without /proc)"]
+    fn xattrs_work_without_proc_mounted() {
+        if sys::geteuid() != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fs = PassthroughFs::new(Config::builder(dir.path()).build().unwrap()).unwrap();
+        fs.init(&Negotiated {
+            minor: 46,
+            flags: fs.declared_flags(),
+            max_write: 1 << 20,
+        })
+        .unwrap();
+        let root = fuse_abi::ROOT_ID;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // As after the daemon's pivot_root: no /proc at all on this thread.
+                sys::hide_proc_on_this_thread_for_tests().unwrap();
+                assert!(std::fs::metadata("/proc/self/fd").is_err());
+                let (e, _) = fs
+                    .create(
+                        &ctx(),
+                        &CreateContext::default(),
+                        root,
+                        Name::new(b"f").unwrap(),
+                        0o644,
+                        libc::O_RDWR as u32,
+                        OpenInFlags::empty(),
+                    )
+                    .unwrap();
+                let set =
+                    || fs.setxattr(&ctx(), e.nodeid, c"user.k", b"v", 0, SetxattrFlags::empty());
+                // The absolute /proc/self/fd/N path (the only one before) is gone...
+                sys::force_xattr_path_for_tests(true);
+                assert_eq!(set().unwrap_err(), Errno::ENOENT);
+                // ... the *xattrat calls beneath the held /proc/self/fd descriptor are not.
+                sys::force_xattr_path_for_tests(false);
+                set().unwrap();
+                let mut buf = [0u8; 4];
+                assert_eq!(
+                    fs.getxattr(&ctx(), e.nodeid, c"user.k", &mut buf).unwrap(),
+                    XattrReply::Data(1)
+                );
+                assert_eq!(
+                    fs.listxattr(&ctx(), e.nodeid, &mut []).unwrap(),
+                    XattrReply::Size(7)
+                );
+                fs.removexattr(&ctx(), e.nodeid, c"user.k").unwrap();
+                assert_eq!(
+                    fs.getxattr(&ctx(), e.nodeid, c"user.k", &mut buf)
+                        .unwrap_err(),
+                    Errno::ENODATA
+                );
+            });
+        });
+    }
 }
