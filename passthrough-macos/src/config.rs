@@ -77,6 +77,13 @@ pub struct Config {
     /// past it answers `ENFILE` until the guest FORGETs some. The default,
     /// [`Config::DEFAULT_MAX_INODES`], bounds the table to roughly 40 MiB.
     pub max_inodes: usize,
+    /// Most directory streams the guest's directory handles keep open between READDIRs (each
+    /// holds a fixed buffer: 4 KiB on Linux, libc's on macOS). A handle that finds them all
+    /// taken still lists its directory, through a stream opened for each READDIR and read from
+    /// the start to the offset (slower, no memory kept). The default,
+    /// [`Config::DEFAULT_MAX_DIR_STREAMS`], bounds their memory to a few MiB whatever the
+    /// descriptor budget; each stream is also a descriptor of [`Config::max_fds`].
+    pub max_dir_streams: usize,
     /// Declare `SECURITY_CTX` and store the LSM label a guest kernel sends with a creation, as
     /// the extended attribute it names (only a `security.*` name, and only with
     /// [`Config::xattr`]; see `PassthroughFs`'s documentation). Off by default.
@@ -86,12 +93,15 @@ pub struct Config {
 impl Config {
     /// The default of [`Config::max_inodes`]: 2¹⁸ inodes.
     pub const DEFAULT_MAX_INODES: usize = 1 << 18;
+    /// The default of [`Config::max_dir_streams`].
+    pub const DEFAULT_MAX_DIR_STREAMS: usize = 1024;
     /// The smallest descriptor budget [`Config::max_fds`] derives from the process's limit.
     pub const MIN_FDS: usize = 64;
 
     /// Defaults for sharing `root`: the guest's architecture is this machine's, cache `Auto`,
     /// no writeback, xattrs on, `fsync`, exact-case lookups, no remote locks, 1 s timeouts,
-    /// descriptors budgeted from `RLIMIT_NOFILE`, 2¹⁸ inodes, no security labels.
+    /// descriptors budgeted from `RLIMIT_NOFILE`, 2¹⁸ inodes, 1024 kept directory streams, no
+    /// security labels.
     pub fn new(root: impl Into<PathBuf>) -> Config {
         Config {
             root: root.into(),
@@ -111,6 +121,7 @@ impl Config {
             attr_timeout: Duration::from_secs(1),
             max_fds: 0,
             max_inodes: Config::DEFAULT_MAX_INODES,
+            max_dir_streams: Config::DEFAULT_MAX_DIR_STREAMS,
             security_label: false,
         }
     }

@@ -148,6 +148,8 @@ pub struct PassthroughFs<H: Host> {
     handles: RwLock<HashMap<u64, Arc<Handle<H::DirStream>>>>,
     /// The descriptor budget ([`Config::max_fds`]), shared with the host adapter.
     fds: Arc<Budget>,
+    /// The directory streams handles may keep ([`Config::max_dir_streams`]).
+    dir_streams: Arc<Budget>,
     next_handle: AtomicU64,
     locks: Mutex<LockFds>,
     /// The negotiated INIT flags.
@@ -205,6 +207,7 @@ impl<H: Host> PassthroughFs<H> {
             capabilities: capabilities::capabilities(&options),
             inodes: Inodes::new(root_id, Budget::new(config.max_inodes)),
             fds,
+            dir_streams: Budget::new(config.max_dir_streams),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             locks: Mutex::new(LockFds::default()),
@@ -319,7 +322,7 @@ impl<H: Host> PassthroughFs<H> {
             .host
             .setxattr(node, OVERRIDE, value.as_bytes(), options);
         if let Err(restore) = self.host.chmod(node, host_mode) {
-            warn!("restoring host mode {host_mode:o}: {}", guest(restore));
+            fuse_server::guest_warn!("restoring host mode {host_mode:o}: {}", guest(restore));
         }
         result.map_err(guest)
     }
@@ -486,7 +489,7 @@ impl<H: Host> PassthroughFs<H> {
                     _ => self.host.unlink(dir, name),
                 };
                 if let Err(undo) = undo {
-                    warn!("removing a half-created object: {}", guest(undo));
+                    fuse_server::guest_warn!("removing a half-created object: {}", guest(undo));
                 }
                 Err(e)
             }
@@ -1164,9 +1167,23 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             pending,
             has_pending,
         } = &mut *state;
+        // A stream the handle keeps, or, once Config::max_dir_streams are kept, one for this
+        // READDIR only (read from the start to the offset: slower, but no memory held).
+        let mut transient = None;
         let stream = match stream {
             Some(stream) => stream,
-            None => stream.insert(open::dir_stream(&self.host, &self.fds, &handle.fd)?),
+            None => match self.dir_streams.acquire() {
+                Ok(kept) => stream.insert(open::dir_stream(
+                    &self.host,
+                    &self.fds,
+                    Some(kept),
+                    &handle.fd,
+                )?),
+                Err(_) => {
+                    (*position, *has_pending) = (0, false);
+                    transient.insert(open::dir_stream(&self.host, &self.fds, None, &handle.fd)?)
+                }
+            },
         };
         let stream = &mut stream.stream;
         // Offsets are an entry's index since the stream's last rewind, plus one. A READDIR at
@@ -1233,6 +1250,10 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             }
             *position = next;
             added += 1;
+        }
+        if transient.is_some() {
+            // The stream goes: the next READDIR starts from the directory's start.
+            (*position, *has_pending) = (0, false);
         }
         Ok(())
     }

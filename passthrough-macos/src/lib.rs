@@ -35,13 +35,17 @@
 //! - **Budgets** ([`fuse_server::limits::Budget`], `ENFILE` when spent, never a panic):
 //!   descriptors ([`Config::max_fds`], by default three quarters of `RLIMIT_NOFILE` at start:
 //!   each handle, each directory stream, each lock description, each descriptor kept for an
-//!   unlinked inode, and each identity the Linux adapter keeps an `O_PATH` descriptor for) and
-//!   inodes ([`Config::max_inodes`], 2¹⁸ by default).
+//!   unlinked inode, and each identity the Linux adapter keeps an `O_PATH` descriptor for),
+//!   inodes ([`Config::max_inodes`], 2¹⁸ by default: about 40 MiB of table), and the directory
+//!   streams handles keep between READDIRs ([`Config::max_dir_streams`], 1024 by default:
+//!   about 4.5 MiB of buffers on Linux; past it a handle reads through a stream opened for
+//!   the one READDIR).
 //! - **Directory handles** keep a host directory stream of their own and the index of the next
 //!   entry; a READDIR at that offset continues the stream, offset 0 rewinds it, any other
 //!   offset rewinds and skips (offsets are index + 1, no `telldir` needed). A handle's memory
 //!   is the stream's fixed buffer (4 KiB on Linux, libc's on macOS) and at most one name,
-//!   whatever the directory's size; nothing is copied per entry.
+//!   whatever the directory's size; nothing is copied per entry
+//!   ([`PassthroughFs::dir_handle_footprint`]).
 //! - **Security labels** (SECURITY_CTX, only with [`Config::security_label`]): stored only as
 //!   a `security.*` attribute through SETXATTR's name handling; others are ignored.
 //! - **Errors**: the [`Host`] returns [`errno::DarwinErrno`]; the only way to a guest error is

@@ -143,24 +143,32 @@ pub(crate) fn open_io<H: Host>(
 }
 
 /// A directory stream over an [`IoFd`] directory, holding its share of the descriptor budget
-/// (the stream reads through a duplicate descriptor of its own).
+/// (the stream reads through a duplicate descriptor of its own) and, when a handle keeps it,
+/// of the directory-stream budget (its buffer's memory).
 #[derive(Debug)]
 pub(crate) struct DirHandle<S> {
     pub(crate) stream: S,
     _permit: Permit,
+    _kept: Option<Permit>,
 }
 
-/// The directory stream of `dir` (a directory [`IoFd`]): one more descriptor against `budget`.
+/// The directory stream of `dir` (a directory [`IoFd`]): one more descriptor against `budget`;
+/// `kept` is the directory-stream budget's unit of a stream a handle keeps.
 pub(crate) fn dir_stream<H: Host>(
     host: &H,
     budget: &Arc<Budget>,
+    kept: Option<Permit>,
     dir: &IoFd,
 ) -> FsResult<DirHandle<H::DirStream>> {
+    if !dir.is_dir() {
+        return Err(Errno::ENOTDIR);
+    }
     let permit = budget.acquire()?;
     let stream = host.open_dir(dir.as_fd()).map_err(|e| e.to_linux())?;
     Ok(DirHandle {
         stream,
         _permit: permit,
+        _kept: kept,
     })
 }
 

@@ -150,3 +150,46 @@ fn readdir_across_concurrent_unlinks() {
     assert!(now.is_disjoint(&removed));
     fx.fs.releasedir(&ctx(), dir, fh, 0).unwrap();
 }
+
+#[test]
+fn handles_past_the_kept_streams_still_list_correctly() {
+    let fx = Fixture::with(|c| passthrough_macos::Config {
+        max_dir_streams: 2,
+        ..c
+    });
+    let dir = populate(&fx, "d", 300);
+    let handles: Vec<u64> = (0..5)
+        .map(|_| fx.fs.opendir(&ctx(), dir, 0).unwrap().fh)
+        .collect();
+    // Interleaved READDIRs, each handle continuing at its own offset.
+    let mut offsets = vec![0u64; handles.len()];
+    let mut listed = vec![Vec::new(); handles.len()];
+    loop {
+        let mut progressed = false;
+        for (i, &fh) in handles.iter().enumerate() {
+            let got = readdir(&fx, dir, fh, offsets[i], 23);
+            if let Some(&(_, last)) = got.last() {
+                offsets[i] = last;
+                listed[i].extend(got.into_iter().map(|e| e.0));
+                progressed = true;
+            }
+        }
+        if !progressed {
+            break;
+        }
+    }
+    let want = read_all(&fx, dir, handles[0], 0, 300);
+    assert_eq!(want.len(), 300);
+    for names in &listed {
+        assert_eq!(names, &want);
+    }
+    // Two handles keep a stream; the others hold none between READDIRs.
+    let kept = handles
+        .iter()
+        .filter(|&&fh| fx.fs.dir_handle_footprint(fh).unwrap() > 1024)
+        .count();
+    assert_eq!(kept, 2);
+    for fh in handles {
+        fx.fs.releasedir(&ctx(), dir, fh, 0).unwrap();
+    }
+}
