@@ -253,8 +253,9 @@ fn name_attr(reply: &[u8]) -> HostResult<&[u8]> {
 pub struct DarwinDirStream(sys::Dir);
 
 /// What libc's `DIR` holds besides the structure itself, an upper estimate: its read buffer,
-/// of a fixed size per stream whatever the directory's size (libc reads a union mount's
-/// directory whole; the backend serves no union mounts).
+/// which libc allocates once per stream with a size that does not depend on the directory's
+/// (a few KiB; only a union mount's directory is read whole, and union mounts are rare on
+/// macOS).
 const DIR_BUFFER_ESTIMATE: usize = 64 * 1024;
 
 impl DirStream for DarwinDirStream {
@@ -603,15 +604,15 @@ impl Host for DarwinHost {
         Ok(stored.len())
     }
 
-    /// Duplicates `fd` (`F_DUPFD_CLOEXEC`, a `dup` that is not inherited by child processes)
-    /// and hands the duplicate to `fdopendir` (the stream owns it: `closedir` closes the
-    /// duplicate, never `fd`), rewound (`rewinddir`: the duplicate shares `fd`'s offset).
-    /// Entries are read one `readdir` at a time through libc's buffer of fixed size.
+    /// Duplicates `fd` (`F_DUPFD_CLOEXEC`, a `dup` that is not inherited by child processes),
+    /// rewinds it (`lseek` to 0: the duplicate shares `fd`'s offset, and `fdopendir` takes the
+    /// offset it finds as the point `rewinddir` returns to) and hands it to `fdopendir` (the
+    /// stream owns it: `closedir` closes the duplicate, never `fd`). Entries are read one
+    /// `readdir` at a time through libc's buffer of fixed size.
     fn open_dir(&self, fd: BorrowedFd<'_>) -> HostResult<DarwinDirStream> {
         let dup = fd.try_clone_to_owned().map_err(|e| self.io_errno(&e))?;
-        let mut dir = sys::Dir::from_fd(dup)?;
-        dir.rewind();
-        Ok(DarwinDirStream(dir))
+        sys::lseek(dup.as_fd(), 0, libc::SEEK_SET)?;
+        Ok(DarwinDirStream(sys::Dir::from_fd(dup)?))
     }
 
     /// `getrlimit(RLIMIT_NOFILE)`'s soft limit.
