@@ -499,9 +499,12 @@ impl Host for LinuxHost {
     fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd> {
         let flags = xlate::open_flags(flags)?;
         let mode = mode_t::from(mode);
-        let pinned = match node {
+        let (pinned, st) = match node {
             Node::Fd(_) => return Err(DarwinErrno::EBADF),
-            Node::Id(id) => Handle::Shared(self.resolve(id)?.0),
+            Node::Id(id) => {
+                let (fd, st) = self.resolve(id)?;
+                (Handle::Shared(fd), st)
+            }
             Node::Child(dir, name) => {
                 let dirfd = self.dir_fd(dir)?;
                 let name = component(name)?;
@@ -518,10 +521,11 @@ impl Host for LinuxHost {
                         Err(e) => return Err(e),
                     }
                 }
-                Handle::Owned(sys::openat(dirfd.as_fd(), &name, PATH_FLAGS, 0)?)
+                let fd = sys::openat(dirfd.as_fd(), &name, PATH_FLAGS, 0)?;
+                let st = self.stat_fd(fd.as_fd())?;
+                (Handle::Owned(fd), st)
             }
         };
-        let st = self.stat_fd(pinned.fd())?;
         Self::reopen(pinned.fd(), &st, flags)
     }
 
