@@ -90,8 +90,9 @@ struct Handle<S> {
     fd: IoFd,
     /// The open access mode (Darwin `O_ACCMODE` bits).
     access: i32,
-    /// A directory's stream and position (directories only).
-    dir: Option<Mutex<DirState<S>>>,
+    /// A directory's stream and position (directories only; boxed, so that a file's handle
+    /// stays small).
+    dir: Option<Box<Mutex<DirState<S>>>>,
 }
 
 /// Where a directory handle is in its host directory: a stream of its own, opened on the first
@@ -99,12 +100,14 @@ struct Handle<S> {
 /// and at most one name, whatever the directory's size.
 #[derive(Debug)]
 struct DirState<S> {
-    stream: Option<DirHandle<S>>,
+    /// Boxed: only [`Config::max_dir_streams`] handles keep one.
+    stream: Option<Box<DirHandle<S>>>,
     /// The index (since the last rewind) of the next entry to return; the guest's offset of
     /// an entry is its index + 1, so a READDIR at this offset continues the stream.
     position: u64,
-    /// The entry at `position`, already read from the stream, that did not fit the last
-    /// reply (valid when `has_pending`; its name's buffer is reused).
+    /// The entry at `position`, already read from the kept stream, that did not fit the last
+    /// reply (valid when `has_pending`; its name's buffer is reused; only with a kept stream,
+    /// so at most [`Config::max_dir_streams`] of them hold a name).
     pending: HostDirent,
     has_pending: bool,
 }
@@ -1143,7 +1146,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             inode,
             fd,
             access: darwin_abi::O_RDONLY,
-            dir: Some(Mutex::new(DirState::new())),
+            dir: Some(Box::new(Mutex::new(DirState::new()))),
         });
         Ok(self.open_reply(fh, true))
     }
@@ -1170,18 +1173,22 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         // A stream the handle keeps, or, once Config::max_dir_streams are kept, one for this
         // READDIR only (read from the start to the offset: slower, but no memory held).
         let mut transient = None;
+        let mut is_transient = false;
         let stream = match stream {
             Some(stream) => stream,
             None => match self.dir_streams.acquire() {
-                Ok(kept) => stream.insert(open::dir_stream(
+                Ok(kept) => stream.insert(Box::new(open::dir_stream(
                     &self.host,
                     &self.fds,
                     Some(kept),
                     &handle.fd,
-                )?),
+                )?)),
                 Err(_) => {
                     (*position, *has_pending) = (0, false);
-                    transient.insert(open::dir_stream(&self.host, &self.fds, None, &handle.fd)?)
+                    is_transient = true;
+                    transient.insert(Box::new(open::dir_stream(
+                        &self.host, &self.fds, None, &handle.fd,
+                    )?))
                 }
             },
         };
@@ -1239,6 +1246,9 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
                     Err(e) => return Err(guest(e)),
                 };
                 if !emit(entry, next) {
+                    if is_transient {
+                        break;
+                    }
                     // Kept for the next READDIR, which continues at this entry.
                     pending.ino = entry.ino;
                     pending.typ = entry.typ;
@@ -1251,7 +1261,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             *position = next;
             added += 1;
         }
-        if transient.is_some() {
+        if is_transient {
             // The stream goes: the next READDIR starts from the directory's start.
             (*position, *has_pending) = (0, false);
         }
@@ -1501,6 +1511,26 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             copied += read as u64;
         }
         Ok(copied)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::host::LinuxHost;
+
+    /// What a guest-held descriptor costs in memory besides the kernel's file: a file's
+    /// handle, a directory's state, an inode (the figures the crate documentation gives).
+    #[test]
+    fn per_object_memory_is_small() {
+        type S = <LinuxHost as Host>::DirStream;
+        assert!(size_of::<Handle<S>>() <= 48, "{}", size_of::<Handle<S>>());
+        assert!(
+            size_of::<DirState<S>>() <= 64,
+            "{}",
+            size_of::<DirState<S>>()
+        );
+        assert!(size_of::<Inode>() <= 80, "{}", size_of::<Inode>());
     }
 }
 

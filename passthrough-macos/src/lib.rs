@@ -40,6 +40,14 @@
 //!   streams handles keep between READDIRs ([`Config::max_dir_streams`], 1024 by default:
 //!   about 4.5 MiB of buffers on Linux; past it a handle reads through a stream opened for
 //!   the one READDIR).
+//!
+//!   What a hostile guest can make the backend hold, from the structures' sizes (allocator
+//!   overhead aside): per descriptor unit at most about 200 bytes (a directory's handle: 48 B
+//!   handle, 64 B state, their boxes and table entry; a file's handle, a lock description or
+//!   a registry identity take less), per inode about 160 bytes, per kept directory stream
+//!   about 5 KiB (buffer and one pending name). At the defaults that is about
+//!   `max_fds` × 200 B + 40 MiB + 5 MiB: under 10 MiB with a 1024 or 65 536 descriptor limit
+//!   besides the inode table, about 200 MiB with a limit of 2²⁰.
 //! - **Directory handles** keep a host directory stream of their own and the index of the next
 //!   entry; a READDIR at that offset continues the stream, offset 0 rewinds it, any other
 //!   offset rewinds and skips (offsets are index + 1, no `telldir` needed). A handle's memory
