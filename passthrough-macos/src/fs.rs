@@ -1037,7 +1037,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             // it through the same checks as OPEN, unless the guest asked for O_EXCL. A device
             // node, FIFO or socket a host user left there is refused, never opened.
             Err(Errno::EEXIST) if flags & open_flags::linux::O_EXCL == 0 => {
-                let fd = self.open_io(child, host_flags, 0)?;
+                let fd = self.open_io(child, host_flags, 0).inspect_err(|_| {
+                    // What was looked at and refused (a FIFO...) is not the guest's to hold.
+                    if let Ok(st) = self.host.lstat(child) {
+                        self.release_unheld(HostId::of(&st));
+                    }
+                })?;
                 if fd.is_dir() {
                     // open(2) with O_CREAT of a directory.
                     return Err(Errno::EISDIR);

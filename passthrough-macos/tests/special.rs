@@ -178,3 +178,14 @@ fn create_over_an_existing_directory_is_eisdir() {
         );
     }
 }
+
+#[test]
+fn refused_creates_leave_no_descriptor_behind() {
+    let fx = Fixture::new();
+    run("mkfifo", &[fx.host_path("fifo").to_str().unwrap()]);
+    let before = fx.fs.fd_budget().0;
+    for _ in 0..100 {
+        assert!(fx.create(root(), "fifo", 0o644, O_WRONLY).is_err());
+    }
+    assert_eq!(fx.fs.fd_budget().0, before);
+}
