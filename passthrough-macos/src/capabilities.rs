@@ -10,7 +10,7 @@
 //!   `default_permissions` (which `POSIX_ACL` implies) — the libkrun bug (#568) this project
 //!   exists to avoid. The uid/gid obligation is not declared either.
 //! * `EXPORT_SUPPORT` (no file handles on macOS); `NO_EXPORT_SUPPORT` is declared instead.
-//! * `HANDLE_KILLPRIV` (v1), `SECURITY_CTX`, `CREATE_SUPP_GROUP`, `HAS_IOCTL_DIR`,
+//! * `HANDLE_KILLPRIV` (v1), `CREATE_SUPP_GROUP`, `HAS_IOCTL_DIR`,
 //!   `NO_OPEN_SUPPORT`/`NO_OPENDIR_SUPPORT`, `CACHE_SYMLINKS`, DAX (`MAP_ALIGNMENT`,
 //!   `HAS_INODE_DAX`), `PASSTHROUGH`, splice: not implemented.
 //!
@@ -19,8 +19,8 @@
 //! `SUBMOUNTS` (a host mount point inside the share is another `st_dev`), `NO_EXPORT_SUPPORT`.
 //!
 //! Declared only when the options say so: `WRITEBACK_CACHE` (configured by the operator),
-//! `DO_READDIRPLUS`/`READDIRPLUS_AUTO`, `POSIX_LOCKS`, `FLOCK_LOCKS` and `HANDLE_KILLPRIV_V2`
-//! (each once the backend implements it). The server still intersects this with the kernel's
+//! `DO_READDIRPLUS`/`READDIRPLUS_AUTO`, `POSIX_LOCKS`, `FLOCK_LOCKS`, `HANDLE_KILLPRIV_V2`
+//! (each once the backend implements it) and `SECURITY_CTX` (labels configured, with xattrs). The server still intersects this with the kernel's
 //! offer, the transport and its own configuration.
 
 use fuse_abi::InitFlags;
@@ -40,6 +40,8 @@ pub struct CapabilityOptions {
     /// The backend clears set-uid/set-gid (in the override) on write, truncate and chown when
     /// the request asks (`HANDLE_KILLPRIV_V2`).
     pub killpriv_v2: bool,
+    /// The backend stores the LSM label sent with a creation (`SECURITY_CTX`).
+    pub security_ctx: bool,
     /// The host filesystem's timestamp granularity in nanoseconds (see [`time_gran`]); 0 for
     /// unknown.
     pub time_gran: u32,
@@ -57,7 +59,6 @@ pub const NEVER: InitFlags = InitFlags::POSIX_ACL
     .union(InitFlags::SETXATTR_EXT)
     .union(InitFlags::EXPORT_SUPPORT)
     .union(InitFlags::HANDLE_KILLPRIV)
-    .union(InitFlags::SECURITY_CTX)
     .union(InitFlags::CREATE_SUPP_GROUP)
     .union(InitFlags::HAS_IOCTL_DIR)
     .union(InitFlags::NO_OPEN_SUPPORT)
@@ -103,6 +104,9 @@ pub const fn capabilities(options: &CapabilityOptions) -> Capabilities {
     if options.killpriv_v2 {
         flags = flags.union(InitFlags::HANDLE_KILLPRIV_V2);
     }
+    if options.security_ctx {
+        flags = flags.union(InitFlags::SECURITY_CTX);
+    }
     Capabilities::new()
         .with_flags(flags.difference(NEVER))
         .with_max_write(MAX_WRITE, MAX_PAGES)
@@ -133,13 +137,14 @@ mod tests {
 
     /// Every combination of the boolean options.
     fn all_options() -> impl Iterator<Item = CapabilityOptions> {
-        (0u32..32).flat_map(|bits| {
+        (0u32..64).flat_map(|bits| {
             [0, 1, 1_000_000_000].map(move |time_gran| CapabilityOptions {
                 writeback_cache: bits & 1 != 0,
                 readdirplus: bits & 2 != 0,
                 posix_locks: bits & 4 != 0,
                 flock_locks: bits & 8 != 0,
                 killpriv_v2: bits & 16 != 0,
+                security_ctx: bits & 32 != 0,
                 time_gran,
             })
         })
@@ -199,6 +204,13 @@ mod tests {
                     ..CapabilityOptions::default()
                 },
                 InitFlags::HANDLE_KILLPRIV_V2,
+            ),
+            (
+                CapabilityOptions {
+                    security_ctx: true,
+                    ..CapabilityOptions::default()
+                },
+                InitFlags::SECURITY_CTX,
             ),
         ];
         for (options, extra) in rows {

@@ -10,14 +10,15 @@
 //! [`DarwinErrno::to_linux`]: a missed translation does not compile.
 
 use std::collections::HashMap;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use fuse_abi::{AttrFlags, Errno, InitFlags, OpenInFlags, OpenOutFlags, RenameFlags, mode};
+use fuse_server::limits::Budget;
 use fuse_server::{
     AttrReply, Capabilities, Context, CreateContext, DirEntry, DirSink, Entry, FileAttr,
     FileSystem, FsResult, Lock, Name, Negotiated, OpenReply, SetAttr, StatFs, XattrReply,
@@ -27,13 +28,14 @@ use log::{debug, info, warn};
 
 use crate::access;
 use crate::capabilities::{self, CapabilityOptions};
-use crate::config::{CachePolicy, CasePolicy, Config};
+use crate::config::{self, CachePolicy, CasePolicy, Config};
 use crate::darwin_abi;
 use crate::errno::DarwinErrno;
 use crate::fallocate::{self, Plan};
-use crate::host::{Host, HostDirent, HostId, HostResult, Node};
+use crate::host::{DirStream, DirentRef, Host, HostDirent, HostId, HostResult, Node};
 use crate::inode::{Inode, Inodes, ROOT};
 use crate::lock::{self, HostFlock};
+use crate::open::{self, DirHandle, IoFd};
 use crate::open_flags;
 use crate::override_stat::{self, OverrideStat};
 use crate::ownership::{self, NewObject};
@@ -83,26 +85,61 @@ fn guest(err: DarwinErrno) -> Errno {
 
 /// An open file or directory.
 #[derive(Debug)]
-struct Handle {
+struct Handle<S> {
     inode: Arc<Inode>,
-    fd: OwnedFd,
+    fd: IoFd,
     /// The open access mode (Darwin `O_ACCMODE` bits).
     access: i32,
-    /// A directory's entries, read on the first READDIR and on every rewind (offset 0).
-    dir: Option<Mutex<DirCache>>,
+    /// A directory's stream and position (directories only; boxed, so that a file's handle
+    /// stays small).
+    dir: Option<Box<Mutex<DirState<S>>>>,
 }
 
-#[derive(Debug, Default)]
-struct DirCache {
-    loaded: bool,
-    entries: Vec<HostDirent>,
+/// Where a directory handle is in its host directory: a stream of its own, opened on the first
+/// READDIR, and the index of the next entry to return. Its memory is the stream's fixed buffer
+/// and at most one name, whatever the directory's size.
+#[derive(Debug)]
+struct DirState<S> {
+    /// Boxed: only [`Config::max_dir_streams`] handles keep one.
+    stream: Option<Box<DirHandle<S>>>,
+    /// The index (since the last rewind) of the next entry to return; the guest's offset of
+    /// an entry is its index + 1, so a READDIR at this offset continues the stream.
+    position: u64,
+    /// The entry at `position`, already read from the kept stream, that did not fit the last
+    /// reply (valid when `has_pending`; its name's buffer is reused; only with a kept stream,
+    /// so at most [`Config::max_dir_streams`] of them hold a name).
+    pending: HostDirent,
+    has_pending: bool,
+}
+
+impl<S: DirStream> DirState<S> {
+    fn new() -> DirState<S> {
+        DirState {
+            stream: None,
+            position: 0,
+            pending: HostDirent {
+                ino: 0,
+                typ: 0,
+                name: Vec::new(),
+            },
+            has_pending: false,
+        }
+    }
+
+    /// The bytes this state holds: bounded by a constant (the stream's buffer and the longest
+    /// name), never by the directory's size.
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.pending.name.capacity()
+            + self.stream.as_ref().map_or(0, |s| s.stream.footprint())
+    }
 }
 
 /// The descriptors holding a guest lock owner's POSIX locks on one inode (open file
 /// description locks on a description of their own, so owners conflict as processes do).
 #[derive(Debug, Default)]
 struct LockFds {
-    by_owner: HashMap<(u64, u64), Arc<OwnedFd>>,
+    by_owner: HashMap<(u64, u64), Arc<IoFd>>,
 }
 
 /// A [`FileSystem`] serving the host directory [`Config::root`] through a [`Host`].
@@ -111,7 +148,11 @@ pub struct PassthroughFs<H: Host> {
     host: H,
     config: Config,
     inodes: Inodes,
-    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    handles: RwLock<HashMap<u64, Arc<Handle<H::DirStream>>>>,
+    /// The descriptor budget ([`Config::max_fds`]), shared with the host adapter.
+    fds: Arc<Budget>,
+    /// The directory streams handles may keep ([`Config::max_dir_streams`]).
+    dir_streams: Arc<Budget>,
     next_handle: AtomicU64,
     locks: Mutex<LockFds>,
     /// The negotiated INIT flags.
@@ -160,11 +201,16 @@ impl<H: Host> PassthroughFs<H> {
             posix_locks: config.posix_locks,
             flock_locks: config.flock_locks,
             killpriv_v2: false,
+            security_ctx: config.security_label && config.xattr,
             time_gran: capabilities::time_gran(statfs.fstypename()),
         };
+        let fds = Budget::new(config::fd_budget(&config, host.nofile_limit()));
+        host.use_fd_budget(&fds);
         let fs = PassthroughFs {
             capabilities: capabilities::capabilities(&options),
-            inodes: Inodes::new(root_id),
+            inodes: Inodes::new(root_id, Budget::new(config.max_inodes)),
+            fds,
+            dir_streams: Budget::new(config.max_dir_streams),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             locks: Mutex::new(LockFds::default()),
@@ -185,6 +231,23 @@ impl<H: Host> PassthroughFs<H> {
     /// The host adapter.
     pub fn host(&self) -> &H {
         &self.host
+    }
+
+    /// The bytes of memory the directory handle `fh` holds besides its descriptors (its
+    /// stream's buffer and at most one name): bounded by a constant, never by the directory's
+    /// size. `None` for an unknown handle or a file.
+    pub fn dir_handle_footprint(&self, fh: u64) -> Option<usize> {
+        let handle = self.handle(fh).ok()?;
+        let state = handle.dir.as_ref()?;
+        let state = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(state.footprint())
+    }
+
+    /// The descriptor budget: (units in use, its size).
+    pub fn fd_budget(&self) -> (usize, usize) {
+        (self.fds.used(), self.fds.limit())
     }
 
     fn negotiated(&self) -> InitFlags {
@@ -262,7 +325,7 @@ impl<H: Host> PassthroughFs<H> {
             .host
             .setxattr(node, OVERRIDE, value.as_bytes(), options);
         if let Err(restore) = self.host.chmod(node, host_mode) {
-            warn!("restoring host mode {host_mode:o}: {}", guest(restore));
+            fuse_server::guest_warn!("restoring host mode {host_mode:o}: {}", guest(restore));
         }
         result.map_err(guest)
     }
@@ -329,7 +392,13 @@ impl<H: Host> PassthroughFs<H> {
         {
             attr.flags |= AttrFlags::SUBMOUNT;
         }
-        let (nodeid, new) = self.inodes.insert_or_ref(HostId::of(&st), st.file_type());
+        let (nodeid, new) = match self.inodes.insert_or_ref(HostId::of(&st), st.file_type()) {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                self.release_unheld(HostId::of(&st));
+                return Err(e);
+            }
+        };
         if new && self.inodes.releases() != releases {
             // A FORGET on another worker may have made the host forget this identity after
             // the lstat above: resolve the name again so that it knows it.
@@ -378,31 +447,40 @@ impl<H: Host> PassthroughFs<H> {
     /// node (device, FIFO, socket, whiteout) is on the host.
     fn create_host_file(&self, dir: HostId, name: &[u8]) -> FsResult<()> {
         let create = darwin_abi::O_CREAT | darwin_abi::O_EXCL | darwin_abi::O_WRONLY;
-        self.host
-            .open(Node::Child(dir, name), create, ownership::HOST_FILE_MODE)
+        self.open_io(Node::Child(dir, name), create, ownership::HOST_FILE_MODE)
             .map(drop)
-            .map_err(guest)
+    }
+
+    /// The one open path ([`open::open_io`]): a regular file or directory, never blocking,
+    /// counted against the descriptor budget.
+    fn open_io(&self, node: Node<'_>, flags: i32, mode: u16) -> FsResult<IoFd> {
+        open::open_io(&self.host, &self.fds, node, flags, mode)
     }
 
     /// Stamps the new object `name` in `dir` with its override (and device number); on failure
     /// removes it again, so that no object exists without the ownership the guest asked for.
+    /// The guest's security label (SECURITY_CTX) is stored too ([`Self::apply_security_ctx`]).
     fn stamp_new(
         &self,
+        cctx: &CreateContext<'_>,
         dir: HostId,
         name: &[u8],
         over: &OverrideStat,
         rdev: Option<u32>,
     ) -> FsResult<()> {
         let node = Node::Child(dir, name);
-        let result = self.write_override(node, over).and_then(|()| match rdev {
-            Some(rdev) => {
-                let value = override_stat::encode_rdev(rdev);
-                self.host
-                    .setxattr(node, RDEV, value.as_bytes(), xattr::HOST_OPTIONS)
-                    .map_err(guest)
-            }
-            None => Ok(()),
-        });
+        let result = self
+            .write_override(node, over)
+            .and_then(|()| match rdev {
+                Some(rdev) => {
+                    let value = override_stat::encode_rdev(rdev);
+                    self.host
+                        .setxattr(node, RDEV, value.as_bytes(), xattr::HOST_OPTIONS)
+                        .map_err(guest)
+                }
+                None => Ok(()),
+            })
+            .and_then(|()| self.apply_security_ctx(cctx, node));
         match result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -414,10 +492,55 @@ impl<H: Host> PassthroughFs<H> {
                     _ => self.host.unlink(dir, name),
                 };
                 if let Err(undo) = undo {
-                    warn!("removing a half-created object: {}", guest(undo));
+                    fuse_server::guest_warn!("removing a half-created object: {}", guest(undo));
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Stores the LSM label a guest kernel sent with a creation (SECURITY_CTX) on the new
+    /// object `node`, as the extended attribute it names, through the same name handling as
+    /// SETXATTR: only with [`Config::security_label`] and [`Config::xattr`], once SECURITY_CTX
+    /// is negotiated, and only for a `security.*` name that SETXATTR would accept (then
+    /// translated to the host's name like any guest attribute).
+    ///
+    /// A label outside that policy (another namespace, the server's own names, xattrs off), or
+    /// one the volume cannot store (`ENOTSUP`), is ignored and the creation succeeds
+    /// unlabelled: that is what the guest's LSM meets on a filesystem without security
+    /// xattrs, where it falls back to the mount's context; a kernel never sends a name
+    /// outside `security.`, so only a hostile guest loses anything. A host failure to store an
+    /// acceptable label (`ENOSPC`, `EIO`...) fails the creation, which is then undone, as
+    /// virtiofsd does: the guest's policy chose that label, and an object silently left
+    /// without it would be mislabelled.
+    fn apply_security_ctx(&self, cctx: &CreateContext<'_>, node: Node<'_>) -> FsResult<()> {
+        let Some(sc) = cctx.security_ctx else {
+            return Ok(());
+        };
+        if !self.config.security_label
+            || !self.config.xattr
+            || !self.negotiated().contains(InitFlags::SECURITY_CTX)
+        {
+            return Ok(());
+        }
+        let raw = sc.name.strip_suffix(b"\0").unwrap_or(sc.name);
+        let acceptable = raw.starts_with(b"security.")
+            && xattr::check_guest_name(raw).is_ok()
+            && sc.value.len() <= xattr::linux::XATTR_SIZE_MAX;
+        if !acceptable {
+            fuse_server::guest_warn!(
+                "security context {:?} ignored: not a security.* attribute the guest may set",
+                String::from_utf8_lossy(raw)
+            );
+            return Ok(());
+        }
+        let name = CString::new(raw).map_err(|_| Errno::EINVAL)?;
+        match self
+            .host
+            .setxattr(node, &name, sc.value, xattr::HOST_OPTIONS)
+        {
+            Ok(()) | Err(DarwinErrno::ENOTSUP) => Ok(()),
+            Err(e) => Err(guest(e)),
         }
     }
 
@@ -429,7 +552,7 @@ impl<H: Host> PassthroughFs<H> {
 
     /// Before `name` in `dir` loses its name (unlink, rmdir, rename over it): if the guest
     /// holds its inode and this is its last name, a descriptor to keep reaching it.
-    fn prepare_stash(&self, dir: HostId, name: &[u8]) -> Option<(Arc<Inode>, OwnedFd)> {
+    fn prepare_stash(&self, dir: HostId, name: &[u8]) -> Option<(Arc<Inode>, IoFd)> {
         let st = self.host.lstat(Node::Child(dir, name)).ok()?;
         let Some(inode) = self.inodes.find(HostId::of(&st)) else {
             self.release_unheld(HostId::of(&st));
@@ -443,13 +566,10 @@ impl<H: Host> PassthroughFs<H> {
         }
         let child = Node::Child(dir, name);
         let fd = if inode.is_dir() {
-            self.host
-                .open(child, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY, 0)
+            self.open_io(child, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY, 0)
         } else {
-            let nonblock = darwin_abi::O_NONBLOCK;
-            self.host
-                .open(child, darwin_abi::O_RDWR | nonblock, 0)
-                .or_else(|_| self.host.open(child, darwin_abi::O_RDONLY | nonblock, 0))
+            self.open_io(child, darwin_abi::O_RDWR, 0)
+                .or_else(|_| self.open_io(child, darwin_abi::O_RDONLY, 0))
         }
         .ok()?;
         // The name may have changed between the two calls.
@@ -459,7 +579,7 @@ impl<H: Host> PassthroughFs<H> {
 
     // --- Handles ----------------------------------------------------------------------------
 
-    fn add_handle(&self, handle: Handle) -> u64 {
+    fn add_handle(&self, handle: Handle<H::DirStream>) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles
             .write()
@@ -468,7 +588,7 @@ impl<H: Host> PassthroughFs<H> {
         fh
     }
 
-    fn handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+    fn handle(&self, fh: u64) -> FsResult<Arc<Handle<H::DirStream>>> {
         self.handles
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -477,7 +597,7 @@ impl<H: Host> PassthroughFs<H> {
             .ok_or(Errno::EBADF)
     }
 
-    fn remove_handle(&self, fh: u64) -> FsResult<Arc<Handle>> {
+    fn remove_handle(&self, fh: u64) -> FsResult<Arc<Handle<H::DirStream>>> {
         self.handles
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -487,8 +607,8 @@ impl<H: Host> PassthroughFs<H> {
 
     /// Opens `inode` with Darwin `flags`: through its stashed descriptor once it has no name
     /// (a duplicate: same access mode as the stash), else by identity. Only regular files and
-    /// directories are ever opened on the host.
-    fn open_inode(&self, inode: &Inode, flags: i32) -> FsResult<OwnedFd> {
+    /// directories are ever opened on the host ([`open::open_io`]).
+    fn open_inode(&self, inode: &Inode, flags: i32) -> FsResult<IoFd> {
         match inode.typ {
             mode::S_IFREG | mode::S_IFDIR => {}
             mode::S_IFLNK => return Err(Errno::ELOOP),
@@ -496,15 +616,13 @@ impl<H: Host> PassthroughFs<H> {
         }
         match inode.stashed() {
             Some(stash) => {
-                let fd = stash
-                    .try_clone()
-                    .map_err(|e| guest(self.host.io_errno(&e)))?;
+                let fd = stash.try_clone(&self.host, &self.fds)?;
                 if flags & darwin_abi::O_TRUNC != 0 {
                     self.host.truncate(fd.as_fd(), 0).map_err(guest)?;
                 }
                 Ok(fd)
             }
-            None => self.host.open(Node::Id(inode.id), flags, 0).map_err(guest),
+            None => self.open_io(Node::Id(inode.id), flags, 0),
         }
     }
 
@@ -534,7 +652,11 @@ impl<H: Host> PassthroughFs<H> {
     }
 
     /// The node for GETATTR/SETATTR: the open file if the guest named one, else the inode.
-    fn attr_node<'a>(&self, inode: &'a Inode, handle: Option<&'a Handle>) -> Node<'a> {
+    fn attr_node<'a>(
+        &self,
+        inode: &'a Inode,
+        handle: Option<&'a Handle<H::DirStream>>,
+    ) -> Node<'a> {
         match handle {
             Some(h) => Node::Fd(h.fd.as_fd()),
             None => inode.node(),
@@ -552,7 +674,12 @@ impl<H: Host> PassthroughFs<H> {
     // --- Locks ------------------------------------------------------------------------------
 
     /// The descriptor holding `owner`'s POSIX locks on the inode of `handle`.
-    fn lock_fd(&self, nodeid: u64, handle: &Handle, owner: u64) -> FsResult<Arc<OwnedFd>> {
+    fn lock_fd(
+        &self,
+        nodeid: u64,
+        handle: &Handle<H::DirStream>,
+        owner: u64,
+    ) -> FsResult<Arc<IoFd>> {
         let mut locks = self
             .locks
             .lock()
@@ -750,7 +877,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         let (parent, dir, name, over) =
             self.prepare_new(ctx, cctx, parent, name, NewObject::Symlink, 0o777)?;
         self.host.symlink(target, dir, name).map_err(guest)?;
-        self.stamp_new(dir, name, &over, None)?;
+        self.stamp_new(cctx, dir, name, &over, None)?;
         self.lookup_child(&parent, name)
     }
 
@@ -768,7 +895,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         let is_device = matches!(request_mode & mode::S_IFMT, mode::S_IFCHR | mode::S_IFBLK);
         // Any node is a host regular file; its guest type lives in the override.
         self.create_host_file(dir, name)?;
-        self.stamp_new(dir, name, &over, is_device.then_some(rdev))?;
+        self.stamp_new(cctx, dir, name, &over, is_device.then_some(rdev))?;
         self.lookup_child(&parent, name)
     }
 
@@ -785,7 +912,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         self.host
             .mkdir(dir, name, ownership::HOST_DIR_MODE)
             .map_err(guest)?;
-        self.stamp_new(dir, name, &over, None)?;
+        self.stamp_new(cctx, dir, name, &over, None)?;
         self.lookup_child(&parent, name)
     }
 
@@ -839,7 +966,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             // The old name becomes a whiteout: a character device 0:0 for the guest.
             self.create_host_file(old, oldname)?;
             let over = OverrideStat::new(ctx.uid, ctx.gid, rename::WHITEOUT_MODE);
-            self.stamp_new(old, oldname, &over, None)?;
+            self.stamp_new(&CreateContext::default(), old, oldname, &over, None)?;
         }
         Ok(())
     }
@@ -901,19 +1028,28 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         let (host_flags, nocache) = self.host_open_flags(flags)?;
         let child = Node::Child(dir, name);
         let exclusive = darwin_abi::O_CREAT | darwin_abi::O_EXCL;
-        let fd = match self
-            .host
-            .open(child, host_flags | exclusive, ownership::HOST_FILE_MODE)
-        {
+        let fd = match self.open_io(child, host_flags | exclusive, ownership::HOST_FILE_MODE) {
             Ok(fd) => {
-                self.stamp_new(dir, name, &over, None)?;
+                self.stamp_new(cctx, dir, name, &over, None)?;
                 fd
             }
-            // Someone created it meanwhile: open it, unless the guest asked for O_EXCL.
-            Err(DarwinErrno::EEXIST) if flags & open_flags::linux::O_EXCL == 0 => {
-                self.host.open(child, host_flags, 0).map_err(guest)?
+            // It exists (the guest's dentry was stale, or someone created it meanwhile): open
+            // it through the same checks as OPEN, unless the guest asked for O_EXCL. A device
+            // node, FIFO or socket a host user left there is refused, never opened.
+            Err(Errno::EEXIST) if flags & open_flags::linux::O_EXCL == 0 => {
+                let fd = self.open_io(child, host_flags, 0).inspect_err(|_| {
+                    // What was looked at and refused (a FIFO...) is not the guest's to hold.
+                    if let Ok(st) = self.host.lstat(child) {
+                        self.release_unheld(HostId::of(&st));
+                    }
+                })?;
+                if fd.is_dir() {
+                    // open(2) with O_CREAT of a directory.
+                    return Err(Errno::EISDIR);
+                }
+                fd
             }
-            Err(e) => return Err(guest(e)),
+            Err(e) => return Err(e),
         };
         if nocache {
             self.host.set_nocache(fd.as_fd()).map_err(guest)?;
@@ -1015,7 +1151,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             inode,
             fd,
             access: darwin_abi::O_RDONLY,
-            dir: Some(Mutex::new(DirCache::default())),
+            dir: Some(Box::new(Mutex::new(DirState::new()))),
         });
         Ok(self.open_reply(fh, true))
     }
@@ -1029,40 +1165,110 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
         let handle = self.handle(fh)?;
-        let cache = handle.dir.as_ref().ok_or(Errno::ENOTDIR)?;
-        let mut cache = cache
+        let state = handle.dir.as_ref().ok_or(Errno::ENOTDIR)?;
+        let mut state = state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Offsets are indices into a snapshot taken when the stream starts (or restarts).
-        if offset == 0 || !cache.loaded {
-            self.host
-                .read_dir(handle.fd.as_fd(), &mut cache.entries)
-                .map_err(guest)?;
-            cache.loaded = true;
-        }
-        let Ok(start) = usize::try_from(offset) else {
-            return Ok(());
+        let DirState {
+            stream,
+            position,
+            pending,
+            has_pending,
+        } = &mut *state;
+        // A stream the handle keeps, or, once Config::max_dir_streams are kept, one for this
+        // READDIR only (read from the start to the offset: slower, but no memory held).
+        let mut transient = None;
+        let mut is_transient = false;
+        let stream = match stream {
+            Some(stream) => stream,
+            None => match self.dir_streams.acquire() {
+                Ok(kept) => stream.insert(Box::new(open::dir_stream(
+                    &self.host,
+                    &self.fds,
+                    Some(kept),
+                    &handle.fd,
+                )?)),
+                Err(_) => {
+                    (*position, *has_pending) = (0, false);
+                    is_transient = true;
+                    transient.insert(Box::new(open::dir_stream(
+                        &self.host, &self.fds, None, &handle.fd,
+                    )?))
+                }
+            },
         };
+        let stream = &mut stream.stream;
+        // Offsets are an entry's index since the stream's last rewind, plus one. A READDIR at
+        // the handle's position continues the stream; offset 0 starts it afresh (a rewinddir
+        // in the guest), any other offset rewinds and skips to it.
+        if offset == 0 || offset != *position {
+            stream.rewind().map_err(guest)?;
+            (*position, *has_pending) = (0, false);
+            while *position < offset {
+                match stream.next_entry().map_err(guest)? {
+                    Some(_) => *position += 1,
+                    None => return Ok(()),
+                }
+            }
+        }
         // A removed directory has no entries and no name to read overrides through.
         let dir = handle.inode.dir().ok();
-        for (index, entry) in cache.entries.iter().enumerate().skip(start) {
+        let mut emit = |entry: DirentRef<'_>, offset: u64| {
             // An emulated node is a host regular file: its guest type is in the override.
             let guest_mode = match (entry.typ, dir) {
                 (darwin_abi::DT_REG, Some(dir)) => self
-                    .read_override(Node::Child(dir, &entry.name))
+                    .read_override(Node::Child(dir, entry.name))
                     .and_then(|o| o.mode)
                     .filter(|m| m & mode::S_IFMT != 0),
                 _ => None,
             };
-            let dirent = DirEntry {
+            sink.add(DirEntry {
                 ino: entry.ino,
-                offset: index as u64 + 1,
+                offset,
                 typ: stat::dirent_type(entry.typ, guest_mode),
-                name: &entry.name,
-            };
-            if !sink.add(dirent) {
-                break;
+                name: entry.name,
+            })
+        };
+        let mut added = 0usize;
+        loop {
+            let next = *position + 1;
+            if *has_pending {
+                let entry = DirentRef {
+                    ino: pending.ino,
+                    typ: pending.typ,
+                    name: &pending.name,
+                };
+                if !emit(entry, next) {
+                    break;
+                }
+                *has_pending = false;
+            } else {
+                let entry = match stream.next_entry() {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => break,
+                    // What was added stands; the error comes again with the next READDIR.
+                    Err(_) if added > 0 => break,
+                    Err(e) => return Err(guest(e)),
+                };
+                if !emit(entry, next) {
+                    if is_transient {
+                        break;
+                    }
+                    // Kept for the next READDIR, which continues at this entry.
+                    pending.ino = entry.ino;
+                    pending.typ = entry.typ;
+                    pending.name.clear();
+                    pending.name.extend_from_slice(entry.name);
+                    *has_pending = true;
+                    break;
+                }
             }
+            *position = next;
+            added += 1;
+        }
+        if is_transient {
+            // The stream goes: the next READDIR starts from the directory's start.
+            (*position, *has_pending) = (0, false);
         }
         Ok(())
     }
@@ -1310,6 +1516,26 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             copied += read as u64;
         }
         Ok(copied)
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::host::LinuxHost;
+
+    /// What a guest-held descriptor costs in memory besides the kernel's file: a file's
+    /// handle, a directory's state, an inode (the figures the crate documentation gives).
+    #[test]
+    fn per_object_memory_is_small() {
+        type S = <LinuxHost as Host>::DirStream;
+        assert!(size_of::<Handle<S>>() <= 48, "{}", size_of::<Handle<S>>());
+        assert!(
+            size_of::<DirState<S>>() <= 64,
+            "{}",
+            size_of::<DirState<S>>()
+        );
+        assert!(size_of::<Inode>() <= 80, "{}", size_of::<Inode>());
     }
 }
 

@@ -21,11 +21,21 @@
 //!   they reach a host method; implementations refuse such a name with `EINVAL` again.
 //! * Errors are [`DarwinErrno`]; the backend turns them into guest errors with
 //!   [`DarwinErrno::to_linux`] only.
+//! * **Only regular files and directories are opened**, and no open blocks: [`Host::open`]
+//!   answers `ENXIO` for a device node, FIFO or socket without ever opening it for I/O (a
+//!   device's driver is never called, a FIFO never waited on), `ELOOP` for a symlink. The
+//!   backend checks the same again around every open (`crate::open`), so a broken adapter
+//!   cannot hand it a special file either.
+//! * Descriptors an implementation keeps for the guest (the Linux adapter's identity
+//!   registry) count against the backend's descriptor budget ([`Host::use_fd_budget`]).
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
+
+use fuse_server::limits::Budget;
 
 use crate::errno::DarwinErrno;
 use crate::fallocate::HostFstore;
@@ -102,9 +112,48 @@ pub struct HostDirent {
     pub name: Vec<u8>,
 }
 
+/// One directory entry, borrowed from its [`DirStream`] until the next read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirentRef<'a> {
+    /// `d_ino`.
+    pub ino: u64,
+    /// `d_type` (Darwin `DT_*`).
+    pub typ: u8,
+    /// The name, without NUL; never `.` or `..`.
+    pub name: &'a [u8],
+}
+
+impl DirentRef<'_> {
+    /// An owned copy.
+    pub fn to_dirent(&self) -> HostDirent {
+        HostDirent {
+            ino: self.ino,
+            typ: self.typ,
+            name: self.name.to_vec(),
+        }
+    }
+}
+
+/// An open host directory stream (`DIR *` on macOS, `getdents64` on Linux): entries are read
+/// one at a time through a buffer of fixed size, so its memory does not grow with the
+/// directory.
+pub trait DirStream: Send + std::fmt::Debug {
+    /// Back to the first entry (`rewinddir`); entries made or removed since then show.
+    fn rewind(&mut self) -> HostResult<()>;
+
+    /// The next entry (never `.` or `..`), `None` at the end.
+    fn next_entry(&mut self) -> HostResult<Option<DirentRef<'_>>>;
+
+    /// The bytes of memory the stream holds, bounded by a constant of the implementation.
+    fn footprint(&self) -> usize;
+}
+
 /// The host calls the backend makes. Every method is one host operation with Darwin semantics;
 /// policy (translation, ownership, emulation) stays in the backend.
 pub trait Host: Send + Sync + std::fmt::Debug + 'static {
+    /// A directory stream ([`Host::open_dir`]).
+    type DirStream: DirStream;
+
     /// The identity and attributes of the shared directory at `path` (at start-up only; the only
     /// call that takes a host path).
     fn root(&self, path: &Path) -> HostResult<HostStat>;
@@ -114,7 +163,19 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
 
     /// `open` with Darwin `flags` (the implementation adds `O_NOFOLLOW` and `O_CLOEXEC`, and
     /// strips `O_EXLOCK`/`O_SHLOCK`); `mode` is used with `O_CREAT`. Not for [`Node::Fd`]
-    /// (`EBADF`). A symlink fails with `ELOOP`.
+    /// (`EBADF`).
+    ///
+    /// The result is always a regular file or a directory, and the call never blocks:
+    ///
+    /// * an existing object is looked at before it is opened (`lstat`, or an `O_PATH`
+    ///   descriptor on Linux): a symlink is `ELOOP`; with `O_DIRECTORY` anything but a
+    ///   directory is `ENOTDIR`; a device node, FIFO or socket is `ENXIO` and is never
+    ///   opened (no driver's `open` runs, no FIFO is waited on);
+    /// * the open itself never waits (`O_NONBLOCK` while opening where the object could be
+    ///   swapped in between), and what it yields is checked again (`fstat`: a regular file or
+    ///   a directory, the object that was looked at), else closed and `ENXIO`;
+    /// * `O_CREAT` creates a regular file: with `O_EXCL` an existing name is `EEXIST` and is
+    ///   not opened; without it, an existing name is opened under the rules above.
     fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd>;
 
     /// `mkdir` of `name` in `dir` with the host mode `mode`.
@@ -223,9 +284,22 @@ pub trait Host: Send + Sync + std::fmt::Debug + 'static {
     /// `buf`; returns its length. `getattrlist(ATTR_CMN_NAME)` on macOS.
     fn stored_name(&self, dir: HostId, name: &[u8], buf: &mut [u8]) -> HostResult<usize>;
 
-    /// Reads the whole directory open at `fd` from its start into `out` (cleared first), without
-    /// `.` and `..`.
-    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()>;
+    /// A directory stream of its own over the directory open at `fd` (a duplicate descriptor,
+    /// one more against the budget; `fd` is not changed), positioned at its first entry.
+    fn open_dir(&self, fd: BorrowedFd<'_>) -> HostResult<Self::DirStream>;
+
+    /// `getrlimit(RLIMIT_NOFILE)`: the process's soft descriptor limit (`None` if unknown or
+    /// unlimited), from which the backend's default descriptor budget is derived.
+    fn nofile_limit(&self) -> Option<u64> {
+        None
+    }
+
+    /// From now on, count every descriptor the implementation keeps on the guest's behalf
+    /// (not those it opens for one call) against `budget`; past it, the call that would keep
+    /// one more fails with `ENFILE`. Nothing to do on macOS, where volfs needs no state.
+    fn use_fd_budget(&self, budget: &Arc<Budget>) {
+        let _ = budget;
+    }
 
     /// The host error behind an `io::Error` from the zero-copy data path or from `std` (its raw
     /// OS error, which is in the host's numbering), or `EIO` if it has none.

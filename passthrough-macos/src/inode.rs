@@ -9,13 +9,15 @@
 //! submount) never collide; the root is node id 1.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fuse_abi::{Errno, mode};
+use fuse_server::limits::{Budget, Permit};
 
 use crate::host::{HostId, Node};
+use crate::open::IoFd;
 
 /// The root's node id.
 pub(crate) const ROOT: u64 = 1;
@@ -30,7 +32,9 @@ pub(crate) struct Inode {
     /// The guest's lookup count.
     refs: AtomicU64,
     /// A descriptor kept once the inode has no name left on the host.
-    stash: OnceLock<OwnedFd>,
+    stash: OnceLock<IoFd>,
+    /// Its entry in the inode table's budget (none for the root).
+    _permit: Option<Permit>,
 }
 
 impl Inode {
@@ -65,12 +69,12 @@ impl Inode {
     }
 
     /// The stashed descriptor, if the inode has lost its last name.
-    pub(crate) fn stashed(&self) -> Option<&OwnedFd> {
+    pub(crate) fn stashed(&self) -> Option<&IoFd> {
         self.stash.get()
     }
 
     /// Keeps `fd` as the way to reach the inode from now on (the first one wins).
-    pub(crate) fn set_stash(&self, fd: OwnedFd) {
+    pub(crate) fn set_stash(&self, fd: IoFd) {
         let _ = self.stash.set(fd);
     }
 
@@ -91,7 +95,8 @@ struct Tables {
     by_id: HashMap<HostId, u64>,
 }
 
-/// The inode table.
+/// The inode table, bounded: every inode but the root holds a unit of its [`Budget`]
+/// (`Config::max_inodes`), so a LOOKUP past it answers `ENFILE`.
 ///
 /// The host is told to forget an identity ([`Host::forget`](crate::host::Host::forget)) under
 /// the table's lock, and every such release bumps [`Inodes::releases`]: a LOOKUP racing with a
@@ -103,16 +108,19 @@ pub(crate) struct Inodes {
     next: AtomicU64,
     releases: AtomicU64,
     root: HostId,
+    budget: Arc<Budget>,
 }
 
 impl Inodes {
-    /// A table holding only the root, `root` (a directory).
-    pub(crate) fn new(root: HostId) -> Inodes {
+    /// A table holding only the root, `root` (a directory), and at most `budget`'s size of
+    /// other inodes.
+    pub(crate) fn new(root: HostId, budget: Arc<Budget>) -> Inodes {
         let inodes = Inodes {
             tables: RwLock::new(Tables::default()),
             next: AtomicU64::new(ROOT + 1),
             releases: AtomicU64::new(0),
             root,
+            budget,
         };
         inodes.reset(|_| {});
         inodes
@@ -143,6 +151,7 @@ impl Inodes {
             // The root is never forgotten: the kernel does not count its lookups.
             refs: AtomicU64::new(u64::MAX / 2),
             stash: OnceLock::new(),
+            _permit: None,
         });
         let mut tables = self.write();
         for &id in tables.by_id.keys().filter(|&&id| id != self.root) {
@@ -175,8 +184,8 @@ impl Inodes {
     }
 
     /// One more guest reference to `id` (of host type `typ`): its node id, and whether it is
-    /// new.
-    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> (u64, bool) {
+    /// new. `ENFILE` when a new inode would exceed the table's budget.
+    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> Result<(u64, bool), Errno> {
         let mut tables = self.write();
         if let Some(&nodeid) = tables.by_id.get(&id) {
             if let Some(inode) = tables.by_node.get(&nodeid) {
@@ -185,20 +194,22 @@ impl Inodes {
                 // type changed likewise. Either way, start afresh.
                 if inode.typ == typ && inode.stash.get().is_none() {
                     inode.refs.fetch_add(1, Ordering::Relaxed);
-                    return (nodeid, false);
+                    return Ok((nodeid, false));
                 }
             }
         }
+        let permit = self.budget.acquire()?;
         let nodeid = self.next.fetch_add(1, Ordering::Relaxed);
         let inode = Arc::new(Inode {
             id,
             typ,
             refs: AtomicU64::new(1),
             stash: OnceLock::new(),
+            _permit: Some(permit),
         });
         tables.by_node.insert(nodeid, inode);
         tables.by_id.insert(id, nodeid);
-        (nodeid, true)
+        Ok((nodeid, true))
     }
 
     /// Drops `n` guest references to `nodeid`; when no inode refers to its identity any more,
@@ -263,8 +274,8 @@ mod tests {
 
     #[test]
     fn release_unheld_spares_held_identities() {
-        let t = Inodes::new(ROOT_ID);
-        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         let mut released = Vec::new();
         t.release_unheld(id(10), |id| released.push(id));
         t.release_unheld(ROOT_ID, |id| released.push(id));
@@ -275,11 +286,11 @@ mod tests {
 
     #[test]
     fn lookups_count_and_forget_drops() {
-        let t = Inodes::new(ROOT_ID);
-        let (a, new) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
+        let (a, new) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         assert!(new);
         assert_ne!(a, ROOT);
-        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), (a, false));
+        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), Ok((a, false)));
         assert_eq!(forget(&t, a, 1), None);
         assert!(t.get(a).is_ok());
         let before = t.releases();
@@ -287,15 +298,15 @@ mod tests {
         assert_eq!(t.releases(), before + 1);
         assert_eq!(t.get(a).unwrap_err(), Errno::ESTALE);
         // A new lookup gets a new node id.
-        let (b, new) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (b, new) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         assert!(new);
         assert_ne!(a, b);
     }
 
     #[test]
     fn forgetting_too_much_drops_once() {
-        let t = Inodes::new(ROOT_ID);
-        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         assert_eq!(forget(&t, a, u64::MAX), Some(id(10)));
         assert_eq!(forget(&t, a, 1), None);
         assert_eq!(forget(&t, 12345, 1), None);
@@ -303,11 +314,11 @@ mod tests {
 
     #[test]
     fn root_is_never_forgotten_and_reset_keeps_it() {
-        let t = Inodes::new(ROOT_ID);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
         assert_eq!(forget(&t, ROOT, u64::MAX), None);
         assert_eq!(t.get(ROOT).unwrap().id, ROOT_ID);
-        t.insert_or_ref(id(10), mode::S_IFDIR);
-        t.insert_or_ref(id(11), mode::S_IFREG);
+        t.insert_or_ref(id(10), mode::S_IFDIR).unwrap();
+        t.insert_or_ref(id(11), mode::S_IFREG).unwrap();
         let mut dropped = Vec::new();
         t.reset(|id| dropped.push(id));
         dropped.sort();
@@ -318,13 +329,15 @@ mod tests {
 
     #[test]
     fn a_stashed_inode_is_not_shared_with_a_new_name() {
-        let t = Inodes::new(ROOT_ID);
-        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         let fd = std::fs::File::open("/dev/null").unwrap();
-        t.get(a).unwrap().set_stash(fd.into());
+        t.get(a)
+            .unwrap()
+            .set_stash(IoFd::for_test(fd.into(), &Budget::new(1)));
         assert!(matches!(t.get(a).unwrap().node(), Node::Fd(_)));
         assert_eq!(t.get(a).unwrap().named().unwrap_err(), Errno::ENOENT);
-        let (b, _) = t.insert_or_ref(id(10), mode::S_IFREG);
+        let (b, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         assert_ne!(a, b);
         // Forgetting the old node id does not drop the new one's identity.
         assert_eq!(forget(&t, a, 1), None);
@@ -333,10 +346,28 @@ mod tests {
     }
 
     #[test]
+    fn the_table_is_bounded_by_its_budget() {
+        let budget = Budget::new(2);
+        let t = Inodes::new(ROOT_ID, Arc::clone(&budget));
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
+        t.insert_or_ref(id(11), mode::S_IFREG).unwrap();
+        // More references to a held inode cost nothing; a third inode is refused.
+        assert_eq!(t.insert_or_ref(id(10), mode::S_IFREG), Ok((a, false)));
+        assert_eq!(t.insert_or_ref(id(12), mode::S_IFREG), Err(Errno::ENFILE));
+        assert_eq!(budget.used(), 2);
+        assert_eq!(forget(&t, a, 2), Some(id(10)));
+        assert_eq!(budget.used(), 1);
+        assert!(t.insert_or_ref(id(12), mode::S_IFREG).is_ok());
+        // A new session gives everything back.
+        t.reset(|_| {});
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
     fn a_changed_type_is_a_new_inode() {
-        let t = Inodes::new(ROOT_ID);
-        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG);
-        let (b, _) = t.insert_or_ref(id(10), mode::S_IFDIR);
+        let t = Inodes::new(ROOT_ID, Budget::new(100));
+        let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
+        let (b, _) = t.insert_or_ref(id(10), mode::S_IFDIR).unwrap();
         assert_ne!(a, b);
         assert!(t.get(b).unwrap().is_dir());
         assert_eq!(t.get(b).unwrap().dir(), Ok(id(10)));

@@ -10,8 +10,9 @@
 //! # Design
 //!
 //! - **Inodes** are host identities `(dev, ino)`, reopened through `/.vol/<dev>/<ino>`: nothing
-//!   is kept open per inode, except a descriptor opened just before an inode the guest still
-//!   uses loses its last name (unlink, rmdir, rename over it), kept until the guest forgets it.
+//!   is kept open per inode on macOS (the Linux adapter keeps an `O_PATH` descriptor per
+//!   identity), except a descriptor opened just before an inode the guest still uses loses its
+//!   last name (unlink, rmdir, rename over it), kept until the guest forgets it.
 //! - **Ownership and mode** the guest sets live in the `user.containers.override_stat` xattr
 //!   (libkrun's format, so existing shares keep their metadata; hidden from the guest). Host
 //!   objects are created `0600`/`0700` and never chowned. Device nodes, FIFOs and sockets are
@@ -19,7 +20,42 @@
 //!   `user.virtiofs.rdev`); READDIR reports their guest type.
 //! - **Confinement**: a guest name is one component, never `.` or `..`; the host layer never
 //!   follows a symlink (`O_NOFOLLOW`, `XATTR_NOFOLLOW`, `AT_SYMLINK_NOFOLLOW`, `linkat` without
-//!   follow). Only regular files and directories are opened on the host.
+//!   follow).
+//! - **One open path**: every descriptor the backend does I/O through (OPEN, OPENDIR, CREATE
+//!   also when the name already exists, SETATTR of the size, the per-owner lock descriptions,
+//!   the descriptor kept for an unlinked inode, and so the handles READ, WRITE, FSYNC,
+//!   FALLOCATE, LSEEK, COPY_FILE_RANGE and READDIR use) is an `IoFd`, which only one function
+//!   makes (`open::open_io`): it `lstat`s the node first and refuses anything but a regular
+//!   file or directory (`ENXIO` for a device node, FIFO or socket, `ELOOP` for a symlink)
+//!   without opening it, has the [`Host`] open it (whose contract, [`Host::open`], is the same
+//!   rule and never to block), and `fstat`s the result before use. A device node or FIFO a
+//!   host user leaves in the share is listed, stat'ed, renamed and removed, never opened.
+//!   (Extended attributes, `chmod` and timestamps act by path or on `O_PATH` descriptors and
+//!   open nothing.)
+//! - **Budgets** ([`fuse_server::limits::Budget`], `ENFILE` when spent, never a panic):
+//!   descriptors ([`Config::max_fds`], by default three quarters of `RLIMIT_NOFILE` at start:
+//!   each handle, each directory stream, each lock description, each descriptor kept for an
+//!   unlinked inode, and each identity the Linux adapter keeps an `O_PATH` descriptor for),
+//!   inodes ([`Config::max_inodes`], 2¹⁸ by default: about 40 MiB of table), and the directory
+//!   streams handles keep between READDIRs ([`Config::max_dir_streams`], 1024 by default:
+//!   about 4.5 MiB of buffers on Linux; past it a handle reads through a stream opened for
+//!   the one READDIR).
+//!
+//!   What a hostile guest can make the backend hold, from the structures' sizes (allocator
+//!   overhead aside): per descriptor unit at most about 200 bytes (a directory's handle: 48 B
+//!   handle, 64 B state, their boxes and table entry; a file's handle, a lock description or
+//!   a registry identity take less), per inode about 160 bytes, per kept directory stream
+//!   about 5 KiB (buffer and one pending name). At the defaults that is about
+//!   `max_fds` × 200 B + 40 MiB + 5 MiB: under 10 MiB with a 1024 or 65 536 descriptor limit
+//!   besides the inode table, about 200 MiB with a limit of 2²⁰.
+//! - **Directory handles** keep a host directory stream of their own and the index of the next
+//!   entry; a READDIR at that offset continues the stream, offset 0 rewinds it, any other
+//!   offset rewinds and skips (offsets are index + 1, no `telldir` needed). A handle's memory
+//!   is the stream's fixed buffer (4 KiB on Linux, libc's on macOS) and at most one name,
+//!   whatever the directory's size; nothing is copied per entry
+//!   ([`PassthroughFs::dir_handle_footprint`]).
+//! - **Security labels** (SECURITY_CTX, only with [`Config::security_label`]): stored only as
+//!   a `security.*` attribute through SETXATTR's name handling; others are ignored.
 //! - **Errors**: the [`Host`] returns [`errno::DarwinErrno`]; the only way to a guest error is
 //!   [`errno::DarwinErrno::to_linux`], so a missed translation does not compile.
 //! - **Case-insensitive volumes** (APFS's default) are detected per volume
@@ -78,7 +114,8 @@ pub mod xattr;
 mod config;
 mod fs;
 mod inode;
+mod open;
 
 pub use config::{CachePolicy, CasePolicy, Config};
 pub use fs::PassthroughFs;
-pub use host::{Host, HostDirent, HostId, HostResult, Node, SyncMode};
+pub use host::{DirStream, DirentRef, Host, HostDirent, HostId, HostResult, Node, SyncMode};

@@ -12,9 +12,11 @@ use std::ffi::CStr;
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use common::{cctx, ctx, name};
 use fuse_abi::{Errno, InitFlags};
+use fuse_server::limits::Budget;
 use fuse_server::{FileSystem, Negotiated};
 use passthrough_macos::errno::DarwinErrno;
 use passthrough_macos::fallocate::HostFstore;
@@ -24,7 +26,7 @@ use passthrough_macos::stat::HostStat;
 use passthrough_macos::statfs::HostStatfs;
 use passthrough_macos::time::HostTimespec;
 use passthrough_macos::{
-    CasePolicy, Config, Host, HostDirent, HostId, HostResult, Node, PassthroughFs, SyncMode,
+    CasePolicy, Config, DirStream, Host, HostId, HostResult, Node, PassthroughFs, SyncMode,
 };
 
 #[derive(Debug, Default)]
@@ -38,18 +40,19 @@ impl Insensitive {
             return Ok(name.to_vec());
         }
         let fd = self.0.open(Node::Id(dir), 0x10_0000, 0)?; // O_RDONLY | O_DIRECTORY
-        let mut entries = Vec::new();
-        self.0
-            .read_dir(std::os::fd::AsFd::as_fd(&fd), &mut entries)?;
-        entries
-            .into_iter()
-            .map(|e| e.name)
-            .find(|n| n.eq_ignore_ascii_case(name))
-            .ok_or(DarwinErrno::ENOENT)
+        let mut stream = self.0.open_dir(std::os::fd::AsFd::as_fd(&fd))?;
+        while let Some(e) = stream.next_entry()? {
+            if e.name.eq_ignore_ascii_case(name) {
+                return Ok(e.name.to_vec());
+            }
+        }
+        Err(DarwinErrno::ENOENT)
     }
 }
 
 impl Host for Insensitive {
+    type DirStream = <LinuxHost as Host>::DirStream;
+
     fn root(&self, path: &Path) -> HostResult<HostStat> {
         self.0.root(path)
     }
@@ -158,8 +161,14 @@ impl Host for Insensitive {
         dest.copy_from_slice(&stored);
         Ok(stored.len())
     }
-    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
-        self.0.read_dir(fd, out)
+    fn open_dir(&self, fd: BorrowedFd<'_>) -> HostResult<Self::DirStream> {
+        self.0.open_dir(fd)
+    }
+    fn nofile_limit(&self) -> Option<u64> {
+        self.0.nofile_limit()
+    }
+    fn use_fd_budget(&self, budget: &Arc<Budget>) {
+        self.0.use_fd_budget(budget);
     }
     fn io_errno(&self, err: &io::Error) -> DarwinErrno {
         self.0.io_errno(err)

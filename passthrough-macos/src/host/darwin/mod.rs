@@ -31,9 +31,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fuse_abi::mode;
 use libc::{c_int, c_long};
 
-use super::{Host, HostDirent, HostId, HostResult, Node, SyncMode};
+use super::{DirStream, DirentRef, Host, HostId, HostResult, Node, SyncMode};
 use crate::errno::DarwinErrno;
 use crate::fallocate::HostFstore;
 use crate::lock::HostFlock;
@@ -92,6 +93,11 @@ impl DarwinHost {
             other => other,
         }
     }
+}
+
+/// Whether `st` is a regular file or a directory, the only objects ever opened for I/O.
+const fn is_openable(st: &HostStat) -> bool {
+    matches!(st.file_type(), mode::S_IFREG | mode::S_IFDIR)
 }
 
 /// What a volume-wide query is made on: a path that is not a symlink, or a descriptor.
@@ -242,11 +248,42 @@ fn name_attr(reply: &[u8]) -> HostResult<&[u8]> {
     Ok(data.split(|&b| b == 0).next().unwrap_or(data))
 }
 
+/// A directory stream: a `DIR *` over a descriptor of its own.
+#[derive(Debug)]
+pub struct DarwinDirStream(sys::Dir);
+
+/// What libc's `DIR` holds besides the structure itself, an upper estimate: its read buffer,
+/// which libc allocates once per stream with a size that does not depend on the directory's
+/// (a few KiB; only a union mount's directory is read whole, and union mounts are rare on
+/// macOS).
+const DIR_BUFFER_ESTIMATE: usize = 64 * 1024;
+
+impl DirStream for DarwinDirStream {
+    fn rewind(&mut self) -> HostResult<()> {
+        self.0.rewind();
+        Ok(())
+    }
+
+    fn next_entry(&mut self) -> HostResult<Option<DirentRef<'_>>> {
+        Ok(self.0.read()?.map(|entry| DirentRef {
+            ino: entry.ino,
+            typ: entry.typ,
+            name: entry.name,
+        }))
+    }
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + DIR_BUFFER_ESTIMATE
+    }
+}
+
 /// The reply buffer for `getattrlist`, aligned as the packed attributes are.
 #[repr(C, align(8))]
 struct AttrReply([u8; NAME_REPLY_LEN]);
 
 impl Host for DarwinHost {
+    type DirStream = DarwinDirStream;
+
     /// `lstat` of `path`; `ENOTDIR` unless it is a directory (a symlink to one is refused too),
     /// `EINVAL` for a path with a NUL byte.
     fn root(&self, path: &Path) -> HostResult<HostStat> {
@@ -270,11 +307,59 @@ impl Host for DarwinHost {
     /// `open` of the volfs path with `flags` less `O_EXLOCK`/`O_SHLOCK`, plus `O_NOFOLLOW`,
     /// `O_CLOEXEC` and `O_NOFOLLOW_ANY` (dropped for good if the kernel refuses it with
     /// `EINVAL`: macOS before 11). `EBADF` for [`Node::Fd`].
+    ///
+    /// Only a regular file or a directory, never blocking: an existing object is `lstat`ed
+    /// first (`ELOOP` for a symlink, `ENOTDIR` for a non-directory under `O_DIRECTORY`,
+    /// `ENXIO` for a device node, FIFO or socket, not opened), then opened with `O_NONBLOCK`
+    /// (so that a FIFO swapped in meanwhile cannot block) and `fstat`ed: anything but a regular
+    /// file or directory, or another object than the one looked at, is closed and `ENXIO`.
+    /// `O_NONBLOCK` is cleared again unless the caller asked for it. `O_CREAT` is tried with
+    /// `O_EXCL` first (a new regular file); `EEXIST` unless the caller left `O_EXCL` out, in
+    /// which case the existing object is opened as above. (A device node swapped in between
+    /// the `lstat` and the `open` would see its driver's `open` called before it is closed:
+    /// macOS has no `O_PATH` to pin the object.)
     fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd> {
         let Target::Path(path) = target(node)? else {
             return Err(DarwinErrno::EBADF);
         };
-        self.open_path(&path, (flags & !OPEN_STRIPPED) | OPEN_ADDED, mode)
+        let flags = (flags & !OPEN_STRIPPED) | OPEN_ADDED;
+        let nonblock = flags & libc::O_NONBLOCK != 0;
+        let finish = |fd: OwnedFd| -> HostResult<OwnedFd> {
+            if !nonblock {
+                sys::clear_nonblock(fd.as_fd())?;
+            }
+            Ok(fd)
+        };
+        if flags & libc::O_CREAT != 0 {
+            let create = flags | libc::O_EXCL | libc::O_NONBLOCK;
+            match self.open_path(&path, create, mode) {
+                Ok(fd) => {
+                    if HostStat::from(&sys::fstat(fd.as_fd())?).file_type() != mode::S_IFREG {
+                        return Err(DarwinErrno::ENXIO);
+                    }
+                    return finish(fd);
+                }
+                Err(e) if e == DarwinErrno::EEXIST && flags & libc::O_EXCL == 0 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let looked_at = HostStat::from(&sys::lstat(&path)?);
+        if looked_at.is_symlink() {
+            return Err(DarwinErrno::ELOOP);
+        }
+        if flags & libc::O_DIRECTORY != 0 && !looked_at.is_dir() {
+            return Err(DarwinErrno::ENOTDIR);
+        }
+        if !is_openable(&looked_at) {
+            return Err(DarwinErrno::ENXIO);
+        }
+        let existing = (flags & !(libc::O_CREAT | libc::O_EXCL)) | libc::O_NONBLOCK;
+        let fd = self.open_path(&path, existing, 0)?;
+        let opened = HostStat::from(&sys::fstat(fd.as_fd())?);
+        if !is_openable(&opened) || HostId::of(&opened) != HostId::of(&looked_at) {
+            return Err(DarwinErrno::ENXIO);
+        }
+        finish(fd)
     }
 
     fn mkdir(&self, dir: HostId, name: &[u8], mode: u16) -> HostResult<()> {
@@ -519,26 +604,20 @@ impl Host for DarwinHost {
         Ok(stored.len())
     }
 
-    /// Rewinds `fd` (`lseek` to 0), duplicates it (`F_DUPFD_CLOEXEC`, a `dup` that is not
-    /// inherited by child processes; the duplicate shares the offset), hands the duplicate to
-    /// `fdopendir` (the stream owns it: `closedir` closes the duplicate, never `fd`) and reads
-    /// with `readdir` to the end, skipping `.` and `..`.
-    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
-        out.clear();
-        sys::lseek(fd, 0, libc::SEEK_SET)?;
+    /// Duplicates `fd` (`F_DUPFD_CLOEXEC`, a `dup` that is not inherited by child processes),
+    /// rewinds it (`lseek` to 0: the duplicate shares `fd`'s offset, and `fdopendir` takes the
+    /// offset it finds as the point `rewinddir` returns to) and hands it to `fdopendir` (the
+    /// stream owns it: `closedir` closes the duplicate, never `fd`). Entries are read one
+    /// `readdir` at a time through libc's buffer of fixed size.
+    fn open_dir(&self, fd: BorrowedFd<'_>) -> HostResult<DarwinDirStream> {
         let dup = fd.try_clone_to_owned().map_err(|e| self.io_errno(&e))?;
-        let mut dir = sys::Dir::from_fd(dup)?;
-        while let Some(entry) = dir.read()? {
-            if entry.name == b"." || entry.name == b".." {
-                continue;
-            }
-            out.push(HostDirent {
-                ino: entry.ino,
-                typ: entry.typ,
-                name: entry.name.to_vec(),
-            });
-        }
-        Ok(())
+        sys::lseek(dup.as_fd(), 0, libc::SEEK_SET)?;
+        Ok(DarwinDirStream(sys::Dir::from_fd(dup)?))
+    }
+
+    /// `getrlimit(RLIMIT_NOFILE)`'s soft limit.
+    fn nofile_limit(&self) -> Option<u64> {
+        sys::nofile_limit()
     }
 
     /// The raw OS error, which on macOS is already a Darwin errno; `EIO` without one.

@@ -455,6 +455,27 @@ pub(super) fn fcntl_lock(fd: BorrowedFd<'_>, cmd: c_int, lock: &mut libc::flock)
     check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock) })
 }
 
+/// Clears `O_NONBLOCK` on the open file description of `fd` (`fcntl(F_GETFL)`, then
+/// `fcntl(F_SETFL)` without it).
+pub(super) fn clear_nonblock(fd: BorrowedFd<'_>) -> HostResult<()> {
+    // SAFETY: `fd` is open; `F_GETFL` takes no argument.
+    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
+    check(flags)?;
+    // SAFETY: `fd` is open; `F_SETFL` takes an `int` of flags.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`'s soft limit; `None` if unlimited or unknown.
+pub(super) fn nofile_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a writable `rlimit` that outlives the call, which only writes it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// `flock(2)`.
 pub(super) fn flock(fd: BorrowedFd<'_>, operation: c_int) -> HostResult<()> {
     // SAFETY: `fd` is open.
@@ -466,6 +487,10 @@ pub(super) fn flock(fd: BorrowedFd<'_>, operation: c_int) -> HostResult<()> {
 /// A directory stream (`DIR *`) that owns its descriptor; `closedir` when dropped.
 #[derive(Debug)]
 pub(super) struct Dir(NonNull<libc::DIR>);
+
+// SAFETY: a `DIR *` is not tied to the thread that opened it; every use goes through `&mut
+// self` or ownership, so one thread at a time touches it.
+unsafe impl Send for Dir {}
 
 /// One entry as `readdir` returned it, borrowed from the stream until the next read.
 #[derive(Debug)]
@@ -500,45 +525,58 @@ impl Dir {
         }
     }
 
-    /// `readdir(3)`: the next entry, `None` at the end (told from an error by `errno`).
-    pub(super) fn read(&mut self) -> HostResult<Option<DirEntry<'_>>> {
-        clear_errno();
+    /// `rewinddir(3)`: back to the first entry.
+    pub(super) fn rewind(&mut self) {
         // SAFETY: `self.0` is an open stream (closed only by `Drop`), used by one thread at a
         // time (`&mut self`).
-        let entry = unsafe { libc::readdir(self.0.as_ptr()) };
-        let Some(entry) = NonNull::new(entry) else {
-            let err = errno();
-            return if err.raw() == 0 { Ok(None) } else { Err(err) };
-        };
-        // The record lives in the stream's buffer until the next `readdir` or `closedir`, both
-        // of which need `&mut self` / ownership, so it outlives the returned borrow. It is only
-        // `d_reclen` bytes long (the fixed fields, `d_namlen` name bytes and a NUL), which may
-        // be less than `size_of::<dirent>()`, so no reference to a whole `dirent` is made: each
-        // field is read on its own, within the record.
-        let base = entry.as_ptr().cast::<u8>().cast_const();
-        let field = |offset: usize| base.wrapping_add(offset);
-        // SAFETY: `d_ino` lies within the record (see above); read unaligned so as not to rely
-        // on the buffer's alignment.
-        let ino = unsafe {
-            field(offset_of!(libc::dirent, d_ino))
-                .cast::<u64>()
-                .read_unaligned()
-        };
-        // SAFETY: as for `d_ino`.
-        let namlen = unsafe {
-            field(offset_of!(libc::dirent, d_namlen))
-                .cast::<u16>()
-                .read_unaligned()
-        };
-        // SAFETY: as for `d_ino`.
-        let typ = unsafe { field(offset_of!(libc::dirent, d_type)).read() };
-        // Never past `d_name`, whatever the record says.
-        let len = usize::from(namlen).min(D_NAME_LEN - 1);
-        // SAFETY: the record holds `d_namlen` initialised name bytes at `d_name`, readable and
-        // not written until the next `readdir`/`closedir` (which the borrow of `self` excludes).
-        let name =
-            unsafe { std::slice::from_raw_parts(field(offset_of!(libc::dirent, d_name)), len) };
-        Ok(Some(DirEntry { ino, typ, name }))
+        unsafe { libc::rewinddir(self.0.as_ptr()) };
+    }
+
+    /// `readdir(3)`: the next entry but `.` and `..`, `None` at the end (told from an error by
+    /// `errno`).
+    pub(super) fn read(&mut self) -> HostResult<Option<DirEntry<'_>>> {
+        loop {
+            clear_errno();
+            // SAFETY: `self.0` is an open stream (closed only by `Drop`), used by one thread at a
+            // time (`&mut self`).
+            let entry = unsafe { libc::readdir(self.0.as_ptr()) };
+            let Some(entry) = NonNull::new(entry) else {
+                let err = errno();
+                return if err.raw() == 0 { Ok(None) } else { Err(err) };
+            };
+            // The record lives in the stream's buffer until the next `readdir` or `closedir`, both
+            // of which need `&mut self` / ownership, so it outlives the returned borrow. It is only
+            // `d_reclen` bytes long (the fixed fields, `d_namlen` name bytes and a NUL), which may
+            // be less than `size_of::<dirent>()`, so no reference to a whole `dirent` is made: each
+            // field is read on its own, within the record.
+            let base = entry.as_ptr().cast::<u8>().cast_const();
+            let field = |offset: usize| base.wrapping_add(offset);
+            // SAFETY: `d_ino` lies within the record (see above); read unaligned so as not to rely
+            // on the buffer's alignment.
+            let ino = unsafe {
+                field(offset_of!(libc::dirent, d_ino))
+                    .cast::<u64>()
+                    .read_unaligned()
+            };
+            // SAFETY: as for `d_ino`.
+            let namlen = unsafe {
+                field(offset_of!(libc::dirent, d_namlen))
+                    .cast::<u16>()
+                    .read_unaligned()
+            };
+            // SAFETY: as for `d_ino`.
+            let typ = unsafe { field(offset_of!(libc::dirent, d_type)).read() };
+            // Never past `d_name`, whatever the record says.
+            let len = usize::from(namlen).min(D_NAME_LEN - 1);
+            // SAFETY: the record holds `d_namlen` initialised name bytes at `d_name`, readable and
+            // not written until the next `readdir`/`closedir` (which the borrow of `self` excludes).
+            let name =
+                unsafe { std::slice::from_raw_parts(field(offset_of!(libc::dirent, d_name)), len) };
+            if name == b"." || name == b".." {
+                continue;
+            }
+            return Ok(Some(DirEntry { ino, typ, name }));
+        }
     }
 }
 

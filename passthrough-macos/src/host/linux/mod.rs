@@ -12,9 +12,16 @@
 //!   [`Node::Id`] resolves through the registry and fails with `ENOENT` when the identity is
 //!   unknown or the object has no name left (`st_nlink` 0: its entry is then dropped, since an
 //!   unlinked object never gets a name back); [`Host::forget`] drops an entry (never a root's).
-//!   The backend never sees an `O_PATH` descriptor: [`Host::open`] of a [`Node::Id`] reopens
-//!   `/proc/self/fd/<N>` (a "magic link" that lands on the object itself), after refusing a
-//!   symlink with `ELOOP`. `/proc` must therefore be mounted.
+//!   The backend never sees an `O_PATH` descriptor: [`Host::open`] reopens `/proc/self/fd/<N>`
+//!   of one (a "magic link" that lands on the object itself). `/proc` must therefore be
+//!   mounted.
+//! * **Only regular files and directories are opened** ([`Host::open`]): the object is pinned
+//!   by an `O_PATH` descriptor first (the registry's for a [`Node::Id`], `openat(O_PATH |
+//!   O_NOFOLLOW)` for a [`Node::Child`]), its type checked on that descriptor (`ELOOP` for a
+//!   symlink, `ENXIO` for a device node, FIFO or socket, which are never opened), and only then
+//!   reopened for I/O through `/proc/self/fd/<N>`, which reaches exactly the object checked;
+//!   the result is checked again. `O_CREAT` creates with `O_EXCL`; an existing name (without
+//!   the caller's `O_EXCL`) goes the same checked way.
 //! * **Never following a symlink**: a [`Node::Child`] is opened with `openat(dir, name,
 //!   O_PATH | O_NOFOLLOW)`; creation calls work on the parent's descriptor (`mkdirat`,
 //!   `symlinkat`, `openat` with `O_NOFOLLOW`, `renameat2`, `linkat(AT_EMPTY_PATH)`); metadata
@@ -36,8 +43,10 @@
 //!   backend asks for, under the process's umask as on macOS.
 //!
 //! Each registered identity keeps one `O_PATH` descriptor open until it is forgotten (or found
-//! unlinked), so a guest that holds many inodes needs a matching `RLIMIT_NOFILE`; running out
-//! is `EMFILE`.
+//! unlinked); those descriptors count against the backend's descriptor budget
+//! ([`Host::use_fd_budget`], shared with its handles), so a guest holding many inodes runs into
+//! `ENFILE` from the budget, never into the process's `RLIMIT_NOFILE`. Roots are not counted.
+//! Directory streams ([`Host::open_dir`]) read `getdents64` through a fixed 4 KiB buffer.
 //!
 //! Where Linux offers less, the nearest thing: `F_FULLFSYNC` is `fsync`; `F_NOCACHE` is a
 //! no-op; `F_PREALLOCATE` (from the physical end of file) is `fallocate(FALLOC_FL_KEEP_SIZE)`
@@ -58,11 +67,13 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use fuse_server::limits::{Budget, Permit};
 
 use libc::{c_int, c_uint, mode_t, off_t};
 
-use super::{Host, HostDirent, HostId, HostResult, Node, SyncMode};
+use super::{DirStream, DirentRef, Host, HostId, HostResult, Node, SyncMode};
 use crate::darwin_abi;
 use crate::errno::DarwinErrno;
 use crate::fallocate::HostFstore;
@@ -80,8 +91,9 @@ const PATH_FLAGS: c_int = libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC;
 /// Flags to open a directory for reading (`getdents64`, `ioctl`).
 const DIR_FLAGS: c_int = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
 
-/// The size of the buffer handed to one `getdents64` call.
-const DIRENT_BUF: usize = 32 * 1024;
+/// The size of a directory stream's buffer, handed to one `getdents64` call (room for at least
+/// 14 entries of the longest name).
+const DIRENT_BUF: usize = 4096;
 
 /// How many times `listxattr` probes the size again when the list grew in between.
 const LIST_RETRIES: usize = 8;
@@ -101,14 +113,84 @@ pub struct LinuxHost {
     registry: RwLock<Registry>,
     /// The Darwin numbers given to Linux devices [`xlate::dev_direct`] cannot encode.
     devs: Mutex<HashMap<(u32, u32), i32>>,
+    /// The backend's descriptor budget, once it shared it: each registered identity but a
+    /// root holds a unit.
+    budget: OnceLock<Arc<Budget>>,
 }
 
 /// The identities that resolve, each to an `O_PATH` descriptor of the object.
 #[derive(Debug, Default)]
 struct Registry {
-    fds: HashMap<HostId, Arc<OwnedFd>>,
+    fds: HashMap<HostId, Registered>,
     /// Shared directories ([`Host::root`]): never forgotten.
     roots: HashSet<HostId>,
+}
+
+/// One registered identity: its `O_PATH` descriptor and the budget unit it holds (none for a
+/// root, or before the backend shared its budget).
+#[derive(Debug)]
+struct Registered {
+    fd: Arc<OwnedFd>,
+    _permit: Option<Permit>,
+}
+
+/// A directory stream: `getdents64` on a descriptor of its own, through a fixed buffer.
+#[derive(Debug)]
+pub struct LinuxDirStream {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+    /// The bytes of `buf` the last `getdents64` filled, and how far they were consumed.
+    len: usize,
+    pos: usize,
+}
+
+impl LinuxDirStream {
+    fn new(fd: OwnedFd) -> LinuxDirStream {
+        LinuxDirStream {
+            fd,
+            buf: Vec::new(),
+            len: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl DirStream for LinuxDirStream {
+    fn rewind(&mut self) -> HostResult<()> {
+        sys::lseek(self.fd.as_fd(), 0, libc::SEEK_SET)?;
+        (self.len, self.pos) = (0, 0);
+        Ok(())
+    }
+
+    fn next_entry(&mut self) -> HostResult<Option<DirentRef<'_>>> {
+        loop {
+            if self.pos >= self.len {
+                if self.buf.is_empty() {
+                    self.buf = vec![0; DIRENT_BUF];
+                }
+                self.len = sys::getdents64(self.fd.as_fd(), &mut self.buf)?;
+                self.pos = 0;
+                if self.len == 0 {
+                    return Ok(None);
+                }
+            }
+            let start = self.pos;
+            let rest = self.buf.get(start..self.len).ok_or(DarwinErrno::EIO)?;
+            let (reclen, entry) = xlate::next_dirent(rest)?;
+            self.pos = start + reclen;
+            if let Some(xlate::RawDirent { ino, typ, name }) = entry {
+                let name = self
+                    .buf
+                    .get(start + name.start..start + name.end)
+                    .ok_or(DarwinErrno::EIO)?;
+                return Ok(Some(DirentRef { ino, typ, name }));
+            }
+        }
+    }
+
+    fn footprint(&self) -> usize {
+        std::mem::size_of::<Self>() + self.buf.capacity()
+    }
 }
 
 /// A descriptor for one call: from the registry, opened for the call (`O_PATH`), or the
@@ -224,7 +306,7 @@ impl LinuxHost {
         self.registry()
             .fds
             .get(&dir)
-            .cloned()
+            .map(|r| Arc::clone(&r.fd))
             .ok_or(DarwinErrno::ENOENT)
     }
 
@@ -239,7 +321,7 @@ impl LinuxHost {
             let current = registry
                 .fds
                 .get(&id)
-                .is_some_and(|cur| Arc::ptr_eq(cur, &fd));
+                .is_some_and(|cur| Arc::ptr_eq(&cur.fd, &fd));
             if current && !registry.roots.contains(&id) {
                 registry.fds.remove(&id);
             }
@@ -320,22 +402,56 @@ impl LinuxHost {
         Err(DarwinErrno::ERANGE)
     }
 
-    /// Reads the directory open at `fd` from its start into `out`.
-    fn read_entries(fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
-        out.clear();
-        sys::lseek(fd, 0, libc::SEEK_SET)?;
-        let mut buf = vec![0u8; DIRENT_BUF];
-        loop {
-            let len = sys::getdents64(fd, &mut buf)?;
-            if len == 0 {
-                return Ok(());
-            }
-            xlate::parse_dirents(buf.get(..len).ok_or(DarwinErrno::EIO)?, out)?;
+    /// Registers `fd` as the way to `id` (unless it is registered already), taking a unit of
+    /// the shared budget: `ENFILE` when it is spent.
+    fn register(&self, id: HostId, fd: OwnedFd) -> HostResult<()> {
+        let mut registry = self.registry_mut();
+        if registry.fds.contains_key(&id) {
+            return Ok(());
         }
+        let permit = match self.budget.get() {
+            Some(budget) => Some(budget.acquire().map_err(|_| DarwinErrno::ENFILE)?),
+            None => None,
+        };
+        let entry = Registered {
+            fd: Arc::new(fd),
+            _permit: permit,
+        };
+        registry.fds.insert(id, entry);
+        Ok(())
+    }
+
+    /// Opens the object `pinned` (an `O_PATH` descriptor, attributes `st`) for I/O with the
+    /// Linux `flags`, if it is a regular file or a directory: reopened through
+    /// `/proc/self/fd/<N>`, which lands on exactly that object, and checked again.
+    fn reopen(pinned: BorrowedFd<'_>, st: &HostStat, flags: c_int) -> HostResult<OwnedFd> {
+        if st.is_symlink() {
+            return Err(DarwinErrno::ELOOP);
+        }
+        if flags & libc::O_DIRECTORY != 0 && !st.is_dir() {
+            return Err(DarwinErrno::ENOTDIR);
+        }
+        if !matches!(st.file_type(), libc::S_IFREG | libc::S_IFDIR) {
+            return Err(DarwinErrno::ENXIO);
+        }
+        let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
+        let fd = sys::open(&proc_path(pinned)?, flags, 0)?;
+        let opened = sys::statx(fd.as_fd(), libc::STATX_TYPE | libc::STATX_INO)?;
+        let same = opened.stx_ino == st.ino
+            && matches!(
+                u32::from(opened.stx_mode) & libc::S_IFMT,
+                libc::S_IFREG | libc::S_IFDIR
+            );
+        if !same {
+            return Err(DarwinErrno::ENXIO);
+        }
+        Ok(fd)
     }
 }
 
 impl Host for LinuxHost {
+    type DirStream = LinuxDirStream;
+
     /// Opens `path` (`O_PATH | O_DIRECTORY | O_NOFOLLOW`: `ENOTDIR` for anything but a
     /// directory, a symlink to one included) and registers it as a root, never forgotten.
     /// `EINVAL` for a path with a NUL byte.
@@ -348,7 +464,12 @@ impl Host for LinuxHost {
         }
         let id = HostId::of(&st);
         let mut registry = self.registry_mut();
-        registry.fds.entry(id).or_insert_with(|| Arc::new(fd));
+        // A root holds no budget unit: it is the operator's, not the guest's.
+        let root = Registered {
+            fd: Arc::new(fd),
+            _permit: None,
+        };
+        registry.fds.entry(id).or_insert(root);
         registry.roots.insert(id);
         Ok(st)
     }
@@ -362,48 +483,50 @@ impl Host for LinuxHost {
             Node::Child(dir, name) => {
                 let fd = self.open_child(dir, name)?;
                 let st = self.stat_fd(fd.as_fd())?;
-                self.registry_mut()
-                    .fds
-                    .entry(HostId::of(&st))
-                    .or_insert_with(|| Arc::new(fd));
+                self.register(HostId::of(&st), fd)?;
                 Ok(st)
             }
         }
     }
 
-    /// A [`Node::Child`] is `openat(dir, name)` with the translated flags (`O_NOFOLLOW |
-    /// O_CLOEXEC` added); a [`Node::Id`] reopens `/proc/self/fd/<N>` of its registered
-    /// descriptor (without `O_NOFOLLOW`, which would refuse the magic link itself; a symlink is
-    /// refused before). `EINVAL` for Darwin flags outside the whitelist.
+    /// Only a regular file or a directory, never blocking (see the module documentation): the
+    /// object is pinned `O_PATH` (a [`Node::Id`]'s registered descriptor, or `openat(dir,
+    /// name, O_PATH | O_NOFOLLOW)`), its type checked, then reopened for I/O through
+    /// `/proc/self/fd/<N>` with the translated flags and checked again. `O_CREAT` on a
+    /// [`Node::Child`] is `openat(O_CREAT | O_EXCL | O_NOFOLLOW)` first (a new regular file);
+    /// `EEXIST` unless the caller left out `O_EXCL`, in which case the existing object is
+    /// opened as above. `EINVAL` for Darwin flags outside the whitelist.
     fn open(&self, node: Node<'_>, flags: i32, mode: u16) -> HostResult<OwnedFd> {
         let flags = xlate::open_flags(flags)?;
         let mode = mode_t::from(mode);
-        match node {
-            Node::Fd(_) => Err(DarwinErrno::EBADF),
+        let (pinned, st) = match node {
+            Node::Fd(_) => return Err(DarwinErrno::EBADF),
             Node::Id(id) => {
                 let (fd, st) = self.resolve(id)?;
-                if st.is_symlink() {
-                    return Err(DarwinErrno::ELOOP);
-                }
-                sys::open(&proc_path(fd.as_fd())?, flags & !libc::O_NOFOLLOW, mode)
+                (Handle::Shared(fd), st)
             }
             Node::Child(dir, name) => {
                 let dirfd = self.dir_fd(dir)?;
                 let name = component(name)?;
-                match sys::openat(dirfd.as_fd(), &name, flags, mode) {
-                    // Linux checks O_DIRECTORY before refusing a symlink; macOS says ELOOP.
-                    Err(DarwinErrno::ENOTDIR) if flags & libc::O_DIRECTORY != 0 => {
-                        let entry = sys::openat(dirfd.as_fd(), &name, PATH_FLAGS, 0)?;
-                        if self.stat_fd(entry.as_fd())?.is_symlink() {
-                            Err(DarwinErrno::ELOOP)
-                        } else {
-                            Err(DarwinErrno::ENOTDIR)
+                if flags & libc::O_CREAT != 0 {
+                    match sys::openat(dirfd.as_fd(), &name, flags | libc::O_EXCL, mode) {
+                        Ok(fd) => {
+                            let st = self.stat_fd(fd.as_fd())?;
+                            if st.file_type() != libc::S_IFREG {
+                                return Err(DarwinErrno::ENXIO);
+                            }
+                            return Ok(fd);
                         }
+                        Err(DarwinErrno::EEXIST) if flags & libc::O_EXCL == 0 => {}
+                        Err(e) => return Err(e),
                     }
-                    other => other,
                 }
+                let fd = sys::openat(dirfd.as_fd(), &name, PATH_FLAGS, 0)?;
+                let st = self.stat_fd(fd.as_fd())?;
+                (Handle::Owned(fd), st)
             }
-        }
+        };
+        Self::reopen(pinned.fd(), &st, flags)
     }
 
     fn mkdir(&self, dir: HostId, name: &[u8], mode: u16) -> HostResult<()> {
@@ -714,25 +837,55 @@ impl Host for LinuxHost {
         let entry = sys::openat(dirfd.as_fd(), &component(name)?, PATH_FLAGS, 0)?;
         let ino = sys::statx(entry.as_fd(), libc::STATX_INO)?.stx_ino;
         let reader = sys::open(&proc_path(dirfd.as_fd())?, DIR_FLAGS, 0)?;
-        let mut entries = Vec::new();
-        Self::read_entries(reader.as_fd(), &mut entries)?;
-        let stored = entries
-            .iter()
-            .find(|e| e.ino == ino && e.name == name)
-            .or_else(|| entries.iter().find(|e| e.ino == ino))
-            .or_else(|| entries.iter().find(|e| e.name == name))
-            .ok_or(DarwinErrno::ENOENT)?;
-        let len = stored.name.len();
+        let mut stream = LinuxDirStream::new(reader);
+        // By preference: `name` with that inode, else the first name with it, else `name`.
+        let mut first_with_ino: Option<Vec<u8>> = None;
+        let mut listed = false;
+        let mut exact = false;
+        while let Some(e) = stream.next_entry()? {
+            if e.ino == ino && e.name == name {
+                exact = true;
+                break;
+            }
+            if e.ino == ino && first_with_ino.is_none() {
+                first_with_ino = Some(e.name.to_vec());
+            }
+            listed |= e.name == name;
+        }
+        let stored = if exact {
+            name
+        } else if let Some(first) = first_with_ino.as_deref() {
+            first
+        } else if listed {
+            name
+        } else {
+            return Err(DarwinErrno::ENOENT);
+        };
+        let len = stored.len();
         buf.get_mut(..len)
             .ok_or(DarwinErrno::ERANGE)?
-            .copy_from_slice(&stored.name);
+            .copy_from_slice(stored);
         Ok(len)
     }
 
-    /// `lseek(0)`, then `getdents64` to the end; `.` and `..` skipped, `d_type` as Linux gives
-    /// it (the same values as Darwin's).
-    fn read_dir(&self, fd: BorrowedFd<'_>, out: &mut Vec<HostDirent>) -> HostResult<()> {
-        Self::read_entries(fd, out)
+    /// A duplicate of `fd` (`F_DUPFD_CLOEXEC`; it shares the offset, which only the stream
+    /// uses), rewound, read with `getdents64` through a 4 KiB buffer; `.` and `..` skipped,
+    /// `d_type` as Linux gives it (the same values as Darwin's).
+    fn open_dir(&self, fd: BorrowedFd<'_>) -> HostResult<LinuxDirStream> {
+        let dup = fd.try_clone_to_owned().map_err(|e| self.io_errno(&e))?;
+        let mut stream = LinuxDirStream::new(dup);
+        stream.rewind()?;
+        Ok(stream)
+    }
+
+    /// `getrlimit(RLIMIT_NOFILE)`'s soft limit.
+    fn nofile_limit(&self) -> Option<u64> {
+        sys::nofile_limit()
+    }
+
+    /// Registered identities (not roots) count against `budget` from now on.
+    fn use_fd_budget(&self, budget: &Arc<Budget>) {
+        let _ = self.budget.set(Arc::clone(budget));
     }
 
     /// The raw OS error (Linux numbering) translated; `EIO` without one.

@@ -356,3 +356,14 @@ pub(super) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize
         )
     })
 }
+
+/// `getrlimit(RLIMIT_NOFILE)`'s soft limit; `None` if unlimited or unknown.
+pub(super) fn nofile_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a writable `rlimit` that outlives the call, which only writes it.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}

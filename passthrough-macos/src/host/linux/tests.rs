@@ -7,8 +7,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::PathBuf;
 
 use super::*;
+use fuse_abi::mode;
 
-/// Darwin `O_DIRECTORY`, to open a directory for `read_dir`.
+/// Darwin `O_DIRECTORY`, to open a directory for `open_dir`.
 const O_DIR: i32 = darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY;
 
 /// A share `tmp/share` served by a fresh adapter, next to `tmp/outside`.
@@ -551,8 +552,17 @@ fn rename_with_swap_and_excl() {
     assert!(!fx.path("c").exists());
 }
 
+/// Every entry of `stream` from where it is.
+fn drain(stream: &mut LinuxDirStream) -> Vec<crate::host::HostDirent> {
+    let mut out = Vec::new();
+    while let Some(e) = stream.next_entry().unwrap() {
+        out.push(e.to_dirent());
+    }
+    out
+}
+
 #[test]
-fn read_dir_lists_entries_without_dots_and_rewinds() {
+fn dir_streams_list_entries_without_dots_and_rewind() {
     let fx = Fx::new();
     fx.write("file", b"");
     fs::create_dir(fx.path("dir")).unwrap();
@@ -561,12 +571,8 @@ fn read_dir_lists_entries_without_dots_and_rewinds() {
         fx.write(&format!("many-{i:03}-{}", "x".repeat(40)), b"");
     }
     let fd = fx.host.open(Node::Id(fx.root), O_DIR, 0).unwrap();
-    let mut out = vec![HostDirent {
-        ino: 0,
-        typ: 0,
-        name: b"stale".to_vec(),
-    }];
-    fx.host.read_dir(fd.as_fd(), &mut out).unwrap();
+    let mut stream = fx.host.open_dir(fd.as_fd()).unwrap();
+    let out = drain(&mut stream);
     assert_eq!(out.len(), 303);
     let find = |n: &[u8]| out.iter().find(|e| e.name == n).unwrap().clone();
     assert_eq!(find(b"file").typ, darwin_abi::DT_REG);
@@ -577,10 +583,86 @@ fn read_dir_lists_entries_without_dots_and_rewinds() {
         fs::symlink_metadata(fx.path("file")).unwrap().ino()
     );
     assert!(out.iter().all(|e| e.name != b"." && e.name != b".."));
-    // A second read starts over.
-    let mut again = Vec::new();
-    fx.host.read_dir(fd.as_fd(), &mut again).unwrap();
-    assert_eq!(again, out);
+    // The buffer is fixed, whatever the directory's size.
+    assert!(
+        stream.footprint() <= DIRENT_BUF + 256,
+        "{}",
+        stream.footprint()
+    );
+    // At the end it stays at the end; a rewind starts over and sees changes.
+    assert!(stream.next_entry().unwrap().is_none());
+    fs::remove_file(fx.path("file")).unwrap();
+    stream.rewind().unwrap();
+    let again = drain(&mut stream);
+    assert_eq!(again.len(), 302);
+    assert!(again.iter().all(|e| e.name != b"file"));
+    // A second stream over the same descriptor is independent of the first's position... and
+    // starts at the beginning.
+    let mut other = fx.host.open_dir(fd.as_fd()).unwrap();
+    assert_eq!(drain(&mut other).len(), 302);
+}
+
+// --- Only regular files and directories are opened ----------------------------------------
+
+/// `mkfifo` of `path` (the tool: no `unsafe` in tests).
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn open_of_a_fifo_is_enxio_and_never_blocks() {
+    let fx = Fx::new();
+    mkfifo(&fx.path("fifo"));
+    let id = fx.id("fifo");
+    let create = darwin_abi::O_CREAT | darwin_abi::O_WRONLY;
+    // In the test thread: a regression would hang the test rather than pass.
+    for flags in [
+        darwin_abi::O_RDONLY,
+        darwin_abi::O_WRONLY,
+        darwin_abi::O_RDWR,
+        create,
+    ] {
+        let err = fx.host.open(fx.child("fifo"), flags, 0o600).unwrap_err();
+        assert_eq!(err, DarwinErrno::ENXIO, "Child, flags {flags:#x}");
+        let err = fx.host.open(Node::Id(id), flags, 0).unwrap_err();
+        assert_eq!(err, DarwinErrno::ENXIO, "Id, flags {flags:#x}");
+    }
+    // With O_EXCL the name exists: EEXIST, nothing opened.
+    let err = fx
+        .host
+        .open(fx.child("fifo"), create | darwin_abi::O_EXCL, 0o600)
+        .unwrap_err();
+    assert_eq!(err, DarwinErrno::EEXIST);
+    let err = fx.host.open(fx.child("fifo"), O_DIR, 0).unwrap_err();
+    assert_eq!(err, DarwinErrno::ENOTDIR);
+}
+
+#[test]
+fn open_with_create_makes_or_opens_only_regular_files() {
+    let fx = Fx::new();
+    let create = darwin_abi::O_CREAT | darwin_abi::O_RDWR;
+    let fd = fx.host.open(fx.child("new"), create, 0o600).unwrap();
+    assert_eq!(
+        fx.host.lstat(Node::Fd(fd.as_fd())).unwrap().file_type(),
+        mode::S_IFREG
+    );
+    assert_eq!(fs::metadata(fx.path("new")).unwrap().mode() & 0o777, 0o600);
+    // Existing: opened (without O_EXCL), the same file.
+    fx.write("new", b"data");
+    let again = fx.host.open(fx.child("new"), create, 0o644).unwrap();
+    let mut buf = [0u8; 4];
+    assert_eq!(fx.host.pread(again.as_fd(), &mut buf, 0).unwrap(), 4);
+    assert_eq!(&buf, b"data");
+    // A directory with O_CREAT and write access: EISDIR, as open(2) says.
+    fs::create_dir(fx.path("d")).unwrap();
+    assert_eq!(
+        fx.host.open(fx.child("d"), create, 0o600).unwrap_err(),
+        DarwinErrno::EISDIR
+    );
 }
 
 #[test]

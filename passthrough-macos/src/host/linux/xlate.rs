@@ -1,12 +1,14 @@
 //! The pure translations of [`super::LinuxHost`]: Darwin arguments to Linux ones, Linux results
 //! to Darwin ones. No system call here; each table is unit-tested.
 
+use std::ops::Range;
+
 use libc::{c_int, c_short, c_uint};
 
 use crate::darwin_abi;
 use crate::dev::DevNum;
 use crate::errno::DarwinErrno;
-use crate::host::{HostDirent, HostResult};
+use crate::host::HostResult;
 use crate::stat::HostStat;
 use crate::time::HostTimespec;
 
@@ -407,44 +409,43 @@ const DIRENT_RECLEN: usize = 16;
 const DIRENT_TYPE: usize = 18;
 const DIRENT_NAME: usize = 19;
 
-/// Appends the entries of a `getdents64` buffer to `out`, without `.` and `..`. `EIO` for a
-/// record that does not fit the buffer (the kernel never writes one).
-pub(super) fn parse_dirents(buf: &[u8], out: &mut Vec<HostDirent>) -> HostResult<()> {
-    let mut rest = buf;
-    while !rest.is_empty() {
-        let reclen = rest
-            .get(DIRENT_RECLEN..DIRENT_RECLEN + 2)
-            .and_then(|b| <[u8; 2]>::try_from(b).ok())
-            .map(|b| usize::from(u16::from_ne_bytes(b)))
-            .ok_or(DarwinErrno::EIO)?;
-        if reclen <= DIRENT_NAME {
-            return Err(DarwinErrno::EIO);
-        }
-        let (record, next) = rest.split_at_checked(reclen).ok_or(DarwinErrno::EIO)?;
-        rest = next;
-        let ino = record
-            .get(DIRENT_INO..DIRENT_INO + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_ne_bytes)
-            .ok_or(DarwinErrno::EIO)?;
-        let typ = record.get(DIRENT_TYPE).copied().ok_or(DarwinErrno::EIO)?;
-        let name = record.get(DIRENT_NAME..).ok_or(DarwinErrno::EIO)?;
-        let name = name.split(|&b| b == 0).next().unwrap_or(name);
-        if name.is_empty() || name == b"." || name == b".." {
-            continue;
-        }
-        out.push(HostDirent {
-            ino,
-            typ,
-            name: name.to_vec(),
-        });
+/// One `getdents64` record's entry: inode number, type, and where its name lies in the record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct RawDirent {
+    pub(super) ino: u64,
+    pub(super) typ: u8,
+    pub(super) name: Range<usize>,
+}
+
+/// The first record of a `getdents64` buffer: its length, and unless it is `.` or `..`, its
+/// entry. `EIO` for a record that does not fit the buffer (the kernel never writes one).
+pub(super) fn next_dirent(buf: &[u8]) -> HostResult<(usize, Option<RawDirent>)> {
+    let reclen = buf
+        .get(DIRENT_RECLEN..DIRENT_RECLEN + 2)
+        .and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map(|b| usize::from(u16::from_ne_bytes(b)))
+        .ok_or(DarwinErrno::EIO)?;
+    if reclen <= DIRENT_NAME {
+        return Err(DarwinErrno::EIO);
     }
-    Ok(())
+    let record = buf.get(..reclen).ok_or(DarwinErrno::EIO)?;
+    let ino = record
+        .get(DIRENT_INO..DIRENT_INO + 8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_ne_bytes)
+        .ok_or(DarwinErrno::EIO)?;
+    let typ = record.get(DIRENT_TYPE).copied().ok_or(DarwinErrno::EIO)?;
+    let name = record.get(DIRENT_NAME..).ok_or(DarwinErrno::EIO)?;
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let name = DIRENT_NAME..DIRENT_NAME + len;
+    let skip = matches!(record.get(name.clone()), Some(b"" | b"." | b".."));
+    Ok((reclen, (!skip).then_some(RawDirent { ino, typ, name })))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::HostDirent;
 
     #[test]
     fn is_component_refuses_paths_and_dots() {
@@ -661,6 +662,20 @@ mod tests {
         out[18] = typ;
         out[19..19 + name.len()].copy_from_slice(name);
         out
+    }
+
+    /// Every entry of a `getdents64` buffer, through [`next_dirent`].
+    fn parse_dirents(buf: &[u8], out: &mut Vec<HostDirent>) -> HostResult<()> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let (reclen, entry) = next_dirent(rest)?;
+            if let Some(RawDirent { ino, typ, name }) = entry {
+                let name = rest.get(name).ok_or(DarwinErrno::EIO)?.to_vec();
+                out.push(HostDirent { ino, typ, name });
+            }
+            rest = rest.get(reclen..).ok_or(DarwinErrno::EIO)?;
+        }
+        Ok(())
     }
 
     #[test]
