@@ -100,6 +100,11 @@ pub(crate) const ALL: &[Scenario] = &[
         run: fd_budget,
     },
     Scenario {
+        name: "dir-handles",
+        about: "20 000 OPENDIR+READDIR (32 KiB) without RELEASEDIR: ENFILE, RSS bounded",
+        run: dir_handles,
+    },
+    Scenario {
         name: "dir-snapshots",
         about: "400 OPENDIR+READDIR of a 5000-entry directory without RELEASEDIR: RSS bounded",
         run: dir_snapshots,
@@ -475,10 +480,19 @@ const FLOOD: &[Chain] = &[
     Chain::NextLoop,
     Chain::NoWritable,
     Chain::ShortHeader,
-    Chain::NextOutOfRange,
+    Chain::WritableFirst,
     Chain::IndirectLoop,
     Chain::IndirectBadLen,
 ];
+
+impl Chain {
+    /// An out-of-range *index* (not a malformed buffer): the device may mark the queue broken
+    /// until it is reset, as for an impossible ring index. Every other malformed chain is
+    /// answered or dropped and the queue goes on.
+    fn may_break_queue(self) -> bool {
+        self == Chain::NextOutOfRange
+    }
+}
 
 /// A built chain: its head, the bytes the device may write, and where a reply would land.
 struct Built {
@@ -625,7 +639,11 @@ fn malformed_chains(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
         q.push_head(built.head)?;
         q.kick()?;
         if let Err(e) = getattr(&mut f) {
-            r.fail(format!("{chain:?}: the queue stalls after it ({e:#})"));
+            if chain.may_break_queue() {
+                r.note(format!("{chain:?} marked the queue broken"));
+            } else {
+                r.fail(format!("{chain:?}: the queue stalls after it ({e:#})"));
+            }
             stalls += 1;
             if stalls > 3 {
                 bail!("too many stalls");
@@ -703,8 +721,17 @@ fn flood(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
             q.push_head(built.head)?;
         }
         q.kick()?;
-        // The control plane is answered while the batch is in flight.
-        if batches % 8 == 0 {
+        // The control plane is answered while the batch is in flight; halfway, the queue is
+        // stopped and started again (GET_VRING_BASE ... SET_VRING_ENABLE) under the flood.
+        if batches == FLOOD_CHAINS / BATCH / 2 {
+            match f.restart_queue(1) {
+                Ok((base, d)) => r.note(format!("restart in flight at {base} in {}", ms(d))),
+                Err(e) => {
+                    r.fail(format!("restarting the queue during the flood failed: {e}"));
+                    break;
+                }
+            }
+        } else if batches % 8 == 0 {
             match f.set_vring_call(1) {
                 Ok(d) => max_ack = max_ack.max(d),
                 Err(e) => {
@@ -917,5 +944,88 @@ fn dir_snapshots(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
     r.check(handles == 0 || entries > 0, || {
         "READDIR returned no entries".to_owned()
     });
+    Ok(())
+}
+
+fn dir_handles(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
+    const WINDOW: usize = 32;
+    const MAX_ERRORS: u64 = 200;
+    // Enough entries to fill a 32 KiB READDIR, so a handle's buffer is touched whole.
+    let dir = ctx.share.join("medium");
+    fs::create_dir(&dir)?;
+    for i in 0..1000 {
+        fs::File::create(dir.join(format!("entry-{i:04}")))?;
+    }
+    let mut f = ctx.connect()?;
+    let node = f
+        .requests()
+        .call(&Request::lookup(ROOT_ID, "medium"), 4096, REPLY_TIMEOUT)?
+        .entry()?
+        .nodeid
+        .get();
+    // Bounded in time too (a slow backend is not a failure here); stops early once the RSS
+    // bound is broken.
+    let deadline = Instant::now() + LOOP_LIMIT / 2;
+    let (mut sent, mut held, mut errors, mut peak) = (0usize, 0usize, 0u64, 0u64);
+    let mut errnos: BTreeMap<String, u64> = BTreeMap::new();
+    let mut opens = VecDeque::new();
+    let mut reads = VecDeque::new();
+    while Instant::now() < deadline {
+        let q = f.requests();
+        while sent < OPENS && errors < MAX_ERRORS && opens.len() < WINDOW && peak <= RSS_LIMIT {
+            opens.push_back(q.push(&Request::opendir(node), 256)?);
+            sent += 1;
+        }
+        q.kick()?;
+        let Some(p) = opens.pop_front() else { break };
+        let reply = match q.wait(p, REPLY_TIMEOUT) {
+            Ok(reply) => reply,
+            Err(e) => {
+                r.fail(format!("OPENDIR #{} not answered: {e}", held + 1));
+                break;
+            }
+        };
+        match reply.errno() {
+            Some(e) => {
+                errors += 1;
+                *errnos.entry(errno_name(e)).or_default() += 1;
+            }
+            None => {
+                held += 1;
+                let fh = reply.open()?.fh.get();
+                let readdir = Request::readdir(node, fh, 0, 32 * 1024);
+                reads.push_back(q.send(&readdir, 36 * 1024)?);
+                if reads.len() >= WINDOW {
+                    if let Some(p) = reads.pop_front() {
+                        q.wait(p, REPLY_TIMEOUT).context("READDIR")?;
+                    }
+                }
+            }
+        }
+        if held % 256 == 0 {
+            peak = peak.max(ctx.daemon.rss_bytes()?);
+        }
+    }
+    while let Some(p) = reads.pop_front() {
+        f.requests().wait(p, REPLY_TIMEOUT).context("READDIR")?;
+    }
+    peak = peak.max(ctx.daemon.rss_bytes()?);
+    let fds = ctx.daemon.open_fds().unwrap_or(0);
+    r.note(format!(
+        "{held} directory handles held, errors {errnos:?}, daemon fds {fds}, RSS {} MiB",
+        peak / MIB
+    ));
+    for (name, n) in &errnos {
+        r.check(name == "ENFILE", || {
+            format!("{n} OPENDIRs failed with {name}, not the budget's ENFILE")
+        });
+    }
+    r.check(peak <= RSS_LIMIT, || {
+        format!("RSS {} MiB (limit {})", peak / MIB, RSS_LIMIT / MIB)
+    });
+    match getattr(&mut f) {
+        Ok(d) => r.note(format!("still served ({})", ms(d))),
+        Err(e) => r.fail(format!("not served after the OPENDIRs: {e:#}")),
+    }
     Ok(())
 }
