@@ -568,3 +568,32 @@ impl Queue {
         self.ram.load_u16(self.layout.used)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_parts_are_aligned_and_do_not_overlap() {
+        let l = QueueLayout::new(0x10000, 256, 65536, 4096);
+        assert_eq!(l.desc, 0x10000);
+        assert_eq!(l.avail, l.desc + 16 * 256);
+        assert_eq!(l.used % PAGE, 0);
+        assert!(l.used >= l.avail + 6 + 2 * 256);
+        assert!(l.slots >= l.used + 6 + 8 * 256);
+        assert_eq!(l.slot(3), l.slots + 3 * 65536);
+        assert_eq!(l.scratch, l.slot(255) + 65536);
+        assert!(l.end >= l.scratch + 4096 && l.end % PAGE == 0);
+    }
+
+    #[test]
+    fn descriptors_are_little_endian_virtq_desc() {
+        let d = Descriptor::readable(0x1122_3344_5566_7788, 0x99aa_bbcc).then(0x0102);
+        let b = d.to_bytes();
+        assert_eq!(&b[..8], &0x1122_3344_5566_7788u64.to_le_bytes());
+        assert_eq!(&b[8..12], &0x99aa_bbccu32.to_le_bytes());
+        assert_eq!(u16::from_le_bytes([b[12], b[13]]), DESC_F_NEXT);
+        assert_eq!(u16::from_le_bytes([b[14], b[15]]), 0x0102);
+        assert_eq!(Descriptor::writable(0, 1).flags, DESC_F_WRITE);
+    }
+}
