@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use fuse_abi::mode::{S_IFBLK, S_IFCHR, S_IFIFO};
 use fuse_abi::{OutHeader, ROOT_ID};
+use vhost::VhostBackend as _;
 use virtiofs_frontend::frontend::VIRTIO_RING_F_INDIRECT_DESC;
 use virtiofs_frontend::fuse::{encode_dev, split_host_dev};
 use virtiofs_frontend::process::CpuSample;
@@ -88,6 +89,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "flood",
         about: "10 000 malformed chains: bounded log and CPU; SET_VRING_CALL, GET_VRING_BASE answered",
         run: flood,
+    },
+    Scenario {
+        name: "vring-num",
+        about: "SET_VRING_NUM 3 (not a power of two) is refused, not acked and ignored",
+        run: vring_num,
     },
     Scenario {
         name: "mem-region",
@@ -780,7 +786,22 @@ fn flood(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Frontend-supplied memory.
+// Frontend-supplied ring and memory parameters.
+
+fn vring_num(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
+    let mut f = ctx.connect()?;
+    // Stopped first, as a VMM reconfigures a queue.
+    let (base, _) = f.get_vring_base(1)?;
+    match f.bounded(|vu| vu.set_vring_num(1, 3)) {
+        Ok(()) => r.fail("SET_VRING_NUM 3 was acknowledged as done"),
+        Err(Error::Timeout(d)) => r.fail(format!("SET_VRING_NUM 3 not answered in {d:?}")),
+        Err(e) => r.note(format!("SET_VRING_NUM 3 refused ({e})")),
+    }
+    r.note(format!("base {base}"));
+    drop(f);
+    reconnect_served(ctx, r);
+    Ok(())
+}
 
 fn mem_region(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
     let mut config = Config::new(1);
