@@ -91,6 +91,11 @@ pub(crate) const ALL: &[Scenario] = &[
         run: flood,
     },
     Scenario {
+        name: "hiprio-flood",
+        about: "10 000 non-FORGET messages on the hiprio queue: returned, bounded log",
+        run: hiprio_flood,
+    },
+    Scenario {
         name: "vring-num",
         about: "SET_VRING_NUM 3 (not a power of two) is refused, not acked and ignored",
         run: vring_num,
@@ -278,12 +283,13 @@ fn special(ctx: &mut Ctx, r: &mut Report, kind: Special) -> Result<()> {
         _ => (libc::O_RDWR, libc::O_RDWR),
     };
     let mut wedged = false;
+    // OPEN first: CREATE of a FIFO blocks a worker that opens it, and nothing after runs.
     for (op, req) in [
+        ("OPEN", Request::open(node, open_flags)),
         (
             "CREATE",
             Request::create(ROOT_ID, name, create_flags, 0o600),
         ),
-        ("OPEN", Request::open(node, open_flags)),
     ] {
         if wedged {
             break;
@@ -782,6 +788,52 @@ fn flood(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
     drop(f);
     idle_cpu(ctx, r, Duration::from_secs(1), "after the flood")?;
     reconnect_served(ctx, r);
+    Ok(())
+}
+
+fn hiprio_flood(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
+    const BATCH: usize = 64;
+    let mut f = ctx.connect()?;
+    let log0 = ctx.daemon.log_bytes();
+    let cpu = CpuSample::start(&ctx.daemon)?;
+    let deadline = Instant::now() + LOOP_LIMIT;
+    let mut sent = 0usize;
+    'flood: while sent < FLOOD_CHAINS && Instant::now() < deadline {
+        let q = f.queue(0);
+        let n = BATCH.min(FLOOD_CHAINS - sent);
+        let mut batch = Vec::with_capacity(n);
+        for _ in 0..n {
+            // Only FORGET belongs on hiprio; a GETATTR there has no writable part either.
+            batch.push(q.push(&Request::getattr(ROOT_ID), 0)?);
+        }
+        q.kick()?;
+        for p in batch {
+            // Dropped, but returned to the driver (used length 0) so its descriptors free.
+            match q.wait(p, REPLY_TIMEOUT) {
+                Ok(reply) => r.check(reply.used_len == 0, || {
+                    format!("hiprio message answered with {} bytes", reply.used_len)
+                }),
+                Err(e) => {
+                    r.fail(format!("hiprio message #{} not returned: {e}", sent + 1));
+                    break 'flood;
+                }
+            }
+            sent += 1;
+        }
+    }
+    let used = cpu.used(&ctx.daemon)?;
+    let log = ctx.daemon.log_bytes().saturating_sub(log0);
+    r.note(format!(
+        "{sent} messages, {:.2}s CPU, log +{log} B",
+        used.as_secs_f64()
+    ));
+    r.check(log <= LOG_LIMIT_FLOOD, || {
+        format!("log grew {log} B for the hiprio flood (limit {LOG_LIMIT_FLOOD})")
+    });
+    match getattr(&mut f) {
+        Ok(d) => r.note(format!("request queue served ({})", ms(d))),
+        Err(e) => r.fail(format!("the request queue no longer answers: {e:#}")),
+    }
     Ok(())
 }
 
