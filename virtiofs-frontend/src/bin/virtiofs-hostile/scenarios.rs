@@ -1023,11 +1023,13 @@ fn dir_snapshots(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
 fn dir_handles(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
     const WINDOW: usize = 32;
     const MAX_ERRORS: u64 = 200;
-    // Enough entries to fill a 32 KiB READDIR, so a handle's buffer is touched whole.
+    // Enough entries to fill a 32 KiB READDIR (so a handle's buffer is touched whole), few
+    // enough that listing them is cheap: 160 names of 200 bytes.
     let dir = ctx.share.join("medium");
     fs::create_dir(&dir)?;
-    for i in 0..1000 {
-        fs::File::create(dir.join(format!("entry-{i:04}")))?;
+    let long = "n".repeat(195);
+    for i in 0..160 {
+        fs::File::create(dir.join(format!("{long}{i:05}")))?;
     }
     let mut f = ctx.connect()?;
     let node = f
