@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{e2e, fuzz, host_tier, layout, macos};
+use crate::{e2e, fuzz, host_tier, hostile, layout, macos};
 
 /// One named CI step.
 struct Step {
@@ -46,6 +46,11 @@ const STEPS: &[Step] = &[
         "root",
         "root tier: ignored tests that mount via /dev/fuse",
         root,
+    ),
+    Step::new(
+        "hostile",
+        "raw vhost-user frontend as a hostile guest vs the release daemon (both backends)",
+        hostile::run_ci,
     ),
     Step::new(
         "host-tier",

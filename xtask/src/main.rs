@@ -9,6 +9,7 @@ mod demo;
 mod e2e;
 mod fuzz;
 mod host_tier;
+mod hostile;
 mod layout;
 mod macos;
 mod provision;
@@ -25,6 +26,7 @@ commands:
   demo          a Linux guest with a host directory at /mnt: demo [--shared-dir D]
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
   host-tier     the daemon's --fuse-mount on the host kernel: pjdfstest, fsx [--fsx-ops N]
+  hostile       a raw vhost-user frontend as a hostile guest vs the release daemon (root)
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
@@ -44,6 +46,7 @@ fn main() -> Result<()> {
         "e2e" => e2e::run(rest),
         "fuzz" => fuzz::run(rest),
         "host-tier" => host_tier::run(rest),
+        "hostile" => hostile::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
         "help" | "--help" | "-h" => {
