@@ -614,6 +614,9 @@ impl<H: Host> PassthroughFs<H> {
             mode::S_IFLNK => return Err(Errno::ELOOP),
             _ => return Err(Errno::ENXIO),
         }
+        if inode.typ == mode::S_IFREG {
+            self.refuse_emulated_special(Node::Id(inode.id))?;
+        }
         match inode.stashed() {
             Some(stash) => {
                 let fd = stash.try_clone(&self.host, &self.fds)?;
@@ -623,6 +626,18 @@ impl<H: Host> PassthroughFs<H> {
                 Ok(fd)
             }
             None => self.open_io(Node::Id(inode.id), flags, 0),
+        }
+    }
+
+    /// ENXIO when the host regular file `node` stands for a device, FIFO or socket in the
+    /// guest's view (its override carries that type): the guest sees a special file, and
+    /// opening one through the daemon is refused whatever the host object is, as OPEN of a real
+    /// one is ([`open::open_io`]).
+    fn refuse_emulated_special(&self, node: Node<'_>) -> FsResult<()> {
+        let over = self.read_override(node).and_then(|o| o.mode);
+        match override_stat::compose_mode(mode::S_IFREG, over) & mode::S_IFMT {
+            mode::S_IFREG => Ok(()),
+            _ => Err(Errno::ENXIO),
         }
     }
 
@@ -1047,6 +1062,11 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
                     // open(2) with O_CREAT of a directory.
                     return Err(Errno::EISDIR);
                 }
+                self.refuse_emulated_special(child).inspect_err(|_| {
+                    if let Ok(st) = self.host.lstat(child) {
+                        self.release_unheld(HostId::of(&st));
+                    }
+                })?;
                 fd
             }
             Err(e) => return Err(e),

@@ -189,3 +189,30 @@ fn refused_creates_leave_no_descriptor_behind() {
     }
     assert_eq!(fx.fs.fd_budget().0, before);
 }
+
+/// A device, FIFO or socket the guest made (a host regular file whose override carries the
+/// type) is a special file to the guest: OPEN of it and CREATE over its name are refused like
+/// those of a real one, although the host object is harmless.
+#[test]
+fn emulated_special_files_are_never_opened() {
+    use common::{cctx, ctx, name};
+    use fuse_abi::mode;
+    use fuse_server::FileSystem;
+    let fx = Fixture::new();
+    for (n, kind, rdev) in [
+        ("chr", mode::S_IFCHR, (1 << 8) | 5),
+        ("blk", mode::S_IFBLK, (7 << 8) | 1),
+        ("fifo", mode::S_IFIFO, 0),
+        ("sock", mode::S_IFSOCK, 0),
+    ] {
+        let e = fx
+            .fs
+            .mknod(&ctx(), &cctx(), root(), name(n), kind | 0o666, rdev)
+            .unwrap();
+        assert_eq!(e.attr.mode & mode::S_IFMT, kind);
+        for flags in [O_RDONLY, O_WRONLY, O_RDWR] {
+            assert_eq!(fx.open(e.nodeid, flags), Err(fuse_abi::Errno::ENXIO), "{n}");
+        }
+        create_refused(&fx, n);
+    }
+}
