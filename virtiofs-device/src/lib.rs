@@ -54,8 +54,8 @@ mod queue;
 pub mod vhost_user;
 
 pub use config::{
-    DEFAULT_QUEUE_SIZE, DeviceConfig, DeviceConfigBuilder, MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES,
-    TAG_LEN, Tag, VirtioFsConfig,
+    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,
+    MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES, MAX_WORKERS_PER_QUEUE, TAG_LEN, Tag, VirtioFsConfig,
 };
 pub use device::{QueueResources, VirtioFs};
 pub use error::{Error, Result};

@@ -322,7 +322,7 @@ impl FuseChannel {
             match self.reply(len, |r, w| handle(r, w)) {
                 Ok(_) => {}
                 Err(Error::WriteReply(e)) => return Err(Error::WriteReply(e)),
-                Err(e) => log::warn!("/dev/fuse: reply refused: {e}"),
+                Err(e) => fuse_server::guest_warn!("/dev/fuse: reply refused: {e}"),
             }
         }
         Ok(())

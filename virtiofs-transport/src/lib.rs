@@ -52,7 +52,7 @@ mod writer;
 
 pub use chain::{ChainBuffers, DescTable, Request};
 pub use error::{Error, Result};
-pub use queue::{QueueStats, add_used, process_queue};
+pub use queue::{Pop, QueueStats, RingState, add_used, process_queue, serve_chain};
 pub use reader::ChainReader;
 pub use reply::{Completion, FinishedReply};
 pub use writer::ChainWriter;
