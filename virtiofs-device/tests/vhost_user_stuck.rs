@@ -99,8 +99,8 @@ fn guest_memory() -> (File, GuestMemoryMmap) {
         .or_else(|_| tempfile::tempfile())
         .unwrap();
     file.set_len(MEM_SIZE).unwrap();
-    let region = MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), 0x10_0000)
-        .unwrap();
+    let region =
+        MmapRegion::from_file(FileOffset::new(file.try_clone().unwrap(), 0), 0x10_0000).unwrap();
     let mem =
         GuestMemoryMmap::from_regions(vec![GuestRegionMmap::new(region, GuestAddress(0)).unwrap()])
             .unwrap();
@@ -168,7 +168,13 @@ impl Driver {
             self.mem.write_obj(flags, GuestAddress(at.0 + 12)).unwrap();
             self.mem.write_obj(next, GuestAddress(at.0 + 14)).unwrap();
         };
-        desc(head, req_addr, u32::try_from(req.len()).unwrap(), 1, head + 1);
+        desc(
+            head,
+            req_addr,
+            u32::try_from(req.len()).unwrap(),
+            1,
+            head + 1,
+        );
         desc(head + 1, reply_addr, 0x1000, 2, 0);
         let slot = AVAIL + 4 + 2 * u64::from(n % QUEUE_SIZE);
         self.mem.write_obj(head, GuestAddress(slot)).unwrap();
@@ -261,7 +267,11 @@ fn control_plane_and_reconnect_are_served_while_a_request_is_stuck() {
     // The stuck request ends now; the ring of the dead connection is never written.
     release.send(()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(driver.used_idx(), 1, "a stale completion reached the old ring");
+    assert_eq!(
+        driver.used_idx(),
+        1,
+        "a stale completion reached the old ring"
+    );
 }
 
 #[test]
