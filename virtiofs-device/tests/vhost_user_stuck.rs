@@ -115,7 +115,6 @@ fn region(file: &File, size: u64) -> VhostUserMemoryRegionInfo {
         userspace_addr: 0x7000_0000_0000,
         mmap_offset: 0,
         mmap_handle: file.as_raw_fd(),
-        ..VhostUserMemoryRegionInfo::default()
     }
 }
 
