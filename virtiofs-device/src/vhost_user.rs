@@ -5,15 +5,18 @@
 //! queue (`queues_per_thread` gives each queue its own thread), and [`serve`] accepts frontends
 //! one after the other on a listener, so the daemon outlives a frontend's disconnect.
 
+use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fuse_server::{FileSystem, NegotiationConfig, Server, guest_warn};
 use log::{error, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringT};
+use vhost_user_backend::{
+    VhostUserBackend, VhostUserDaemon, VringMutex, VringStateGuard, VringStateMutGuard, VringT,
+};
 use virtio_queue::Queue;
 use vm_memory::{
     GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
@@ -28,8 +31,142 @@ use crate::queue::{QueueCore, Ring, Stats};
 
 /// The guest memory a vhost-user frontend shares (no dirty-page bitmap).
 pub type GuestMemory = GuestMemoryAtomic<GuestMemoryMmap<()>>;
-/// The vring type the backend uses.
-pub type Vring = VringMutex<GuestMemory>;
+/// The vring type the backend uses: vhost-user-backend's [`VringMutex`], plus the size the
+/// frontend asked for when it is not one a split ring can have.
+///
+/// vhost-user-backend 0.24 validates SET_VRING_NUM only against `1..=max_queue_size`, gives
+/// the backend no say, and acks it; virtio-queue then ignores a size that is not a power of
+/// two (logging it) and keeps the previous one, so the device and the driver would disagree on
+/// the ring's layout. This wrapper records such a size, and a queue with one is never served
+/// (each kick is refused with a rate-limited warning) until the frontend sets a valid size.
+#[derive(Clone)]
+pub struct Vring {
+    inner: VringMutex<GuestMemory>,
+    refused_size: Arc<AtomicU16>,
+}
+
+impl std::fmt::Debug for Vring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vring")
+            .field("refused_size", &self.refused_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vring {
+    /// The invalid size the frontend last set (0: none, the queue's size is valid).
+    pub fn refused_size(&self) -> u16 {
+        self.refused_size.load(Ordering::Relaxed)
+    }
+}
+
+impl<'a> VringStateGuard<'a, GuestMemory> for Vring {
+    type G = <VringMutex<GuestMemory> as VringStateGuard<'a, GuestMemory>>::G;
+}
+
+impl<'a> VringStateMutGuard<'a, GuestMemory> for Vring {
+    type G = <VringMutex<GuestMemory> as VringStateMutGuard<'a, GuestMemory>>::G;
+}
+
+impl VringT<GuestMemory> for Vring {
+    fn new(mem: GuestMemory, max_queue_size: u16) -> Result<Self, virtio_queue::Error> {
+        Ok(Vring {
+            inner: VringMutex::new(mem, max_queue_size)?,
+            refused_size: Arc::new(AtomicU16::new(0)),
+        })
+    }
+
+    fn get_ref(&self) -> <Self as VringStateGuard<'_, GuestMemory>>::G {
+        self.inner.get_ref()
+    }
+
+    fn get_mut(&self) -> <Self as VringStateMutGuard<'_, GuestMemory>>::G {
+        self.inner.get_mut()
+    }
+
+    fn add_used(&self, desc_index: u16, len: u32) -> Result<(), virtio_queue::Error> {
+        self.inner.add_used(desc_index, len)
+    }
+
+    fn signal_used_queue(&self) -> io::Result<()> {
+        self.inner.signal_used_queue()
+    }
+
+    fn enable_notification(&self) -> Result<bool, virtio_queue::Error> {
+        self.inner.enable_notification()
+    }
+
+    fn disable_notification(&self) -> Result<(), virtio_queue::Error> {
+        self.inner.disable_notification()
+    }
+
+    fn needs_notification(&self) -> Result<bool, virtio_queue::Error> {
+        self.inner.needs_notification()
+    }
+
+    fn set_enabled(&self, enabled: bool) {
+        self.inner.set_enabled(enabled);
+    }
+
+    fn set_queue_info(
+        &self,
+        desc_table: u64,
+        avail_ring: u64,
+        used_ring: u64,
+    ) -> Result<(), virtio_queue::Error> {
+        self.inner.set_queue_info(desc_table, avail_ring, used_ring)
+    }
+
+    fn queue_next_avail(&self) -> u16 {
+        self.inner.queue_next_avail()
+    }
+
+    fn set_queue_next_avail(&self, base: u16) {
+        self.inner.set_queue_next_avail(base);
+    }
+
+    fn set_queue_next_used(&self, idx: u16) {
+        self.inner.set_queue_next_used(idx);
+    }
+
+    fn queue_used_idx(&self) -> Result<u16, virtio_queue::Error> {
+        self.inner.queue_used_idx()
+    }
+
+    fn set_queue_size(&self, num: u16) {
+        if num.is_power_of_two() {
+            self.refused_size.store(0, Ordering::Relaxed);
+            self.inner.set_queue_size(num);
+        } else {
+            guest_warn!("SET_VRING_NUM {num} is not a power of two: the queue is not served");
+            self.refused_size.store(num, Ordering::Relaxed);
+        }
+    }
+
+    fn set_queue_event_idx(&self, enabled: bool) {
+        self.inner.set_queue_event_idx(enabled);
+    }
+
+    fn set_queue_ready(&self, ready: bool) {
+        self.inner.set_queue_ready(ready);
+    }
+
+    fn set_kick(&self, file: Option<File>) {
+        self.inner.set_kick(file);
+    }
+
+    fn read_kick(&self) -> io::Result<bool> {
+        self.inner.read_kick()
+    }
+
+    fn set_call(&self, file: Option<File>) {
+        self.inner.set_call(file);
+    }
+
+    fn set_err(&self, file: Option<File>) {
+        self.inner.set_err(file);
+    }
+}
 
 /// A checked snapshot of the frontend's memory table, owned by the requests that use it.
 type Snapshot = Arc<GuestMemoryMmap<()>>;
@@ -354,6 +491,11 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
             guest_warn!("event on unknown queue {thread_id}");
             return Ok(());
         };
+        let refused = vring.refused_size();
+        if refused != 0 {
+            guest_warn!("queue {thread_id}: kicked with the invalid size {refused}: not served");
+            return Ok(());
+        }
         // Only takes the chains off the ring; the queue's workers serve them.
         queue.kick(vring, &mem);
         Ok(())

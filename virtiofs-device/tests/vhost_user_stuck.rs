@@ -120,15 +120,19 @@ fn region(file: &File, size: u64) -> VhostUserMemoryRegionInfo {
 
 /// Sets up request queue 1 at DESC/AVAIL/USED and returns its kick and call eventfds.
 fn start_queue(frontend: &mut Frontend, file: &File) -> (EventFd, EventFd) {
+    start_queue_of_size(frontend, file, QUEUE_SIZE)
+}
+
+fn start_queue_of_size(frontend: &mut Frontend, file: &File, size: u16) -> (EventFd, EventFd) {
     frontend.set_mem_table(&[region(file, MEM_SIZE)]).unwrap();
-    frontend.set_vring_num(1, QUEUE_SIZE).unwrap();
+    frontend.set_vring_num(1, size).unwrap();
     let va = |gpa: u64| 0x7000_0000_0000 + gpa;
     frontend
         .set_vring_addr(
             1,
             &VringConfigData {
                 queue_max_size: QUEUE_SIZE,
-                queue_size: QUEUE_SIZE,
+                queue_size: size,
                 flags: 0,
                 desc_table_addr: va(DESC),
                 used_ring_addr: va(USED),
@@ -296,4 +300,31 @@ fn a_memory_region_past_its_file_end_is_refused_and_the_daemon_lives_on() {
         let mut second = connect(&socket2);
         handshake(&mut second);
     });
+}
+
+#[test]
+fn a_queue_whose_size_is_not_a_power_of_two_is_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, _release, _entered) = start_daemon(dir.path());
+
+    let mut frontend = connect(&socket);
+    handshake(&mut frontend);
+    let (file, mem) = guest_memory();
+    // vhost-user-backend acks SET_VRING_NUM 3 (the backend has no say in it).
+    let (kick, _call) = start_queue_of_size(&mut frontend, &file, 3);
+    let mut driver = Driver { mem, next: 0 };
+    let init = request(
+        Opcode::Init as u32,
+        2,
+        0,
+        &init_payload(46, InitFlags::empty(), 0x2_0000),
+    );
+    driver.submit(&kick, &init);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(driver.used_idx(), 0, "a queue of size 3 was served");
+
+    // A valid size makes it a queue again.
+    frontend.set_vring_num(1, QUEUE_SIZE).unwrap();
+    kick.write(1).unwrap();
+    driver.wait_used(1);
 }
