@@ -315,14 +315,14 @@ where
         );
         Stats::add(&self.stats.dropped, refused + stats.bad_replies);
         Stats::add(&self.stats.malformed, stats.malformed);
-        let used = job.ring.with_queue(|queue| {
+        let (used, signaled) = job.ring.with_queue(|queue| {
             let mut control = self.control();
             // A queue stopped meanwhile (GET_VRING_BASE, reset, disconnect) never sees it.
             if control.generation != job.generation || !queue.ready() {
-                return (false, false);
+                return ((false, false), false);
             }
             if control.ring.is_broken(queue) {
-                return (true, false);
+                return ((true, false), false);
             }
             let signal = add_used(queue, mem, job.head, completion).and_then(|()| {
                 queue
@@ -330,16 +330,17 @@ where
                     .map_err(virtiofs_transport::Error::Queue)
             });
             match signal {
-                Ok(signal) => (true, signal),
+                Ok(signal) => ((true, signal), signal),
                 Err(e) => {
                     control.ring.mark_broken(queue, &e);
                     let _ = queue.enable_notification(mem);
-                    (true, false)
+                    ((true, false), false)
                 }
             }
         });
         if used {
             Stats::add(&self.stats.completed, stats.completed);
+            Stats::add(&self.stats.notifications, u64::from(signaled));
             self.served.fetch_add(1, Ordering::Relaxed);
         } else {
             Stats::add(&self.stats.discarded, 1);

@@ -168,6 +168,17 @@ impl VringT<GuestMemory> for Vring {
     }
 }
 
+/// `info!` for a line a frontend can repeat at will (connecting, resetting), under the shared
+/// rate-limit policy of `fuse_server::limits` (one limit per call site, as `guest_warn!`).
+macro_rules! frontend_info {
+    ($($arg:tt)+) => {{
+        static LIMIT: fuse_server::limits::RateLimit = fuse_server::limits::RateLimit::new();
+        if LIMIT.admit().is_some() {
+            info!($($arg)+);
+        }
+    }};
+}
+
 /// A checked snapshot of the frontend's memory table, owned by the requests that use it.
 type Snapshot = Arc<GuestMemoryMmap<()>>;
 
@@ -311,7 +322,7 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
         self.inner.indirect.store(false, Ordering::Relaxed);
         self.restart_queues();
         let served: Vec<u64> = self.inner.queues.iter().map(|q| q.take_served()).collect();
-        info!("requests served per queue (hiprio first): {served:?}");
+        frontend_info!("requests served per queue (hiprio first): {served:?}");
         self.inner.server.reset();
         *self
             .inner
@@ -395,7 +406,7 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
     }
 
     fn reset_device(&self) {
-        info!("device reset: clearing backend state");
+        frontend_info!("device reset: clearing backend state");
         self.inner.indirect.store(false, Ordering::Relaxed);
         self.restart_queues();
         self.inner.server.reset();
@@ -522,7 +533,7 @@ pub fn serve<F: FileSystem + 'static>(
         )
         .map_err(|e| ServeError::Daemon(e.to_string()))?;
         match daemon.start(listener) {
-            Ok(()) => info!("vhost-user frontend connected"),
+            Ok(()) => frontend_info!("vhost-user frontend connected"),
             Err(vhost_user_backend::Error::CreateBackendListener(VhostUserError::SocketError(
                 e,
             ))) => {
@@ -534,11 +545,11 @@ pub fn serve<F: FileSystem + 'static>(
             Ok(())
             | Err(vhost_user_backend::Error::HandleRequest(
                 VhostUserError::Disconnected | VhostUserError::PartialMessage,
-            )) => info!("vhost-user frontend disconnected"),
-            Err(e) => warn!("vhost-user frontend connection ended: {e}"),
+            )) => frontend_info!("vhost-user frontend disconnected"),
+            Err(e) => guest_warn!("vhost-user frontend connection ended: {e}"),
         }
         drop(daemon);
         backend.disconnect();
-        info!("waiting for the next frontend");
+        frontend_info!("waiting for the next frontend");
     }
 }
