@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fuse_abi::{Errno, InitFlags, Opcode};
 use fuse_server::test_utils::{init_payload, request};
 use fuse_server::{AttrReply, Capabilities, Context, FileSystem, FsResult, NegotiationConfig};
-use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost::vhost_user::message::{VhostUserHeaderFlag, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, Listener, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtiofs_device::DeviceConfig;
@@ -90,6 +90,8 @@ fn handshake(frontend: &mut Frontend) {
                     | VhostUserProtocolFeatures::REPLY_ACK),
         )
         .unwrap();
+    // From now on every message waits for its ack.
+    frontend.set_hdr_flags(VhostUserHeaderFlag::NEED_REPLY);
     assert_eq!(frontend.get_queue_num().unwrap(), 2);
 }
 
@@ -288,17 +290,38 @@ fn a_memory_region_past_its_file_end_is_refused_and_the_daemon_lives_on() {
     // The frontend shrinks the file below the region it announces.
     file.set_len(MEM_SIZE / 4).unwrap();
     let refused = within("SET_MEM_TABLE", move || {
-        // vhost's frontend does not wait for SET_MEM_TABLE's ack: the refusal (a failed ack,
-        // then vhost-user-backend ends the connection) shows on the next message.
-        let sent = first.set_mem_table(&[region(&file, MEM_SIZE)]);
-        sent.is_err() || first.get_features().is_err()
+        // A failed ack (then vhost-user-backend ends the connection).
+        first.set_mem_table(&[region(&file, MEM_SIZE)]).is_err()
     });
     assert!(refused, "a region past its file's end was accepted");
 
+    // The same through ADD_MEM_REG (CONFIGURE_MEM_SLOTS).
     let socket2 = socket.clone();
-    within("the next frontend's handshake", move || {
+    let refused = within("ADD_MEM_REG", move || {
         let mut second = connect(&socket2);
         handshake(&mut second);
+        let protocol = second.get_protocol_features().unwrap();
+        second
+            .set_protocol_features(
+                protocol
+                    & (VhostUserProtocolFeatures::MQ
+                        | VhostUserProtocolFeatures::REPLY_ACK
+                        | VhostUserProtocolFeatures::CONFIGURE_MEM_SLOTS),
+            )
+            .unwrap();
+        let (file, _mem) = guest_memory();
+        file.set_len(4096).unwrap();
+        second.add_mem_region(&region(&file, MEM_SIZE)).is_err()
+    });
+    assert!(
+        refused,
+        "ADD_MEM_REG of a region past its file's end was accepted"
+    );
+
+    let socket3 = socket.clone();
+    within("the next frontend's handshake", move || {
+        let mut third = connect(&socket3);
+        handshake(&mut third);
     });
 }
 
