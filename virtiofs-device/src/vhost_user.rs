@@ -1,9 +1,16 @@
 //! The vhost-user backend: QEMU's `vhost-user-fs-pci` (and Cloud Hypervisor, crosvm) drive the
 //! device over a Unix socket while the rings live in shared guest memory.
 //!
-//! [`VhostUserFs`] implements `vhost_user_backend::VhostUserBackend` with one worker thread per
-//! queue (`queues_per_thread` gives each queue its own thread), and [`serve`] accepts frontends
-//! one after the other on a listener, so the daemon outlives a frontend's disconnect.
+//! [`VhostUserFs`] implements `vhost_user_backend::VhostUserBackend`: vhost-user-backend's epoll
+//! thread per queue only takes chains off the ring, and the backend's own workers (a pool per
+//! request queue, kept across connections) serve them, so the vhost-user control thread never
+//! waits for a request. [`serve`] accepts frontends one after the other on a listener, so the
+//! daemon outlives a frontend's disconnect, even while a request of the old one is stuck.
+//!
+//! What the frontend supplies is checked: a memory table whose regions run past the end of their
+//! backing file is refused (SET_MEM_TABLE and ADD_MEM_REG fail and the connection ends), a
+//! SET_VRING_NUM that is not a power of two leaves the queue unserved (see [`Vring`]), and
+//! indirect descriptors are taken only when VIRTIO_RING_F_INDIRECT_DESC was acked.
 
 use std::fs::File;
 use std::io;
