@@ -77,6 +77,10 @@ const PATH_MAX: usize = 4096;
 const XATTR_SIZE_MAX: usize = 65536;
 /// The longest directory entry name the kernel accepts (`FUSE_NAME_MAX`).
 const DIRENT_NAME_MAX: usize = 1024;
+/// Bytes of `fuse_in_header` up to the end of `unique` (`len`, `opcode`, `unique`): a request
+/// shorter than this cannot be answered.
+const UNIQUE_END: usize = 16;
+
 /// `XATTR_NAME_MAX`.
 const XATTR_NAME_MAX: usize = 255;
 
@@ -288,6 +292,10 @@ impl<F: FileSystem> Server<F> {
             self.bad(format_args!(
                 "request of {got} bytes is shorter than its header"
             ));
+            if got < UNIQUE_END {
+                // No `unique`: a reply could not name the request, so there is none.
+                return Ok(Outcome::NoReply);
+            }
             return reply_err(self, w, Errno::EINVAL);
         }
         let len = usize::try_from(hdr.len.get()).unwrap_or(usize::MAX);
@@ -735,6 +743,17 @@ impl<F: FileSystem> Server<F> {
                             self.bad(format_args!("{}: {e}", req.op));
                             Errno::EINVAL
                         })?;
+                        // The kernel only sends the `security.*` attributes of its LSMs; any
+                        // other name would be an xattr the guest sets past `--xattr` and the
+                        // xattr map.
+                        if !sc.name.starts_with(b"security.") || sc.name.len() <= 9 {
+                            self.bad(format_args!(
+                                "{}: security context named {:?}, not security.*",
+                                req.op,
+                                String::from_utf8_lossy(sc.name)
+                            ));
+                            return Err(Errno::EINVAL);
+                        }
                         cctx.security_ctx = Some(SecurityContext {
                             name: sc.name,
                             value: sc.value,

@@ -102,7 +102,9 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "DIR")]
     pub(crate) fuse_mount: Option<PathBuf>,
 
-    /// A mount option for --fuse-mount (repeatable, e.g. default_permissions).
+    /// A mount option for --fuse-mount (repeatable, e.g. default_permissions). allow_other
+    /// implies default_permissions: neither backend checks permissions itself, so without it
+    /// every host user could read what the daemon can.
     #[arg(long, value_name = "OPT")]
     pub(crate) fuse_option: Vec<String>,
 

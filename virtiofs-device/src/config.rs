@@ -27,6 +27,13 @@ pub const DEFAULT_QUEUE_SIZE: u16 = 1024;
 /// The largest queue size virtio split rings allow.
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 
+/// Worker threads per request queue unless configured: enough that a few slow requests do not
+/// hold up the quick ones behind them.
+pub const DEFAULT_WORKERS_PER_QUEUE: usize = 4;
+
+/// The most worker threads per request queue.
+pub const MAX_WORKERS_PER_QUEUE: usize = 64;
+
 /// `struct virtio_fs_config`: what the driver reads from the device's config space.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned,
@@ -101,6 +108,7 @@ pub struct DeviceConfig {
     tag: Tag,
     request_queues: u16,
     queue_size: u16,
+    workers_per_queue: usize,
 }
 
 impl DeviceConfig {
@@ -110,6 +118,7 @@ impl DeviceConfig {
             tag: tag.to_owned(),
             request_queues: 1,
             queue_size: DEFAULT_QUEUE_SIZE,
+            workers_per_queue: DEFAULT_WORKERS_PER_QUEUE,
         }
     }
 
@@ -131,6 +140,12 @@ impl DeviceConfig {
     /// The largest queue size the device accepts (a power of two).
     pub fn queue_size(&self) -> u16 {
         self.queue_size
+    }
+
+    /// Worker threads per request queue (the hiprio queue has one): requests on a queue run
+    /// concurrently on them and complete out of order.
+    pub fn workers_per_queue(&self) -> usize {
+        self.workers_per_queue
     }
 
     /// The server configuration for this device: the virtio-fs transport facts (the guest
@@ -176,6 +191,7 @@ pub struct DeviceConfigBuilder {
     tag: String,
     request_queues: u16,
     queue_size: u16,
+    workers_per_queue: usize,
 }
 
 impl DeviceConfigBuilder {
@@ -192,11 +208,20 @@ impl DeviceConfigBuilder {
         self
     }
 
+    /// Sets the worker threads per request queue (1..=[`MAX_WORKERS_PER_QUEUE`]; default
+    /// [`DEFAULT_WORKERS_PER_QUEUE`]). A slow request (fsync, a blocking lock) occupies one of
+    /// them while the others serve the rest of the queue.
+    pub fn workers_per_queue(mut self, n: usize) -> Self {
+        self.workers_per_queue = n;
+        self
+    }
+
     /// Validates and builds.
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidTag`], [`Error::InvalidRequestQueues`], [`Error::InvalidQueueSize`].
+    /// [`Error::InvalidTag`], [`Error::InvalidRequestQueues`], [`Error::InvalidQueueSize`],
+    /// [`Error::InvalidWorkers`].
     pub fn build(self) -> Result<DeviceConfig> {
         let tag = Tag::new(&self.tag)?;
         if self.request_queues == 0 || self.request_queues > MAX_REQUEST_QUEUES {
@@ -205,10 +230,14 @@ impl DeviceConfigBuilder {
         if !self.queue_size.is_power_of_two() || self.queue_size < 64 {
             return Err(Error::InvalidQueueSize(self.queue_size));
         }
+        if self.workers_per_queue == 0 || self.workers_per_queue > MAX_WORKERS_PER_QUEUE {
+            return Err(Error::InvalidWorkers(self.workers_per_queue));
+        }
         Ok(DeviceConfig {
             tag,
             request_queues: self.request_queues,
             queue_size: self.queue_size,
+            workers_per_queue: self.workers_per_queue,
         })
     }
 }

@@ -19,6 +19,9 @@ pub enum Error {
     /// The queue size is not a power of two in range.
     #[error("invalid queue size {0}: must be a power of two from 64 to 32768")]
     InvalidQueueSize(u16),
+    /// The worker count per queue is out of range.
+    #[error("invalid number of workers per queue {0}: must be 1 to 64")]
+    InvalidWorkers(usize),
     /// `activate` was given the wrong number of queues.
     #[error(
         "activation needs hiprio and 1 to {max_request_queues} request queues, got {got} queues"

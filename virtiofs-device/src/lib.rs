@@ -1,15 +1,23 @@
-//! The virtio-fs device: config space, the hiprio queue and N request queues, one worker per
-//! queue, and the `virtiofs-device` daemon's vhost-user backend.
+//! The virtio-fs device: config space, the hiprio queue and N request queues with a small pool
+//! of workers each, and the `virtiofs-device` daemon's vhost-user backend.
 //!
 //! ```text
 //! fuse-server, virtiofs-transport, passthrough-*  ◄──  virtiofs-device
 //! ```
 //!
-//! A VMM embeds [`VirtioFs`]: it builds a [`DeviceConfig`] (tag, request queues, queue size),
-//! answers the driver's config reads with [`VirtioFs::read_config`], hands over guest memory
-//! and the queues with their kick and call eventfds at [`VirtioFs::activate`], and calls
-//! [`VirtioFs::reset`] when the driver resets the device. Requests are answered on the queue
-//! they came from; queue 0 (hiprio) carries FORGET only and never gets a reply.
+//! A VMM embeds [`VirtioFs`]: it builds a [`DeviceConfig`] (tag, request queues, queue size,
+//! workers per queue), answers the driver's config reads with [`VirtioFs::read_config`], passes
+//! the driver's features to [`VirtioFs::ack_features`], hands over guest memory and the queues
+//! with their kick and call eventfds at [`VirtioFs::activate`], and calls [`VirtioFs::reset`]
+//! when the driver resets the device. Requests are answered on the queue they came from; queue 0
+//! (hiprio) carries FORGET only and never gets a reply.
+//!
+//! A kick only takes chains off the ring (with every index checked: a queue whose indices are
+//! impossible is broken until reset); the queue's workers serve them and complete them out of
+//! order, so neither a reset nor a vhost-user message (GET_VRING_BASE, SET_VRING_CALL,
+//! SET_MEM_TABLE, a disconnect) ever waits for a slow request, and a request that completes after
+//! its queue was stopped is discarded. A vhost-user memory table whose regions run past the end of
+//! their backing file is refused (touching it would be SIGBUS).
 //!
 //! QEMU, Cloud Hypervisor and crosvm instead connect to the `virtiofs-device` binary over
 //! vhost-user (`vhost_user` module, feature `vhost-user`).
@@ -54,8 +62,8 @@ mod queue;
 pub mod vhost_user;
 
 pub use config::{
-    DEFAULT_QUEUE_SIZE, DeviceConfig, DeviceConfigBuilder, MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES,
-    TAG_LEN, Tag, VirtioFsConfig,
+    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,
+    MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES, MAX_WORKERS_PER_QUEUE, TAG_LEN, Tag, VirtioFsConfig,
 };
 pub use device::{QueueResources, VirtioFs};
 pub use error::{Error, Result};

@@ -288,7 +288,7 @@ fn fuse_mount<F: FileSystem>(
     }
     let channel = ChannelConfig::default();
     let transport = TransportFacts::dev_fuse(
-        options.default_permissions,
+        options.kernel_checks_permissions(),
         u32::try_from(channel.request_buffer()).unwrap_or(u32::MAX),
     );
     let server = Server::new(

@@ -1,20 +1,45 @@
-//! Serving one virtqueue: the transport walks and checks each chain and the reply, the server
-//! answers, and this module adds what is virtio-fs specific: the hiprio queue takes FORGET only
-//! and never replies; request queues answer on the queue the request came from.
+//! Serving the virtqueues: the transport walks and checks each chain and the reply, the server
+//! answers, and this module adds what is virtio-fs specific (the hiprio queue takes FORGET only
+//! and never replies; request queues answer on the queue the request came from) and who runs
+//! what.
 //!
-//! Both the in-process device and the vhost-user backend use [`serve_queue`]; they differ only
-//! in how they wait for kicks and signal the driver.
+//! # The control plane never waits on a request
+//!
+//! A kick only *dispatches*: with the ring locked for a moment, [`QueueCore::kick`] takes the
+//! available heads off the avail ring (indices checked by
+//! [`RingState`](virtiofs_transport::RingState); a queue with impossible indices is broken
+//! until it is reset) and puts each on the queue's bounded job channel, carrying an owned handle
+//! to guest memory and to the ring. The queue's own worker threads (a small pool per queue,
+//! owned by the device) take jobs, walk the chain and call the server without any lock held,
+//! and then lock the ring again for a moment to put the used element and signal the driver.
+//! Requests therefore complete out of order: a slow one occupies one worker while the others go
+//! on, and whoever holds the vring (a vhost-user message, a kick, a disconnect) waits only for
+//! those short critical sections, never for a request.
+//!
+//! Every job carries the queue's *generation*. Stopping a queue (vhost-user GET_VRING_BASE,
+//! device reset, a frontend's disconnect, a new activation) bumps it, so a request that
+//! completes afterwards is discarded and never touches the ring of a dead connection. Jobs are
+//! plain values in a preallocated channel: nothing is allocated per request.
+//!
+//! Both the in-process device and the vhost-user backend use this machinery; they differ in
+//! what a ring is ([`Ring`]) and how kicks arrive.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::thread;
 
 use fuse_abi::Opcode;
 use fuse_server::mem::MemReader;
 use fuse_server::{FileSystem, Server};
-use log::{debug, warn};
-use virtio_queue::QueueT;
-use virtiofs_transport::{ChainBuffers, ChainReader, ChainWriter, process_queue};
-use vm_memory::GuestMemory;
+use log::debug;
+use virtio_queue::{Queue, QueueT};
+use virtiofs_transport::{
+    ChainBuffers, ChainReader, ChainWriter, DescTable, Pop, QueueStats, RingState, add_used,
+    serve_chain,
+};
+use vm_memory::{GuestAddressSpace, GuestMemory};
 
 /// The largest message accepted on the hiprio queue: a BATCH_FORGET of ~4000 entries.
 const HIPRIO_MAX: usize = 64 * 1024;
@@ -51,6 +76,9 @@ pub struct Stats {
     pub dropped: AtomicU64,
     /// Interrupts requested from the driver.
     pub notifications: AtomicU64,
+    /// Requests whose queue was stopped (reset, GET_VRING_BASE, disconnect) before they
+    /// completed: discarded, never put on a ring.
+    pub discarded: AtomicU64,
 }
 
 impl Stats {
@@ -68,53 +96,289 @@ pub(crate) struct WorkerBuffers {
     hiprio: Vec<u8>,
 }
 
-/// Serves every available chain of `queue` (with the EVENT_IDX re-check), calls `notify`
-/// whenever the driver wants an interrupt, and returns the number of chains completed.
-///
-/// # Errors
-///
-/// A ring the device cannot access (used ring outside guest memory) or a failed `notify`: the
-/// queue is broken, and the caller should log and wait for a reset.
-pub(crate) fn serve_queue<F, M, Q, N>(
-    server: &Server<F>,
+/// One virtqueue's ring as the device shares it with whoever configures it: lock it briefly
+/// to touch the queue, and signal the driver.
+pub(crate) trait Ring: Clone + Send + 'static {
+    /// Runs `f` on the queue with the ring locked; signals the driver afterwards when `f`
+    /// returns `true` as its second value.
+    fn with_queue<T>(&self, f: impl FnOnce(&mut Queue) -> (T, bool)) -> T;
+}
+
+/// One request taken off a ring, on its way to a worker.
+struct Job<A, R> {
+    ring: R,
+    mem: A,
+    generation: u64,
+    table: DescTable,
+    head: u16,
+}
+
+/// What the ring lock and the workers share about a queue.
+struct Control<A, R> {
+    generation: u64,
+    ring: RingState,
+    /// The channel was full when heads were still available: the worker that frees a slot
+    /// dispatches again.
+    starved: bool,
+    /// The ring and memory of the last kick, for that re-dispatch.
+    current: Option<(R, A)>,
+}
+
+/// One queue: its role, its control state and the sending end of its workers' channel.
+pub(crate) struct QueueCore<F, A, R> {
+    index: usize,
     role: QueueRole,
-    mem: &M,
-    queue: &mut Q,
-    buffers: &mut WorkerBuffers,
-    stats: &Stats,
-    notify: N,
-) -> virtiofs_transport::Result<u64>
+    server: Arc<Server<F>>,
+    stats: Arc<Stats>,
+    served: AtomicU64,
+    control: Mutex<Control<A, R>>,
+    jobs: SyncSender<Job<A, R>>,
+}
+
+impl<F, A, R> QueueCore<F, A, R>
 where
-    F: FileSystem,
-    M: GuestMemory,
-    Q: QueueT,
-    N: FnMut() -> std::io::Result<()>,
+    F: FileSystem + 'static,
+    A: GuestAddressSpace + Clone + Send + 'static,
+    R: Ring,
 {
-    let WorkerBuffers { chains, hiprio } = buffers;
-    let mut refused = 0u64;
-    let result = process_queue(
-        queue,
-        mem,
-        chains,
-        |reader: &mut ChainReader<'_, M>, writer: &mut ChainWriter<'_, M>| {
-            let answered = match role {
-                QueueRole::Request => server.handle_message(reader, writer).map(|_| ()),
-                QueueRole::Hiprio => serve_hiprio(server, reader, writer, hiprio),
-            };
-            if let Err(e) = answered {
-                debug!("{role:?} queue: request not answered: {e}");
-                refused += 1;
+    /// Queue `index` with `workers` threads and room for `depth` requests waiting for them.
+    ///
+    /// # Errors
+    ///
+    /// Spawning a worker failed (the ones already started stop with the queue).
+    pub(crate) fn new(
+        index: usize,
+        server: Arc<Server<F>>,
+        stats: Arc<Stats>,
+        workers: usize,
+        depth: usize,
+    ) -> std::io::Result<Arc<Self>> {
+        let (jobs, rx) = sync_channel(depth.max(1));
+        let core = Arc::new(QueueCore {
+            index,
+            role: QueueRole::of_index(index),
+            server,
+            stats,
+            served: AtomicU64::new(0),
+            control: Mutex::new(Control {
+                generation: 0,
+                ring: RingState::new(false),
+                starved: false,
+                current: None,
+            }),
+            jobs,
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        for n in 0..workers.max(1) {
+            let weak = Arc::downgrade(&core);
+            let rx = Arc::clone(&rx);
+            thread::Builder::new()
+                .name(format!("virtiofs-q{index}.{n}"))
+                .spawn(move || work(&weak, &rx))?;
+        }
+        Ok(core)
+    }
+
+    fn control(&self) -> MutexGuard<'_, Control<A, R>> {
+        self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the queue: every request in flight is discarded when it completes, the queue is no
+    /// longer broken, and `indirect` is the negotiated VIRTIO_RING_F_INDIRECT_DESC from now on.
+    pub(crate) fn restart(&self, indirect: bool) {
+        let mut control = self.control();
+        control.generation = control.generation.wrapping_add(1);
+        control.ring.reset();
+        control.ring.set_indirect(indirect);
+        control.starved = false;
+        control.current = None;
+    }
+
+    /// Requests completed since the last call (for the per-connection log line).
+    pub(crate) fn take_served(&self) -> u64 {
+        self.served.swap(0, Ordering::Relaxed)
+    }
+
+    /// The driver kicked: hands every available chain to the workers, holding the ring only
+    /// while taking heads off it.
+    pub(crate) fn kick(&self, ring: &R, mem: &A) {
+        ring.with_queue(|queue| {
+            let mut control = self.control();
+            control.current = Some((ring.clone(), mem.clone()));
+            control.starved = false;
+            let guard = mem.memory();
+            self.dispatch(queue, &mut control, ring, mem, &*guard);
+            ((), false)
+        });
+    }
+
+    fn dispatch(
+        &self,
+        queue: &mut Queue,
+        control: &mut Control<A, R>,
+        ring: &R,
+        mem: &A,
+        guard: &A::M,
+    ) {
+        loop {
+            if let Err(e) = queue.disable_notification(guard) {
+                control
+                    .ring
+                    .mark_broken(queue, &virtiofs_transport::Error::Queue(e));
+                return;
             }
-        },
-        notify,
-    );
-    Stats::add(&stats.dropped, refused);
-    let queue_stats = result?;
-    Stats::add(&stats.completed, queue_stats.completed);
-    Stats::add(&stats.malformed, queue_stats.malformed);
-    Stats::add(&stats.dropped, queue_stats.bad_replies);
-    Stats::add(&stats.notifications, queue_stats.notifications);
-    Ok(queue_stats.completed)
+            loop {
+                let head = match control.ring.pop(queue, guard) {
+                    Pop::Head(head) => head,
+                    Pop::Empty => break,
+                    Pop::Broken => {
+                        // Never leave VRING_USED_F_NO_NOTIFY set on a broken queue.
+                        let _ = queue.enable_notification(guard);
+                        return;
+                    }
+                };
+                let job = Job {
+                    ring: ring.clone(),
+                    mem: mem.clone(),
+                    generation: control.generation,
+                    table: control.ring.table(queue),
+                    head,
+                };
+                match self.jobs.try_send(job) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                        // Every slot is taken: give the head back. The worker that frees a
+                        // slot dispatches again; notifications stay off meanwhile.
+                        queue.set_next_avail(queue.next_avail().wrapping_sub(1));
+                        control.starved = true;
+                        return;
+                    }
+                }
+            }
+            match queue.enable_notification(guard) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    control
+                        .ring
+                        .mark_broken(queue, &virtiofs_transport::Error::Queue(e));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Dispatches again if a kick found the channel full.
+    fn redispatch(&self) {
+        let current = {
+            let control = self.control();
+            if !control.starved {
+                return;
+            }
+            control.current.clone()
+        };
+        if let Some((ring, mem)) = current {
+            self.kick(&ring, &mem);
+        }
+    }
+
+    /// Serves one job on a worker thread: no lock is held while the server runs.
+    fn run(&self, job: Job<A, R>, buffers: &mut WorkerBuffers) {
+        if self.control().generation != job.generation {
+            Stats::add(&self.stats.discarded, 1);
+            self.redispatch();
+            return;
+        }
+        let guard = job.mem.memory();
+        let mem: &A::M = &guard;
+        let mut stats = QueueStats::default();
+        let mut refused = 0u64;
+        let WorkerBuffers { chains, hiprio } = buffers;
+        let role = self.role;
+        let server = &*self.server;
+        let completion = serve_chain(
+            mem,
+            job.table,
+            job.head,
+            chains,
+            &mut |reader: &mut ChainReader<'_, A::M>, writer: &mut ChainWriter<'_, A::M>| {
+                let answered = match role {
+                    QueueRole::Request => server.handle_message(reader, writer).map(|_| ()),
+                    QueueRole::Hiprio => serve_hiprio(server, reader, writer, hiprio),
+                };
+                if let Err(e) = answered {
+                    debug!("{role:?} queue: request not answered: {e}");
+                    refused += 1;
+                }
+            },
+            &mut stats,
+        );
+        Stats::add(&self.stats.dropped, refused + stats.bad_replies);
+        Stats::add(&self.stats.malformed, stats.malformed);
+        let (used, signaled) = job.ring.with_queue(|queue| {
+            let mut control = self.control();
+            // A queue stopped meanwhile (GET_VRING_BASE, reset, disconnect) never sees it.
+            if control.generation != job.generation || !queue.ready() {
+                return ((false, false), false);
+            }
+            if control.ring.is_broken(queue) {
+                return ((true, false), false);
+            }
+            let signal = add_used(queue, mem, job.head, completion).and_then(|()| {
+                queue
+                    .needs_notification(mem)
+                    .map_err(virtiofs_transport::Error::Queue)
+            });
+            match signal {
+                Ok(signal) => ((true, signal), signal),
+                Err(e) => {
+                    control.ring.mark_broken(queue, &e);
+                    let _ = queue.enable_notification(mem);
+                    ((true, false), false)
+                }
+            }
+        });
+        if used {
+            Stats::add(&self.stats.completed, stats.completed);
+            Stats::add(&self.stats.notifications, u64::from(signaled));
+            self.served.fetch_add(1, Ordering::Relaxed);
+        } else {
+            Stats::add(&self.stats.discarded, 1);
+        }
+        self.redispatch();
+    }
+}
+
+impl<F, A, R> std::fmt::Debug for QueueCore<F, A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueCore")
+            .field("index", &self.index)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A worker: takes jobs until the queue is gone (its channel's sender is dropped with it).
+fn work<F, A, R>(core: &Weak<QueueCore<F, A, R>>, rx: &Mutex<Receiver<Job<A, R>>>)
+where
+    F: FileSystem + 'static,
+    A: GuestAddressSpace + Clone + Send + 'static,
+    R: Ring,
+{
+    let mut buffers = WorkerBuffers::default();
+    loop {
+        let job = {
+            let rx = rx.lock().unwrap_or_else(PoisonError::into_inner);
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        let Some(core) = core.upgrade() else {
+            return;
+        };
+        core.run(job, &mut buffers);
+    }
 }
 
 /// A hiprio message: FORGET or BATCH_FORGET go to the server (no reply); anything else is
@@ -131,7 +395,7 @@ where
 {
     let len = reader.remaining();
     if len > HIPRIO_MAX {
-        warn!("hiprio queue: dropping a {len}-byte message");
+        fuse_server::guest_warn!("hiprio queue: dropping a {len}-byte message");
         return Ok(());
     }
     staging.clear();
@@ -147,10 +411,10 @@ where
         Some(Opcode::Forget | Opcode::BatchForget) => {
             let outcome = server.handle_message(&mut MemReader::new(staging), writer)?;
             if outcome != fuse_server::Outcome::NoReply {
-                warn!("hiprio queue: the server replied to a FORGET");
+                fuse_server::guest_warn!("hiprio queue: the server replied to a FORGET");
             }
         }
-        _ => warn!(
+        _ => fuse_server::guest_warn!(
             "hiprio queue: dropping opcode {opcode:?}: only FORGET and BATCH_FORGET belong here"
         ),
     }

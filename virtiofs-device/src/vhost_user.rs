@@ -1,32 +1,193 @@
 //! The vhost-user backend: QEMU's `vhost-user-fs-pci` (and Cloud Hypervisor, crosvm) drive the
 //! device over a Unix socket while the rings live in shared guest memory.
 //!
-//! [`VhostUserFs`] implements `vhost_user_backend::VhostUserBackend` with one worker thread per
-//! queue (`queues_per_thread` gives each queue its own thread), and [`serve`] accepts frontends
-//! one after the other on a listener, so the daemon outlives a frontend's disconnect.
+//! [`VhostUserFs`] implements `vhost_user_backend::VhostUserBackend`: vhost-user-backend's epoll
+//! thread per queue only takes chains off the ring, and the backend's own workers (a pool per
+//! request queue, kept across connections) serve them, so the vhost-user control thread never
+//! waits for a request. [`serve`] accepts frontends one after the other on a listener, so the
+//! daemon outlives a frontend's disconnect, even while a request of the old one is stuck.
+//!
+//! What the frontend supplies is checked: a memory table whose regions run past the end of their
+//! backing file is refused (SET_MEM_TABLE and ADD_MEM_REG fail and the connection ends), a
+//! SET_VRING_NUM that is not a power of two leaves the queue unserved (see [`Vring`]), and
+//! indirect descriptors are taken only when VIRTIO_RING_F_INDIRECT_DESC was acked.
 
+use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use fuse_server::{FileSystem, NegotiationConfig, Server};
-use log::{info, warn};
+use fuse_server::{FileSystem, NegotiationConfig, Server, guest_warn};
+use log::{error, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
-use vhost_user_backend::{VhostUserBackend, VhostUserDaemon, VringMutex, VringT};
-use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vhost_user_backend::{
+    VhostUserBackend, VhostUserDaemon, VringMutex, VringStateGuard, VringStateMutGuard, VringT,
+};
+use virtio_queue::Queue;
+use vm_memory::{
+    GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
+};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
 use crate::config::DeviceConfig;
-use crate::queue::{QueueRole, Stats, WorkerBuffers, serve_queue};
+use crate::queue::{QueueCore, Ring, Stats};
 
 /// The guest memory a vhost-user frontend shares (no dirty-page bitmap).
 pub type GuestMemory = GuestMemoryAtomic<GuestMemoryMmap<()>>;
-/// The vring type the backend uses.
-pub type Vring = VringMutex<GuestMemory>;
+/// The vring type the backend uses: vhost-user-backend's [`VringMutex`], plus the size the
+/// frontend asked for when it is not one a split ring can have.
+///
+/// vhost-user-backend 0.24 validates SET_VRING_NUM only against `1..=max_queue_size`, gives
+/// the backend no say, and acks it; virtio-queue then ignores a size that is not a power of
+/// two (logging it) and keeps the previous one, so the device and the driver would disagree on
+/// the ring's layout. This wrapper records such a size, and a queue with one is never served
+/// (each kick is refused with a rate-limited warning) until the frontend sets a valid size.
+#[derive(Clone)]
+pub struct Vring {
+    inner: VringMutex<GuestMemory>,
+    refused_size: Arc<AtomicU16>,
+}
+
+impl std::fmt::Debug for Vring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vring")
+            .field("refused_size", &self.refused_size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vring {
+    /// The invalid size the frontend last set (0: none, the queue's size is valid).
+    pub fn refused_size(&self) -> u16 {
+        self.refused_size.load(Ordering::Relaxed)
+    }
+}
+
+impl<'a> VringStateGuard<'a, GuestMemory> for Vring {
+    type G = <VringMutex<GuestMemory> as VringStateGuard<'a, GuestMemory>>::G;
+}
+
+impl<'a> VringStateMutGuard<'a, GuestMemory> for Vring {
+    type G = <VringMutex<GuestMemory> as VringStateMutGuard<'a, GuestMemory>>::G;
+}
+
+impl VringT<GuestMemory> for Vring {
+    fn new(mem: GuestMemory, max_queue_size: u16) -> Result<Self, virtio_queue::Error> {
+        Ok(Vring {
+            inner: VringMutex::new(mem, max_queue_size)?,
+            refused_size: Arc::new(AtomicU16::new(0)),
+        })
+    }
+
+    fn get_ref(&self) -> <Self as VringStateGuard<'_, GuestMemory>>::G {
+        self.inner.get_ref()
+    }
+
+    fn get_mut(&self) -> <Self as VringStateMutGuard<'_, GuestMemory>>::G {
+        self.inner.get_mut()
+    }
+
+    fn add_used(&self, desc_index: u16, len: u32) -> Result<(), virtio_queue::Error> {
+        self.inner.add_used(desc_index, len)
+    }
+
+    fn signal_used_queue(&self) -> io::Result<()> {
+        self.inner.signal_used_queue()
+    }
+
+    fn enable_notification(&self) -> Result<bool, virtio_queue::Error> {
+        self.inner.enable_notification()
+    }
+
+    fn disable_notification(&self) -> Result<(), virtio_queue::Error> {
+        self.inner.disable_notification()
+    }
+
+    fn needs_notification(&self) -> Result<bool, virtio_queue::Error> {
+        self.inner.needs_notification()
+    }
+
+    fn set_enabled(&self, enabled: bool) {
+        self.inner.set_enabled(enabled);
+    }
+
+    fn set_queue_info(
+        &self,
+        desc_table: u64,
+        avail_ring: u64,
+        used_ring: u64,
+    ) -> Result<(), virtio_queue::Error> {
+        self.inner.set_queue_info(desc_table, avail_ring, used_ring)
+    }
+
+    fn queue_next_avail(&self) -> u16 {
+        self.inner.queue_next_avail()
+    }
+
+    fn set_queue_next_avail(&self, base: u16) {
+        self.inner.set_queue_next_avail(base);
+    }
+
+    fn set_queue_next_used(&self, idx: u16) {
+        self.inner.set_queue_next_used(idx);
+    }
+
+    fn queue_used_idx(&self) -> Result<u16, virtio_queue::Error> {
+        self.inner.queue_used_idx()
+    }
+
+    fn set_queue_size(&self, num: u16) {
+        if num.is_power_of_two() {
+            self.refused_size.store(0, Ordering::Relaxed);
+            self.inner.set_queue_size(num);
+        } else {
+            guest_warn!("SET_VRING_NUM {num} is not a power of two: the queue is not served");
+            self.refused_size.store(num, Ordering::Relaxed);
+        }
+    }
+
+    fn set_queue_event_idx(&self, enabled: bool) {
+        self.inner.set_queue_event_idx(enabled);
+    }
+
+    fn set_queue_ready(&self, ready: bool) {
+        self.inner.set_queue_ready(ready);
+    }
+
+    fn set_kick(&self, file: Option<File>) {
+        self.inner.set_kick(file);
+    }
+
+    fn read_kick(&self) -> io::Result<bool> {
+        self.inner.read_kick()
+    }
+
+    fn set_call(&self, file: Option<File>) {
+        self.inner.set_call(file);
+    }
+
+    fn set_err(&self, file: Option<File>) {
+        self.inner.set_err(file);
+    }
+}
+
+/// `info!` for a line a frontend can repeat at will (connecting, resetting), under the shared
+/// rate-limit policy of `fuse_server::limits` (one limit per call site, as `guest_warn!`).
+macro_rules! frontend_info {
+    ($($arg:tt)+) => {{
+        static LIMIT: fuse_server::limits::RateLimit = fuse_server::limits::RateLimit::new();
+        if LIMIT.admit().is_some() {
+            info!($($arg)+);
+        }
+    }};
+}
+
+/// A checked snapshot of the frontend's memory table, owned by the requests that use it.
+type Snapshot = Arc<GuestMemoryMmap<()>>;
 
 /// VIRTIO_RING_F_INDIRECT_DESC.
 const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
@@ -46,19 +207,38 @@ pub enum ServeError {
     Accept(String),
 }
 
+impl Ring for Vring {
+    fn with_queue<T>(&self, f: impl FnOnce(&mut Queue) -> (T, bool)) -> T {
+        let mut state = self.get_mut();
+        let (value, signal) = f(state.get_queue_mut());
+        if signal {
+            if let Err(e) = state.signal_used_queue() {
+                guest_warn!("cannot signal the frontend's call eventfd: {e}");
+            }
+        }
+        value
+    }
+}
+
 struct Inner<F> {
     config: DeviceConfig,
     server: Arc<Server<F>>,
-    stats: Stats,
-    event_idx: AtomicBool,
-    mem: Mutex<Option<GuestMemory>>,
-    /// One per queue, used only by that queue's worker thread (never contended).
-    buffers: Vec<Mutex<WorkerBuffers>>,
-    /// Requests completed per queue on the current connection.
-    served: Vec<AtomicU64>,
+    stats: Arc<Stats>,
+    /// VIRTIO_RING_F_INDIRECT_DESC was acked.
+    indirect: AtomicBool,
+    /// The last memory table that passed [`check_memory`]; requests carry clones.
+    mem: Mutex<Option<Snapshot>>,
+    /// One per queue (hiprio first), with its own workers; they outlive connections.
+    queues: Vec<Arc<QueueCore<F, Snapshot, Vring>>>,
 }
 
 /// The virtio-fs device as a vhost-user backend. Cheap to clone (shared state).
+///
+/// vhost-user-backend's epoll threads only dispatch: a kick takes the available chains off the
+/// ring with the vring locked for a moment, and the requests run on the backend's own worker
+/// threads (`workers_per_queue` per request queue, one for hiprio). No vhost-user message and
+/// no reconnect waits for a request; a request that completes after its queue was stopped is
+/// discarded (see the `queue` module of this crate).
 pub struct VhostUserFs<F> {
     inner: Arc<Inner<F>>,
 }
@@ -82,22 +262,41 @@ impl<F> std::fmt::Debug for VhostUserFs<F> {
 
 impl<F: FileSystem + 'static> VhostUserFs<F> {
     /// A backend serving `fs` with `config`; `negotiation` is the operator's FUSE_INIT policy.
+    /// Starts the queues' worker threads (a queue whose workers cannot be started is logged
+    /// and never served).
     pub fn new(config: DeviceConfig, fs: F, negotiation: NegotiationConfig) -> VhostUserFs<F> {
-        let server = Server::new(fs, config.server_config(negotiation));
-        let buffers = (0..config.num_queues())
-            .map(|_| Mutex::new(WorkerBuffers::default()))
+        let server = Arc::new(Server::new(fs, config.server_config(negotiation)));
+        let stats = Arc::new(Stats::default());
+        let queues = (0..config.num_queues())
+            .filter_map(|index| {
+                let workers = if index == 0 {
+                    1
+                } else {
+                    config.workers_per_queue()
+                };
+                match QueueCore::new(
+                    index,
+                    Arc::clone(&server),
+                    Arc::clone(&stats),
+                    workers,
+                    usize::from(config.queue_size()),
+                ) {
+                    Ok(core) => Some(core),
+                    Err(e) => {
+                        error!("queue {index}: cannot start its workers: {e}");
+                        None
+                    }
+                }
+            })
             .collect();
         VhostUserFs {
             inner: Arc::new(Inner {
-                buffers,
-                served: (0..config.num_queues())
-                    .map(|_| AtomicU64::new(0))
-                    .collect(),
                 config,
-                server: Arc::new(server),
-                stats: Stats::default(),
-                event_idx: AtomicBool::new(false),
+                server,
+                stats,
+                indirect: AtomicBool::new(false),
                 mem: Mutex::new(None),
+                queues,
             }),
         }
     }
@@ -117,15 +316,20 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
         &self.inner.stats
     }
 
-    /// Forgets the connection: backend state and the guest memory mapping.
+    fn restart_queues(&self) {
+        let indirect = self.inner.indirect.load(Ordering::Relaxed);
+        for queue in &self.inner.queues {
+            queue.restart(indirect);
+        }
+    }
+
+    /// Forgets the connection: requests in flight are discarded, backend state and the guest
+    /// memory mapping are dropped.
     fn disconnect(&self) {
-        let served: Vec<u64> = self
-            .inner
-            .served
-            .iter()
-            .map(|n| n.swap(0, Ordering::Relaxed))
-            .collect();
-        info!("requests served per queue (hiprio first): {served:?}");
+        self.inner.indirect.store(false, Ordering::Relaxed);
+        self.restart_queues();
+        let served: Vec<u64> = self.inner.queues.iter().map(|q| q.take_served()).collect();
+        frontend_info!("requests served per queue (hiprio first): {served:?}");
         self.inner.server.reset();
         *self
             .inner
@@ -134,13 +338,43 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
             .unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    fn memory(&self) -> Option<GuestMemory> {
+    fn memory(&self) -> Option<Snapshot> {
         self.inner
             .mem
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+}
+
+/// Refuses a memory table with a region that its backing file does not cover: touching such a
+/// region past the file's end would kill the daemon with SIGBUS.
+fn check_memory(mem: &GuestMemoryMmap<()>) -> io::Result<()> {
+    for region in mem.iter() {
+        let Some(file_offset) = region.file_offset() else {
+            continue;
+        };
+        let meta = file_offset.file().metadata()?;
+        if !meta.is_file() {
+            // Only regular files (memfd, hugetlbfs, tmpfs) have an end to map past.
+            continue;
+        }
+        let end = file_offset.start().checked_add(region.len());
+        if end.is_none_or(|end| end > meta.len()) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "memory region at guest address {:#x}: {} bytes at file offset {} but the \
+                     file has {} bytes",
+                    region.start_addr().0,
+                    region.len(),
+                    file_offset.start(),
+                    meta.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
@@ -162,6 +396,14 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
             | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
     }
 
+    fn acked_features(&self, features: u64) {
+        self.inner.indirect.store(
+            features & VIRTIO_RING_F_INDIRECT_DESC != 0,
+            Ordering::Relaxed,
+        );
+        self.restart_queues();
+    }
+
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
         VhostUserProtocolFeatures::MQ
             | VhostUserProtocolFeatures::CONFIG
@@ -171,12 +413,25 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
     }
 
     fn reset_device(&self) {
-        info!("device reset: clearing backend state");
+        frontend_info!("device reset: clearing backend state");
+        self.inner.indirect.store(false, Ordering::Relaxed);
+        self.restart_queues();
         self.inner.server.reset();
     }
 
-    fn set_event_idx(&self, enabled: bool) {
-        self.inner.event_idx.store(enabled, Ordering::Relaxed);
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        // GET_VRING_BASE: the ring is stopped; requests still running are discarded.
+        let queue = usize::try_from(queue_index)
+            .ok()
+            .and_then(|i| self.inner.queues.get(i));
+        if let Some(queue) = queue {
+            queue.restart(self.inner.indirect.load(Ordering::Relaxed));
+        }
+        Ok(())
+    }
+
+    fn set_event_idx(&self, _enabled: bool) {
+        // vhost-user-backend sets EVENT_IDX on the queues themselves.
     }
 
     fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
@@ -187,7 +442,7 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
     }
 
     fn set_config(&self, offset: u32, buf: &[u8]) -> io::Result<()> {
-        warn!(
+        guest_warn!(
             "frontend wrote {} bytes to the read-only config space at {offset}",
             buf.len()
         );
@@ -195,11 +450,24 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
     }
 
     fn update_memory(&self, mem: GuestMemory) -> io::Result<()> {
+        let snapshot = mem.memory().into_inner();
+        if let Err(e) = check_memory(&snapshot) {
+            guest_warn!("refusing the frontend's memory table: {e}");
+            // vhost-user-backend has already installed the table in its own handle (the vrings
+            // read their used index through it): put the last good table back, or none.
+            let previous = self.memory();
+            let restore = previous.as_deref().cloned().unwrap_or_default();
+            match mem.lock() {
+                Ok(guard) => guard.replace(restore),
+                Err(poisoned) => poisoned.into_inner().replace(restore),
+            }
+            return Err(e);
+        }
         *self
             .inner
             .mem
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(mem);
+            .unwrap_or_else(PoisonError::into_inner) = Some(snapshot);
         Ok(())
     }
 
@@ -225,52 +493,29 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
         thread_id: usize,
     ) -> io::Result<()> {
         if evset != EventSet::IN {
-            warn!("queue {thread_id}: unexpected event set {evset:?}");
+            guest_warn!("queue {thread_id}: unexpected event set {evset:?}");
         }
         // One queue per thread: the event is that thread's only vring, and the thread's index
         // is the queue's index.
         let Some(vring) = vrings.get(usize::from(device_event)) else {
-            warn!("queue {thread_id}: event {device_event} for an unknown vring");
+            guest_warn!("queue {thread_id}: event {device_event} for an unknown vring");
             return Ok(());
         };
         let Some(mem) = self.memory() else {
-            warn!("queue {thread_id}: kicked before the memory table was set");
+            guest_warn!("queue {thread_id}: kicked before the memory table was set");
             return Ok(());
         };
-        let Some(buffers) = self.inner.buffers.get(thread_id) else {
-            warn!("event on unknown queue {thread_id}");
+        let Some(queue) = self.inner.queues.get(thread_id) else {
+            guest_warn!("event on unknown queue {thread_id}");
             return Ok(());
         };
-        let mut buffers = buffers.lock().unwrap_or_else(PoisonError::into_inner);
-        let role = QueueRole::of_index(thread_id);
-        let guard = mem.memory();
-        let mut state = vring.get_mut();
-        // The vring's lock is held while serving, so the interrupt is raised once the batch is
-        // done (through the same guard) rather than from inside the loop.
-        let mut pending = false;
-        let served = serve_queue(
-            &self.inner.server,
-            role,
-            &*guard,
-            state.get_queue_mut(),
-            &mut buffers,
-            &self.inner.stats,
-            || {
-                pending = true;
-                Ok(())
-            },
-        );
-        if let (Ok(n), Some(count)) = (&served, self.inner.served.get(thread_id)) {
-            count.fetch_add(*n, Ordering::Relaxed);
+        let refused = vring.refused_size();
+        if refused != 0 {
+            guest_warn!("queue {thread_id}: kicked with the invalid size {refused}: not served");
+            return Ok(());
         }
-        if let Err(e) = served {
-            // A broken ring is the guest's fault: log it and leave the queue alone until the
-            // frontend resets it; the daemon keeps serving the other queues.
-            warn!("queue {thread_id}: {e}");
-        }
-        if pending {
-            state.signal_used_queue()?;
-        }
+        // Only takes the chains off the ring; the queue's workers serve them.
+        queue.kick(vring, &mem);
         Ok(())
     }
 }
@@ -295,7 +540,7 @@ pub fn serve<F: FileSystem + 'static>(
         )
         .map_err(|e| ServeError::Daemon(e.to_string()))?;
         match daemon.start(listener) {
-            Ok(()) => info!("vhost-user frontend connected"),
+            Ok(()) => frontend_info!("vhost-user frontend connected"),
             Err(vhost_user_backend::Error::CreateBackendListener(VhostUserError::SocketError(
                 e,
             ))) => {
@@ -307,11 +552,11 @@ pub fn serve<F: FileSystem + 'static>(
             Ok(())
             | Err(vhost_user_backend::Error::HandleRequest(
                 VhostUserError::Disconnected | VhostUserError::PartialMessage,
-            )) => info!("vhost-user frontend disconnected"),
-            Err(e) => warn!("vhost-user frontend connection ended: {e}"),
+            )) => frontend_info!("vhost-user frontend disconnected"),
+            Err(e) => guest_warn!("vhost-user frontend connection ended: {e}"),
         }
         drop(daemon);
         backend.disconnect();
-        info!("waiting for the next frontend");
+        frontend_info!("waiting for the next frontend");
     }
 }

@@ -17,22 +17,28 @@ use crate::writer::ChainWriter;
 /// The size of one split-ring descriptor.
 const DESCRIPTOR_SIZE: u64 = 16;
 
-/// Where a queue's descriptors live: the guest address of its descriptor table and its number
-/// of entries (the queue size). A chain may not have more descriptors than this.
+/// Where a queue's descriptors live: the guest address of its descriptor table, its number
+/// of entries (the queue size), and whether the driver negotiated indirect descriptors. A chain
+/// may not have more descriptors than its table has entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DescTable {
     /// Guest address of the descriptor table.
     pub addr: GuestAddress,
     /// Entries in the table (the queue size).
     pub size: u16,
+    /// Whether VIRTIO_RING_F_INDIRECT_DESC was negotiated; without it an indirect descriptor
+    /// makes the chain malformed ([`Error::IndirectNotNegotiated`]).
+    pub indirect: bool,
 }
 
 impl DescTable {
-    /// The descriptor table a configured queue uses.
-    pub fn of_queue(queue: &impl QueueT) -> Self {
+    /// The descriptor table a configured queue uses; `indirect` says whether the driver
+    /// negotiated VIRTIO_RING_F_INDIRECT_DESC.
+    pub fn of_queue(queue: &impl QueueT, indirect: bool) -> Self {
         Self {
             addr: GuestAddress(queue.desc_table()),
             size: queue.size(),
+            indirect,
         }
     }
 }
@@ -85,8 +91,8 @@ impl ChainBuffers {
     /// # Errors
     ///
     /// A malformed chain: an index outside its table, a loop or a chain longer than its table,
-    /// a readable descriptor after a writable one, a nested or chained indirect descriptor, a
-    /// bad indirect table length, a buffer that overflows the address space or lies outside
+    /// a readable descriptor after a writable one, an indirect descriptor the driver did not
+    /// negotiate, a nested or chained indirect descriptor, a bad indirect table length, a buffer that overflows the address space or lies outside
     /// guest memory, or more than 4 GiB in total. See [`Error::is_malformed_chain`].
     pub fn parse<'a, M: GuestMemory + ?Sized>(
         &'a mut self,
@@ -171,6 +177,9 @@ fn walk<M: GuestMemory + ?Sized>(
             })?;
 
         if desc.refers_to_indirect_table() {
+            if !table.indirect {
+                return Err(Error::IndirectNotNegotiated);
+            }
             if indirect {
                 return Err(Error::NestedIndirect);
             }

@@ -48,8 +48,14 @@ pub struct MountOptions {
     pub subtype: Option<String>,
     /// `default_permissions`: the kernel checks permissions from the file mode and owner.
     pub default_permissions: bool,
-    /// `allow_other`: users other than the mounter may access the filesystem.
+    /// `allow_other`: users other than the mounter may access the filesystem. It implies
+    /// `default_permissions` unless [`backend_checks_permissions`](Self::backend_checks_permissions):
+    /// otherwise every host user could read whatever the daemon's credentials can.
     pub allow_other: bool,
+    /// The backend checks the caller's permissions itself on every request (neither of this
+    /// project's backends does: requests that do not create an inode run with the daemon's
+    /// credentials). Only then may `allow_other` go without `default_permissions`.
+    pub backend_checks_permissions: bool,
     /// `rootmode`: the root's file type and mode bits (`S_IFDIR | 0o755` by default).
     pub rootmode: u32,
     /// `user_id`: the mount's owner; the effective uid when `None`.
@@ -69,6 +75,7 @@ impl Default for MountOptions {
             subtype: None,
             default_permissions: false,
             allow_other: false,
+            backend_checks_permissions: false,
             rootmode: 0o040_755,
             user_id: None,
             group_id: None,
@@ -79,6 +86,13 @@ impl Default for MountOptions {
 }
 
 impl MountOptions {
+    /// Whether the mount gets `default_permissions`: asked for, or implied by `allow_other`
+    /// when the backend does not check permissions itself. This is what the FUSE_INIT
+    /// negotiation may rely on (`TransportFacts::dev_fuse`).
+    pub fn kernel_checks_permissions(&self) -> bool {
+        self.default_permissions || (self.allow_other && !self.backend_checks_permissions)
+    }
+
     /// The `data` string of `mount(2)` for the descriptor `fd`.
     fn data(&self, fd: i32) -> String {
         let mut s = format!(
@@ -87,7 +101,7 @@ impl MountOptions {
             self.user_id.unwrap_or_else(sys::geteuid),
             self.group_id.unwrap_or_else(sys::getegid),
         );
-        if self.default_permissions {
+        if self.kernel_checks_permissions() {
             s.push_str(",default_permissions");
         }
         if self.allow_other {
@@ -322,7 +336,7 @@ impl FuseChannel {
             match self.reply(len, |r, w| handle(r, w)) {
                 Ok(_) => {}
                 Err(Error::WriteReply(e)) => return Err(Error::WriteReply(e)),
-                Err(e) => log::warn!("/dev/fuse: reply refused: {e}"),
+                Err(e) => fuse_server::guest_warn!("/dev/fuse: reply refused: {e}"),
             }
         }
         Ok(())
@@ -491,6 +505,32 @@ mod tests {
             "fd=5,rootmode=40755,user_id=1000,group_id=100,default_permissions,allow_other,\
              max_read=131072"
         );
+    }
+
+    #[test]
+    fn allow_other_implies_default_permissions() {
+        let o = MountOptions {
+            allow_other: true,
+            user_id: Some(0),
+            group_id: Some(0),
+            ..MountOptions::default()
+        };
+        assert!(o.kernel_checks_permissions());
+        assert_eq!(
+            o.data(3),
+            "fd=3,rootmode=40755,user_id=0,group_id=0,default_permissions,allow_other"
+        );
+        let trusted = MountOptions {
+            backend_checks_permissions: true,
+            ..o.clone()
+        };
+        assert!(!trusted.kernel_checks_permissions());
+        assert!(!trusted.data(3).contains("default_permissions"));
+        let private = MountOptions {
+            allow_other: false,
+            ..o
+        };
+        assert!(!private.kernel_checks_permissions());
     }
 
     #[test]

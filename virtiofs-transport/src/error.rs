@@ -39,6 +39,10 @@ pub enum Error {
     /// A device-readable descriptor follows a device-writable one.
     #[error("a device-readable descriptor follows a device-writable one")]
     ReadableAfterWritable,
+    /// An indirect descriptor on a queue whose driver did not negotiate
+    /// VIRTIO_RING_F_INDIRECT_DESC.
+    #[error("indirect descriptor, but VIRTIO_RING_F_INDIRECT_DESC was not negotiated")]
+    IndirectNotNegotiated,
     /// An indirect descriptor inside an indirect table.
     #[error("indirect descriptor inside an indirect table")]
     NestedIndirect,
@@ -79,6 +83,26 @@ pub enum Error {
     /// Notifying the guest failed.
     #[error("guest notification failed")]
     Notify(#[source] io::Error),
+    /// The driver published more chains than the queue has entries: `avail->idx` is more than
+    /// the queue size ahead of the device. The queue is broken until it is reset.
+    #[error("avail index {avail} is more than {size} entries ahead of the device's {next_avail}")]
+    AvailIndex {
+        /// `avail->idx` as read from the ring.
+        avail: u16,
+        /// The next entry the device would take.
+        next_avail: u16,
+        /// The queue size.
+        size: u16,
+    },
+    /// An avail ring entry names a head outside the descriptor table. The queue is broken until
+    /// it is reset (the used ring cannot return such a head).
+    #[error("avail ring entry names head {head}, outside a queue of {size} entries")]
+    HeadIndex {
+        /// The head index.
+        head: u16,
+        /// The queue size.
+        size: u16,
+    },
 
     /// A reply shorter than `fuse_out_header`.
     #[error("reply of {written} bytes is shorter than the 16-byte out header")]
@@ -157,6 +181,7 @@ impl Error {
                 | Error::ReadDescriptor { .. }
                 | Error::ChainTooLong { .. }
                 | Error::ReadableAfterWritable
+                | Error::IndirectNotNegotiated
                 | Error::NestedIndirect
                 | Error::IndirectWithNext
                 | Error::IndirectTableLength { .. }

@@ -68,6 +68,7 @@ pub fn fuzz_chain(data: &[u8]) {
     let table = DescTable {
         addr: GuestAddress(0),
         size,
+        indirect: true,
     };
     let mut buffers = ChainBuffers::new();
     let mut request = match buffers.parse(&mem, table, head_index) {

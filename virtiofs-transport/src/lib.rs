@@ -8,7 +8,7 @@
 //!
 //! # Virtqueues
 //!
-//! A worker owns one queue and one [`ChainBuffers`]. For each chain it pops,
+//! A worker owns one [`ChainBuffers`]. For each chain it pops,
 //! [`ChainBuffers::parse`] walks the descriptors — direct or through one indirect table — and
 //! checks every index, address and length the guest supplied (overflow, outside guest memory,
 //! readable after writable, loops, longer than the table): a malformed chain is a typed
@@ -18,7 +18,14 @@
 //! guest buffers, and every byte written into guest memory is marked dirty in vm-memory's
 //! bitmap. [`Request::finish`] checks the reply (`out_header.len` == bytes written, `unique`
 //! echoed, error in range) and is the only source of the used length ([`Completion`]).
-//! [`process_queue`] is the whole loop, with EVENT_IDX notification suppression.
+//! [`RingState::pop`] takes chain heads off the avail ring after checking the driver's indices
+//! itself (`avail->idx` at most the queue size ahead, every head inside the table): a queue whose
+//! indices are impossible is broken, logged once and not polled again until it is reset or set up
+//! anew. Indirect descriptors are accepted only when VIRTIO_RING_F_INDIRECT_DESC was negotiated
+//! ([`DescTable::indirect`]). [`process_queue`] is the whole synchronous loop, with EVENT_IDX
+//! notification suppression; a device that completes requests on other threads uses
+//! [`RingState::pop`], [`serve_chain`] and [`add_used`] itself. Every log line a guest can
+//! trigger goes through `fuse_server::guest_warn!`.
 //!
 //! Guest memory is only reached through vm-memory's `Bytes` and `VolatileSlice` APIs; no Rust
 //! reference into guest memory is ever formed, since the guest may change it at any time.
@@ -52,7 +59,7 @@ mod writer;
 
 pub use chain::{ChainBuffers, DescTable, Request};
 pub use error::{Error, Result};
-pub use queue::{QueueStats, add_used, process_queue};
+pub use queue::{Pop, QueueStats, RingState, add_used, process_queue, serve_chain};
 pub use reader::ChainReader;
 pub use reply::{Completion, FinishedReply};
 pub use writer::ChainWriter;

@@ -214,6 +214,7 @@ fn loops_and_overlong_chains() {
     let small = DescTable {
         addr: GuestAddress(0),
         size: 4,
+        indirect: true,
     };
     for i in 0..4u16 {
         put(&mem, 0, i, Descriptor::new(DATA, 1, F_NEXT, i + 1));
@@ -322,6 +323,7 @@ fn descriptor_table_outside_memory() {
     let far = DescTable {
         addr: GuestAddress(1 << 40),
         size: 16,
+        indirect: true,
     };
     let mut bufs = ChainBuffers::new();
     assert!(matches!(
@@ -331,6 +333,7 @@ fn descriptor_table_outside_memory() {
     let wrap = DescTable {
         addr: GuestAddress(u64::MAX - 8),
         size: 16,
+        indirect: true,
     };
     assert!(bufs.parse(&mem, wrap, 3).unwrap_err().is_malformed_chain());
 }
@@ -486,7 +489,7 @@ mod queue {
     use super::*;
     use virtio_queue::mock::MockSplitQueue;
     use virtio_queue::{Queue, QueueOwnedT, QueueT};
-    use virtiofs_transport::{QueueStats, process_queue};
+    use virtiofs_transport::{Pop, QueueStats, RingState, process_queue};
 
     fn add(mq: &MockSplitQueue<'_, GuestMemoryMmap<()>>, chains: &[Vec<Descriptor>], at: u16) {
         let raw: Vec<_> = chains.iter().flatten().map(|d| (*d).into()).collect();
@@ -541,6 +544,7 @@ mod queue {
         let stats = process_queue(
             &mut q,
             &mem,
+            &mut RingState::new(true),
             &mut bufs,
             |r, w| answer(r, w),
             || {
@@ -589,6 +593,7 @@ mod queue {
         let stats = process_queue(
             &mut q,
             &mem,
+            &mut RingState::new(true),
             &mut bufs,
             |r, w| answer(r, w),
             || {
@@ -605,5 +610,188 @@ mod queue {
         let _ = q.iter(&mem).unwrap().count();
     }
 
+    /// `avail->idx` as the driver would store it.
+    fn set_avail_idx(
+        mem: &GuestMemoryMmap<()>,
+        mq: &MockSplitQueue<'_, GuestMemoryMmap<()>>,
+        idx: u16,
+    ) {
+        mem.write_obj(idx, mq.avail_addr().unchecked_add(2))
+            .unwrap();
+    }
+
+    /// The used ring's flags (VRING_USED_F_NO_NOTIFY = 1).
+    fn used_flags(mem: &GuestMemoryMmap<()>, q: &Queue) -> u16 {
+        mem.read_obj(GuestAddress(q.used_ring())).unwrap()
+    }
+
+    #[test]
+    fn avail_index_beyond_the_queue_size_breaks_the_queue_until_reset() {
+        let mem = memory();
+        let mq = MockSplitQueue::new(&mem, 16);
+        let mut q: Queue = mq.create_queue().unwrap();
+        // One 16-bit store: the driver claims 17 chains on a 16-entry queue.
+        set_avail_idx(&mem, &mq, 17);
+        // On its own thread, so that a livelock fails the test instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread_mem = mem.clone();
+        std::thread::spawn(move || {
+            let mut ring = RingState::new(true);
+            let mut handled = 0;
+            let stats = process_queue(
+                &mut q,
+                &thread_mem,
+                &mut ring,
+                &mut ChainBuffers::new(),
+                |_, _| handled += 1,
+                || Ok(()),
+            );
+            let _ = tx.send((q, ring, stats.unwrap(), handled));
+        });
+        let (mut q, mut ring, stats, handled) = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("process_queue returns promptly");
+        let mut bufs = ChainBuffers::new();
+        assert_eq!(stats, QueueStats::default());
+        assert_eq!(handled, 0);
+        assert!(ring.is_broken(&q));
+        assert_eq!(used_flags(&mem, &q), 0, "notifications left disabled");
+        assert_eq!(ring.pop(&mut q, &mem), Pop::Broken);
+
+        // The driver now publishes a valid chain: a broken queue is not polled ...
+        set_avail_idx(&mem, &mq, 0);
+        add(&mq, &[request(&mem, 0, 3, 7)], 0);
+        let stats = process_queue(
+            &mut q,
+            &mem,
+            &mut ring,
+            &mut bufs,
+            |r, w| answer(r, w),
+            || Ok(()),
+        )
+        .unwrap();
+        assert_eq!(stats.completed, 0);
+        assert_eq!(q.next_used(), 0);
+        // ... until it is reset.
+        ring.reset();
+        let stats = process_queue(
+            &mut q,
+            &mem,
+            &mut ring,
+            &mut bufs,
+            |r, w| answer(r, w),
+            || Ok(()),
+        )
+        .unwrap();
+        assert_eq!(stats.completed, 1);
+        assert!(!ring.is_broken(&q));
+    }
+
+    #[test]
+    fn a_queue_set_up_anew_is_no_longer_broken() {
+        let mem = memory();
+        let mq = MockSplitQueue::new(&mem, 16);
+        let mut q: Queue = mq.create_queue().unwrap();
+        set_avail_idx(&mem, &mq, 40);
+        let mut ring = RingState::new(true);
+        assert_eq!(ring.pop(&mut q, &mem), Pop::Broken);
+        // The driver re-activates the queue with another size.
+        q.set_size(8);
+        set_avail_idx(&mem, &mq, 0);
+        assert_eq!(ring.pop(&mut q, &mem), Pop::Empty);
+    }
+
+    #[test]
+    fn head_index_beyond_the_queue_size_breaks_the_queue_with_notifications_enabled() {
+        for event_idx in [false, true] {
+            let mem = memory();
+            let mq = MockSplitQueue::new(&mem, 16);
+            let mut q: Queue = mq.create_queue().unwrap();
+            if event_idx {
+                q.set_used_ring_address(Some(0x1000), Some(0));
+                q.set_event_idx(true);
+            }
+            // One good chain, then a head of 16 in a 16-entry queue.
+            add(&mq, &[request(&mem, 0, 3, 7)], 0);
+            mem.write_obj(16u16, mq.avail_addr().unchecked_add(4 + 2))
+                .unwrap();
+            set_avail_idx(&mem, &mq, 2);
+            let mut ring = RingState::new(true);
+            let mut bufs = ChainBuffers::new();
+            let stats = process_queue(
+                &mut q,
+                &mem,
+                &mut ring,
+                &mut bufs,
+                |r, w| answer(r, w),
+                || Ok(()),
+            )
+            .unwrap();
+            assert_eq!(stats.completed, 1);
+            assert!(ring.is_broken(&q));
+            assert_eq!(used_flags(&mem, &q), 0, "VRING_USED_F_NO_NOTIFY left set");
+            assert_eq!(q.next_avail(), 1, "the bad head is not consumed");
+        }
+    }
+
+    #[test]
+    fn indirect_descriptors_only_when_negotiated() {
+        let mem = memory();
+        let mq = MockSplitQueue::new(&mem, 16);
+        let base = 0x4_0000;
+        mem.write_slice(&request_bytes(3, 9, &[0; 24]), GuestAddress(base))
+            .unwrap();
+        // An indirect table of two descriptors at 0x3000: the request and the reply buffer.
+        put(&mem, 0x3000, 0, Descriptor::new(base, 40, F_NEXT, 1));
+        put(
+            &mem,
+            0x3000,
+            1,
+            Descriptor::new(base + 0x80, 64, F_WRITE, 0),
+        );
+        for negotiated in [false, true] {
+            let mut q: Queue = mq.create_queue().unwrap();
+            set_avail_idx(&mem, &mq, 0);
+            add(&mq, &[vec![Descriptor::new(0x3000, 32, F_INDIRECT, 0)]], 0);
+            let mut ring = RingState::new(negotiated);
+            let mut bufs = ChainBuffers::new();
+            let stats = process_queue(
+                &mut q,
+                &mem,
+                &mut ring,
+                &mut bufs,
+                |r, w| answer(r, w),
+                || Ok(()),
+            )
+            .unwrap();
+            let used = mq.used().ring().ref_at(0).unwrap().load();
+            if negotiated {
+                assert_eq!((stats.completed, used.len()), (1, 16));
+            } else {
+                assert_eq!((stats.malformed, used.len()), (1, 0));
+            }
+        }
+    }
+
     use vm_memory::Address;
+}
+
+#[test]
+fn indirect_descriptor_without_the_feature_is_malformed() {
+    let mem = memory();
+    let head = install(
+        &mem,
+        &[Buf {
+            addr: DATA,
+            len: 40,
+            writable: false,
+        }],
+        true,
+    );
+    let mut table = TABLE;
+    assert!(ChainBuffers::new().parse(&mem, table, head).is_ok());
+    table.indirect = false;
+    let err = ChainBuffers::new().parse(&mem, table, head).unwrap_err();
+    assert!(matches!(err, Error::IndirectNotNegotiated), "{err}");
+    assert!(err.is_malformed_chain());
 }

@@ -258,7 +258,7 @@ proptest! {
         }
         mem.write_slice(&table, GuestAddress(0)).unwrap();
         mem.write_slice(&table, GuestAddress(INDIRECT)).unwrap();
-        let desc_table = virtiofs_transport::DescTable { addr: GuestAddress(0), size };
+        let desc_table = virtiofs_transport::DescTable { addr: GuestAddress(0), size, indirect: true };
         let mut bufs = ChainBuffers::new();
         match bufs.parse(&mem, desc_table, head) {
             Ok(mut req) => {

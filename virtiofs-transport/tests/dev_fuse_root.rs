@@ -10,7 +10,9 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fuse_abi::{Attr, AttrOut, InHeader, InitIn, InitOut, OutHeader, U16, U32, U64};
+use fuse_abi::{
+    Attr, AttrOut, EntryOut, InHeader, InitIn, InitOut, OpenOut, OutHeader, U16, U32, U64,
+};
 use fuse_server::{Reader, Writer};
 use virtiofs_transport::dev_fuse::{
     ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
@@ -197,4 +199,97 @@ fn fuse_server_over_dev_fuse() {
         assert!(std::fs::metadata(dir.join("file")).unwrap().is_file());
     });
     assert!(server.negotiated().is_some(), "INIT was negotiated");
+}
+
+/// Root's 0600 file `secret` (inode 2) on top of the minimal backend, which, like the project's
+/// backends, checks no permissions itself: INIT, LOOKUP, GETATTR, OPEN, READ, FLUSH, RELEASE.
+fn secret_handler(r: &mut dyn Reader, w: &mut dyn Writer) {
+    const SECRET: &[u8] = b"root only\n";
+    let mut hdr = InHeader::new_zeroed();
+    if r.read_exact(hdr.as_mut_bytes()).is_err() {
+        return;
+    }
+    let unique = hdr.unique.get();
+    let attr = Attr {
+        ino: U64::new(2),
+        size: U64::new(SECRET.len() as u64),
+        mode: U32::new(0o100_600),
+        nlink: U32::new(1),
+        blksize: U32::new(4096),
+        ..Attr::new_zeroed()
+    };
+    match (hdr.opcode.get(), hdr.nodeid.get()) {
+        (1, fuse_abi::ROOT_ID) => {
+            let mut name = vec![0u8; r.remaining()];
+            r.read_exact(&mut name).unwrap();
+            if name != b"secret\0" {
+                return reply(w, unique, 2, &[]);
+            }
+            let mut out = EntryOut::new_zeroed();
+            out.nodeid = U64::new(2);
+            out.attr = attr;
+            reply(w, unique, 0, out.as_bytes());
+        }
+        (GETATTR, 2) => {
+            let mut out = AttrOut::new_zeroed();
+            out.attr = attr;
+            reply(w, unique, 0, out.as_bytes());
+        }
+        (14, 2) => {
+            let mut out = OpenOut::new_zeroed();
+            out.fh = U64::new(7);
+            reply(w, unique, 0, out.as_bytes());
+        }
+        (15, 2) => {
+            let mut read = [0u8; 40];
+            r.read_exact(&mut read).unwrap();
+            let offset = u64::from_le_bytes(read[8..16].try_into().unwrap());
+            let data = if offset == 0 { SECRET } else { &[][..] };
+            reply(w, unique, 0, data);
+        }
+        (18 | 25, 2) => reply(w, unique, 0, &[]),
+        _ => {
+            // Put the header back for the minimal backend: it reads it itself.
+            let mut rest = vec![0u8; r.remaining()];
+            r.read_exact(&mut rest).unwrap();
+            let mut msg = hdr.as_bytes().to_vec();
+            msg.extend_from_slice(&rest);
+            let mut replay = fuse_server::mem::MemReader::new(&msg);
+            handle(&mut replay, w);
+        }
+    }
+}
+
+/// `allow_other` without `default_permissions` must not let other host users past the file
+/// mode: the backend runs every request with the daemon's credentials.
+#[test]
+#[ignore = "needs root and /dev/fuse"]
+fn allow_other_never_lets_other_users_read_root_files() {
+    use std::os::unix::process::CommandExt;
+
+    let options = MountOptions {
+        allow_other: true,
+        ..MountOptions::default()
+    };
+    with_mount_served(1, options, &|r, w| secret_handler(r, w), |dir| {
+        let secret = dir.join("secret");
+        assert_eq!(
+            std::fs::read(&secret).unwrap(),
+            b"root only\n",
+            "root reads it"
+        );
+        let out = std::process::Command::new("cat")
+            .arg(&secret)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "nobody read root's 0600 file: {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Permission denied"), "{stderr}");
+    });
 }

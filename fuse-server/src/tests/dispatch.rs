@@ -293,11 +293,21 @@ fn bad_lengths_get_einval() {
         sent.check(12);
         assert_eq!(sent.error(), Errno::EINVAL.to_wire(), "len {len}");
     }
-    // Shorter than a header.
-    for n in [0usize, 1, 39] {
+    // Shorter than a header, but with its unique: EINVAL, unique echoed.
+    for n in [16usize, 24, 39] {
         let msg = request(Opcode::Getattr as u32, 12, 1, &[]);
         let sent = send_raw(&s, &msg[..n], 4096);
-        assert_eq!(sent.error(), Errno::EINVAL.to_wire());
+        sent.check(12);
+        assert_eq!(sent.error(), Errno::EINVAL.to_wire(), "{n} bytes");
+    }
+    // Without a unique there is nothing to answer: dropped, counted as malformed.
+    for n in [0usize, 1, 8, 15] {
+        let msg = request(Opcode::Getattr as u32, 12, 1, &[]);
+        let before = s.bad_requests();
+        let sent = send_raw(&s, &msg[..n], 4096);
+        assert!(matches!(sent.result, Ok(Outcome::NoReply)), "{n} bytes");
+        assert!(sent.reply.is_empty(), "{n} bytes: {:?}", sent.reply);
+        assert_eq!(s.bad_requests(), before + 1);
     }
     // Above the negotiated maximum (a LOOKUP of 2 MiB).
     let mut big = vec![b'a'; 2 << 20];
@@ -400,6 +410,64 @@ fn extensions_reach_the_backend_and_bad_ones_get_einval() {
     ext[0..4].copy_from_slice(&U32::new(24).to_bytes());
     let msg = request_ext(Opcode::Mkdir as u32, 18, 1, &args, &ext);
     assert_eq!(send_raw(&s, &msg, 4096).error(), Errno::EINVAL.to_wire());
+}
+
+/// A security-context extension with one context `name` = `value`.
+fn ext_secctx(name: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut entry = Vec::new();
+    entry.extend_from_slice(&u32::try_from(value.len()).unwrap_or(0).to_le_bytes());
+    entry.extend_from_slice(&0u32.to_le_bytes());
+    entry.extend_from_slice(name);
+    entry.push(0);
+    entry.extend_from_slice(value);
+    while entry.len() % 8 != 0 {
+        entry.push(0);
+    }
+    let total = 16 + entry.len();
+    let mut v = Vec::new();
+    v.extend_from_slice(&u32::try_from(total).unwrap_or(0).to_le_bytes());
+    v.extend_from_slice(&0u32.to_le_bytes()); // type 0: security contexts
+    v.extend_from_slice(&u32::try_from(total - 8).unwrap_or(0).to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend_from_slice(&entry);
+    v
+}
+
+#[test]
+fn security_context_must_name_a_security_attribute() {
+    let s = server(all_capabilities());
+    init(&s);
+    let args = sample_args(Opcode::Mkdir);
+    s.filesystem().clear();
+    let ext = ext_secctx(b"security.selinux", b"system_u:object_r:tmp_t:s0\0");
+    let sent = send_raw(
+        &s,
+        &request_ext(Opcode::Mkdir as u32, 18, 1, &args, &ext),
+        4096,
+    );
+    sent.check(18);
+    assert_eq!(sent.error(), 0);
+    assert_eq!(s.filesystem().methods(), vec!["mkdir"]);
+    for name in [
+        &b"user.evil"[..],
+        b"trusted.overlay.opaque",
+        b"security.",
+        b"securityx",
+    ] {
+        s.filesystem().clear();
+        let ext = ext_secctx(name, b"y");
+        let sent = send_raw(
+            &s,
+            &request_ext(Opcode::Mkdir as u32, 18, 1, &args, &ext),
+            4096,
+        );
+        sent.check(18);
+        assert_eq!(sent.error(), Errno::EINVAL.to_wire(), "{name:?}");
+        assert!(
+            s.filesystem().methods().is_empty(),
+            "{name:?} reached the backend"
+        );
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ const F_WRITE: u16 = 2;
 const TABLE: DescTable = DescTable {
     addr: GuestAddress(0),
     size: 256,
+    indirect: true,
 };
 const DATA: u64 = 0x1_0000;
 

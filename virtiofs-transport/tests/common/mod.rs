@@ -21,6 +21,7 @@ pub const F_INDIRECT: u16 = 4;
 pub const TABLE: DescTable = DescTable {
     addr: GuestAddress(0),
     size: 256,
+    indirect: true,
 };
 /// Where an indirect table goes (room for 256 entries).
 pub const INDIRECT: u64 = 0x1000;
