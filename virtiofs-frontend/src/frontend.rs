@@ -406,6 +406,18 @@ impl Frontend {
     /// [`Error::VhostUser`] when a message is refused, [`Error::Timeout`] when one is not
     /// answered within the timeout.
     pub fn restart_queue(&mut self, i: usize) -> Result<(u32, Duration), Error> {
+        let size = self.queues[i].layout().size;
+        self.restart_queue_as(i, size)
+    }
+
+    /// [`restart_queue`](Self::restart_queue), but telling the daemon the queue has `size`
+    /// entries (SET_VRING_NUM and SET_VRING_ADDR) while this frontend keeps its own layout: a
+    /// hostile frontend's disagreement about the ring.
+    ///
+    /// # Errors
+    ///
+    /// As [`restart_queue`](Self::restart_queue).
+    pub fn restart_queue_as(&mut self, i: usize, size: u16) -> Result<(u32, Duration), Error> {
         let started = Instant::now();
         let base = self.guard(|f| Ok(f.vu.get_vring_base(i)?))?;
         self.queues[i].new_kick()?;
@@ -414,10 +426,10 @@ impl Frontend {
         let layout = *self.queues[i].layout();
         let next = u16::try_from(base & 0xffff).unwrap_or_default();
         self.guard(|f| {
-            f.vu.set_vring_num(i, layout.size)?;
+            f.vu.set_vring_num(i, size)?;
             let addrs = VringConfigData {
                 queue_max_size: layout.size,
-                queue_size: layout.size,
+                queue_size: size,
                 flags: 0,
                 desc_table_addr: user + layout.desc,
                 used_ring_addr: user + layout.used,

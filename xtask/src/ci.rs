@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{e2e, fuzz, host_tier, layout, macos};
+use crate::{e2e, fuzz, host_tier, hostile, layout, macos};
 
 /// One named CI step.
 struct Step {
@@ -47,7 +47,11 @@ const STEPS: &[Step] = &[
         "root tier: ignored tests that mount via /dev/fuse",
         root,
     ),
-    // `hostile` (cargo xtask hostile) joins CI once vring-num and macos-logic/flood pass.
+    Step::new(
+        "hostile",
+        "a raw vhost-user frontend as a hostile guest, both backends",
+        hostile::run_ci,
+    ),
     Step::new(
         "host-tier",
         "daemon --fuse-mount on the host kernel: pjdfstest, fsx",

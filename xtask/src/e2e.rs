@@ -26,7 +26,8 @@ use crate::util::{self, display, step};
 
 const USAGE: &str = "\
 usage: cargo xtask e2e [--kernel K]... [--suite S]... [--daemon PATH|virtiofsd]
-                       [--daemon-arg ARG]... [--fsx-ops N] [--tag TAG] [--limit SECS]
+                       [--daemon-arg ARG]... [--kernel-arg ARG]... [--fsx-ops N]
+                       [--tag TAG] [--limit SECS]
                        [--keep] [--provision-only] [--profile macos|macos-logic]
 
 Boots Debian guest kernels under QEMU (TCG) against a vhost-user-fs daemon and runs test
@@ -38,6 +39,8 @@ suites on the virtio-fs mount. K and S may be comma-separated lists.
                     virtiofsd from crates.io as a stand-in
   --daemon-arg ARG  one more argument for the daemon, after --socket-path, --shared-dir and
                     --tag (repeatable; e.g. --daemon-arg=--backend --daemon-arg=macos-logic)
+  --kernel-arg ARG  one more word for the guest kernel's command line (repeatable; e.g.
+                    --kernel-arg=slub_debug=FZPU to catch guest memory corruption early)
   --fsx-ops N       fsx operations (default 10000)
   --tag TAG         the virtio-fs tag (default e2efs)
   --limit SECS      time bound of each suite in the guest (default: smoke 180, pjdfstest
@@ -104,6 +107,8 @@ struct Options {
     suites: Vec<&'static str>,
     daemon: Daemon,
     daemon_args: Vec<String>,
+    /// `--kernel-arg`: more words for the guest kernel's command line.
+    kernel_args: Vec<String>,
     fsx_ops: u64,
     /// Overrides [`suite_limit`].
     limit: Option<u64>,
@@ -207,6 +212,7 @@ fn parse(args: &[String]) -> Result<Options> {
         suites: Vec::new(),
         daemon: Daemon::Ours,
         daemon_args: Vec::new(),
+        kernel_args: Vec::new(),
         fsx_ops: 10000,
         limit: None,
         tag: DEFAULT_TAG.to_owned(),
@@ -270,6 +276,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 };
             }
             "--daemon-arg" => options.daemon_args.push(value()?),
+            "--kernel-arg" => options.kernel_args.push(value()?),
             "--fsx-ops" => {
                 let v = value()?;
                 options.fsx_ops = v
@@ -836,13 +843,17 @@ fn boot(
         .iter()
         .map(|s| format!("{s}:{}", suite_limit(s, options)))
         .collect();
-    let append = format!(
+    let mut append = format!(
         "console=ttyS0 panic=-1 e2e_tag={} e2e_suites={} e2e_limits={} e2e_fsx_ops={}",
         options.tag,
         options.suites.join(","),
         limits.join(","),
         options.fsx_ops
     );
+    for arg in &options.kernel_args {
+        append.push(' ');
+        append.push_str(arg);
+    }
     let mut qemu = qemu_command(kernel, initramfs, &append, &socket, &options.tag);
     qemu.args(["-serial", "stdio", "-monitor", "none"])
         .stdin(Stdio::null())

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use fuse_abi::mode::{S_IFBLK, S_IFCHR, S_IFIFO};
 use fuse_abi::{OutHeader, ROOT_ID};
-use vhost::VhostBackend as _;
 use virtiofs_frontend::frontend::VIRTIO_RING_F_INDIRECT_DESC;
 use virtiofs_frontend::fuse::{encode_dev, split_host_dev};
 use virtiofs_frontend::process::CpuSample;
@@ -40,6 +39,8 @@ const DIR_HANDLES: usize = 400;
 const DIR_ENTRIES: usize = 5000;
 /// RSS growth allowed per directory handle (whatever the directory's size).
 const DIR_HANDLE_LIMIT: u64 = 128 * KIB;
+/// How long a chain's used entry may take after a later request was answered.
+const USED_TIMEOUT: Duration = Duration::from_secs(1);
 /// Wall-time bound of the long loops.
 const LOOP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -97,7 +98,7 @@ pub(crate) const ALL: &[Scenario] = &[
     },
     Scenario {
         name: "vring-num",
-        about: "SET_VRING_NUM 3 (not a power of two) is refused, not acked and ignored",
+        about: "SET_VRING_NUM 3 (not a power of two): refused, or never served with another layout",
         run: vring_num,
     },
     Scenario {
@@ -625,8 +626,13 @@ fn build(q: &Queue, d: &[u16], chain: Chain, unique: u64) -> Result<Built> {
 
 /// After a chain and a fence: the used length the device gave it must fit its writable part.
 fn check_used(q: &mut Queue, r: &mut Report, chain: Chain, built: &Built) -> Result<Option<u32>> {
-    q.collect_used()?;
-    let used = q.take_used(built.head);
+    // Requests complete out of order: the GETATTR sent after the chain may have been answered
+    // first, so wait for the chain's own used entry.
+    let used = match q.wait_used(built.head, USED_TIMEOUT) {
+        Ok(len) => Some(len),
+        Err(Error::Timeout(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
     if let Some(len) = used {
         r.check(len <= built.writable, || {
             format!(
@@ -703,8 +709,13 @@ fn indirect_unnegotiated(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
         Ok(_) => r.note("queue still serves"),
         Err(_) => r.note("queue marked broken"),
     }
-    let q = f.requests();
-    q.collect_used()?;
+    // Out of order: wait for the chain itself to come back (or not) before looking at it.
+    let returned = match f.requests().wait_used(built.head, USED_TIMEOUT) {
+        Ok(len) => format!("returned with used length {len}"),
+        Err(Error::Timeout(_)) => "not returned".to_owned(),
+        Err(e) => return Err(e.into()),
+    };
+    r.note(format!("the indirect chain was {returned}"));
     let mut header = [0u8; 16];
     f.ram().read(built.reply_at.unwrap_or(0), &mut header)?;
     let served = OutHeader::read_from_bytes(&header).is_ok_and(|h| h.len.get() > 0);
@@ -842,14 +853,49 @@ fn hiprio_flood(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
 
 fn vring_num(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
     let mut f = ctx.connect()?;
-    // Stopped first, as a VMM reconfigures a queue.
-    let (base, _) = f.get_vring_base(1)?;
-    match f.bounded(|vu| vu.set_vring_num(1, 3)) {
-        Ok(()) => r.fail("SET_VRING_NUM 3 was acknowledged as done"),
-        Err(Error::Timeout(d)) => r.fail(format!("SET_VRING_NUM 3 not answered in {d:?}")),
+    let log0 = ctx.daemon.log_bytes();
+    // Stopped and started again as a VMM reconfigures a queue, but with a size no split ring
+    // can have. vhost-user-backend gives the backend no say over SET_VRING_NUM and acks it, so
+    // the daemon may accept the message; it must then never serve the ring, whose layout it
+    // cannot agree on with the driver.
+    match f.restart_queue_as(1, 3) {
+        Err(Error::Timeout(d)) => {
+            r.fail(format!("SET_VRING_NUM 3 not answered in {d:?}"));
+            return Ok(());
+        }
         Err(e) => r.note(format!("SET_VRING_NUM 3 refused ({e})")),
+        Ok((base, _)) => {
+            r.note(format!("SET_VRING_NUM 3 acknowledged at base {base}"));
+            for _ in 0..3 {
+                match f.requests().call(
+                    &Request::getattr(ROOT_ID),
+                    4096,
+                    Duration::from_millis(300),
+                ) {
+                    Err(Error::Timeout(_)) => {}
+                    Ok(_) => {
+                        r.fail("a queue of size 3 was served with the previous layout");
+                        break;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            idle_cpu(
+                ctx,
+                r,
+                Duration::from_millis(500),
+                "with a size-3 queue kicked",
+            )?;
+            match f.get_vring_base(1) {
+                Ok((base, d)) => r.note(format!("GET_VRING_BASE {base} in {}", ms(d))),
+                Err(e) => r.fail(format!("GET_VRING_BASE of the size-3 queue: {e}")),
+            }
+        }
     }
-    r.note(format!("base {base}"));
+    let log = ctx.daemon.log_bytes().saturating_sub(log0);
+    r.check(log <= LOG_LIMIT_IDLE, || {
+        format!("log grew {log} B for one bad queue size (limit {LOG_LIMIT_IDLE})")
+    });
     drop(f);
     reconnect_served(ctx, r);
     Ok(())
