@@ -709,8 +709,12 @@ impl<F: FileSystem> Server<F> {
         dots: bool,
     ) -> Result<(Name<'a>, &'a [u8]), Errno> {
         let (s, rest) = self.cstr(req, args)?;
-        let name = Name::new(s.to_bytes()).inspect_err(|_| {
-            self.bad(format_args!("{}: invalid name {:?}", req.op, s));
+        let name = Name::new(s.to_bytes()).inspect_err(|&e| {
+            // The kernel checks names against FUSE_NAME_MAX (1024), not NAME_MAX: a long name
+            // is an ordinary ENAMETOOLONG, not a malformed request.
+            if e != Errno::ENAMETOOLONG {
+                self.bad(format_args!("{}: invalid name {:?}", req.op, s));
+            }
         })?;
         if !dots && name.is_dot_or_dotdot() {
             self.bad(format_args!("{}: name {:?} not allowed", req.op, name));
