@@ -32,8 +32,9 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "virtiofs")]
     pub(crate) tag: String,
 
-    /// Accepted for compatibility: requests are served on one worker thread per request
-    /// queue (see --queues).
+    /// Worker threads per request queue (1 to 64): requests complete out of order, so a slow
+    /// one holds one worker while the others go on. 0 (the default) means 4; 1 serves each
+    /// queue in order (virtiofsd's default).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) thread_pool_size: usize,
 

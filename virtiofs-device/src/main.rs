@@ -64,10 +64,15 @@ fn run(cli: &Cli) -> Result<()> {
         .as_deref()
         .context("--shared-dir is required")?;
     check_directory("--shared-dir", shared_dir)?;
-    let config = DeviceConfig::builder(&cli.tag)
+    let mut config = DeviceConfig::builder(&cli.tag)
         .request_queues(cli.queues)
-        .queue_size(cli.queue_size)
-        .build()?;
+        .queue_size(cli.queue_size);
+    if cli.thread_pool_size > 0 {
+        config = config.workers_per_queue(cli.thread_pool_size);
+    }
+    let config = config
+        .build()
+        .context("--thread-pool-size, --queues or --queue-size")?;
     match cli.sandbox {
         Sandbox::None => {}
         Sandbox::Namespace | Sandbox::Chroot => {
@@ -77,14 +82,11 @@ fn run(cli: &Cli) -> Result<()> {
             )
         }
     }
-    if cli.thread_pool_size > 0 {
-        info!(
-            "--thread-pool-size {}: requests are served on one worker per request queue",
-            cli.thread_pool_size
-        );
-    }
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
+    }
+    for warning in passthrough_linux::share_mount_warnings(shared_dir) {
+        warn!("{warning}");
     }
     let negotiation = negotiation(cli);
     match cli.backend {
@@ -114,10 +116,11 @@ fn serve_backend<F: FileSystem + 'static>(
     let mut listener = listen(cli)?;
     let backend = VhostUserFs::new(config, fs, negotiation);
     info!(
-        "serving {} as tag {:?} with {} request queue(s), backend {}",
+        "serving {} as tag {:?} with {} request queue(s) of {} worker(s), backend {}",
         shared_dir.display(),
         backend.config().tag().as_str(),
         backend.config().request_queues(),
+        backend.config().workers_per_queue(),
         backend_name(cli.backend)
     );
     serve(&backend, &mut listener)?;
