@@ -34,6 +34,8 @@ const RSS_LIMIT: u64 = 256 * MIB;
 const FLOOD_CHAINS: usize = 10_000;
 /// OPENs without RELEASE in the descriptor-budget scenario.
 const OPENS: usize = 20_000;
+/// Distinct files looked up (and never forgotten) in the inode scenario.
+const INODE_FILES: usize = 20_000;
 /// OPENDIR+READDIR without RELEASEDIR, and the directory's size.
 const DIR_HANDLES: usize = 400;
 const DIR_ENTRIES: usize = 5000;
@@ -110,6 +112,11 @@ pub(crate) const ALL: &[Scenario] = &[
         name: "fd-budget",
         about: "20 000 OPENs without RELEASE: ENFILE, RSS bounded, fd-carrying messages still work",
         run: fd_budget,
+    },
+    Scenario {
+        name: "inodes",
+        about: "20 000 LOOKUPs of distinct files without FORGET: ENFILE past a budget, RSS bounded",
+        run: inodes,
     },
     Scenario {
         name: "dir-handles",
@@ -935,6 +942,76 @@ fn mem_region(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
 fn errno_name(e: virtiofs_frontend::Errno) -> String {
     e.name()
         .map_or_else(|| format!("errno {}", e.raw()), str::to_owned)
+}
+
+/// Every LOOKUP holds an inode (and, in both backends, a descriptor) until FORGET: the guest
+/// decides how many. The inode table and the descriptors must stop at a budget with ENFILE,
+/// and the memory per inode says what the daemon's worst case is at the default budget.
+fn inodes(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
+    const WINDOW: usize = 64;
+    let dir = ctx.share.join("many");
+    fs::create_dir(&dir)?;
+    for i in 0..INODE_FILES {
+        fs::File::create(dir.join(format!("f{i:05}")))?;
+    }
+    let mut f = ctx.connect()?;
+    let node = f
+        .requests()
+        .call(&Request::lookup(ROOT_ID, "many"), 4096, REPLY_TIMEOUT)?
+        .entry()?
+        .nodeid
+        .get();
+    let rss0 = ctx.daemon.rss_bytes()?;
+    let deadline = Instant::now() + LOOP_LIMIT;
+    let mut pending = VecDeque::new();
+    let (mut sent, mut ok) = (0usize, 0usize);
+    let mut errnos: BTreeMap<String, u64> = BTreeMap::new();
+    while Instant::now() < deadline {
+        let q = f.requests();
+        while sent < INODE_FILES && pending.len() < WINDOW {
+            let name = format!("f{sent:05}");
+            pending.push_back(q.push(&Request::lookup(node, &name), 256)?);
+            sent += 1;
+        }
+        q.kick()?;
+        let Some(p) = pending.pop_front() else { break };
+        match q.wait(p, REPLY_TIMEOUT) {
+            Ok(reply) => match reply.errno() {
+                None => ok += 1,
+                Some(e) => *errnos.entry(errno_name(e)).or_default() += 1,
+            },
+            Err(e) => {
+                r.fail(format!("LOOKUP #{} not answered: {e}", ok + 1));
+                break;
+            }
+        }
+    }
+    let rss = ctx.daemon.rss_bytes()?;
+    let fds = ctx.daemon.open_fds().unwrap_or(0);
+    let per_inode = rss.saturating_sub(rss0) / u64::try_from(ok.max(1)).unwrap_or(1);
+    r.note(format!(
+        "{ok} inodes held, errors {errnos:?}, daemon fds {fds}, RSS {} -> {} MiB \
+         ({per_inode} B per inode)",
+        rss0 / MIB,
+        rss / MIB
+    ));
+    let answered = u64::try_from(ok).unwrap_or(u64::MAX) + errnos.values().sum::<u64>();
+    r.check(answered == u64::try_from(INODE_FILES).unwrap_or(0), || {
+        format!("only {answered} of {INODE_FILES} LOOKUPs answered in {LOOP_LIMIT:?}")
+    });
+    for (name, n) in &errnos {
+        r.check(name == "ENFILE", || {
+            format!("{n} LOOKUPs failed with {name}, not the budget's ENFILE")
+        });
+    }
+    r.check(rss <= RSS_LIMIT, || format!("RSS {} MiB", rss / MIB));
+    match getattr(&mut f) {
+        Ok(d) => r.note(format!("still served ({})", ms(d))),
+        Err(e) => r.fail(format!("not served after the LOOKUPs: {e:#}")),
+    }
+    drop(f);
+    reconnect_served(ctx, r);
+    Ok(())
 }
 
 fn fd_budget(ctx: &mut Ctx, r: &mut Report) -> Result<()> {
