@@ -1017,6 +1017,14 @@ fn boot(
         run_dir: run_dir.clone(),
     };
     if !report.ok() {
+        if let Some(text) = kernel_oops(&run_dir.join("console.log")) {
+            report
+                .logs
+                .push_str("  --- the guest kernel's first oops (console.log):\n");
+            for line in text.lines() {
+                report.logs.push_str(&format!("  | {line}\n"));
+            }
+        }
         for (name, lines) in [("console.log", 40), ("daemon.log", 20), ("qemu.log", 10)] {
             let text = tail(&run_dir.join(name), lines);
             if !text.trim().is_empty() {
@@ -1144,6 +1152,31 @@ fn check_macos_flags(log: &str, writeback: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The guest kernel's first oops, warning or panic in a console log, from a few lines before
+/// it: what a CI log must show when a guest dies (the tail alone shows only the end of the
+/// backtrace).
+fn kernel_oops(path: &Path) -> Option<String> {
+    const MARKERS: &[&str] = &[
+        "BUG:",
+        "Oops:",
+        "general protection fault",
+        "WARNING: CPU:",
+        "Kernel panic",
+        "slab error",
+        "Redzone",
+        "Poison overwritten",
+        "Object corrupt",
+    ];
+    let text = fs::read_to_string(path).ok()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let first = lines
+        .iter()
+        .position(|l| MARKERS.iter().any(|m| l.contains(m)))?;
+    let start = first.saturating_sub(5);
+    let end = (first + 80).min(lines.len());
+    Some(lines[start..end].join("\n"))
+}
+
 /// The last `n` lines of a file, for error messages.
 fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
@@ -1157,6 +1190,23 @@ mod tests {
 
     fn lines(text: &str) -> Vec<String> {
         text.lines().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn kernel_oops_starts_before_the_first_marker() {
+        let path = std::env::temp_dir().join(format!("xtask-oops-{}.log", std::process::id()));
+        let mut text: Vec<String> = (0..10).map(|i| format!("line {i}")).collect();
+        text.push("[   12.3] BUG: unable to handle page fault".to_owned());
+        text.extend((0..200).map(|i| format!("trace {i}")));
+        text.push("[   12.4] Kernel panic - not syncing".to_owned());
+        fs::write(&path, text.join("\n")).unwrap();
+        let oops = kernel_oops(&path).unwrap();
+        assert!(oops.starts_with("line 5\n"), "{oops}");
+        assert!(oops.contains("BUG: unable"));
+        assert_eq!(oops.lines().count(), 85);
+        fs::write(&path, "boot\nE2E-RESULT smoke pass 1\n").unwrap();
+        assert_eq!(kernel_oops(&path), None);
+        fs::remove_file(&path).unwrap();
     }
 
     #[test]
