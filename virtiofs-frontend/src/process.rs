@@ -114,34 +114,52 @@ impl Daemon {
         self.exit_status().is_none()
     }
 
-    /// User plus system CPU time consumed so far (all threads).
+    /// The process that serves: the daemon itself, or, when it forked into a sandbox (a
+    /// virtiofs-device or virtiofsd `--sandbox namespace` parent only waits for its child),
+    /// the only child of its only child and so on. CPU, memory and descriptors are measured
+    /// there.
+    pub fn serving_pid(&self) -> u32 {
+        let mut pid = self.pid();
+        for _ in 0..4 {
+            let children =
+                fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+            let mut children = children.split_whitespace().filter_map(|c| c.parse().ok());
+            match (children.next(), children.next()) {
+                (Some(child), None) => pid = child,
+                _ => break,
+            }
+        }
+        pid
+    }
+
+    /// User plus system CPU time consumed so far (all threads of the serving process).
     ///
     /// # Errors
     ///
     /// `/proc/PID/stat` cannot be read or parsed (the process is gone).
     pub fn cpu_time(&self) -> io::Result<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.serving_pid()))?;
         cpu_time_of_stat(&stat)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc stat"))
     }
 
-    /// Resident set size in bytes (`VmRSS`).
+    /// Resident set size in bytes (`VmRSS` of the serving process).
     ///
     /// # Errors
     ///
     /// `/proc/PID/status` cannot be read or has no `VmRSS` (the process is gone).
     pub fn rss_bytes(&self) -> io::Result<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let status = fs::read_to_string(format!("/proc/{}/status", self.serving_pid()))?;
         rss_of_status(&status).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"))
     }
 
-    /// Number of open file descriptors (entries of `/proc/PID/fd`).
+    /// Number of open file descriptors (entries of `/proc/PID/fd` of the serving process).
     ///
     /// # Errors
     ///
     /// The directory cannot be read.
     pub fn open_fds(&self) -> io::Result<usize> {
-        Ok(fs::read_dir(format!("/proc/{}/fd", self.pid()))?.count())
+        Ok(fs::read_dir(format!("/proc/{}/fd", self.serving_pid()))?.count())
     }
 
     /// Bytes it has written to its standard output and error so far (read by this process;
@@ -273,8 +291,28 @@ mod tests {
         assert!(d.alive());
         assert!(d.rss_bytes().unwrap() > 0);
         let _ = d.cpu_time().unwrap();
+        assert_eq!(d.serving_pid(), d.pid());
         assert_eq!(d.stop(), None);
         assert!(!d.alive());
+        let _ = fs::remove_file(d.log_path());
+    }
+
+    #[test]
+    fn a_forked_daemon_is_measured_in_its_child() {
+        // `sh -c 'sleep 2; :'` forks sleep and waits, as a sandboxing parent does.
+        let mut sh = Command::new("sh");
+        sh.args(["-c", "sleep 2; :"]);
+        let log = std::env::temp_dir().join(format!("vfe-fork-{}.log", std::process::id()));
+        let mut d = Daemon::spawn(sh, &log).unwrap();
+        let comm = |pid: u32| fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        // Until the child has exec'd, it is a second `sh`.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while comm(d.serving_pid()).trim() != "sleep" && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_ne!(d.serving_pid(), d.pid());
+        assert_eq!(comm(d.serving_pid()).trim(), "sleep");
+        d.stop();
         let _ = fs::remove_file(d.log_path());
     }
 }
