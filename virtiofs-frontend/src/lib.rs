@@ -11,8 +11,10 @@
 //! - the hostile tier, `virtiofs-hostile` (this crate's binary, run by `cargo xtask hostile`),
 //!   which drives the release daemon through malformed chains, impossible ring indices,
 //!   special files, budget exhaustion and log floods;
-//! - (planned) a load generator: many requests in flight per queue, one thread per queue
-//!   ([`Frontend::queues_mut`]), [`Queue::push`] to batch under one kick, and
+//! - the load generator, `virtiofs-load` (run by `cargo xtask bench --against virtiofsd`):
+//!   a chosen number of requests in flight per queue, one client thread per queue
+//!   ([`Frontend::queues_mut`]), [`Queue::push`] to batch under one kick,
+//!   [`Queue::drain_used`] and [`Queue::finish`] to take replies in any order, and
 //!   [`process::CpuSample`] for the daemon's CPU per request.
 //!
 //! # Shape

@@ -153,6 +153,17 @@ impl Daemon {
         rss_of_status(&status).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"))
     }
 
+    /// Peak resident set size in bytes (`VmHWM` of the serving process).
+    ///
+    /// # Errors
+    ///
+    /// `/proc/PID/status` cannot be read or has no `VmHWM` (the process is gone).
+    pub fn peak_rss_bytes(&self) -> io::Result<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.serving_pid()))?;
+        status_kib(&status, "VmHWM:")
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmHWM"))
+    }
+
     /// Number of open file descriptors (entries of `/proc/PID/fd` of the serving process).
     ///
     /// # Errors
@@ -262,7 +273,12 @@ fn cpu_time_of_stat(stat: &str) -> Option<Duration> {
 
 /// `VmRSS` of a `/proc/PID/status` text, in bytes.
 fn rss_of_status(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_kib(status, "VmRSS:")
+}
+
+/// A `kB` field of `/proc/PID/status`, in bytes.
+fn status_kib(status: &str, field: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(field))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
@@ -290,6 +306,7 @@ mod tests {
         let mut d = Daemon::spawn(sleep, &log).unwrap();
         assert!(d.alive());
         assert!(d.rss_bytes().unwrap() > 0);
+        assert!(d.peak_rss_bytes().unwrap() >= d.rss_bytes().unwrap());
         let _ = d.cpu_time().unwrap();
         assert_eq!(d.serving_pid(), d.pid());
         assert_eq!(d.stop(), None);

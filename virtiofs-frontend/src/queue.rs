@@ -396,6 +396,17 @@ impl Queue {
     /// [`Error::Timeout`], or [`Error::Memory`] on a guest memory access outside the RAM.
     pub fn wait(&mut self, pending: Pending, timeout: Duration) -> Result<Reply, Error> {
         let used_len = self.wait_used(pending.head, timeout)?;
+        self.finish(pending, used_len)
+    }
+
+    /// The reply of `pending`, whose used entry (`used_len`) was taken with
+    /// [`drain_used`](Self::drain_used) or [`take_used`](Self::take_used); its descriptors are
+    /// free again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] on a guest memory access outside the RAM.
+    pub fn finish(&mut self, pending: Pending, used_len: u32) -> Result<Reply, Error> {
         let mut bytes = Vec::new();
         let mut left = usize::try_from(used_len).unwrap_or(usize::MAX);
         for &(addr, len) in &pending.reply {
@@ -436,7 +447,6 @@ impl Queue {
     /// [`Error::Timeout`], or [`Error::Memory`] when the used ring cannot be read.
     pub fn wait_used(&mut self, head: u16, timeout: Duration) -> Result<u32, Error> {
         let deadline = Instant::now() + timeout;
-        let mut events = [EpollEvent::default(); 1];
         loop {
             self.collect_used()?;
             if let Some(len) = self.completed.remove(&head) {
@@ -446,12 +456,29 @@ impl Queue {
             if now >= deadline {
                 return Err(Error::Timeout(timeout));
             }
-            let ms = (deadline - now).as_millis().clamp(1, 20);
-            let ms = i32::try_from(ms).unwrap_or(20);
-            if self.epoll.wait(ms, &mut events)? > 0 {
-                let _ = self.call.read();
-            }
+            self.wait_call((deadline - now).min(Duration::from_millis(20)))?;
         }
+    }
+
+    /// Sleeps until the device signals the call eventfd or `timeout` (at least 1 ms) passes;
+    /// returns whether it signalled.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when epoll fails.
+    pub fn wait_call(&mut self, timeout: Duration) -> Result<bool, Error> {
+        let mut events = [EpollEvent::default(); 1];
+        let ms = i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX);
+        if self.epoll.wait(ms, &mut events)? > 0 {
+            let _ = self.call.read();
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Moves every used entry collected so far (head, used length) into `out`, in no order.
+    pub fn drain_used(&mut self, out: &mut Vec<(u16, u32)>) {
+        out.extend(self.completed.drain());
     }
 
     /// Reads every used-ring entry published since the last look into the completed set;

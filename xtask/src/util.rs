@@ -30,7 +30,6 @@ pub(crate) fn cargo() -> Command {
 }
 
 /// A command for `program` run from the repository root.
-#[allow(dead_code)] // used by later xtask commands
 pub(crate) fn cmd(program: impl AsRef<OsStr>) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(root());

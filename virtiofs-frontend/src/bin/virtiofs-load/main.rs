@@ -1,0 +1,721 @@
+//! `virtiofs-load`: the load generator. Starts a virtio-fs vhost-user daemon binary (ours or
+//! virtiofsd: anything with virtiofsd's `--socket-path`/`--shared-dir`) on a prepared share,
+//! connects as a VMM and guest driver would, and keeps a chosen number of requests in flight
+//! on each request queue, one client thread per queue.
+//!
+//! Each measurement gets a fresh daemon. It reports requests per second, latency percentiles
+//! (from making a request available to seeing its used entry), the daemon's CPU time per
+//! request (from `/proc`, of the serving process when the daemon forked into a sandbox) and its
+//! peak RSS. Output is one `RESULT key=value ...` line per measurement (what `cargo xtask
+//! bench --against` parses) after a human-readable one.
+//!
+//! The same frontend as the hostile tier (`virtiofs_frontend`): one test frontend, two uses.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use fuse_abi::ROOT_ID;
+use virtiofs_frontend::process::{CpuSample, Daemon};
+use virtiofs_frontend::{Config, Frontend, Pending, Queue, Reply, Request};
+
+const USAGE: &str = "\
+usage: virtiofs-load --daemon PATH [--daemon-arg ARG]... [--workload W]... [--depth N]...
+                     [--queues Q] [--secs S] [--warmup S] [--label L] [--work-dir DIR]
+
+Drives a virtio-fs vhost-user daemon with N requests in flight per request queue.
+  --daemon PATH     the daemon binary; started as PATH --socket-path S --shared-dir D ARG...
+  --daemon-arg ARG  one more daemon argument (repeatable)
+  --workload W      getattr | lookup | read-4k | read-128k | write-4k | write-128k |
+                    create-unlink | readdirplus | all (repeatable; default all)
+  --depth N         requests in flight per queue (repeatable; default 1, 16, 128)
+  --queues Q        request queues, one client thread each (default 1)
+  --secs S          measured seconds per run (default 3)
+  --warmup S        unmeasured seconds before (default 0.5)
+  --label L         the label of the RESULT lines (default: the daemon's file name)
+  --work-dir DIR    where the share and logs go (default: a temporary directory)
+";
+
+/// Size of the file READ and WRITE work on.
+const DATA_FILE: u64 = 8 * 1024 * 1024;
+/// Entries of the READDIRPLUS directory.
+const DIR_ENTRIES: usize = 1000;
+/// How long any single reply may take before the run is called failed.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon may take to create its socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// READDIRPLUS buffer size (as the kernel asks: one page... the kernel asks for up to
+/// max_pages; 64 KiB is what a 6.12 guest's `ls` typically gets).
+const READDIR_SIZE: u32 = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Workload {
+    Getattr,
+    Lookup,
+    Read4k,
+    Read128k,
+    Write4k,
+    Write128k,
+    CreateUnlink,
+    Readdirplus,
+}
+
+impl Workload {
+    const ALL: [Workload; 8] = [
+        Workload::Getattr,
+        Workload::Lookup,
+        Workload::Read4k,
+        Workload::Read128k,
+        Workload::Write4k,
+        Workload::Write128k,
+        Workload::CreateUnlink,
+        Workload::Readdirplus,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Getattr => "getattr",
+            Workload::Lookup => "lookup",
+            Workload::Read4k => "read-4k",
+            Workload::Read128k => "read-128k",
+            Workload::Write4k => "write-4k",
+            Workload::Write128k => "write-128k",
+            Workload::CreateUnlink => "create-unlink",
+            Workload::Readdirplus => "readdirplus",
+        }
+    }
+
+    fn io_size(self) -> u32 {
+        match self {
+            Workload::Read4k | Workload::Write4k => 4096,
+            Workload::Read128k | Workload::Write128k => 128 * 1024,
+            _ => 0,
+        }
+    }
+
+    /// Reply buffer a request needs.
+    fn reply_capacity(self) -> usize {
+        match self {
+            Workload::Read4k | Workload::Read128k => {
+                16 + usize::try_from(self.io_size()).unwrap_or(0)
+            }
+            Workload::Readdirplus => 16 + usize::try_from(READDIR_SIZE).unwrap_or(0),
+            _ => 4096,
+        }
+    }
+
+    /// Descriptors one request takes with `slot` bytes per descriptor.
+    fn descriptors(self, slot: u64) -> usize {
+        let request = match self {
+            Workload::Write4k | Workload::Write128k => 128 + u64::from(self.io_size()),
+            _ => 512,
+        };
+        let reply = self.reply_capacity() as u64;
+        usize::try_from(request.div_ceil(slot) + reply.div_ceil(slot)).unwrap_or(usize::MAX)
+    }
+}
+
+struct Args {
+    daemon: PathBuf,
+    daemon_args: Vec<String>,
+    workloads: Vec<Workload>,
+    depths: Vec<usize>,
+    queues: usize,
+    secs: Duration,
+    warmup: Duration,
+    label: String,
+    work_dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut daemon = None;
+    let mut daemon_args = Vec::new();
+    let mut workloads = Vec::new();
+    let mut depths = Vec::new();
+    let (mut queues, mut secs, mut warmup) = (1usize, 3.0f64, 0.5f64);
+    let (mut label, mut work_dir) = (None, None);
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            inline
+                .clone()
+                .or_else(|| it.next())
+                .with_context(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "--daemon" => daemon = Some(PathBuf::from(value()?)),
+            "--daemon-arg" => daemon_args.push(value()?),
+            "--workload" => {
+                let v = value()?;
+                for w in v.split(',') {
+                    if w == "all" {
+                        workloads.extend(Workload::ALL);
+                    } else {
+                        let found = Workload::ALL.into_iter().find(|x| x.name() == w);
+                        workloads.push(found.with_context(|| format!("unknown workload {w}"))?);
+                    }
+                }
+            }
+            "--depth" => {
+                for d in value()?.split(',') {
+                    let d: usize = d.parse().with_context(|| format!("--depth {d}"))?;
+                    if d == 0 {
+                        bail!("--depth must be at least 1");
+                    }
+                    depths.push(d);
+                }
+            }
+            "--queues" => queues = value()?.parse().context("--queues")?,
+            "--secs" => secs = value()?.parse().context("--secs")?,
+            "--warmup" => warmup = value()?.parse().context("--warmup")?,
+            "--label" => label = Some(value()?),
+            "--work-dir" => work_dir = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            _ => bail!("unknown argument {arg}\n{USAGE}"),
+        }
+    }
+    let daemon = daemon.context("--daemon is required")?;
+    if workloads.is_empty() {
+        workloads.extend(Workload::ALL);
+    }
+    if depths.is_empty() {
+        depths.extend([1, 16, 128]);
+    }
+    if queues == 0 || !secs.is_finite() || secs <= 0.0 || !warmup.is_finite() || warmup < 0.0 {
+        bail!("--queues must be at least 1, --secs above 0, --warmup not negative");
+    }
+    let label = label.unwrap_or_else(|| {
+        daemon
+            .file_name()
+            .map_or_else(|| "daemon".to_owned(), |n| n.to_string_lossy().into_owned())
+    });
+    Ok(Some(Args {
+        daemon,
+        daemon_args,
+        workloads,
+        depths,
+        queues,
+        secs: Duration::from_secs_f64(secs),
+        warmup: Duration::from_secs_f64(warmup),
+        label,
+        work_dir,
+    }))
+}
+
+fn main() -> ExitCode {
+    match parse_args().and_then(|args| args.map_or(Ok(()), |a| run(&a))) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("virtiofs-load: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    let temp;
+    let dir = match &args.work_dir {
+        Some(d) => {
+            fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let share = dir.join("share");
+    prepare_share(&share)?;
+    let mut failed = 0;
+    for &workload in &args.workloads {
+        for &depth in &args.depths {
+            match measure(args, &dir, &share, workload, depth) {
+                Ok(m) => m.print(&args.label, workload, args.queues, depth),
+                Err(e) => {
+                    failed += 1;
+                    println!(
+                        "FAILED label={} workload={} queues={} depth={depth}: {e:#}",
+                        args.label,
+                        workload.name(),
+                        args.queues
+                    );
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} measurement(s) failed");
+    }
+    Ok(())
+}
+
+/// The share every run uses: an 8 MiB file and a 1000-entry directory.
+fn prepare_share(share: &Path) -> Result<()> {
+    fs::create_dir_all(share.join("dir"))?;
+    let data = share.join("data");
+    if fs::metadata(&data).map(|m| m.len()).unwrap_or(0) != DATA_FILE {
+        let block: Vec<u8> = (0..1024 * 1024u32)
+            .map(|i| u8::try_from(i % 251).unwrap_or(0))
+            .collect();
+        let mut all = Vec::new();
+        while u64::try_from(all.len()).unwrap_or(u64::MAX) < DATA_FILE {
+            all.extend_from_slice(&block);
+        }
+        fs::write(&data, &all)?;
+    }
+    for i in 0..DIR_ENTRIES {
+        let p = share.join("dir").join(format!("entry-{i:04}"));
+        if !p.exists() {
+            fs::File::create(p)?;
+        }
+    }
+    // Leftovers of an interrupted create-unlink run.
+    for entry in fs::read_dir(share)? {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with("c-") {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
+}
+
+/// One measurement's figures.
+struct Measurement {
+    requests: u64,
+    errors: u64,
+    secs: f64,
+    latencies_us: Vec<u32>,
+    cpu: Duration,
+    peak_rss: u64,
+}
+
+impl Measurement {
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a rank in 0..len
+    fn percentile(&self, p: f64) -> u32 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let rank = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[rank.min(self.latencies_us.len() - 1)]
+    }
+
+    fn print(&self, label: &str, workload: Workload, queues: usize, depth: usize) {
+        let rps = self.requests as f64 / self.secs;
+        let cpu_us = self.cpu.as_secs_f64() * 1e6 / (self.requests.max(1) as f64);
+        let (p50, p99) = (self.percentile(0.50), self.percentile(0.99));
+        println!(
+            "{label:>12} {:>14} q{queues} d{depth:<4} {rps:>9.0} req/s  p50 {p50:>6} us  p99 \
+             {p99:>6} us  cpu {cpu_us:>6.1} us/req  rss {} MiB{}",
+            workload.name(),
+            self.peak_rss / (1024 * 1024),
+            if self.errors > 0 {
+                format!("  ({} errors)", self.errors)
+            } else {
+                String::new()
+            }
+        );
+        println!(
+            "RESULT label={label} workload={} queues={queues} depth={depth} requests={} \
+             errors={} secs={:.3} rps={rps:.1} p50_us={p50} p99_us={p99} cpu_us_per_req={cpu_us:.2} \
+             peak_rss_kib={}",
+            workload.name(),
+            self.requests,
+            self.errors,
+            self.secs,
+            self.peak_rss / 1024
+        );
+    }
+}
+
+fn start_daemon(args: &Args, dir: &Path, share: &Path) -> Result<(Daemon, PathBuf)> {
+    let socket = dir.join("load.sock");
+    let _ = fs::remove_file(&socket);
+    let mut cmd = Command::new(&args.daemon);
+    cmd.arg("--socket-path")
+        .arg(&socket)
+        .arg("--shared-dir")
+        .arg(share)
+        .args(&args.daemon_args)
+        .env_remove("RUST_LOG");
+    let mut daemon = Daemon::spawn(cmd, &dir.join("daemon.log"))
+        .with_context(|| format!("cannot start {}", args.daemon.display()))?;
+    let deadline = Instant::now() + START_TIMEOUT;
+    while !socket.exists() {
+        if let Some(status) = daemon.exit_status() {
+            bail!(
+                "the daemon exited at start ({status}): {}",
+                daemon.log_tail(400)
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("no socket after {START_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok((daemon, socket))
+}
+
+/// What every client thread of a run needs to know about the share.
+#[derive(Clone, Copy)]
+struct Nodes {
+    dir: u64,
+    data: u64,
+    /// A handle on `data` for READ and WRITE.
+    fh: u64,
+}
+
+fn measure(
+    args: &Args,
+    dir: &Path,
+    share: &Path,
+    workload: Workload,
+    depth: usize,
+) -> Result<Measurement> {
+    let (daemon, socket) = start_daemon(args, dir, share)?;
+    let mut config = Config::new(args.queues);
+    let needed = depth * workload.descriptors(config.slot_size) + 8;
+    config.queue_size = u16::try_from(needed.next_power_of_two().max(256))
+        .context("depth too large for a virtqueue")?;
+    let mut f = Frontend::connect(&socket, config).context("vhost-user setup")?;
+    f.init().context("FUSE_INIT")?;
+    let nodes = setup(f.requests(), workload)?;
+    let start = Instant::now();
+    let measure_from = start + args.warmup;
+    let until = measure_from + args.secs;
+    let results: Vec<Result<Lane>> = std::thread::scope(|scope| {
+        let lanes: Vec<_> = f
+            .queues_mut()
+            .iter_mut()
+            .skip(1)
+            .enumerate()
+            .map(|(lane, q)| {
+                scope.spawn(move || drive(q, lane, workload, depth, nodes, measure_from, until))
+            })
+            .collect();
+        // CPU over the measured window only.
+        std::thread::sleep(measure_from.saturating_duration_since(Instant::now()));
+        let cpu = CpuSample::start(&daemon);
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+        let used = cpu.and_then(|c| c.used(&daemon));
+        let mut out: Vec<Result<Lane>> = lanes
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("client thread panicked")))
+            })
+            .collect();
+        if let (Ok(used), Some(Ok(first))) = (used, out.first_mut()) {
+            first.cpu = used;
+        }
+        out
+    });
+    let peak_rss = daemon.peak_rss_bytes().unwrap_or(0);
+    let mut m = Measurement {
+        requests: 0,
+        errors: 0,
+        secs: args.secs.as_secs_f64(),
+        latencies_us: Vec::new(),
+        cpu: Duration::ZERO,
+        peak_rss,
+    };
+    for lane in results {
+        let lane = lane?;
+        m.requests += lane.requests;
+        m.errors += lane.errors;
+        m.cpu += lane.cpu;
+        m.latencies_us.extend(lane.latencies_us);
+    }
+    m.latencies_us.sort_unstable();
+    drop(f);
+    drop(daemon);
+    Ok(m)
+}
+
+/// Nodes and handles the workload needs, made on the first request queue.
+fn setup(q: &mut Queue, workload: Workload) -> Result<Nodes> {
+    let entry = |q: &mut Queue, name: &str| -> Result<u64> {
+        let reply = q.call(&Request::lookup(ROOT_ID, name), 4096, REPLY_TIMEOUT)?;
+        Ok(reply
+            .entry()
+            .with_context(|| format!("LOOKUP {name}"))?
+            .nodeid
+            .get())
+    };
+    let dir = entry(q, "dir")?;
+    let data = entry(q, "data")?;
+    let flags = match workload {
+        Workload::Write4k | Workload::Write128k => libc::O_RDWR,
+        _ => libc::O_RDONLY,
+    };
+    let fh = q
+        .call(&Request::open(data, flags), 4096, REPLY_TIMEOUT)?
+        .open()
+        .context("OPEN data")?
+        .fh
+        .get();
+    Ok(Nodes { dir, data, fh })
+}
+
+/// One client thread's figures.
+struct Lane {
+    requests: u64,
+    errors: u64,
+    latencies_us: Vec<u32>,
+    cpu: Duration,
+}
+
+/// Where one in-flight slot is in its workload.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The workload's single request.
+    Once,
+    /// create-unlink: CREATE, then RELEASE of its handle, UNLINK, FORGET of its node.
+    Create,
+    Release {
+        node: u64,
+        fh: u64,
+    },
+    Unlink {
+        node: u64,
+    },
+    Forget,
+    /// readdirplus: the next offset on this slot's own directory handle.
+    Readdir {
+        fh: u64,
+        offset: u64,
+    },
+}
+
+struct Slot {
+    step: Step,
+    pending: Option<Pending>,
+    /// The I/O offset (READ/WRITE) of the next request.
+    offset: u64,
+}
+
+#[allow(clippy::too_many_lines)]
+fn drive(
+    q: &mut Queue,
+    lane: usize,
+    workload: Workload,
+    depth: usize,
+    nodes: Nodes,
+    measure_from: Instant,
+    until: Instant,
+) -> Result<Lane> {
+    let payload: Vec<u8> = (0..workload.io_size())
+        .map(|i| u8::try_from(i % 253).unwrap_or(0))
+        .collect();
+    let mut slots: Vec<Slot> = Vec::with_capacity(depth);
+    for i in 0..depth {
+        let step = match workload {
+            Workload::CreateUnlink => Step::Create,
+            Workload::Readdirplus => {
+                let reply = q.call(&Request::opendir(nodes.dir), 4096, REPLY_TIMEOUT)?;
+                let fh = reply.open().context("OPENDIR")?.fh.get();
+                Step::Readdir { fh, offset: 0 }
+            }
+            _ => Step::Once,
+        };
+        let spread = DATA_FILE / u64::try_from(depth).unwrap_or(1);
+        let offset = (u64::try_from(i).unwrap_or(0) * spread) & !4095;
+        slots.push(Slot {
+            step,
+            pending: None,
+            offset,
+        });
+    }
+    let request = |slot: &Slot, i: usize| -> (Request, usize) {
+        let name = || format!("c-{lane}-{i}");
+        match slot.step {
+            Step::Once => match workload {
+                Workload::Getattr => (Request::getattr(nodes.data), 4096),
+                Workload::Lookup => (Request::lookup(ROOT_ID, "data"), 4096),
+                Workload::Read4k | Workload::Read128k => (
+                    Request::read(nodes.data, nodes.fh, slot.offset, workload.io_size()),
+                    workload.reply_capacity(),
+                ),
+                _ => (
+                    Request::write(nodes.data, nodes.fh, slot.offset, &payload),
+                    4096,
+                ),
+            },
+            Step::Create => (
+                Request::create(ROOT_ID, &name(), libc::O_RDWR | libc::O_EXCL, 0o644),
+                4096,
+            ),
+            Step::Release { node, fh } => (Request::release(node, fh), 4096),
+            Step::Unlink { .. } => (Request::unlink(ROOT_ID, &name()), 4096),
+            Step::Forget => (Request::forget(0, 0), 0),
+            Step::Readdir { fh, offset } => (
+                Request::readdirplus(nodes.dir, fh, offset, READDIR_SIZE),
+                workload.reply_capacity(),
+            ),
+        }
+    };
+    let mut out = Lane {
+        requests: 0,
+        errors: 0,
+        latencies_us: Vec::with_capacity(1 << 20),
+        cpu: Duration::ZERO,
+    };
+    // FORGET needs the node of the file just unlinked: kept per slot.
+    let mut forget_node: Vec<u64> = vec![0; depth];
+    let mut by_head: Vec<Option<usize>> = vec![None; usize::from(q.layout().size)];
+    let send = |q: &mut Queue,
+                slots: &mut Vec<Slot>,
+                by_head: &mut Vec<Option<usize>>,
+                forget_node: &[u64],
+                i: usize|
+     -> Result<()> {
+        let (mut req, capacity) = request(&slots[i], i);
+        if let Step::Forget = slots[i].step {
+            req = Request::forget(forget_node[i], 1);
+        }
+        let pending = q.push(&req, capacity)?;
+        by_head[usize::from(pending.head())] = Some(i);
+        slots[i].pending = Some(pending);
+        Ok(())
+    };
+    for i in 0..depth {
+        send(q, &mut slots, &mut by_head, &forget_node, i)?;
+    }
+    q.kick()?;
+    let mut used = Vec::with_capacity(depth);
+    let mut last_progress = Instant::now();
+    let mut stopping = false;
+    let mut in_flight = depth;
+    while in_flight > 0 {
+        let now = Instant::now();
+        if !stopping && now >= until {
+            stopping = true;
+        }
+        q.collect_used()?;
+        used.clear();
+        q.drain_used(&mut used);
+        if used.is_empty() {
+            if last_progress.elapsed() > REPLY_TIMEOUT {
+                bail!("no reply for {REPLY_TIMEOUT:?} with {in_flight} in flight");
+            }
+            q.wait_call(Duration::from_millis(5))?;
+            continue;
+        }
+        last_progress = Instant::now();
+        let mut pushed = false;
+        for &(head, used_len) in &used {
+            let Some(i) = by_head.get_mut(usize::from(head)).and_then(Option::take) else {
+                bail!("used entry for head {head}, which is not in flight");
+            };
+            let pending = slots[i].pending.take().context("slot without a request")?;
+            let sent = pending.sent();
+            let reply = q.finish(pending, used_len)?;
+            let done = Instant::now();
+            if done >= measure_from && done < until {
+                out.requests += 1;
+                let us = done.duration_since(sent).as_micros();
+                out.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+            }
+            let next = advance(&mut slots[i], &mut forget_node[i], &reply, workload)?;
+            if !next {
+                out.errors += u64::from(done >= measure_from && done < until);
+            }
+            if stopping {
+                in_flight -= 1;
+                continue;
+            }
+            send(q, &mut slots, &mut by_head, &forget_node, i)?;
+            pushed = true;
+        }
+        if pushed {
+            q.kick()?;
+        }
+    }
+    // Leave nothing behind for the next run.
+    for (i, slot) in slots.iter().enumerate() {
+        match slot.step {
+            Step::Release { node, fh } => {
+                let _ = q.call(&Request::release(node, fh), 4096, REPLY_TIMEOUT);
+                let _ = q.call(
+                    &Request::unlink(ROOT_ID, &format!("c-{lane}-{i}")),
+                    4096,
+                    REPLY_TIMEOUT,
+                );
+            }
+            Step::Unlink { .. } => {
+                let _ = q.call(
+                    &Request::unlink(ROOT_ID, &format!("c-{lane}-{i}")),
+                    4096,
+                    REPLY_TIMEOUT,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// Moves `slot` to its next step after `reply`; `false` when the reply was an error (the
+/// workload then starts over on this slot).
+fn advance(slot: &mut Slot, forget: &mut u64, reply: &Reply, workload: Workload) -> Result<bool> {
+    let ok = reply.errno().is_none();
+    let io = u64::from(workload.io_size());
+    slot.offset = if slot.offset + 2 * io > DATA_FILE {
+        0
+    } else {
+        slot.offset + io
+    };
+    slot.step = match slot.step {
+        Step::Once => Step::Once,
+        Step::Create => match reply.create() {
+            Ok((entry, open)) => Step::Release {
+                node: entry.nodeid.get(),
+                fh: open.fh.get(),
+            },
+            Err(_) => Step::Unlink { node: 0 },
+        },
+        Step::Release { node, .. } => Step::Unlink { node },
+        Step::Unlink { node } if node != 0 => {
+            *forget = node;
+            Step::Forget
+        }
+        Step::Unlink { .. } | Step::Forget => Step::Create,
+        // The end of the directory (an empty reply) or an error: start over.
+        Step::Readdir { fh, .. } => Step::Readdir {
+            fh,
+            offset: if ok {
+                last_direntplus_offset(reply).unwrap_or(0)
+            } else {
+                0
+            },
+        },
+    };
+    // FORGET has no reply (used length 0, no header): `errno()` is `None`, a success.
+    Ok(ok)
+}
+
+/// The `off` of the last entry of a READDIRPLUS reply (where to continue); `None` when the
+/// reply holds no entry (the end of the directory).
+fn last_direntplus_offset(reply: &Reply) -> Option<u64> {
+    const ENTRY_OUT: usize = 128;
+    const DIRENT: usize = 24;
+    let body = reply.body().ok()?;
+    let mut at = 0usize;
+    let mut last = None;
+    while at + ENTRY_OUT + DIRENT <= body.len() {
+        let d = &body[at + ENTRY_OUT..];
+        let off = u64::from_le_bytes(d[8..16].try_into().ok()?);
+        let namelen = usize::try_from(u32::from_le_bytes(d[16..20].try_into().ok()?)).ok()?;
+        last = Some(off);
+        at += (ENTRY_OUT + DIRENT + namelen).div_ceil(8) * 8;
+    }
+    last
+}
