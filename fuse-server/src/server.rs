@@ -118,10 +118,10 @@ pub enum Error {
         needed: usize,
     },
     /// Reading the request failed.
-    #[error("reading the request: {0}")]
+    #[error("reading the request failed")]
     Read(#[source] io::Error),
     /// Writing the reply failed.
-    #[error("writing the reply: {0}")]
+    #[error("writing the reply failed")]
     Write(#[source] io::Error),
 }
 

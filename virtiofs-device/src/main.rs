@@ -307,7 +307,7 @@ fn fuse_mount<F: FileSystem>(
     let threads = usize::from(cli.queues).max(1);
     dev_fuse::serve(&mount, threads, |r, w| {
         if let Err(e) = server.handle_message(r, w) {
-            log::debug!("request not answered: {e}");
+            log::debug!("request not answered: {e:?}");
         }
     })
     .context("/dev/fuse")?;

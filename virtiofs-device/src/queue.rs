@@ -307,7 +307,7 @@ where
                     QueueRole::Hiprio => serve_hiprio(server, reader, writer, hiprio),
                 };
                 if let Err(e) = answered {
-                    debug!("{role:?} queue: request not answered: {e}");
+                    debug!("{role:?} queue: request not answered: {e:?}");
                     refused += 1;
                 }
             },

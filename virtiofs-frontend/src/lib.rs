@@ -40,6 +40,7 @@ pub mod fuse;
 pub mod memory;
 pub mod process;
 pub mod queue;
+#[allow(unsafe_code)]
 mod sys;
 
 use std::time::Duration;
@@ -57,7 +58,7 @@ pub enum Error {
     #[error("vhost-user: {0}")]
     VhostUser(vhost::Error),
     /// A system call failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A guest memory access or mapping failed.
     #[error("guest memory: {0}")]

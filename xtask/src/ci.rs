@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{e2e, fuzz, host_tier, hostile, layout, macos};
+use crate::{e2e, fuzz, host_tier, hostile, layout, macos, tidy};
 
 /// One named CI step.
 struct Step {
@@ -23,6 +23,11 @@ struct Step {
 /// Everything CI runs, in order. A new tier is one line here (and one in the README).
 const STEPS: &[Step] = &[
     Step::new("fmt", "cargo fmt --check on the whole workspace", fmt),
+    Step::new(
+        "tidy",
+        "house rules: unsafe only in sys modules, SAFETY comments, causes printed once",
+        tidy::run,
+    ),
     Step::new("clippy", "clippy on all targets, warnings denied", clippy),
     Step::new("doc", "rustdoc for the workspace, warnings denied", doc),
     Step::new("test", "unit, property and doc tests (no privileges)", test),

@@ -13,6 +13,7 @@ mod hostile;
 mod layout;
 mod macos;
 mod provision;
+mod tidy;
 mod util;
 
 use anyhow::{Result, bail};
@@ -30,6 +31,7 @@ commands:
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
   check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
+  tidy          the house rules over the sources (unsafe only in sys modules, ...)
   help          this text
 ";
 
@@ -49,6 +51,7 @@ fn main() -> Result<()> {
         "hostile" => hostile::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
+        "tidy" => tidy::run(),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
