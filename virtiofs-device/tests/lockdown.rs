@@ -4,6 +4,7 @@
 //! are still served (the allow-list is enough for them). Needs root (skipped otherwise: the
 //! vhost-user memory and the credential switch).
 #![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::fs;
 use std::path::Path;
