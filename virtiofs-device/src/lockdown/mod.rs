@@ -117,7 +117,7 @@ fn install_seccomp(
     threads: usize,
 ) -> Result<String, LockDownError> {
     let arch = Arch::HOST.ok_or(LockDownError::Architecture(std::env::consts::ARCH))?;
-    let groups = groups(profile);
+    let groups = groups(profile, mode);
     let count = allowed(&groups, arch).len();
     let mut how = mode.name().to_owned();
     match mode {

@@ -62,12 +62,14 @@ impl Profile {
     }
 }
 
-/// A named set of system calls, on each architecture.
+/// A named set of system calls, on each architecture, and the `ioctl` requests it needs (the
+/// filter allows `ioctl` with those requests only, and not at all when no group has one).
 #[derive(Debug)]
 pub(crate) struct Group {
     pub(crate) name: &'static str,
     x86_64: &'static [x86_64::Sysno],
     aarch64: &'static [aarch64::Sysno],
+    ioctls: &'static [u64],
 }
 
 /// `group!(NAME = "name" { calls on both } x86_64 { only there } aarch64 { only there })`
@@ -75,15 +77,20 @@ pub(crate) struct Group {
 /// in both arch-only parts).
 macro_rules! group {
     ($(#[$doc:meta])* $konst:ident = $name:literal { $($call:ident),* $(,)? }
-     $(x86_64 { $($x86:ident),* $(,)? })? $(aarch64 { $($arm:ident),* $(,)? })?) => {
+     $(x86_64 { $($x86:ident),* $(,)? })? $(aarch64 { $($arm:ident),* $(,)? })?
+     $(ioctl { $($request:expr),* $(,)? })?) => {
         $(#[$doc])*
         const $konst: Group = Group {
             name: $name,
             x86_64: &[$(x86_64::Sysno::$call,)* $($(x86_64::Sysno::$x86,)*)?],
             aarch64: &[$(aarch64::Sysno::$call,)* $($(aarch64::Sysno::$arm,)*)?],
+            ioctls: &[$($($request,)*)?],
         };
     };
 }
+
+/// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)` (the same on both architectures).
+const FUSE_DEV_IOC_CLONE: u64 = 0x8004_e500;
 
 group!(
     /// The process itself: memory, threads, signals, time, exit. `unshare` is allowed only
@@ -122,7 +129,7 @@ group!(
         fchmod, fchmodat, fchownat, fchown, utimensat, ftruncate, fallocate,
         pread64, pwrite64, preadv, pwritev, preadv2, pwritev2, copy_file_range,
         fsync, fdatasync, syncfs, flock, statfs, fstatfs, umask,
-        setresuid, setresgid, setgroups, ioctl,
+        setresuid, setresgid, setgroups,
     }
     x86_64 { newfstatat }
     aarch64 { fstatat }
@@ -144,21 +151,36 @@ group!(
 );
 
 group!(
-    /// `--backend macos-logic`: ownership and modes kept in xattrs, paths beneath the root.
+    /// `--backend macos-logic`: ownership and modes kept in xattrs, paths beneath the root,
+    /// FS_IOC_GETFLAGS for the immutable flags.
+    // `libc::Ioctl` is `c_ulong` here, `c_int` on musl: the cast is needed there.
+    #[allow(clippy::unnecessary_cast)]
     MACOS_LOGIC = "macos-logic" {
         getxattr, lgetxattr, fgetxattr, setxattr, lsetxattr, fsetxattr,
         listxattr, llistxattr, flistxattr, removexattr, lremovexattr, fremovexattr,
     }
+    ioctl { libc::FS_IOC_GETFLAGS as u64 }
 );
 
 group!(
     /// `--fuse-mount`: more channels on /dev/fuse, and the unmount at the end.
-    FUSE_MOUNT = "fuse-mount" { openat, ioctl, umount2 }
+    FUSE_MOUNT = "fuse-mount" { openat, umount2 }
+    ioctl { FUSE_DEV_IOC_CLONE }
 );
 
-/// The groups `profile` needs.
-pub(crate) fn groups(profile: Profile) -> Vec<&'static Group> {
+group!(
+    /// `--seccomp log`: the supervisor thread reads the notifications and answers them.
+    #[allow(clippy::unnecessary_cast)] // as above
+    LOG_SUPERVISOR = "log-supervisor" {}
+    ioctl { libc::SECCOMP_IOCTL_NOTIF_RECV as u64, libc::SECCOMP_IOCTL_NOTIF_SEND as u64 }
+);
+
+/// The groups `profile` needs under `mode`.
+pub(crate) fn groups(profile: Profile, mode: SeccompMode) -> Vec<&'static Group> {
     let mut groups = vec![&PROCESS, &DESCRIPTORS, &PASSTHROUGH];
+    if mode == SeccompMode::Log {
+        groups.push(&LOG_SUPERVISOR);
+    }
     if profile.fuse_mount {
         groups.push(&FUSE_MOUNT);
     } else {
@@ -246,8 +268,26 @@ pub(crate) fn allowed(groups: &[&Group], arch: Arch) -> BTreeMap<i64, &'static s
                 }
             }
         }
+        if !group.ioctls.is_empty() {
+            let ioctl = match arch {
+                Arch::X86_64 => (x86_64::Sysno::ioctl.id(), x86_64::Sysno::ioctl.name()),
+                Arch::Aarch64 => (aarch64::Sysno::ioctl.id(), aarch64::Sysno::ioctl.name()),
+            };
+            calls.insert(i64::from(ioctl.0), ioctl.1);
+        }
     }
     calls
+}
+
+/// The `ioctl` requests `groups` allow.
+fn ioctls(groups: &[&Group]) -> Vec<u64> {
+    let mut requests: Vec<u64> = groups
+        .iter()
+        .flat_map(|g| g.ioctls.iter().copied())
+        .collect();
+    requests.sort_unstable();
+    requests.dedup();
+    requests
 }
 
 /// The `SECCOMP_RET_TRACE` data the log mode's filter is compiled with; [`program`] turns those
@@ -279,9 +319,10 @@ pub(crate) fn program(
         SeccompMode::Log => SeccompAction::Log,
         SeccompMode::None => return Err(FilterError::NoFilter),
     };
+    let ioctls = ioctls(groups);
     let rules = allowed(groups, arch)
         .into_iter()
-        .map(|(nr, name)| Ok((nr, rules(name)?)))
+        .map(|(nr, name)| Ok((nr, rules(name, &ioctls)?)))
         .collect::<Result<BTreeMap<_, _>, FilterError>>()?;
     let filter = SeccompFilter::new(rules, mismatch, SeccompAction::Allow, arch.target())?;
     let mut program: BpfProgram = filter.try_into()?;
@@ -299,8 +340,9 @@ pub(crate) fn program(
 /// `BPF_RET | BPF_K`: return a constant.
 const BPF_RET_K: u16 = 0x06;
 
-/// The argument conditions of `name` (empty: any arguments).
-fn rules(name: &str) -> Result<Vec<SeccompRule>, FilterError> {
+/// The argument conditions of `name` (empty: any arguments); `ioctls`, the requests `ioctl`
+/// may make.
+fn rules(name: &str, ioctls: &[u64]) -> Result<Vec<SeccompRule>, FilterError> {
     let eq = |arg: u8, value: u64| -> Result<SeccompRule, FilterError> {
         let condition =
             SeccompCondition::new(arg, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, value)?;
@@ -314,6 +356,10 @@ fn rules(name: &str) -> Result<Vec<SeccompRule>, FilterError> {
             eq(0, u64::from(libc::PR_SET_NAME.unsigned_abs()))?,
             eq(0, u64::from(libc::PR_GET_NAME.unsigned_abs()))?,
         ],
+        "ioctl" => ioctls
+            .iter()
+            .map(|&request| eq(1, request))
+            .collect::<Result<_, _>>()?,
         _ => Vec::new(),
     })
 }
@@ -381,7 +427,7 @@ mod tests {
     fn filter_builds_for_both_architectures_and_every_profile() {
         for profile in profiles() {
             for arch in [Arch::X86_64, Arch::Aarch64] {
-                let groups = groups(profile);
+                let groups = groups(profile, SeccompMode::Kill);
                 let allowed = allowed(&groups, arch);
                 for mode in [SeccompMode::Kill, SeccompMode::Log, SeccompMode::Trap] {
                     for notify in [false, true] {
@@ -403,12 +449,15 @@ mod tests {
 
     #[test]
     fn numbers_are_each_architectures_own() {
-        let groups = groups(Profile {
-            macos_logic: false,
-            fuse_mount: false,
-            file_handles: true,
-            xattr: true,
-        });
+        let groups = groups(
+            Profile {
+                macos_logic: false,
+                fuse_mount: false,
+                file_handles: true,
+                xattr: true,
+            },
+            SeccompMode::Kill,
+        );
         let x86 = allowed(&groups, Arch::X86_64);
         let arm = allowed(&groups, Arch::Aarch64);
         let nr = |map: &BTreeMap<i64, &str>, name: &str| {
@@ -431,12 +480,15 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn host_numbers_agree_with_libc() {
-        let groups = groups(Profile {
-            macos_logic: false,
-            fuse_mount: true,
-            file_handles: true,
-            xattr: true,
-        });
+        let groups = groups(
+            Profile {
+                macos_logic: false,
+                fuse_mount: true,
+                file_handles: true,
+                xattr: true,
+            },
+            SeccompMode::Kill,
+        );
         let host = allowed(&groups, Arch::X86_64);
         for (name, nr) in [
             ("read", libc::SYS_read),
@@ -460,7 +512,12 @@ mod tests {
             file_handles: false,
             xattr: false,
         };
-        let names = |p: Profile| groups(p).iter().map(|g| g.name).collect::<Vec<_>>();
+        let names = |p: Profile| {
+            groups(p, SeccompMode::Kill)
+                .iter()
+                .map(|g| g.name)
+                .collect::<Vec<_>>()
+        };
         assert!(!names(base).contains(&"file-handles") && !names(base).contains(&"xattr"));
         assert!(
             names(Profile {
@@ -498,7 +555,7 @@ mod tests {
             .contains(&"macos-logic")
         );
         // Without file handles the daemon cannot open by handle.
-        let calls = allowed(&groups(base), Arch::X86_64);
+        let calls = allowed(&groups(base, SeccompMode::Kill), Arch::X86_64);
         assert!(
             !calls
                 .values()
@@ -512,13 +569,58 @@ mod tests {
     }
 
     #[test]
-    fn log_mode_notifies_only_when_asked() {
-        let groups = groups(Profile {
+    fn ioctl_only_where_a_group_needs_it_and_only_its_requests() {
+        let base = Profile {
             macos_logic: false,
             fuse_mount: false,
+            file_handles: true,
+            xattr: true,
+        };
+        let has_ioctl = |p: Profile, mode| {
+            allowed(&groups(p, mode), Arch::X86_64)
+                .values()
+                .any(|n| *n == "ioctl")
+        };
+        assert!(!has_ioctl(base, SeccompMode::Kill));
+        assert!(has_ioctl(base, SeccompMode::Log));
+        let fuse = Profile {
+            fuse_mount: true,
+            ..base
+        };
+        assert!(has_ioctl(fuse, SeccompMode::Kill));
+        assert_eq!(
+            ioctls(&groups(fuse, SeccompMode::Kill)),
+            [FUSE_DEV_IOC_CLONE]
+        );
+        let macos = Profile {
+            macos_logic: true,
             file_handles: false,
             xattr: false,
-        });
+            ..fuse
+        };
+        assert_eq!(ioctls(&groups(macos, SeccompMode::Kill)).len(), 2);
+        // The request is compared (argument 1, low word): a rule per request.
+        let program = program(
+            &groups(fuse, SeccompMode::Kill),
+            Arch::Aarch64,
+            SeccompMode::Kill,
+            false,
+        )
+        .unwrap();
+        assert!(program.iter().any(|i| i.k == 0x8004_e500));
+    }
+
+    #[test]
+    fn log_mode_notifies_only_when_asked() {
+        let groups = groups(
+            Profile {
+                macos_logic: false,
+                fuse_mount: false,
+                file_handles: false,
+                xattr: false,
+            },
+            SeccompMode::Log,
+        );
         let returns =
             |p: &BpfProgram, k: u32| p.iter().filter(|i| i.code == BPF_RET_K && i.k == k).count();
         let notify = program(&groups, Arch::X86_64, SeccompMode::Log, true).unwrap();
