@@ -7,6 +7,10 @@ use clap::{Parser, ValueEnum};
 
 /// A vhost-user virtio-fs daemon: serves a host directory to a VM (QEMU `vhost-user-fs-pci`,
 /// Cloud Hypervisor, crosvm), or mounts it on the host through /dev/fuse with --fuse-mount.
+///
+/// Layers after start-up, on every thread: Landlock (--landlock, default auto: files only
+/// beneath the share where the kernel has it), then no_new_privs and a seccomp allow-list
+/// (--seccomp, default kill). The start-up log names each active layer.
 #[derive(Debug, Parser)]
 #[command(name = "virtiofs-device", version)]
 pub(crate) struct Cli {
