@@ -194,3 +194,36 @@ fn none_means_no_filter() {
     drop(frontend);
     daemon.stop();
 }
+
+#[test]
+fn trap_and_log_modes_serve_with_every_thread_filtered() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    for mode in ["trap", "log"] {
+        let dir = tempfile::tempdir().unwrap();
+        let arg = format!("--seccomp={mode}");
+        let (mut daemon, _share) = start(dir.path(), &[&arg]);
+        let mut frontend =
+            Frontend::connect(dir.path().join("vhost.sock"), Config::new(2)).unwrap();
+        exercise(&mut frontend);
+        let seccomp = thread_fields(daemon.pid(), "Seccomp:");
+        assert!(seccomp.iter().all(|(_, v)| v == "2"), "{mode}: {seccomp:?}");
+        let log = fs::read_to_string(daemon.log_path()).unwrap();
+        assert!(log.contains(&format!("seccomp: {mode}, ")), "{log}");
+        // Nothing the requests needed was outside the list.
+        assert!(!log.contains("not in the allow-list"), "{log}");
+        assert!(!log.contains("forbidden system call"), "{log}");
+        if mode == "log" {
+            assert!(log.contains("reported by name and let through"), "{log}");
+            assert!(
+                seccomp.iter().any(|(name, _)| name == "seccomp-log"),
+                "{seccomp:?}"
+            );
+        }
+        drop(frontend);
+        assert!(daemon.alive(), "{mode}: {}", daemon.log_tail(2000));
+        daemon.stop();
+    }
+}
