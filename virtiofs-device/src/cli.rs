@@ -7,6 +7,10 @@ use clap::{Parser, ValueEnum};
 
 /// A vhost-user virtio-fs daemon: serves a host directory to a VM (QEMU `vhost-user-fs-pci`,
 /// Cloud Hypervisor, crosvm), or mounts it on the host through /dev/fuse with --fuse-mount.
+///
+/// Layers after start-up, on every thread: Landlock (--landlock, default auto: files only
+/// beneath the share where the kernel has it), then no_new_privs and a seccomp allow-list
+/// (--seccomp, default kill). The start-up log names each active layer.
 #[derive(Debug, Parser)]
 #[command(name = "virtiofs-device", version)]
 pub(crate) struct Cli {
@@ -85,6 +89,20 @@ pub(crate) struct Cli {
     /// Sandbox: only `none` is implemented (namespace and chroot are refused).
     #[arg(long, default_value = "none")]
     pub(crate) sandbox: Sandbox,
+
+    /// Seccomp filter on every thread after start-up (with no_new_privs): an allow-list for the
+    /// backend and options; any other system call kills the daemon (kill), is reported by name
+    /// and exits (trap), is reported by name and let through (log, for finding a missing call),
+    /// or no filter (none).
+    #[arg(long, default_value = "kill", value_name = "kill|log|trap|none")]
+    pub(crate) seccomp: crate::lockdown::SeccompMode,
+
+    /// Landlock after start-up: files only beneath --shared-dir (and /dev/fuse with
+    /// --fuse-mount), no TCP, no signal or abstract socket outside the daemon; holds under any
+    /// --sandbox. auto: where the kernel has Landlock (logged otherwise); on: refuse to start
+    /// without it; off.
+    #[arg(long, default_value = "auto", value_name = "auto|on|off")]
+    pub(crate) landlock: crate::lockdown::LandlockMode,
 
     /// Log level: error, warn, info, debug, trace or off (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
@@ -288,6 +306,40 @@ mod tests {
         assert_eq!(cli.backend, Backend::Linux);
         assert!(!cli.announce_submounts);
         assert_eq!(cli.capabilities, CapabilityProfile::All);
+        assert_eq!(cli.seccomp, crate::lockdown::SeccompMode::Kill);
+        assert_eq!(cli.landlock, crate::lockdown::LandlockMode::Auto);
+    }
+
+    #[test]
+    fn lock_down_options() {
+        use crate::lockdown::{LandlockMode, SeccompMode};
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--seccomp=trap",
+            "--landlock",
+            "on",
+        ]);
+        assert_eq!(
+            (cli.seccomp, cli.landlock),
+            (SeccompMode::Trap, LandlockMode::On)
+        );
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--seccomp",
+            "log",
+            "--landlock=off",
+        ]);
+        assert_eq!(
+            (cli.seccomp, cli.landlock),
+            (SeccompMode::Log, LandlockMode::Off)
+        );
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--seccomp=none"]);
+        assert_eq!(cli.seccomp, SeccompMode::None);
+        let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--seccomp=allow"]);
+        assert!(msg.contains("allow") && msg.contains("kill"), "{msg}");
+        parse_err(&["--fd=3", "--shared-dir=/d", "--landlock=maybe"]);
     }
 
     #[test]

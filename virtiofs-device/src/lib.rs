@@ -36,7 +36,8 @@
 //! The options are virtiofsd's main ones (`--socket-path`, `--fd`, `--shared-dir`, `--tag`,
 //! `--cache`, `--xattr`, `--posix-acl`, `--xattrmap`, `--readonly`, `--announce-submounts`,
 //! `--inode-file-handles`, `--writeback`, `--allow-direct-io`, `--sandbox none`,
-//! `--log-level`, `--thread-pool-size`), plus `--queues N`, `--queue-size N`, and
+//! `--log-level`, `--thread-pool-size`, `--seccomp kill|log|trap|none`), plus `--landlock
+//! auto|on|off`, `--queues N`, `--queue-size N`, and
 //! `--fuse-mount DIR` (serve the same backend through the host's `/dev/fuse` at DIR, with
 //! `--fuse-option` mount options). The daemon serves one frontend after another on its socket
 //! (a QEMU exit or guest shutdown is not the end), and a guest reboot's second FUSE_INIT

@@ -6,6 +6,7 @@
 //! served by the same generic code ([`serve_backend`]).
 
 mod cli;
+mod lockdown;
 mod sys;
 
 use std::os::unix::net::UnixStream;
@@ -110,10 +111,12 @@ fn serve_backend<F: FileSystem + 'static>(
     negotiation: NegotiationConfig,
 ) -> Result<()> {
     if let Some(mountpoint) = &cli.fuse_mount {
-        return fuse_mount(cli, mountpoint, fs, negotiation);
+        return fuse_mount(cli, shared_dir, mountpoint, fs, negotiation);
     }
 
     let mut listener = listen(cli)?;
+    // Before VhostUserFs::new: it starts the queue workers.
+    lock_down(cli, shared_dir)?;
     let backend = VhostUserFs::new(config, fs, negotiation);
     info!(
         "serving {} as tag {:?} with {} request queue(s) of {} worker(s), backend {}",
@@ -265,6 +268,7 @@ fn negotiation(cli: &Cli) -> NegotiationConfig {
 /// Serves the backend through the host kernel's /dev/fuse at `mountpoint` until unmounted.
 fn fuse_mount<F: FileSystem>(
     cli: &Cli,
+    shared_dir: &Path,
     mountpoint: &Path,
     fs: F,
     negotiation: NegotiationConfig,
@@ -303,6 +307,7 @@ fn fuse_mount<F: FileSystem>(
     );
     let mount = FuseMount::mount(mountpoint, &options, channel)
         .with_context(|| format!("--fuse-mount {}", mountpoint.display()))?;
+    lock_down(cli, shared_dir)?;
     info!("serving through /dev/fuse at {}", mountpoint.display());
     let threads = usize::from(cli.queues).max(1);
     dev_fuse::serve(&mount, threads, |r, w| {
@@ -312,6 +317,23 @@ fn fuse_mount<F: FileSystem>(
     })
     .context("/dev/fuse")?;
     info!("{} unmounted", mountpoint.display());
+    Ok(())
+}
+
+/// Landlock and seccomp (`lockdown`), once, after start-up and before any worker thread.
+fn lock_down(cli: &Cli, shared_dir: &Path) -> Result<()> {
+    let config = lockdown::LockDown {
+        share: shared_dir.to_owned(),
+        landlock: cli.landlock,
+        seccomp: cli.seccomp,
+        profile: lockdown::Profile {
+            macos_logic: cli.backend == Backend::MacosLogic,
+            fuse_mount: cli.fuse_mount.is_some(),
+            file_handles: cli.inode_file_handles != FileHandles::Never,
+            xattr: cli.xattr || cli.posix_acl != Tristate::Never,
+        },
+    };
+    lockdown::lock_down(&config)?;
     Ok(())
 }
 
