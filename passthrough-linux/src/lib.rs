@@ -109,7 +109,7 @@ use inode::{Budget, FdBudget, InodeKey, InodeRef, InodeStore, NewInode};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The shared directory cannot be opened.
-    #[error("cannot open the shared directory {path}: {source}")]
+    #[error("cannot open the shared directory {}", path.display())]
     OpenRoot {
         /// The configured root.
         path: PathBuf,

@@ -236,7 +236,9 @@ fn check_file(path: &str, text: &str, problems: &mut Vec<String>) {
                 .take(6)
                 .copied()
                 .collect();
-            if variant.contains("#[source]") || variant.contains("#[from]") {
+            // thiserror takes a field named `source` as the cause even without #[source].
+            let source_field = variant.contains("source:") || variant.contains("source,");
+            if variant.contains("#[source]") || variant.contains("#[from]") || source_field {
                 problems.push(format!(
                     "{path}:{}: the message prints its own #[source]/#[from] cause (use \
                      #[error(transparent)] or drop the placeholder)",
@@ -319,5 +321,7 @@ mod tests {
                     #[error(\"bad name {0}\")]\n    Name(String),\n    #[error(transparent)]\n    \
                     Io(#[from] io::Error),\n}\n";
         assert!(problems("a/src/error.rs", fine).is_empty());
+        let field = "enum E {\n    #[error(\"{}: {source}\", path.display())]\n    Path {\n        path: PathBuf,\n        source: io::Error,\n    },\n}\n";
+        assert_eq!(problems("a/src/error.rs", field).len(), 1);
     }
 }

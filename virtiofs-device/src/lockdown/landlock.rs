@@ -44,9 +44,9 @@ pub(crate) enum Outcome {
 /// Errors applying the layer.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LandlockError {
-    #[error("{0}")]
+    #[error(transparent)]
     Ruleset(#[from] landlock::RulesetError),
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Path {
         path: PathBuf,
         source: landlock::PathFdError,

@@ -49,13 +49,13 @@ pub(crate) struct Report {
 /// Errors of the lock-down: the daemon does not start.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LockDownError {
-    #[error("landlock: {0}")]
+    #[error("landlock")]
     Landlock(#[from] landlock::LandlockError),
-    #[error("seccomp: {0}")]
+    #[error("seccomp: building the filter")]
     Filter(#[from] seccomp::FilterError),
-    #[error("seccomp: {0}")]
+    #[error("seccomp: installing the filter")]
     Install(#[from] seccompiler::Error),
-    #[error("seccomp: {0}")]
+    #[error("seccomp")]
     Io(#[from] std::io::Error),
     #[error("seccomp: no allow-list for {0}; use --seccomp=none")]
     Architecture(&'static str),
