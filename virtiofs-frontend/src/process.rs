@@ -101,6 +101,18 @@ impl Daemon {
         self.child.id()
     }
 
+    /// The process that serves: the daemon's only child when it has one (the daemon sandboxed
+    /// in namespaces forks the server into its PID namespace and only waits for it), else the
+    /// daemon itself. The figures below are the serving process's.
+    pub fn serving_pid(&self) -> u32 {
+        let pid = self.pid();
+        let mut children = children_of(pid);
+        match (children.pop(), children.is_empty()) {
+            (Some(child), true) => child,
+            _ => pid,
+        }
+    }
+
     /// How it ended, if it has (reaps it); `None` while it runs.
     pub fn exit_status(&mut self) -> Option<ExitStatus> {
         if self.exited.is_none() {
@@ -120,7 +132,7 @@ impl Daemon {
     ///
     /// `/proc/PID/stat` cannot be read or parsed (the process is gone).
     pub fn cpu_time(&self) -> io::Result<Duration> {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.serving_pid()))?;
         cpu_time_of_stat(&stat)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unparsable /proc stat"))
     }
@@ -131,7 +143,7 @@ impl Daemon {
     ///
     /// `/proc/PID/status` cannot be read or has no `VmRSS` (the process is gone).
     pub fn rss_bytes(&self) -> io::Result<u64> {
-        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let status = fs::read_to_string(format!("/proc/{}/status", self.serving_pid()))?;
         rss_of_status(&status).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"))
     }
 
@@ -141,7 +153,7 @@ impl Daemon {
     ///
     /// The directory cannot be read.
     pub fn open_fds(&self) -> io::Result<usize> {
-        Ok(fs::read_dir(format!("/proc/{}/fd", self.pid()))?.count())
+        Ok(fs::read_dir(format!("/proc/{}/fd", self.serving_pid()))?.count())
     }
 
     /// Bytes it has written to its standard output and error so far (read by this process;
@@ -226,6 +238,29 @@ impl CpuSample {
         let wall = self.at.elapsed().as_secs_f64().max(1e-3);
         Ok(100.0 * used / wall)
     }
+}
+
+/// The children of `pid`: `/proc/PID/task/PID/children`, or (a kernel without it) a scan of
+/// `/proc` for processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    if let Ok(list) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+    }
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .is_some_and(|pp| pp.trim() == pid.to_string())
+            })
+        })
+        .collect()
 }
 
 /// utime + stime of a `/proc/PID/stat` line.
