@@ -12,7 +12,16 @@ use clap::{Parser, ValueEnum};
 /// beneath the share where the kernel has it), then no_new_privs and a seccomp allow-list
 /// (--seccomp, default kill). The start-up log names each active layer.
 #[derive(Debug, Parser)]
-#[command(name = "virtiofs-device", version)]
+#[command(
+    name = "virtiofs-device",
+    version,
+    after_help = "Sandbox layers active by default: --sandbox namespace (new mount, PID, IPC, UTS and \
+network namespaces, plus a user namespace when not started as root; pivot_root into the shared \
+directory, the old root detached), capabilities reduced to what the options need when started \
+as root (--modcaps adjusts), RLIMIT_NOFILE raised (--rlimit-nofile). --sandbox chroot is for \
+containers without CAP_SYS_ADMIN; --sandbox none disables the namespaces and the chroot. The \
+daemon logs each active layer at start (info level)."
+)]
 pub(crate) struct Cli {
     /// vhost-user socket path to listen on (created; a stale socket is replaced).
     #[arg(long, alias = "socket", value_name = "PATH",
@@ -86,8 +95,10 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) allow_direct_io: bool,
 
-    /// Sandbox: only `none` is implemented (namespace and chroot are refused).
-    #[arg(long, default_value = "none")]
+    /// Sandbox: namespace (new mount, PID, IPC, UTS and network namespaces, and a user
+    /// namespace when not root; pivot_root into the shared directory), chroot (chroot into the
+    /// shared directory, for containers without CAP_SYS_ADMIN) or none.
+    #[arg(long, default_value = "namespace")]
     pub(crate) sandbox: Sandbox,
 
     /// Seccomp filter on every thread after start-up (with no_new_privs): an allow-list for the
@@ -103,6 +114,21 @@ pub(crate) struct Cli {
     /// without it; off.
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub(crate) landlock: crate::lockdown::LandlockMode,
+
+    /// Add or remove capabilities from the set kept when started as root, e.g.
+    /// --modcaps=+sys_admin,-mknod (`:` separates too, as in virtiofsd).
+    #[arg(long, value_name = "[+-]CAP,...", allow_hyphen_values = true)]
+    pub(crate) modcaps: Option<String>,
+
+    /// RLIMIT_NOFILE to set (soft and hard); 0 leaves it unchanged. Default: raised to
+    /// min(1000000, fs.nr_open), or to the hard limit when that cannot be raised.
+    #[arg(long, value_name = "N")]
+    pub(crate) rlimit_nofile: Option<u64>,
+
+    /// Group (name or number) to own the vhost-user socket file, made mode 0660, for a VMM
+    /// that is not the daemon's user.
+    #[arg(long, value_name = "GROUP", conflicts_with_all = ["fd", "fuse_mount"])]
+    pub(crate) socket_group: Option<String>,
 
     /// Log level: error, warn, info, debug, trace or off (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
@@ -183,9 +209,9 @@ pub(crate) enum FileHandles {
 /// Sandbox mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Sandbox {
-    /// Mount namespace and pivot_root (not implemented).
+    /// Namespaces and pivot_root into the shared directory.
     Namespace,
-    /// chroot (not implemented).
+    /// chroot into the shared directory.
     Chroot,
     /// No sandbox.
     None,
@@ -301,7 +327,9 @@ mod tests {
         let cli = parse_ok(&["--socket", "/s", "--shared-dir", "/d"]);
         assert_eq!(cli.posix_acl, Tristate::Never);
         assert_eq!(cli.cache, Cache::Auto);
-        assert_eq!(cli.sandbox, Sandbox::None);
+        assert_eq!(cli.sandbox, Sandbox::Namespace);
+        assert_eq!(cli.rlimit_nofile, None);
+        assert!(cli.modcaps.is_none() && cli.socket_group.is_none());
         assert_eq!(cli.queues, 1);
         assert_eq!(cli.backend, Backend::Linux);
         assert!(!cli.announce_submounts);
@@ -340,6 +368,29 @@ mod tests {
         let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--seccomp=allow"]);
         assert!(msg.contains("allow") && msg.contains("kill"), "{msg}");
         parse_err(&["--fd=3", "--shared-dir=/d", "--landlock=maybe"]);
+    }
+
+    #[test]
+    fn sandbox_options() {
+        let cli = parse_ok(&[
+            "--socket-path=/s",
+            "--shared-dir=/d",
+            "--sandbox=chroot",
+            "--modcaps=-mknod,+sys_admin",
+            "--rlimit-nofile=0",
+            "--socket-group=kvm",
+        ]);
+        assert_eq!(cli.sandbox, Sandbox::Chroot);
+        assert_eq!(cli.modcaps.as_deref(), Some("-mknod,+sys_admin"));
+        assert_eq!(cli.rlimit_nofile, Some(0));
+        assert_eq!(cli.socket_group.as_deref(), Some("kvm"));
+        // A leading '-' is a value, not an option.
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d", "--modcaps", "-chown"]);
+        assert_eq!(cli.modcaps.as_deref(), Some("-chown"));
+        let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--socket-group=kvm"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+        let msg = parse_err(&["--fd=3", "--shared-dir=/d", "--sandbox=jail"]);
+        assert!(msg.contains("jail"), "{msg}");
     }
 
     #[test]

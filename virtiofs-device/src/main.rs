@@ -7,6 +7,8 @@
 
 mod cli;
 mod lockdown;
+mod privileges;
+mod sandbox;
 mod sys;
 
 use std::os::unix::net::UnixStream;
@@ -26,6 +28,8 @@ use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
 use virtiofs_transport::dev_fuse::{self, ChannelConfig, FuseMount, MountOptions};
 
+use crate::sandbox::Started;
+
 use crate::cli::{Backend, Cache, CapabilityProfile, Cli, FileHandles, Sandbox, Tristate};
 
 fn main() -> ExitCode {
@@ -41,7 +45,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_capabilities {
-        println!("{{\n  \"type\": \"fs\",\n  \"features\": []\n}}");
+        print!("{PRINT_CAPABILITIES}");
         return ExitCode::SUCCESS;
     }
     env_logger::Builder::new()
@@ -50,7 +54,7 @@ fn main() -> ExitCode {
         .format_timestamp_millis()
         .init();
     match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             // `{:#}` puts the whole context chain on one line.
             eprintln!("virtiofs-device: {e:#}");
@@ -59,7 +63,26 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: &Cli) -> Result<()> {
+/// What `--print-capabilities` prints: the vhost-user backend description libvirt reads
+/// (QEMU's docs/interop/vhost-user.json). `separate-options`: options are given one by one
+/// (`--socket-path`, `--fd`, `--cache`...), not as virtiofsd's old `-o` list. No
+/// `migrate-precopy`: the daemon cannot migrate.
+const PRINT_CAPABILITIES: &str =
+    "{\n  \"type\": \"fs\",\n  \"features\": [\n    \"separate-options\"\n  ]\n}\n";
+
+/// The backend's configuration, checked before anything is made.
+enum BackendConfig {
+    Linux(Config),
+    Macos(passthrough_macos::Config),
+}
+
+/// Where the daemon serves: the vhost-user listener, or a FUSE mount on the host.
+enum Endpoint {
+    VhostUser(Listener),
+    Fuse(FuseMount),
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
     let shared_dir = cli
         .shared_dir
         .as_deref()
@@ -74,64 +97,181 @@ fn run(cli: &Cli) -> Result<()> {
     let config = config
         .build()
         .context("--thread-pool-size, --queues or --queue-size")?;
-    match cli.sandbox {
-        Sandbox::None => {}
-        Sandbox::Namespace | Sandbox::Chroot => {
-            bail!(
-                "--sandbox {}: not implemented; use --sandbox none",
-                sandbox_name(cli.sandbox)
-            )
-        }
-    }
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
     }
     for warning in passthrough_linux::share_mount_warnings(shared_dir) {
         warn!("{warning}");
     }
+    // Every option is checked before anything is made.
+    let backend_config = match cli.backend {
+        Backend::Linux => BackendConfig::Linux(linux_config(cli, shared_dir)?),
+        Backend::MacosLogic => BackendConfig::Macos(macos_config(cli, shared_dir)?),
+    };
     let negotiation = negotiation(cli);
-    match cli.backend {
-        Backend::Linux => {
-            let fs = backend(cli, shared_dir)?;
-            serve_backend(cli, shared_dir, config, fs, negotiation)
+    let socket_group = match &cli.socket_group {
+        Some(group) => Some(sandbox::resolve_group(group)?),
+        None => None,
+    };
+    let mut capabilities = privileges::needed(cli);
+    if let Some(spec) = &cli.modcaps {
+        privileges::modify(&mut capabilities, spec)?;
+    }
+    let root = nix::unistd::geteuid().is_root();
+    let nofile = sandbox::set_nofile(cli.rlimit_nofile)?;
+    // The socket (or the host mount) is made in the caller's namespaces, with its privileges.
+    let endpoint = match &cli.fuse_mount {
+        Some(mountpoint) => Endpoint::Fuse(fuse_mount(cli, mountpoint)?),
+        None => Endpoint::VhostUser(listen(cli, socket_group)?),
+    };
+    if cli.sandbox == Sandbox::Namespace {
+        // No thread exists yet: the process can fork into its PID namespace.
+        match sandbox::enter_pid_namespace(!root)? {
+            Started::Parent(parent) => {
+                if let Endpoint::Fuse(mount) = &endpoint {
+                    // The daemon child serves and unmounts; the parent only closes its copy.
+                    mount.disown();
+                }
+                drop(endpoint);
+                return Ok(parent.wait());
+            }
+            Started::Child => sandbox::isolate_mounts(shared_dir)?,
         }
-        Backend::MacosLogic => {
-            let fs = macos_backend(cli, shared_dir)?;
-            serve_backend(cli, shared_dir, config, fs, negotiation)
+    }
+    let sandboxed = Sandboxed {
+        cli,
+        shared_dir,
+        capabilities,
+        root,
+        nofile,
+    };
+    let share = || format!("--shared-dir {}", shared_dir.display());
+    match backend_config {
+        BackendConfig::Linux(fs_config) => {
+            let fs = PassthroughFs::new(fs_config).with_context(share)?;
+            serve_backend(&sandboxed, config, endpoint, fs, negotiation)?;
         }
+        BackendConfig::Macos(fs_config) => {
+            // `Default` rather than a unit-struct literal: the adapter may gain state.
+            let fs =
+                passthrough_macos::PassthroughFs::<LinuxHost>::new(Default::default(), fs_config)
+                    .with_context(share)?;
+            serve_backend(&sandboxed, config, endpoint, fs, negotiation)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the sandbox is made of, once the backend is open.
+struct Sandboxed<'a> {
+    cli: &'a Cli,
+    shared_dir: &'a Path,
+    /// The capabilities to keep when root (in the caller's user namespace).
+    capabilities: caps::CapsHashSet,
+    /// Started as root (else: a user namespace, or no privileges at all).
+    root: bool,
+    /// What `--rlimit-nofile` did, to log.
+    nofile: String,
+}
+
+impl Sandboxed<'_> {
+    /// Enters the chosen root (pivot or chroot), drops capabilities, and logs each layer.
+    fn enter(&self) -> Result<()> {
+        let cli = self.cli;
+        let share = self.shared_dir.display();
+        match cli.sandbox {
+            Sandbox::Namespace => {
+                sandbox::pivot_into(self.shared_dir)?;
+                let user = if self.root {
+                    ""
+                } else {
+                    ", user (uid and gid mapped to themselves)"
+                };
+                info!(
+                    "sandbox: namespace: mount, PID, IPC, UTS and network namespaces{user}; \
+                     pivot_root into {share}, the old root detached"
+                );
+            }
+            Sandbox::Chroot => {
+                sandbox::chroot_into(self.shared_dir)?;
+                info!("sandbox: chroot into {share}");
+            }
+            Sandbox::None => info!("sandbox: none (the whole host filesystem is reachable)"),
+        }
+        if self.root {
+            privileges::keep_only(&self.capabilities)?;
+        } else if cli.sandbox == Sandbox::Namespace {
+            // The user namespace gave every capability over it; the daemon needs none of them
+            // (as an unprivileged daemon without the sandbox, it acts with the caller's rights).
+            privileges::keep_only(&caps::CapsHashSet::new())?;
+        }
+        info!(
+            "capabilities: effective {}",
+            privileges::names(&privileges::effective())
+        );
+        info!("{}", self.nofile);
+        // Landlock, no_new_privs and seccomp last: after this only the serving remains. The
+        // share is the root now unless there is no sandbox.
+        let share = match cli.sandbox {
+            Sandbox::None => self.shared_dir.to_owned(),
+            Sandbox::Namespace | Sandbox::Chroot => std::path::PathBuf::from("/"),
+        };
+        lock_down(cli, share)
     }
 }
 
-/// Serves `fs` through /dev/fuse (`--fuse-mount`) or over vhost-user until the end.
+/// Enters the sandbox, then serves `fs` through /dev/fuse (`--fuse-mount`) or over vhost-user
+/// until the end.
 fn serve_backend<F: FileSystem + 'static>(
-    cli: &Cli,
-    shared_dir: &Path,
+    sandboxed: &Sandboxed<'_>,
     config: DeviceConfig,
+    endpoint: Endpoint,
     fs: F,
     negotiation: NegotiationConfig,
 ) -> Result<()> {
-    if let Some(mountpoint) = &cli.fuse_mount {
-        return fuse_mount(cli, shared_dir, mountpoint, fs, negotiation);
+    let cli = sandboxed.cli;
+    match endpoint {
+        Endpoint::Fuse(mount) => {
+            // The channels open /dev/fuse: before the sandbox hides it.
+            let channels = mount
+                .channels(usize::from(cli.queues).max(1))
+                .context("/dev/fuse")?;
+            sandboxed.enter()?;
+            if cli.sandbox != Sandbox::None {
+                // The mount point's path means nothing (or something else) from here; the
+                // host's unmount ends the serving.
+                mount.disown();
+            }
+            serve_fuse(cli, &mount, channels, fs, negotiation)
+        }
+        Endpoint::VhostUser(mut listener) => {
+            // Before VhostUserFs::new, which starts the queue workers: capabilities, Landlock
+            // and seccomp are per thread, and a thread inherits them only from its creator.
+            sandboxed.enter()?;
+            let backend = VhostUserFs::new(config, fs, negotiation);
+            info!(
+                "serving {} as tag {:?} with {} request queue(s) of {} worker(s), backend {}",
+                sandboxed.shared_dir.display(),
+                backend.config().tag().as_str(),
+                backend.config().request_queues(),
+                backend.config().workers_per_queue(),
+                backend_name(cli.backend)
+            );
+            serve(&backend, &mut listener)?;
+            Ok(())
+        }
     }
-
-    let mut listener = listen(cli)?;
-    // Before VhostUserFs::new: it starts the queue workers.
-    lock_down(cli, shared_dir)?;
-    let backend = VhostUserFs::new(config, fs, negotiation);
-    info!(
-        "serving {} as tag {:?} with {} request queue(s) of {} worker(s), backend {}",
-        shared_dir.display(),
-        backend.config().tag().as_str(),
-        backend.config().request_queues(),
-        backend.config().workers_per_queue(),
-        backend_name(cli.backend)
-    );
-    serve(&backend, &mut listener)?;
-    Ok(())
 }
 
 /// The passthrough backend the options describe.
+#[cfg(test)]
 fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
+    PassthroughFs::new(linux_config(cli, shared_dir)?)
+        .with_context(|| format!("--shared-dir {}", shared_dir.display()))
+}
+
+/// The passthrough backend's configuration the options describe.
+fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
     let posix_acl = cli.posix_acl != Tristate::Never;
     let mut builder = Config::builder(shared_dir)
         .cache(match cli.cache {
@@ -156,19 +296,7 @@ fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
         let map = XattrMap::parse(rules).context("--xattrmap")?;
         builder = builder.xattrmap(map);
     }
-    let config = builder.build().context("invalid options")?;
-    PassthroughFs::new(config).with_context(|| format!("--shared-dir {}", shared_dir.display()))
-}
-
-/// The macOS backend over its Linux adapter (`--backend macos-logic`).
-fn macos_backend(
-    cli: &Cli,
-    shared_dir: &Path,
-) -> Result<passthrough_macos::PassthroughFs<LinuxHost>> {
-    let config = macos_config(cli, shared_dir)?;
-    // `Default` rather than a unit-struct literal: the adapter may gain state.
-    passthrough_macos::PassthroughFs::<LinuxHost>::new(Default::default(), config)
-        .with_context(|| format!("--shared-dir {}", shared_dir.display()))
+    builder.build().context("invalid options")
 }
 
 /// The macOS backend's configuration the options describe; refuses the options it cannot
@@ -265,15 +393,18 @@ fn negotiation(cli: &Cli) -> NegotiationConfig {
     }
 }
 
-/// Serves the backend through the host kernel's /dev/fuse at `mountpoint` until unmounted.
-fn fuse_mount<F: FileSystem>(
-    cli: &Cli,
-    shared_dir: &Path,
-    mountpoint: &Path,
-    fs: F,
-    negotiation: NegotiationConfig,
-) -> Result<()> {
+/// Mounts the FUSE filesystem at `mountpoint` (served later by [`serve_fuse`]).
+fn fuse_mount(cli: &Cli, mountpoint: &Path) -> Result<FuseMount> {
     check_directory("--fuse-mount", mountpoint)?;
+    let options = mount_options(cli)?;
+    let mount = FuseMount::mount(mountpoint, &options, ChannelConfig::default())
+        .with_context(|| format!("--fuse-mount {}", mountpoint.display()))?;
+    info!("mounted at {} (/dev/fuse)", mountpoint.display());
+    Ok(mount)
+}
+
+/// The `--fuse-option`s.
+fn mount_options(cli: &Cli) -> Result<MountOptions> {
     let mut options = MountOptions::default();
     for option in cli.fuse_option.iter().flat_map(|o| o.split(',')) {
         match option.split_once('=') {
@@ -293,10 +424,22 @@ fn fuse_mount<F: FileSystem>(
             ),
         }
     }
-    let channel = ChannelConfig::default();
+    Ok(options)
+}
+
+/// Serves the backend through the host kernel's /dev/fuse on `channels` until unmounted.
+fn serve_fuse<F: FileSystem>(
+    cli: &Cli,
+    mount: &FuseMount,
+    channels: Vec<dev_fuse::FuseChannel>,
+    fs: F,
+    negotiation: NegotiationConfig,
+) -> Result<()> {
+    // Parsed when mounting already: this cannot fail differently.
+    let kernel_checks = mount_options(cli)?.kernel_checks_permissions();
     let transport = TransportFacts::dev_fuse(
-        options.kernel_checks_permissions(),
-        u32::try_from(channel.request_buffer()).unwrap_or(u32::MAX),
+        kernel_checks,
+        u32::try_from(mount.config().request_buffer()).unwrap_or(u32::MAX),
     );
     let server = Server::new(
         fs,
@@ -305,25 +448,21 @@ fn fuse_mount<F: FileSystem>(
             negotiation,
         },
     );
-    let mount = FuseMount::mount(mountpoint, &options, channel)
-        .with_context(|| format!("--fuse-mount {}", mountpoint.display()))?;
-    lock_down(cli, shared_dir)?;
-    info!("serving through /dev/fuse at {}", mountpoint.display());
-    let threads = usize::from(cli.queues).max(1);
-    dev_fuse::serve(&mount, threads, |r, w| {
+    info!("serving through /dev/fuse");
+    dev_fuse::serve_channels(channels, |r, w| {
         if let Err(e) = server.handle_message(r, w) {
             log::debug!("request not answered: {e:?}");
         }
     })
     .context("/dev/fuse")?;
-    info!("{} unmounted", mountpoint.display());
+    info!("unmounted");
     Ok(())
 }
 
 /// Landlock and seccomp (`lockdown`), once, after start-up and before any worker thread.
-fn lock_down(cli: &Cli, shared_dir: &Path) -> Result<()> {
+fn lock_down(cli: &Cli, share: std::path::PathBuf) -> Result<()> {
     let config = lockdown::LockDown {
-        share: shared_dir.to_owned(),
+        share,
         landlock: cli.landlock,
         seccomp: cli.seccomp,
         profile: lockdown::Profile {
@@ -338,7 +477,7 @@ fn lock_down(cli: &Cli, shared_dir: &Path) -> Result<()> {
 }
 
 /// The vhost-user listener: an inherited descriptor, or a fresh socket at --socket-path.
-fn listen(cli: &Cli) -> Result<Listener> {
+fn listen(cli: &Cli, socket_group: Option<nix::unistd::Gid>) -> Result<Listener> {
     if let Some(fd) = cli.fd {
         let listener = sys::listener_from_fd(fd).with_context(|| format!("--fd {fd}"))?;
         return Ok(Listener::from(listener));
@@ -358,9 +497,16 @@ fn listen(cli: &Cli) -> Result<Listener> {
         std::fs::remove_file(path)
             .with_context(|| format!("--socket-path {}: cannot remove", path.display()))?;
     }
-    Listener::new(path, false)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("--socket-path {}: cannot listen", path.display()))
+    // A plain listener, wrapped: vhost's `Listener::new` removes its path when dropped, which
+    // the sandbox's parent would do at once, and the sandboxed daemon would do to whatever
+    // the path names in the share. A stale socket is replaced at the next start (above).
+    let listener = std::os::unix::net::UnixListener::bind(path)
+        .with_context(|| format!("--socket-path {}: cannot listen", path.display()))?;
+    let listener = Listener::from(listener);
+    if let Some(gid) = socket_group {
+        sandbox::set_socket_group(path, gid)?;
+    }
+    Ok(listener)
 }
 
 fn check_directory(option: &str, dir: &Path) -> Result<()> {
@@ -371,14 +517,6 @@ fn check_directory(option: &str, dir: &Path) -> Result<()> {
             bail!("{option} {}: no such directory", dir.display())
         }
         Err(e) => bail!("{option} {}: {e}", dir.display()),
-    }
-}
-
-fn sandbox_name(sandbox: Sandbox) -> &'static str {
-    match sandbox {
-        Sandbox::Namespace => "namespace",
-        Sandbox::Chroot => "chroot",
-        Sandbox::None => "none",
     }
 }
 

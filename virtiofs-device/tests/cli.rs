@@ -64,10 +64,27 @@ fn bad_options_give_one_line() {
         sock,
         "--shared-dir",
         shared,
-        "--sandbox",
-        "chroot",
+        "--modcaps=+nonsense",
     ]);
-    assert!(msg.contains("use --sandbox none"), "{msg}");
+    assert!(msg.contains("--modcaps +nonsense"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--rlimit-nofile",
+        "18446744073709551615",
+    ]);
+    assert!(msg.contains("--rlimit-nofile"), "{msg}");
+    let msg = fails(&[
+        "--socket-path",
+        sock,
+        "--shared-dir",
+        shared,
+        "--socket-group",
+        "no-such-group-here",
+    ]);
+    assert!(msg.contains("no such group"), "{msg}");
     let msg = fails(&[
         "--socket-path",
         sock,
@@ -113,6 +130,9 @@ fn help_and_version_succeed() {
     ] {
         assert!(help.contains(option), "{option} missing from --help");
     }
+    // Which layers are on by default.
+    assert!(help.contains("Sandbox layers active by default"), "{help}");
+    assert!(help.contains("[default: namespace]"), "{help}");
     assert!(run(&["--version"]).status.success());
     assert!(run(&["--print-capabilities"]).status.success());
 }

@@ -121,11 +121,8 @@ impl Daemon {
     pub fn serving_pid(&self) -> u32 {
         let mut pid = self.pid();
         for _ in 0..4 {
-            let children =
-                fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-            let mut children = children.split_whitespace().filter_map(|c| c.parse().ok());
-            match (children.next(), children.next()) {
-                (Some(child), None) => pid = child,
+            match children_of(pid)[..] {
+                [child] => pid = child,
                 _ => break,
             }
         }
@@ -255,6 +252,29 @@ impl CpuSample {
         let wall = self.at.elapsed().as_secs_f64().max(1e-3);
         Ok(100.0 * used / wall)
     }
+}
+
+/// The children of `pid`: `/proc/PID/task/PID/children`, or (a kernel without it) a scan of
+/// `/proc` for processes whose parent is `pid`.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    if let Ok(list) = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        return list
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .collect();
+    }
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|st| {
+                st.lines()
+                    .find_map(|l| l.strip_prefix("PPid:"))
+                    .is_some_and(|pp| pp.trim() == pid.to_string())
+            })
+        })
+        .collect()
 }
 
 /// utime + stime of a `/proc/PID/stat` line.

@@ -217,6 +217,28 @@ impl FuseMount {
         Ok(FuseChannel::new(fd, self.config))
     }
 
+    /// `threads` channels (at least one): the mount's own descriptor, then
+    /// [`FuseMount::clone_channel`]s (which open `/dev/fuse`).
+    ///
+    /// # Errors
+    ///
+    /// As [`FuseMount::clone_channel`].
+    pub fn channels(&self, threads: usize) -> Result<Vec<FuseChannel>> {
+        let mut channels = Vec::with_capacity(threads.max(1));
+        channels.push(self.channel()?);
+        for _ in 1..threads {
+            channels.push(self.clone_channel()?);
+        }
+        Ok(channels)
+    }
+
+    /// Gives up unmounting: the drop (and [`FuseMount::unmount`]) leave the mount alone. For a
+    /// process that left the mount namespace the mount was made in, where the mount point
+    /// names nothing (or something else).
+    pub fn disown(&self) {
+        self.mounted.store(false, Ordering::Release);
+    }
+
     /// Detaches the mount (`umount2(MNT_DETACH)`); the channels then read ENODEV and end.
     /// Later calls, and the drop, do nothing.
     ///
@@ -355,11 +377,19 @@ pub fn serve<H>(mount: &FuseMount, threads: usize, handle: H) -> Result<()>
 where
     H: Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync,
 {
-    let mut channels = Vec::with_capacity(threads.max(1));
-    channels.push(mount.channel()?);
-    for _ in 1..threads {
-        channels.push(mount.clone_channel()?);
-    }
+    serve_channels(mount.channels(threads)?, handle)
+}
+
+/// [`serve`] on channels made beforehand ([`FuseMount::channels`]), e.g. before the process
+/// gave up its view of `/dev` (a `pivot_root` or `chroot` sandbox).
+///
+/// # Errors
+///
+/// As [`serve`].
+pub fn serve_channels<H>(channels: Vec<FuseChannel>, handle: H) -> Result<()>
+where
+    H: Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync,
+{
     let handle = &handle;
     std::thread::scope(|s| {
         let mut workers = Vec::new();

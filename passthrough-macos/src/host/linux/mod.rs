@@ -13,8 +13,11 @@
 //!   unknown or the object has no name left (`st_nlink` 0: its entry is then dropped, since an
 //!   unlinked object never gets a name back); [`Host::forget`] drops an entry (never a root's).
 //!   The backend never sees an `O_PATH` descriptor: [`Host::open`] reopens `/proc/self/fd/<N>`
-//!   of one (a "magic link" that lands on the object itself). `/proc` must therefore be
-//!   mounted.
+//!   of one (a "magic link" that lands on the object itself). The `/proc/self/fd` directory is
+//!   opened once, by the first [`Host::root`], and every such name is `<N>` beneath that
+//!   descriptor, so the adapter keeps working after the daemon's `pivot_root` or `chroot` left
+//!   no `/proc` to look up (`/proc` must be mounted when the root is opened; if it is not, the
+//!   absolute `/proc/self/fd/<N>` is used each time).
 //! * **Only regular files and directories are opened** ([`Host::open`]): the object is pinned
 //!   by an `O_PATH` descriptor first (the registry's for a [`Node::Id`], `openat(O_PATH |
 //!   O_NOFOLLOW)` for a [`Node::Child`]), its type checked on that descriptor (`ELOOP` for a
@@ -116,6 +119,9 @@ pub struct LinuxHost {
     /// The backend's descriptor budget, once it shared it: each registered identity but a
     /// root holds a unit.
     budget: OnceLock<Arc<Budget>>,
+    /// The `/proc/self/fd` directory, opened by the first [`Host::root`] (`None` when it could
+    /// not be opened: absolute paths are used then).
+    proc_dir: OnceLock<Option<OwnedFd>>,
 }
 
 /// The identities that resolve, each to an `O_PATH` descriptor of the object.
@@ -227,24 +233,20 @@ struct Object<'a> {
 /// Where an `*xattr` call acts: `/proc/self/fd/<N>` for an `O_PATH` descriptor, else the
 /// descriptor itself.
 enum XattrAt<'a> {
-    Path(CString),
+    Proc(ProcName<'a>),
     Fd(BorrowedFd<'a>),
 }
 
-impl<'a> XattrAt<'a> {
-    fn of(handle: &'a Handle<'_>) -> HostResult<XattrAt<'a>> {
-        if handle.path_only() {
-            proc_path(handle.fd()).map(XattrAt::Path)
-        } else {
-            Ok(XattrAt::Fd(handle.fd()))
-        }
-    }
-}
-
-/// `/proc/self/fd/<N>`: opening (or `chmod`, `*xattr`) through it reaches the object `fd`
-/// refers to, without following it further even if it is a symlink.
-fn proc_path(fd: BorrowedFd<'_>) -> HostResult<CString> {
-    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).map_err(|_| DarwinErrno::EIO)
+/// `/proc/self/fd/<N>`: opening (or `chmod`, `*xattr`) through it reaches the object a
+/// descriptor refers to, without following it further even if it is a symlink. Named `<N>`
+/// beneath the held `/proc/self/fd` descriptor when there is one, else by the absolute path.
+pub(super) struct ProcName<'a> {
+    /// The held `/proc/self/fd` descriptor.
+    pub(super) dir: Option<BorrowedFd<'a>>,
+    /// `<N>`.
+    pub(super) rel: CString,
+    /// `/proc/self/fd/<N>`.
+    pub(super) abs: CString,
 }
 
 /// `name` as a C string: `EINVAL` unless it is one plain component.
@@ -265,6 +267,42 @@ impl LinuxHost {
     #[must_use]
     pub fn new() -> LinuxHost {
         LinuxHost::default()
+    }
+
+    /// The held `/proc/self/fd` descriptor, if [`Host::root`] could open it.
+    fn proc_dir(&self) -> Option<BorrowedFd<'_>> {
+        self.proc_dir
+            .get()
+            .and_then(Option::as_ref)
+            .map(AsFd::as_fd)
+    }
+
+    /// How to name `/proc/self/fd/<N>` of `fd`.
+    fn proc_name(&self, fd: BorrowedFd<'_>) -> HostResult<ProcName<'_>> {
+        let n = fd.as_raw_fd();
+        Ok(ProcName {
+            dir: self.proc_dir(),
+            rel: CString::new(n.to_string()).map_err(|_| DarwinErrno::EIO)?,
+            abs: CString::new(format!("/proc/self/fd/{n}")).map_err(|_| DarwinErrno::EIO)?,
+        })
+    }
+
+    /// Opens `/proc/self/fd/<N>` of `fd` with `flags`: the object itself, reopened.
+    fn open_proc(&self, fd: BorrowedFd<'_>, flags: c_int) -> HostResult<OwnedFd> {
+        let name = self.proc_name(fd)?;
+        match name.dir {
+            Some(dir) => sys::openat(dir, &name.rel, flags, 0),
+            None => sys::open(&name.abs, flags, 0),
+        }
+    }
+
+    /// Where an `*xattr` call on `handle` acts.
+    fn xattr_at<'a>(&'a self, handle: &'a Handle<'_>) -> HostResult<XattrAt<'a>> {
+        if handle.path_only() {
+            self.proc_name(handle.fd()).map(XattrAt::Proc)
+        } else {
+            Ok(XattrAt::Fd(handle.fd()))
+        }
     }
 
     fn registry(&self) -> RwLockReadGuard<'_, Registry> {
@@ -381,7 +419,7 @@ impl LinuxHost {
     /// [`LIST_RETRIES`] times) if it grows between the probe and the read.
     fn linux_xattr_list(at: &XattrAt<'_>) -> HostResult<Vec<u8>> {
         let list = |buf: &mut [u8]| match at {
-            XattrAt::Path(path) => sys::listxattr(path, buf),
+            XattrAt::Proc(name) => sys::listxattr(name, buf),
             XattrAt::Fd(fd) => sys::flistxattr(*fd, buf),
         };
         for _ in 0..LIST_RETRIES {
@@ -424,7 +462,7 @@ impl LinuxHost {
     /// Opens the object `pinned` (an `O_PATH` descriptor, attributes `st`) for I/O with the
     /// Linux `flags`, if it is a regular file or a directory: reopened through
     /// `/proc/self/fd/<N>`, which lands on exactly that object, and checked again.
-    fn reopen(pinned: BorrowedFd<'_>, st: &HostStat, flags: c_int) -> HostResult<OwnedFd> {
+    fn reopen(&self, pinned: BorrowedFd<'_>, st: &HostStat, flags: c_int) -> HostResult<OwnedFd> {
         if st.is_symlink() {
             return Err(DarwinErrno::ELOOP);
         }
@@ -435,7 +473,7 @@ impl LinuxHost {
             return Err(DarwinErrno::ENXIO);
         }
         let flags = flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW);
-        let fd = sys::open(&proc_path(pinned)?, flags, 0)?;
+        let fd = self.open_proc(pinned, flags)?;
         let opened = sys::statx(fd.as_fd(), libc::STATX_TYPE | libc::STATX_INO)?;
         let same = opened.stx_ino == st.ino
             && matches!(
@@ -458,6 +496,9 @@ impl Host for LinuxHost {
     fn root(&self, path: &Path) -> HostResult<HostStat> {
         let path = CString::new(path.as_os_str().as_bytes()).map_err(|_| DarwinErrno::EINVAL)?;
         let fd = sys::open(&path, PATH_FLAGS | libc::O_DIRECTORY, 0)?;
+        // Before any sandbox hides /proc (see the module documentation).
+        self.proc_dir
+            .get_or_init(|| sys::open(c"/proc/self/fd", PATH_FLAGS | libc::O_DIRECTORY, 0).ok());
         let st = self.stat_fd(fd.as_fd())?;
         if !st.is_dir() {
             return Err(DarwinErrno::ENOTDIR);
@@ -526,7 +567,7 @@ impl Host for LinuxHost {
                 (Handle::Owned(fd), st)
             }
         };
-        Self::reopen(pinned.fd(), &st, flags)
+        self.reopen(pinned.fd(), &st, flags)
     }
 
     fn mkdir(&self, dir: HostId, name: &[u8], mode: u16) -> HostResult<()> {
@@ -606,7 +647,11 @@ impl Host for LinuxHost {
         if object.st.is_symlink() {
             return Err(DarwinErrno::ENOTSUP);
         }
-        sys::chmod(&proc_path(object.handle.fd())?, mode)
+        let name = self.proc_name(object.handle.fd())?;
+        match name.dir {
+            Some(dir) => sys::fchmodat(dir, &name.rel, mode),
+            None => sys::chmod(&name.abs, mode),
+        }
     }
 
     /// `utimensat(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`, Darwin's `UTIME_NOW` and
@@ -634,8 +679,8 @@ impl Host for LinuxHost {
         xlate::xattr_check_options(options)?;
         let object = self.object(node)?;
         let name = Self::xattr_name(&object, name)?;
-        match XattrAt::of(&object.handle)? {
-            XattrAt::Path(path) => sys::getxattr(&path, &name, buf),
+        match self.xattr_at(&object.handle)? {
+            XattrAt::Proc(at) => sys::getxattr(&at, &name, buf),
             XattrAt::Fd(fd) => sys::fgetxattr(fd, &name, buf),
         }
     }
@@ -646,8 +691,8 @@ impl Host for LinuxHost {
         let flags = xlate::xattr_set_flags(options)?;
         let object = self.object(node)?;
         let name = Self::xattr_name(&object, name)?;
-        match XattrAt::of(&object.handle)? {
-            XattrAt::Path(path) => sys::setxattr(&path, &name, value, flags),
+        match self.xattr_at(&object.handle)? {
+            XattrAt::Proc(at) => sys::setxattr(&at, &name, value, flags),
             XattrAt::Fd(fd) => sys::fsetxattr(fd, &name, value, flags),
         }
     }
@@ -656,7 +701,7 @@ impl Host for LinuxHost {
     fn listxattr(&self, node: Node<'_>, buf: &mut [u8], options: i32) -> HostResult<usize> {
         xlate::xattr_check_options(options)?;
         let object = self.object(node)?;
-        let linux = Self::linux_xattr_list(&XattrAt::of(&object.handle)?)?;
+        let linux = Self::linux_xattr_list(&self.xattr_at(&object.handle)?)?;
         let list = xlate::xattr_list(&linux, xlate::xattr_prefix(&object.st));
         if buf.is_empty() {
             return Ok(list.len());
@@ -671,8 +716,8 @@ impl Host for LinuxHost {
         xlate::xattr_check_options(options)?;
         let object = self.object(node)?;
         let name = Self::xattr_name(&object, name)?;
-        match XattrAt::of(&object.handle)? {
-            XattrAt::Path(path) => sys::removexattr(&path, &name),
+        match self.xattr_at(&object.handle)? {
+            XattrAt::Proc(at) => sys::removexattr(&at, &name),
             XattrAt::Fd(fd) => sys::fremovexattr(fd, &name),
         }
     }
@@ -815,7 +860,7 @@ impl Host for LinuxHost {
         if !st.is_dir() {
             return Err(DarwinErrno::ENOTDIR);
         }
-        let reader = sys::open(&proc_path(fd.as_fd())?, DIR_FLAGS, 0)?;
+        let reader = self.open_proc(fd.as_fd(), DIR_FLAGS)?;
         match sys::inode_flags(reader.as_fd()) {
             Ok(flags) => Ok(flags & FS_CASEFOLD_FL == 0),
             Err(
@@ -836,7 +881,7 @@ impl Host for LinuxHost {
         let dirfd = self.dir_fd(dir)?;
         let entry = sys::openat(dirfd.as_fd(), &component(name)?, PATH_FLAGS, 0)?;
         let ino = sys::statx(entry.as_fd(), libc::STATX_INO)?.stx_ino;
-        let reader = sys::open(&proc_path(dirfd.as_fd())?, DIR_FLAGS, 0)?;
+        let reader = self.open_proc(dirfd.as_fd(), DIR_FLAGS)?;
         let mut stream = LinuxDirStream::new(reader);
         // By preference: `name` with that inode, else the first name with it, else `name`.
         let mut first_with_ino: Option<Vec<u8>> = None;

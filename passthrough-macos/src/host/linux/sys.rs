@@ -21,6 +21,9 @@ use std::ptr;
 
 use libc::{c_int, c_uint, c_void, mode_t, off_t};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::ProcName;
 use super::errno::darwin_from_linux;
 use crate::errno::DarwinErrno;
 use crate::host::HostResult;
@@ -171,6 +174,13 @@ pub(super) fn chmod(path: &CStr, mode: mode_t) -> HostResult<()> {
     check(unsafe { libc::chmod(path.as_ptr(), mode) })
 }
 
+/// `fchmodat(dir, name, mode, 0)` (follows a final magic link: used on `<N>` beneath
+/// `/proc/self/fd` only).
+pub(super) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: mode_t) -> HostResult<()> {
+    // SAFETY: `dir` is open; `name` is NUL-terminated.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) })
+}
+
 /// `fchmod(fd, mode)`.
 pub(super) fn fchmod(fd: BorrowedFd<'_>, mode: mode_t) -> HostResult<()> {
     // SAFETY: `fd` is open.
@@ -192,14 +202,176 @@ pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: off_t) -> HostResult<()> {
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })
 }
 
-/// `getxattr(path, name, buf)` (follows a final symlink: used on `/proc/self/fd/N` only, which
-/// lands on the object itself); an empty `buf` asks for the size.
-pub(super) fn getxattr(path: &CStr, name: &CStr, buf: &mut [u8]) -> HostResult<usize> {
+// Extended attributes of `/proc/self/fd/<N>` (which lands on the object itself, a symlink
+// included): `<N>` beneath the held `/proc/self/fd` descriptor with the `*xattrat` calls of
+// Linux 6.13 (valid after a `pivot_root` or `chroot` that left no `/proc`), else, on a kernel
+// that answers ENOSYS (remembered) or without the descriptor, the classic calls on the
+// absolute path.
+
+/// `struct xattr_args` of `linux/xattr.h` (`XATTR_ARGS_SIZE_VER0`).
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The `*xattrat` system call numbers (the same in the generic and x86 tables); elsewhere -1,
+/// which the kernel answers with ENOSYS.
+#[cfg(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64"
+))]
+mod nr {
+    pub(super) const SETXATTRAT: libc::c_long = 463;
+    pub(super) const GETXATTRAT: libc::c_long = 464;
+    pub(super) const LISTXATTRAT: libc::c_long = 465;
+    pub(super) const REMOVEXATTRAT: libc::c_long = 466;
+}
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64",
+    target_arch = "loongarch64"
+)))]
+mod nr {
+    pub(super) const SETXATTRAT: libc::c_long = -1;
+    pub(super) const GETXATTRAT: libc::c_long = -1;
+    pub(super) const LISTXATTRAT: libc::c_long = -1;
+    pub(super) const REMOVEXATTRAT: libc::c_long = -1;
+}
+
+/// Cleared the first time a `*xattrat` call answers ENOSYS.
+static HAVE_XATTRAT: AtomicBool = AtomicBool::new(true);
+
+/// Runs the `*xattrat` call `call` when `at` has the `/proc/self/fd` descriptor and the
+/// kernel has the calls; `None` means: use the absolute path.
+fn xattrat(
+    at: &ProcName<'_>,
+    call: impl FnOnce(c_int) -> libc::c_long,
+) -> Option<HostResult<usize>> {
+    let dir = at.dir?;
+    if !HAVE_XATTRAT.load(Ordering::Relaxed) {
+        return None;
+    }
+    let ret = call(dir.as_raw_fd());
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::ENOSYS) {
+            HAVE_XATTRAT.store(false, Ordering::Relaxed);
+            return None;
+        }
+        return Some(Err(err
+            .raw_os_error()
+            .map_or(DarwinErrno::EIO, darwin_from_linux)));
+    }
+    Some(usize::try_from(ret).map_err(|_| DarwinErrno::EIO))
+}
+
+/// `getxattr` of `/proc/self/fd/<N>`; an empty `buf` asks for the size.
+pub(super) fn getxattr(at: &ProcName<'_>, name: &CStr, buf: &mut [u8]) -> HostResult<usize> {
     let len = buf.len();
     let value = out_ptr(buf);
+    let mut args = XattrArgs {
+        value: value as u64,
+        size: u32::try_from(len).unwrap_or(u32::MAX),
+        flags: 0,
+    };
+    let r = xattrat(at, |dir| {
+        // SAFETY: `dir` is open; `rel` and `name` are NUL-terminated; `args` is a live
+        // `xattr_args` of the size passed, whose `value` is null with size 0 or writable for
+        // `size` bytes.
+        unsafe {
+            libc::syscall(
+                nr::GETXATTRAT,
+                dir,
+                at.rel.as_ptr(),
+                0,
+                name.as_ptr(),
+                &raw mut args,
+                size_of::<XattrArgs>(),
+            )
+        }
+    });
+    if let Some(r) = r {
+        return r;
+    }
     // SAFETY: both strings are NUL-terminated; `value` is null with length 0, or writable for
     // `len` bytes.
-    check_len(unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), value, len) })
+    check_len(unsafe { libc::getxattr(at.abs.as_ptr(), name.as_ptr(), value, len) })
+}
+
+/// `setxattr` of `/proc/self/fd/<N>`.
+pub(super) fn setxattr(
+    at: &ProcName<'_>,
+    name: &CStr,
+    value: &[u8],
+    flags: c_int,
+) -> HostResult<()> {
+    let args = XattrArgs {
+        value: value.as_ptr() as u64,
+        size: u32::try_from(value.len()).map_err(|_| DarwinErrno::E2BIG)?,
+        flags: u32::from_ne_bytes(flags.to_ne_bytes()),
+    };
+    let r = xattrat(at, |dir| {
+        // SAFETY: `dir` is open; `rel` and `name` are NUL-terminated; `args` is a live
+        // `xattr_args` of the size passed, whose `value` is readable for `size` bytes.
+        unsafe {
+            libc::syscall(
+                nr::SETXATTRAT,
+                dir,
+                at.rel.as_ptr(),
+                0,
+                name.as_ptr(),
+                &raw const args,
+                size_of::<XattrArgs>(),
+            )
+        }
+    });
+    if let Some(r) = r {
+        return r.map(drop);
+    }
+    // SAFETY: both strings are NUL-terminated; `value` is readable for `value.len()` bytes.
+    check(unsafe {
+        libc::setxattr(
+            at.abs.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+}
+
+/// `listxattr` of `/proc/self/fd/<N>`; an empty `buf` asks for the size.
+pub(super) fn listxattr(at: &ProcName<'_>, buf: &mut [u8]) -> HostResult<usize> {
+    let len = buf.len();
+    let list: *mut libc::c_char = out_ptr(buf).cast();
+    let r = xattrat(at, |dir| {
+        // SAFETY: `dir` is open; `rel` is NUL-terminated; `list` is null with length 0, or
+        // writable for `len` bytes.
+        unsafe { libc::syscall(nr::LISTXATTRAT, dir, at.rel.as_ptr(), 0, list, len) }
+    });
+    if let Some(r) = r {
+        return r;
+    }
+    // SAFETY: `abs` is NUL-terminated; `list` as above.
+    check_len(unsafe { libc::listxattr(at.abs.as_ptr(), list, len) })
+}
+
+/// `removexattr` of `/proc/self/fd/<N>`.
+pub(super) fn removexattr(at: &ProcName<'_>, name: &CStr) -> HostResult<()> {
+    let r = xattrat(at, |dir| {
+        // SAFETY: `dir` is open; `rel` and `name` are NUL-terminated.
+        unsafe { libc::syscall(nr::REMOVEXATTRAT, dir, at.rel.as_ptr(), 0, name.as_ptr()) }
+    });
+    if let Some(r) = r {
+        return r.map(drop);
+    }
+    // SAFETY: both strings are NUL-terminated.
+    check(unsafe { libc::removexattr(at.abs.as_ptr(), name.as_ptr()) })
 }
 
 /// `fgetxattr(fd, name, buf)`; an empty `buf` asks for the size.
@@ -208,20 +380,6 @@ pub(super) fn fgetxattr(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Host
     let value = out_ptr(buf);
     // SAFETY: `fd` is open; `name` is NUL-terminated; `value` as in `getxattr`.
     check_len(unsafe { libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), value, len) })
-}
-
-/// `setxattr(path, name, value, flags)` (see [`getxattr`] about the path).
-pub(super) fn setxattr(path: &CStr, name: &CStr, value: &[u8], flags: c_int) -> HostResult<()> {
-    // SAFETY: both strings are NUL-terminated; `value` is readable for `value.len()` bytes.
-    check(unsafe {
-        libc::setxattr(
-            path.as_ptr(),
-            name.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            flags,
-        )
-    })
 }
 
 /// `fsetxattr(fd, name, value, flags)`.
@@ -243,27 +401,12 @@ pub(super) fn fsetxattr(
     })
 }
 
-/// `listxattr(path, buf)` (see [`getxattr`] about the path); an empty `buf` asks for the size.
-pub(super) fn listxattr(path: &CStr, buf: &mut [u8]) -> HostResult<usize> {
-    let len = buf.len();
-    let list = out_ptr(buf).cast();
-    // SAFETY: `path` is NUL-terminated; `list` is null with length 0, or writable for `len`
-    // bytes.
-    check_len(unsafe { libc::listxattr(path.as_ptr(), list, len) })
-}
-
 /// `flistxattr(fd, buf)`; an empty `buf` asks for the size.
 pub(super) fn flistxattr(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize> {
     let len = buf.len();
     let list = out_ptr(buf).cast();
     // SAFETY: `fd` is open; `list` as in `listxattr`.
     check_len(unsafe { libc::flistxattr(fd.as_raw_fd(), list, len) })
-}
-
-/// `removexattr(path, name)` (see [`getxattr`] about the path).
-pub(super) fn removexattr(path: &CStr, name: &CStr) -> HostResult<()> {
-    // SAFETY: both strings are NUL-terminated.
-    check(unsafe { libc::removexattr(path.as_ptr(), name.as_ptr()) })
 }
 
 /// `fremovexattr(fd, name)`.

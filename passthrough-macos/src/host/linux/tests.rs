@@ -65,9 +65,18 @@ fn is_root() -> bool {
 fn host_xattr(path: &std::path::Path, name: &CStr) -> Option<Vec<u8>> {
     let path = CString::new(path.as_os_str().as_bytes()).unwrap();
     let mut buf = vec![0u8; 256];
-    let len = sys::getxattr(&path, name, &mut buf).ok()?;
+    let len = sys::getxattr(&by_path(path), name, &mut buf).ok()?;
     buf.truncate(len);
     Some(buf)
+}
+
+/// `path` for the path-based `*xattr` calls.
+fn by_path(path: CString) -> ProcName<'static> {
+    ProcName {
+        dir: None,
+        rel: CString::default(),
+        abs: path,
+    }
 }
 
 // --- Darwin numbers --------------------------------------------------------------------------
@@ -472,8 +481,9 @@ fn other_host_namespaces_are_hidden() {
     let fx = Fx::new();
     fx.write("f", b"");
     let path = CString::new(fx.path("f").as_os_str().as_bytes()).unwrap();
-    sys::setxattr(&path, c"trusted.hidden", b"1", 0).unwrap();
-    sys::setxattr(&path, c"user.shown", b"2", 0).unwrap();
+    let at = by_path(path);
+    sys::setxattr(&at, c"trusted.hidden", b"1", 0).unwrap();
+    sys::setxattr(&at, c"user.shown", b"2", 0).unwrap();
     let mut list = [0u8; 64];
     let len = fx.host.listxattr(fx.child("f"), &mut list, 0).unwrap();
     assert_eq!(&list[..len], b"shown\0");
