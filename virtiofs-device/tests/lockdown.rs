@@ -159,11 +159,17 @@ fn every_thread_is_filtered_and_landlock_is_over_the_share() {
         log.contains("seccomp: kill, ") && log.contains("syscalls allowed"),
         "{log}"
     );
-    // This host's kernel has Landlock (5.13+): the default (auto) enforces it over the share.
-    assert!(
-        log.contains(&format!("fs access beneath {}", share.display())),
-        "{log}"
-    );
+    // Where the kernel has Landlock (5.13+) the default (auto) enforces it over the share;
+    // elsewhere it says so and serves.
+    if log.contains("landlock: unavailable") {
+        eprintln!("this kernel has no Landlock");
+    } else {
+        assert!(
+            log.contains("landlock: ABI v")
+                && log.contains(&format!("fs access beneath {}", share.display())),
+            "{log}"
+        );
+    }
 
     // Still served after the first frontend leaves (reconnect under the filter).
     drop(frontend);
