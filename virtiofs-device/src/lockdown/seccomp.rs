@@ -160,6 +160,9 @@ group!(
     // `libc::Ioctl` is `c_ulong` here, `c_int` on musl: the cast is needed there.
     #[allow(clippy::unnecessary_cast)]
     MACOS_LOGIC = "macos-logic" {
+        // The Linux host reaches /proc/self/fd/N relative to a descriptor (Linux 6.13's
+        // `*xattrat`), the classic calls on older kernels.
+        getxattrat, setxattrat, listxattrat, removexattrat,
         getxattr, lgetxattr, fgetxattr, setxattr, lsetxattr, fsetxattr,
         listxattr, llistxattr, flistxattr, removexattr, lremovexattr, fremovexattr,
     }
