@@ -109,6 +109,7 @@ pub struct DeviceConfig {
     request_queues: u16,
     queue_size: u16,
     workers_per_queue: usize,
+    inline: bool,
 }
 
 impl DeviceConfig {
@@ -119,6 +120,7 @@ impl DeviceConfig {
             request_queues: 1,
             queue_size: DEFAULT_QUEUE_SIZE,
             workers_per_queue: DEFAULT_WORKERS_PER_QUEUE,
+            inline: false,
         }
     }
 
@@ -146,6 +148,13 @@ impl DeviceConfig {
     /// concurrently on them and complete out of order.
     pub fn workers_per_queue(&self) -> usize {
         self.workers_per_queue
+    }
+
+    /// Whether the in-process device serves requests on the thread that calls
+    /// [`VirtioFs::process_queue`](crate::VirtioFs::process_queue), with no worker threads
+    /// (see [`DeviceConfigBuilder::inline`]).
+    pub fn is_inline(&self) -> bool {
+        self.inline
     }
 
     /// The server configuration for this device: the virtio-fs transport facts (the guest
@@ -192,6 +201,7 @@ pub struct DeviceConfigBuilder {
     request_queues: u16,
     queue_size: u16,
     workers_per_queue: usize,
+    inline: bool,
 }
 
 impl DeviceConfigBuilder {
@@ -213,6 +223,18 @@ impl DeviceConfigBuilder {
     /// them while the others serve the rest of the queue.
     pub fn workers_per_queue(mut self, n: usize) -> Self {
         self.workers_per_queue = n;
+        self
+    }
+
+    /// Serve on the caller's thread (default `false`): the in-process device starts no worker
+    /// threads, and [`VirtioFs::process_queue`](crate::VirtioFs::process_queue) serves every
+    /// request it takes off the ring, in ring order, before it returns (a slow request then
+    /// holds up the ones behind it, and the call lasts as long as the guest keeps the ring
+    /// full). For a VMM that wants every request on a thread of its own choosing, or a
+    /// deterministic test. [`workers_per_queue`](Self::workers_per_queue) is then unused; the
+    /// vhost-user backend always uses workers.
+    pub fn inline(mut self, inline: bool) -> Self {
+        self.inline = inline;
         self
     }
 
@@ -238,6 +260,7 @@ impl DeviceConfigBuilder {
             request_queues: self.request_queues,
             queue_size: self.queue_size,
             workers_per_queue: self.workers_per_queue,
+            inline: self.inline,
         })
     }
 }

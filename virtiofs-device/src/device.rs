@@ -1,18 +1,14 @@
-//! The in-process device a VMM embeds: config space, activation with the guest's queues, a
-//! kick thread and a small pool of request workers per queue, and reset.
+//! The in-process device a VMM embeds: config space, activation with the guest's queues, the
+//! VMM-driven entry point ([`VirtioFs::process_queue`]), a small pool of request workers per
+//! queue (or inline serving on the caller's thread), optional kick threads (Linux), and reset.
 
-use std::os::fd::AsRawFd;
+use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::{self, JoinHandle};
 
 use fuse_server::{FileSystem, NegotiationConfig, Server, guest_warn};
-use log::error;
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestAddressSpace;
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::event::{
-    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
-};
+use vmm_sys_util::event::EventNotifier;
 
 use crate::config::DeviceConfig;
 use crate::error::{Error, Result};
@@ -25,13 +21,58 @@ const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 /// VIRTIO_F_VERSION_1.
 const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
+/// How the device interrupts the guest: the VMM implements it (an irqfd or eventfd write, an
+/// MSI-X or GIC injection through its hypervisor API, an interrupt status bit and a wake-up of
+/// its vCPU loop).
+///
+/// The device calls [`signal`](Self::signal) after it put used elements on a queue and the
+/// driver asked to be told (VRING_AVAIL_F_NO_INTERRUPT and EVENT_IDX are already taken into
+/// account). It is called from whichever thread completed the request: one of the queue's
+/// request workers, or the thread inside [`VirtioFs::process_queue`] when the device serves
+/// inline. It must not block for long and must not call back into the device.
+///
+/// [`EventNotifier`] implements it (an eventfd on Linux, a pipe elsewhere), and so does any
+/// `Fn(usize) -> io::Result<()> + Send + Sync` closure.
+pub trait Interrupt: Send + Sync {
+    /// Interrupts the driver for virtqueue `queue` (0 is hiprio).
+    ///
+    /// # Errors
+    ///
+    /// Whatever stopped the interrupt; the device logs it (rate-limited) and goes on.
+    fn signal(&self, queue: usize) -> io::Result<()>;
+}
+
+impl Interrupt for EventNotifier {
+    fn signal(&self, _queue: usize) -> io::Result<()> {
+        self.notify()
+    }
+}
+
+impl<T: Fn(usize) -> io::Result<()> + Send + Sync> Interrupt for T {
+    fn signal(&self, queue: usize) -> io::Result<()> {
+        self(queue)
+    }
+}
+
 /// One queue's dispatch state and workers.
 type LocalQueue<F, M> = Arc<QueueCore<F, M, Arc<LocalRing>>>;
 
-/// A queue handed over at activation, shared by its kick thread and its workers.
+/// A queue handed over at activation, shared by whoever processes it and its workers.
 struct LocalRing {
     queue: Mutex<Queue>,
-    call: EventNotifier,
+    index: usize,
+    interrupt: Arc<dyn Interrupt>,
+}
+
+impl LocalRing {
+    /// Stops the ring for good: a kick through a handle kept past a reset takes nothing off it,
+    /// and a request completing afterwards never touches it.
+    fn stop(&self) {
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set_ready(false);
+    }
 }
 
 impl Ring for Arc<LocalRing> {
@@ -41,8 +82,8 @@ impl Ring for Arc<LocalRing> {
             f(&mut queue)
         };
         if signal {
-            if let Err(e) = self.call.notify() {
-                guest_warn!("cannot signal the driver: {e}");
+            if let Err(e) = self.interrupt.signal(self.index) {
+                guest_warn!("cannot interrupt the driver for queue {}: {e}", self.index);
             }
         }
         value
@@ -50,42 +91,108 @@ impl Ring for Arc<LocalRing> {
 }
 
 /// One virtqueue as the VMM hands it over at activation: the queue (addresses, size, ready,
-/// EVENT_IDX set by the VMM from the negotiated features), the eventfd the driver kicks, and
-/// the eventfd the device signals (the VMM routes it to the guest's interrupt).
-#[derive(Debug)]
+/// EVENT_IDX set by the VMM from the negotiated features) and how the device interrupts the
+/// driver for it.
 pub struct QueueResources {
     /// The queue.
     pub queue: Queue,
-    /// Readable when the driver has kicked the queue.
-    pub kick: EventConsumer,
-    /// Written by the device when the driver needs an interrupt.
-    pub call: EventNotifier,
+    /// Called when the driver needs an interrupt for this queue.
+    pub interrupt: Arc<dyn Interrupt>,
 }
 
-struct Worker {
-    stop: EventNotifier,
-    thread: JoinHandle<()>,
+impl QueueResources {
+    /// `queue`, interrupted through `interrupt` (e.g. the call [`EventNotifier`] of the queue).
+    pub fn new(queue: Queue, interrupt: impl Interrupt + 'static) -> QueueResources {
+        QueueResources {
+            queue,
+            interrupt: Arc::new(interrupt),
+        }
+    }
+}
+
+impl std::fmt::Debug for QueueResources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueResources")
+            .field("queue", &self.queue)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One active queue, as a kick needs it: what [`VirtioFs::process_queue`] calls, and what a VMM
+/// that processes queues on threads of its own keeps (it is `Clone`, `Send` and `Sync`).
+///
+/// A handle kept past [`VirtioFs::reset`] (or past the device) is inert: its queue was stopped,
+/// and [`process`](Self::process) takes nothing off it.
+pub struct QueueHandle<F: FileSystem, M: GuestAddressSpace> {
+    core: LocalQueue<F, M>,
+    ring: Arc<LocalRing>,
+    mem: M,
+}
+
+impl<F, M> QueueHandle<F, M>
+where
+    F: FileSystem + 'static,
+    M: GuestAddressSpace + Clone + Send + 'static,
+{
+    /// The driver kicked this queue (or the VMM polls it): takes every available chain off the
+    /// ring, with every index checked. With request workers, it hands them over and returns
+    /// without waiting for any; the workers complete them out of order and interrupt the
+    /// driver. Inline ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)),
+    /// it serves them on this thread and returns when the ring is empty. A queue whose indices
+    /// are impossible is broken (logged once) and costs nothing until it is reset.
+    pub fn process(&self) {
+        self.core.kick(&self.ring, &self.mem);
+    }
+
+    /// The queue's index (0 is hiprio).
+    pub fn index(&self) -> usize {
+        self.ring.index
+    }
+}
+
+impl<F: FileSystem, M: GuestAddressSpace + Clone> Clone for QueueHandle<F, M> {
+    fn clone(&self) -> Self {
+        QueueHandle {
+            core: Arc::clone(&self.core),
+            ring: Arc::clone(&self.ring),
+            mem: self.mem.clone(),
+        }
+    }
+}
+
+impl<F: FileSystem, M: GuestAddressSpace> std::fmt::Debug for QueueHandle<F, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueHandle")
+            .field("index", &self.ring.index)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A virtio-fs device: generic over the guest memory `M` the VMM hands over and the backend `F`.
 ///
 /// Lifecycle: [`new`](Self::new) → the guest reads [`read_config`](Self::read_config) → the
 /// VMM passes the driver's features to [`ack_features`](Self::ack_features) →
-/// [`activate`](Self::activate) with `1 + request_queues` queues (queue 0 is hiprio) → serving
-/// → [`reset`](Self::reset) (the driver wrote status 0) stops serving and clears all backend
-/// state → `activate` again.
+/// [`activate`](Self::activate) with `1 + request_queues` queues (queue 0 is hiprio) → the VMM
+/// calls [`process_queue`](Self::process_queue) whenever the driver kicks a queue (or, on
+/// Linux, lets [`spawn_kick_threads`](Self::spawn_kick_threads) wait for the kick eventfds and
+/// call it) → [`reset`](Self::reset) (the driver wrote status 0) stops serving and clears all
+/// backend state → `activate` again.
 ///
-/// Each queue has a kick thread that only takes chains off the ring, and a small pool of
-/// workers ([`DeviceConfig::workers_per_queue`]; one for hiprio) that serve them and complete
-/// them out of order. [`reset`](Self::reset) never waits for a request: one still running is
-/// discarded when it completes, never written to the ring.
+/// The device owns no event loop. A kick only takes chains off the ring; each request queue's
+/// small pool of workers ([`DeviceConfig::workers_per_queue`]; one for hiprio) serves them and
+/// completes them out of order, interrupting the driver through the queue's [`Interrupt`]. With
+/// [`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline) there are no workers:
+/// `process_queue` serves on the caller's thread. [`reset`](Self::reset) never waits for a
+/// request: one still running is discarded when it completes, never written to the ring.
 pub struct VirtioFs<F: FileSystem, M: GuestAddressSpace> {
     config: DeviceConfig,
     server: Arc<Server<F>>,
     stats: Arc<Stats>,
     indirect: bool,
     queues: Vec<LocalQueue<F, M>>,
-    workers: Vec<Worker>,
+    active: Vec<QueueHandle<F, M>>,
+    #[cfg(target_os = "linux")]
+    kick_threads: Vec<crate::kick::KickThread>,
 }
 
 impl<F, M> VirtioFs<F, M>
@@ -103,7 +210,9 @@ where
             stats: Arc::new(Stats::default()),
             indirect: false,
             queues: Vec::new(),
-            workers: Vec::new(),
+            active: Vec::new(),
+            #[cfg(target_os = "linux")]
+            kick_threads: Vec::new(),
         }
     }
 
@@ -154,20 +263,22 @@ where
         &self.stats
     }
 
-    /// Whether the workers are running.
+    /// Whether the device is active (between [`activate`](Self::activate) and
+    /// [`reset`](Self::reset)).
     pub fn is_active(&self) -> bool {
-        !self.workers.is_empty()
+        !self.active.is_empty()
     }
 
-    /// Starts serving: one worker thread per queue. `queues[0]` is hiprio, `queues[1..]` the
-    /// request queues the driver set up, in order (at least one; Linux 6.11+ uses at most one
-    /// per vCPU, so fewer than configured is normal).
+    /// Starts serving. `queues[0]` is hiprio, `queues[1..]` the request queues the driver set
+    /// up, in order (at least one; Linux 6.11+ uses at most one per vCPU, so fewer than
+    /// configured is normal). Nothing is taken off a ring until the VMM calls
+    /// [`process_queue`](Self::process_queue) (call it once per queue right away if the driver
+    /// may have queued requests before activation) or starts the kick threads.
     ///
     /// # Errors
     ///
     /// [`Error::AlreadyActive`], [`Error::QueueCount`], [`Error::InvalidQueue`], or a failure to
-    /// set up a worker ([`Error::WorkerEvents`], [`Error::SpawnWorker`]; the workers already
-    /// started are stopped again).
+    /// start the request workers at the first activation ([`Error::SpawnWorker`]).
     pub fn activate(&mut self, mem: M, queues: Vec<QueueResources>) -> Result<()> {
         if self.is_active() {
             return Err(Error::AlreadyActive);
@@ -195,11 +306,88 @@ where
         for queue in &self.queues {
             queue.restart(self.indirect);
         }
-        for (index, resources) in queues.into_iter().enumerate() {
-            match self.spawn_worker(index, mem.clone(), resources) {
-                Ok(worker) => self.workers.push(worker),
+        self.active = self
+            .queues
+            .iter()
+            .zip(queues)
+            .enumerate()
+            .map(|(index, (core, resources))| QueueHandle {
+                core: Arc::clone(core),
+                ring: Arc::new(LocalRing {
+                    queue: Mutex::new(resources.queue),
+                    index,
+                    interrupt: resources.interrupt,
+                }),
+                mem: mem.clone(),
+            })
+            .collect();
+        Ok(())
+    }
+
+    /// The VMM-driven entry point: the driver kicked queue `index` (0 is hiprio), or the VMM
+    /// polls it. Takes every available chain off the ring and hands it to the queue's workers
+    /// (returning at once), or, inline, serves them all on this thread before returning; see
+    /// [`QueueHandle::process`]. Call it from the VMM's event loop on every kick; calls for
+    /// different queues, or for the same queue from several threads, may run concurrently.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotActive`]: the device is not active, or `index` was not handed over at
+    /// activation. A guest's malformed request or impossible ring is never an error here.
+    pub fn process_queue(&self, index: usize) -> Result<()> {
+        let handle = self
+            .active
+            .get(index)
+            .ok_or(Error::QueueNotActive { index })?;
+        handle.process();
+        Ok(())
+    }
+
+    /// A handle on active queue `index`, for a VMM that processes queues on threads of its own
+    /// (the handle's [`process`](QueueHandle::process) is what
+    /// [`process_queue`](Self::process_queue) calls); `None` if the queue is not active.
+    pub fn queue_handle(&self, index: usize) -> Option<QueueHandle<F, M>> {
+        self.active.get(index).cloned()
+    }
+
+    /// Linux convenience on top of [`process_queue`](Self::process_queue): one thread per
+    /// active queue that waits (epoll) for the driver's kicks on `kicks[i]`, the eventfd of
+    /// queue `i`, and processes the queue on each, and once right away (the driver may have
+    /// queued requests before activation). The threads stop at [`reset`](Self::reset) and when
+    /// the device is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::QueueNotActive`] if the device is not active, [`Error::QueueCount`] if `kicks`
+    /// does not have one eventfd per active queue, [`Error::AlreadyActive`] if the threads are
+    /// running, [`Error::WorkerEvents`] or [`Error::SpawnWorker`] (the threads already started
+    /// are stopped again).
+    #[cfg(target_os = "linux")]
+    #[cfg_attr(docsrs, doc(cfg(target_os = "linux")))]
+    pub fn spawn_kick_threads(
+        &mut self,
+        kicks: Vec<vmm_sys_util::event::EventConsumer>,
+    ) -> Result<()>
+    where
+        M: Sync,
+    {
+        if !self.is_active() {
+            return Err(Error::QueueNotActive { index: 0 });
+        }
+        if !self.kick_threads.is_empty() {
+            return Err(Error::AlreadyActive);
+        }
+        if kicks.len() != self.active.len() {
+            return Err(Error::QueueCount {
+                max_request_queues: self.config.request_queues(),
+                got: kicks.len(),
+            });
+        }
+        for (handle, kick) in self.active.iter().zip(kicks) {
+            match crate::kick::KickThread::spawn(handle.clone(), kick) {
+                Ok(thread) => self.kick_threads.push(thread),
                 Err(e) => {
-                    self.stop_workers();
+                    self.stop_kick_threads();
                     return Err(e);
                 }
             }
@@ -209,9 +397,12 @@ where
 
     /// Device reset: stops serving the queues and clears all backend state (every node id but
     /// the root and every open handle), so a rebooted guest starts afresh. Requests still
-    /// running are discarded when they complete.
+    /// running are discarded when they complete; [`QueueHandle`]s kept by the VMM become inert.
     pub fn reset(&mut self) {
-        self.stop_workers();
+        self.stop_kick_threads();
+        for handle in self.active.drain(..) {
+            handle.ring.stop();
+        }
         for queue in &self.queues {
             queue.restart(false);
         }
@@ -219,12 +410,14 @@ where
         self.server.reset();
     }
 
-    /// The queues' request workers, started at the first activation and kept until the device
-    /// is dropped.
+    /// The queues' request workers (none when inline), started at the first activation and kept
+    /// until the device is dropped.
     fn start_queues(&self) -> Result<Vec<LocalQueue<F, M>>> {
         (0..self.config.num_queues())
             .map(|index| {
-                let workers = if index == 0 {
+                let workers = if self.config.is_inline() {
+                    0
+                } else if index == 0 {
                     1
                 } else {
                     self.config.workers_per_queue()
@@ -241,61 +434,11 @@ where
             .collect()
     }
 
-    fn stop_workers(&mut self) {
-        for worker in self.workers.drain(..) {
-            if let Err(e) = worker.stop.notify() {
-                error!("cannot stop a queue worker: {e}");
-                continue;
-            }
-            if worker.thread.join().is_err() {
-                error!("a queue worker panicked");
-            }
+    fn stop_kick_threads(&mut self) {
+        #[cfg(target_os = "linux")]
+        for thread in self.kick_threads.drain(..) {
+            thread.stop();
         }
-    }
-
-    fn spawn_worker(&self, index: usize, mem: M, resources: QueueResources) -> Result<Worker> {
-        let (stop_consumer, stop) =
-            new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC)
-                .map_err(Error::WorkerEvents)?;
-        let epoll = Epoll::new().map_err(Error::WorkerEvents)?;
-        epoll
-            .ctl(
-                ControlOperation::Add,
-                resources.kick.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, KICK),
-            )
-            .map_err(Error::WorkerEvents)?;
-        epoll
-            .ctl(
-                ControlOperation::Add,
-                stop_consumer.as_raw_fd(),
-                EpollEvent::new(EventSet::IN, STOP),
-            )
-            .map_err(Error::WorkerEvents)?;
-        let Some(core) = self.queues.get(index) else {
-            return Err(Error::QueueCount {
-                max_request_queues: self.config.request_queues(),
-                got: index + 1,
-            });
-        };
-        let QueueResources { queue, kick, call } = resources;
-        let context = WorkerContext {
-            index,
-            core: Arc::clone(core),
-            ring: Arc::new(LocalRing {
-                queue: Mutex::new(queue),
-                call,
-            }),
-            mem,
-            kick,
-            epoll,
-            _stop: stop_consumer,
-        };
-        let thread = thread::Builder::new()
-            .name(format!("virtiofs-kick{index}"))
-            .spawn(move || context.run())
-            .map_err(Error::SpawnWorker)?;
-        Ok(Worker { stop, thread })
     }
 }
 
@@ -303,9 +446,12 @@ impl<F: FileSystem, M: GuestAddressSpace> Drop for VirtioFs<F, M> {
     fn drop(&mut self) {
         // The kick threads never wait for a request, so joining them is prompt; the request
         // workers end once their queue is gone (after the request they may be running).
-        for worker in self.workers.drain(..) {
-            let _ = worker.stop.notify();
-            let _ = worker.thread.join();
+        #[cfg(target_os = "linux")]
+        for thread in self.kick_threads.drain(..) {
+            thread.stop();
+        }
+        for handle in self.active.drain(..) {
+            handle.ring.stop();
         }
     }
 }
@@ -314,53 +460,8 @@ impl<F: FileSystem, M: GuestAddressSpace> std::fmt::Debug for VirtioFs<F, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtioFs")
             .field("config", &self.config)
-            .field("active_workers", &self.workers.len())
+            .field("active_queues", &self.active.len())
             .field("stats", &self.stats)
             .finish_non_exhaustive()
-    }
-}
-
-const KICK: u64 = 0;
-const STOP: u64 = 1;
-
-struct WorkerContext<F, M: GuestAddressSpace> {
-    index: usize,
-    core: LocalQueue<F, M>,
-    ring: Arc<LocalRing>,
-    mem: M,
-    kick: EventConsumer,
-    epoll: Epoll,
-    _stop: EventConsumer,
-}
-
-impl<F, M> WorkerContext<F, M>
-where
-    F: FileSystem + 'static,
-    M: GuestAddressSpace + Clone + Send + 'static,
-{
-    fn run(self) {
-        // The driver may have queued requests before activation.
-        self.core.kick(&self.ring, &self.mem);
-        let mut events = [EpollEvent::default(); 2];
-        loop {
-            let n = match self.epoll.wait(-1, &mut events) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    error!("queue {}: epoll failed, worker stops: {e}", self.index);
-                    return;
-                }
-            };
-            for event in events.iter().take(n) {
-                match event.data() {
-                    STOP => return,
-                    _ => {
-                        // A failed read means a spurious wake-up; dispatching is harmless.
-                        let _ = self.kick.consume();
-                        self.core.kick(&self.ring, &self.mem);
-                    }
-                }
-            }
-        }
     }
 }

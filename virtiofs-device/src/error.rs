@@ -38,10 +38,17 @@ pub enum Error {
         /// The queue's index (0 is hiprio).
         index: usize,
     },
+    /// `process_queue` named a queue that is not active (out of range, not handed over at
+    /// activation, or the device was reset).
+    #[error("queue {index} is not active")]
+    QueueNotActive {
+        /// The queue's index (0 is hiprio).
+        index: usize,
+    },
     /// `activate` on an active device.
     #[error("the device is already active; reset it first")]
     AlreadyActive,
-    /// Creating the worker's epoll instance or stop event failed.
+    /// Creating a kick thread's epoll instance or stop event failed (Linux).
     #[error("failed to set up the worker's event loop")]
     WorkerEvents(#[source] io::Error),
     /// Spawning a worker thread failed.

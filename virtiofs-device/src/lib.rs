@@ -7,17 +7,31 @@
 //!
 //! A VMM embeds [`VirtioFs`]: it builds a [`DeviceConfig`] (tag, request queues, queue size,
 //! workers per queue), answers the driver's config reads with [`VirtioFs::read_config`], passes
-//! the driver's features to [`VirtioFs::ack_features`], hands over guest memory and the queues
-//! with their kick and call eventfds at [`VirtioFs::activate`], and calls [`VirtioFs::reset`]
-//! when the driver resets the device. Requests are answered on the queue they came from; queue 0
-//! (hiprio) carries FORGET only and never gets a reply.
+//! the driver's features to [`VirtioFs::ack_features`], hands over guest memory and the queues,
+//! each with its [`Interrupt`], at [`VirtioFs::activate`], calls [`VirtioFs::process_queue`]
+//! whenever the driver kicks a queue, and calls [`VirtioFs::reset`] when the driver resets the
+//! device. The device owns no event loop: the VMM's loop drives it. Requests are answered on the
+//! queue they came from; queue 0 (hiprio) carries FORGET only and never gets a reply.
 //!
 //! A kick only takes chains off the ring (with every index checked: a queue whose indices are
 //! impossible is broken until reset); the queue's workers serve them and complete them out of
 //! order, so neither a reset nor a vhost-user message (GET_VRING_BASE, SET_VRING_CALL,
 //! SET_MEM_TABLE, a disconnect) ever waits for a slow request, and a request that completes after
-//! its queue was stopped is discarded. A vhost-user memory table whose regions run past the end of
-//! their backing file is refused (touching it would be SIGBUS).
+//! its queue was stopped is discarded. With [`DeviceConfigBuilder::inline`] there are no workers
+//! and `process_queue` serves on the caller's thread. A vhost-user memory table whose regions
+//! run past the end of their backing file is refused (touching it would be SIGBUS).
+//!
+//! # Embedding on macOS
+//!
+//! The library builds for macOS with `default-features = false` (the daemon and `vhost-user`
+//! are Linux-only; so are [`VirtioFs::spawn_kick_threads`], epoll threads that wait for kick
+//! eventfds and call the same `process_queue`). The backend is `passthrough-macos`'s
+//! `PassthroughFs<DarwinHost>`; the request workers are plain threads and exist on macOS too.
+//! `examples/embed.rs` is a minimal VMM-side loop. What was verified: `cargo xtask check-macos`
+//! type-checks and lints this crate (library and example), `virtiofs-transport` and
+//! `passthrough-macos` for `aarch64-apple-darwin` and `x86_64-apple-darwin`; the logic is tested
+//! on Linux (`tests/embed_macos.rs` plays the VMM with the macOS backend over its Linux adapter,
+//! through `process_queue` on mock rings); none of it has run on a Mac.
 //!
 //! QEMU, Cloud Hypervisor and crosvm instead connect to the `virtiofs-device` binary over
 //! vhost-user (`vhost_user` module, feature `vhost-user`).
@@ -45,8 +59,9 @@
 //!
 //! # Cargo features
 //!
-//! - `vhost-user`: [`vhost_user::VhostUserFs`], the `VhostUserBackend` implementation;
-//! - `daemon` (default): the `virtiofs-device` binary (implies `vhost-user`).
+//! - `vhost-user`: `vhost_user::VhostUserFs`, the `VhostUserBackend` implementation (Linux;
+//!   without effect elsewhere);
+//! - `daemon` (default): the `virtiofs-device` binary (implies `vhost-user`; Linux only).
 //!
 //! # Safety
 //!
@@ -57,15 +72,17 @@
 mod config;
 mod device;
 mod error;
+#[cfg(target_os = "linux")]
+mod kick;
 mod queue;
-#[cfg(feature = "vhost-user")]
-#[cfg_attr(docsrs, doc(cfg(feature = "vhost-user")))]
+#[cfg(all(feature = "vhost-user", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "vhost-user", target_os = "linux"))))]
 pub mod vhost_user;
 
 pub use config::{
     DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,
     MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES, MAX_WORKERS_PER_QUEUE, TAG_LEN, Tag, VirtioFsConfig,
 };
-pub use device::{QueueResources, VirtioFs};
+pub use device::{Interrupt, QueueHandle, QueueResources, VirtioFs};
 pub use error::{Error, Result};
 pub use queue::{QueueRole, Stats};

@@ -23,6 +23,14 @@
 //!
 //! Both the in-process device and the vhost-user backend use this machinery; they differ in
 //! what a ring is ([`Ring`]) and how kicks arrive.
+//!
+//! # Inline serving
+//!
+//! A queue made with no workers (the in-process device's
+//! [`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) has the same channel,
+//! but whoever calls [`QueueCore::kick`] drains it: every request the kick found is served on
+//! the caller's thread, in ring order, before `kick` returns. The generation, the ring checks
+//! and the used-ring step are the same code as the workers'.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -124,6 +132,12 @@ struct Control<A, R> {
     current: Option<(R, A)>,
 }
 
+/// The receiving end of an inline queue's channel and the buffers its caller serves with.
+struct Inline<A, R> {
+    jobs: Receiver<Job<A, R>>,
+    buffers: WorkerBuffers,
+}
+
 /// One queue: its role, its control state and the sending end of its workers' channel.
 pub(crate) struct QueueCore<F, A, R> {
     index: usize,
@@ -133,6 +147,8 @@ pub(crate) struct QueueCore<F, A, R> {
     served: AtomicU64,
     control: Mutex<Control<A, R>>,
     jobs: SyncSender<Job<A, R>>,
+    /// `Some` for a queue without workers: [`kick`](Self::kick) serves what it dispatched.
+    inline: Option<Mutex<Inline<A, R>>>,
 }
 
 impl<F, A, R> QueueCore<F, A, R>
@@ -141,7 +157,8 @@ where
     A: GuestAddressSpace + Clone + Send + 'static,
     R: Ring,
 {
-    /// Queue `index` with `workers` threads and room for `depth` requests waiting for them.
+    /// Queue `index` with `workers` threads and room for `depth` requests waiting for them;
+    /// with `workers == 0`, no thread: each [`kick`](Self::kick) serves on its caller's thread.
     ///
     /// # Errors
     ///
@@ -154,6 +171,26 @@ where
         depth: usize,
     ) -> std::io::Result<Arc<Self>> {
         let (jobs, rx) = sync_channel(depth.max(1));
+        if workers == 0 {
+            return Ok(Arc::new(QueueCore {
+                index,
+                role: QueueRole::of_index(index),
+                server,
+                stats,
+                served: AtomicU64::new(0),
+                control: Mutex::new(Control {
+                    generation: 0,
+                    ring: RingState::new(false),
+                    starved: false,
+                    current: None,
+                }),
+                jobs,
+                inline: Some(Mutex::new(Inline {
+                    jobs: rx,
+                    buffers: WorkerBuffers::default(),
+                })),
+            }));
+        }
         let core = Arc::new(QueueCore {
             index,
             role: QueueRole::of_index(index),
@@ -167,9 +204,10 @@ where
                 current: None,
             }),
             jobs,
+            inline: None,
         });
         let rx = Arc::new(Mutex::new(rx));
-        for n in 0..workers.max(1) {
+        for n in 0..workers {
             let weak = Arc::downgrade(&core);
             let rx = Arc::clone(&rx);
             thread::Builder::new()
@@ -195,14 +233,39 @@ where
     }
 
     /// Requests completed since the last call (for the per-connection log line).
+    #[cfg(all(feature = "vhost-user", target_os = "linux"))]
     pub(crate) fn take_served(&self) -> u64 {
         self.served.swap(0, Ordering::Relaxed)
     }
 
     /// The driver kicked: hands every available chain to the workers, holding the ring only
-    /// while taking heads off it.
+    /// while taking heads off it. A queue without workers serves them before returning.
     pub(crate) fn kick(&self, ring: &R, mem: &A) {
+        self.take_available(ring, mem);
+        self.serve_inline();
+    }
+
+    /// On a queue without workers: serves every dispatched request on this thread, including
+    /// those a full channel held back (each `run` dispatches them again). One caller at a time;
+    /// another waits for it and then finds the channel empty.
+    fn serve_inline(&self) {
+        let Some(inline) = &self.inline else {
+            return;
+        };
+        let mut inline = inline.lock().unwrap_or_else(PoisonError::into_inner);
+        let Inline { jobs, buffers } = &mut *inline;
+        while let Ok(job) = jobs.try_recv() {
+            self.run(job, buffers);
+        }
+    }
+
+    /// Takes every available head off the ring onto the channel.
+    fn take_available(&self, ring: &R, mem: &A) {
         ring.with_queue(|queue| {
+            // A queue the device stopped (reset) is not polled, whoever still holds it.
+            if !queue.ready() {
+                return ((), false);
+            }
             let mut control = self.control();
             control.current = Some((ring.clone(), mem.clone()));
             control.starved = false;
@@ -278,7 +341,8 @@ where
             control.current.clone()
         };
         if let Some((ring, mem)) = current {
-            self.kick(&ring, &mem);
+            // Not `kick`: an inline queue is being drained by the caller of this `run`.
+            self.take_available(&ring, &mem);
         }
     }
 

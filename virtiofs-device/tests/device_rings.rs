@@ -94,6 +94,7 @@ impl Guest {
     /// Activates with fresh queues at `base + i * 0x1_0000`.
     fn activate(&mut self, base: u64) {
         let mut resources = Vec::new();
+        let mut kicks = Vec::new();
         self.queues.clear();
         for i in 0..3u64 {
             let at = base + i * 0x1_0000;
@@ -105,11 +106,8 @@ impl Guest {
             let (kick_consumer, kick) =
                 new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
             let (_call, call) = new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            resources.push(QueueResources {
-                queue,
-                kick: kick_consumer,
-                call,
-            });
+            resources.push(QueueResources::new(queue, call));
+            kicks.push(kick_consumer);
             self.queues.push(Driver {
                 base: at,
                 avail: mock.avail_addr(),
@@ -120,6 +118,7 @@ impl Guest {
         }
         let mem = GuestMemoryAtomic::new(self.mem.clone());
         self.device().activate(mem, resources).unwrap();
+        self.device().spawn_kick_threads(kicks).unwrap();
     }
 
     fn avail(&self, q: usize) -> GuestAddress {

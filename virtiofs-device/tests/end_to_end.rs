@@ -76,6 +76,7 @@ impl Guest {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
         let mut queues = Vec::new();
         let mut resources = Vec::new();
+        let mut kicks = Vec::new();
         for i in 0..=u64::from(request_queues) {
             let mock = MockSplitQueue::create(&mem, GuestAddress(i * RING_STRIDE), QUEUE_SIZE);
             let queue: Queue = mock.create_queue().unwrap();
@@ -83,11 +84,8 @@ impl Guest {
                 new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
             let (call, call_notifier) =
                 new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            resources.push(QueueResources {
-                queue,
-                kick: kick_consumer,
-                call: call_notifier,
-            });
+            resources.push(QueueResources::new(queue, call_notifier));
+            kicks.push(kick_consumer);
             queues.push(DriverQueue {
                 desc_table: mock.desc_table_addr(),
                 avail: mock.avail_addr(),
@@ -101,6 +99,7 @@ impl Guest {
         device
             .activate(GuestMemoryAtomic::new(mem.clone()), resources)
             .unwrap();
+        device.spawn_kick_threads(kicks).unwrap();
         let path = dir.path().to_owned();
         Guest {
             mem,

@@ -32,8 +32,17 @@
 //!
 //! # `/dev/fuse`
 //!
-//! See [`dev_fuse`]: mount with options, one request per `read()`, replies with `writev`,
-//! several reader threads on cloned descriptors, unmount on drop.
+//! See `dev_fuse` (Linux, feature `dev-fuse`): mount with options, one request per `read()`,
+//! replies with `writev`, several reader threads on cloned descriptors, unmount on drop.
+//!
+//! # Platforms
+//!
+//! Everything but `dev_fuse` is portable Unix code: the chain reader and writer, the ring
+//! checks and the zero-copy file I/O (`preadv`/`pwritev` through `libc`, in macOS since 11)
+//! build for Linux and macOS alike. `dev_fuse` (mount(2), `/dev/fuse`, `FUSE_DEV_IOC_CLONE`)
+//! exists only on Linux with the `dev-fuse` feature. `cargo xtask check-macos` type-checks and
+//! lints the crate for `aarch64-apple-darwin` and `x86_64-apple-darwin`; its logic is tested on
+//! Linux only.
 //!
 //! # Unsafe code
 //!
@@ -41,11 +50,14 @@
 //!
 //! # Cargo features
 //!
+//! - `dev-fuse` (default): the `dev_fuse` module, on Linux (without effect elsewhere);
 //! - `fuzzing`: `fuzzing`, which builds chains in mock guest memory from raw bytes (the
 //!   `transport_chain` fuzz target and its regression tests).
 #![deny(unsafe_code)]
 
 mod chain;
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "dev-fuse", target_os = "linux"))))]
 pub mod dev_fuse;
 mod error;
 #[cfg(feature = "fuzzing")]

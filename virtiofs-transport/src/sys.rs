@@ -1,10 +1,12 @@
-//! Every unsafe operation of the crate: vectored file I/O on guest memory, positional I/O on
-//! host buffers, and the `/dev/fuse` mount, unmount and clone calls.
+//! Every unsafe operation of the crate: vectored file I/O on guest memory (portable), and for
+//! `dev_fuse` (Linux, feature `dev-fuse`) positional I/O on host buffers and the `/dev/fuse`
+//! mount, unmount and clone calls.
 //!
 //! Each function is a safe wrapper around one system call. Guest memory reaches a system call
 //! only as an iovec built from a [`VolatileSlice`] (through vm-memory's pointer guards), never
 //! as a Rust reference.
 
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 use std::ffi::CStr;
 use std::fmt;
 use std::io;
@@ -19,6 +21,7 @@ use vm_memory::volatile_memory::{PtrGuard, PtrGuardMut};
 pub(crate) const IOV_MAX: usize = 1024;
 
 /// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 const FUSE_DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
 
 /// Reusable storage for the iovecs of one vectored call, and the vm-memory guards that keep
@@ -176,6 +179,7 @@ fn byte_count(ret: isize) -> io::Result<usize> {
 }
 
 /// `pread(fd, buf, off)` into a host buffer.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
     let off = file_offset(off)?;
     // SAFETY: `fd` is open for the call; `buf` is an exclusively borrowed host buffer valid for
@@ -185,6 +189,7 @@ pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<
 }
 
 /// `pwrite(fd, buf, off)` from a host buffer.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usize> {
     let off = file_offset(off)?;
     // SAFETY: `fd` is open for the call; `buf` is a borrowed host buffer valid for `buf.len()`
@@ -194,6 +199,7 @@ pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usi
 }
 
 /// `mount(source, target, fstype, flags, data)`.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn mount(
     source: &CStr,
     target: &CStr,
@@ -221,6 +227,7 @@ pub(crate) fn mount(
 }
 
 /// `umount2(target, flags)`.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: `target` is a borrowed NUL-terminated string that outlives the call. The result
     // is checked.
@@ -234,6 +241,7 @@ pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
 
 /// `ioctl(clone, FUSE_DEV_IOC_CLONE, &session)`: attaches the freshly opened `/dev/fuse`
 /// descriptor `clone` to the connection of `session`.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn fuse_dev_clone(clone: BorrowedFd<'_>, session: BorrowedFd<'_>) -> io::Result<()> {
     let Ok(session_fd) = u32::try_from(session.as_raw_fd()) else {
         return Err(io::Error::from_raw_os_error(libc::EBADF));
@@ -255,12 +263,14 @@ pub(crate) fn fuse_dev_clone(clone: BorrowedFd<'_>, session: BorrowedFd<'_>) -> 
 }
 
 /// The effective user id of this process.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn geteuid() -> u32 {
     // SAFETY: `geteuid` has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
 /// The effective group id of this process.
+#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn getegid() -> u32 {
     // SAFETY: `getegid` has no preconditions and cannot fail.
     unsafe { libc::getegid() }

@@ -3,6 +3,7 @@
 //!
 //! Run with `cargo test -p virtiofs-transport --test dev_fuse_root -- --ignored` as root.
 
+#![cfg(all(feature = "dev-fuse", target_os = "linux"))]
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::os::unix::fs::MetadataExt;

@@ -38,7 +38,7 @@ const STEPS: &[Step] = &[
     ),
     Step::new(
         "check-macos",
-        "type-check passthrough-macos for Apple targets (Debian toolchain)",
+        "clippy of passthrough-macos, virtiofs-transport, virtiofs-device for Apple targets",
         macos::run_all,
     ),
     Step::new(

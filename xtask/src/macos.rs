@@ -1,17 +1,21 @@
-//! `cargo xtask check-macos`: type-check the macOS backend for Apple targets, on Linux.
+//! `cargo xtask check-macos`: type-check and lint the crates a macOS VMM embeds, for the Apple
+//! targets, on Linux.
 //!
 //! rustup cannot fetch the Apple targets' standard library here, so this command uses Debian's
 //! own Rust toolchain, which ships the standard library's sources: `rustc-web`, `cargo-web`,
-//! `libstd-rust-web-dev` (with its versioned `libstd-rust-web-<ver>`) and `rust-web-src`, plus
-//! whatever shared libraries they need that the machine lacks (e.g. `libllvm<N>`). They are
-//! fetched with `apt-get download`, through the machine's own apt sources, and extracted
-//! privately with `dpkg-deb -x` into `.cache/macos-toolchain/root/`; nothing is installed.
-//! `cargo check -Zbuild-std=core,std --target <apple target>` with `RUSTC_BOOTSTRAP=1` then
-//! rebuilds `core`/`std` for the target from those sources and type-checks [`PACKAGES`] against
-//! the `libc` crate's real Darwin definitions (and, for `aarch64-unknown-linux-gnu`, its aarch64
-//! Linux ones). Linking is impossible (no Apple linker or SDK), so it is a check only; `const`
-//! assertions in the checked crates (e.g. passthrough-macos's Darwin constant table against
-//! `libc`) are evaluated by it.
+//! `libstd-rust-web-dev` (with its versioned `libstd-rust-web-<ver>`), `rust-web-src` and
+//! `rust-web-clippy` (`cargo-clippy` and `clippy-driver` of the same version), plus whatever
+//! shared libraries they need that the machine lacks (e.g. `libllvm<N>`). They are fetched with
+//! `apt-get download`, through the machine's own apt sources, and extracted privately with
+//! `dpkg-deb -x` into `.cache/macos-toolchain/root/`; nothing is installed.
+//! `cargo clippy -Zbuild-std=core,std --target <target> -- -D warnings` with
+//! `RUSTC_BOOTSTRAP=1` then rebuilds `core`/`std` for the target from those sources and
+//! type-checks and lints each entry of [`CHECKS`] against the `libc` crate's real Darwin
+//! definitions (and, for `aarch64-unknown-linux-gnu`, its aarch64 Linux ones): a Linux-only item
+//! (`libc::umount2`, `vmm_sys_util::epoll`, a vhost crate) used outside its `cfg` is an error,
+//! and so is any warning. Linking is impossible (no Apple linker or SDK), so it is a check
+//! only; `const` assertions in the checked crates (e.g. passthrough-macos's Darwin constant
+//! table against `libc`) are evaluated by it.
 //!
 //! Provisioning is idempotent: a complete toolchain is marked by a stamp file and reused; a
 //! broken or partial one is removed and fetched again. The check's own target directory is
@@ -27,21 +31,60 @@ use anyhow::{Context, Result, bail};
 
 use crate::util::{self, display, step};
 
-/// The packages type-checked for every Apple target. Add `virtiofs-device` once it builds for
-/// macOS.
-pub(crate) const PACKAGES: &[&str] = &["passthrough-macos"];
+/// The Apple targets.
+const APPLE: &[&str] = &["aarch64-apple-darwin", "x86_64-apple-darwin"];
 
-/// The targets checked: the Apple ones, and aarch64 Linux, where passthrough-macos asserts its
-/// aarch64 guest open-flag values against `libc` (the x86_64 ones are asserted by every build
-/// on this x86_64 machine).
-pub(crate) const TARGETS: &[&str] = &[
-    "aarch64-apple-darwin",
-    "x86_64-apple-darwin",
-    "aarch64-unknown-linux-gnu",
+/// One package checked: the `cargo clippy` arguments that select what a macOS user builds, and
+/// the targets it is checked for.
+#[derive(Debug)]
+pub(crate) struct Check {
+    /// The package.
+    pub(crate) package: &'static str,
+    /// Feature and target selection.
+    pub(crate) args: &'static [&'static str],
+    /// The targets.
+    pub(crate) targets: &'static [&'static str],
+}
+
+/// What a macOS VMM embeds: the macOS backend (also for aarch64 Linux, where it asserts its
+/// aarch64 guest open-flag values against `libc`; the x86_64 ones are asserted by every build on
+/// this x86_64 machine), the transport with its default features (`dev-fuse` is Linux-only and
+/// must compile out), and the device library without the daemon, with its examples.
+pub(crate) const CHECKS: &[Check] = &[
+    Check {
+        package: "passthrough-macos",
+        args: &[],
+        targets: &[
+            "aarch64-apple-darwin",
+            "x86_64-apple-darwin",
+            "aarch64-unknown-linux-gnu",
+        ],
+    },
+    Check {
+        package: "virtiofs-transport",
+        args: &[],
+        targets: APPLE,
+    },
+    Check {
+        package: "virtiofs-device",
+        args: &["--no-default-features", "--lib", "--examples"],
+        targets: APPLE,
+    },
 ];
 
+/// Every target some check is run for, in order.
+fn all_targets() -> Vec<&'static str> {
+    let mut targets: Vec<&'static str> = Vec::new();
+    for target in CHECKS.iter().flat_map(|c| c.targets) {
+        if !targets.contains(target) {
+            targets.push(target);
+        }
+    }
+    targets
+}
+
 /// The Debian packages asked of apt; apt adds the versioned std package and missing libraries.
-const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src"];
+const DEBIAN_PACKAGES: &[&str] = &["rustc-web", "cargo-web", "rust-web-src", "rust-web-clippy"];
 
 /// The standard library crates rebuilt for the target.
 const BUILD_STD: &str = "-Zbuild-std=core,std";
@@ -52,12 +95,15 @@ const STAMP: &str = ".xtask-provisioned";
 const USAGE: &str = "\
 usage: cargo xtask check-macos [--target TARGET]... [-p PACKAGE]... [--provision-only]
 
-Type-checks the macOS crates for the Apple targets with Debian's Rust toolchain and its std
-sources (downloaded once with apt-get into .cache/macos-toolchain/; nothing is installed).
+Type-checks and lints (clippy, -D warnings) the crates a macOS VMM embeds for the Apple
+targets with Debian's Rust toolchain and its std sources (downloaded once with apt-get into
+.cache/macos-toolchain/; nothing is installed).
 
-  --target TARGET    check only this target (default: aarch64-apple-darwin,
-                     x86_64-apple-darwin, aarch64-unknown-linux-gnu)
-  -p, --package P    check only this package (default: passthrough-macos)
+  --target TARGET    check only this target (default: every target of every package:
+                     aarch64-apple-darwin, x86_64-apple-darwin, and aarch64-unknown-linux-gnu
+                     for passthrough-macos)
+  -p, --package P    check only this package (default: passthrough-macos, virtiofs-transport,
+                     virtiofs-device without its daemon)
   --provision-only   fetch and extract the toolchain, then stop
 ";
 
@@ -97,21 +143,47 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let targets: Vec<&str> = if targets.is_empty() {
-        TARGETS.to_vec()
+        all_targets()
     } else {
         targets.iter().map(String::as_str).collect()
     };
-    let packages: Vec<&str> = if packages.is_empty() {
-        PACKAGES.to_vec()
+    let checks: Vec<(&str, &[&str])> = if packages.is_empty() {
+        CHECKS.iter().map(|c| (c.package, c.args)).collect()
     } else {
-        packages.iter().map(String::as_str).collect()
+        packages
+            .iter()
+            .map(|p| {
+                let args = CHECKS
+                    .iter()
+                    .find(|c| c.package == p)
+                    .map_or(&[][..], |c| c.args);
+                (p.as_str(), args)
+            })
+            .collect()
     };
-    toolchain.check(&targets, &packages)
+    for target in targets {
+        for &(package, args) in &checks {
+            toolchain.clippy(target, package, args)?;
+        }
+    }
+    Ok(())
 }
 
-/// The CI step: every package of [`PACKAGES`] for every target of [`TARGETS`].
+/// The CI step: every check of [`CHECKS`] for each of its targets.
 pub(crate) fn run_all() -> Result<()> {
-    Toolchain::provision()?.check(TARGETS, PACKAGES)
+    let toolchain = Toolchain::provision()?;
+    let started = Instant::now();
+    for target in all_targets() {
+        for check in CHECKS.iter().filter(|c| c.targets.contains(&target)) {
+            toolchain.clippy(target, check.package, check.args)?;
+        }
+    }
+    println!(
+        "check-macos: {} checks passed in {:.1} s",
+        CHECKS.iter().map(|c| c.targets.len()).sum::<usize>(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
 }
 
 /// The cache directory: `.cache/macos-toolchain/` at the repository root.
@@ -162,6 +234,8 @@ impl Toolchain {
     fn is_complete(&self) -> bool {
         self.rustc().is_file()
             && self.cargo().is_file()
+            && self.cargo_clippy().is_file()
+            && self.root.join("usr/bin/clippy-driver").is_file()
             && self.std_sources().join("library/std/Cargo.toml").is_file()
     }
 
@@ -171,6 +245,10 @@ impl Toolchain {
 
     fn cargo(&self) -> PathBuf {
         self.root.join("usr/bin/cargo")
+    }
+
+    fn cargo_clippy(&self) -> PathBuf {
+        self.root.join("usr/bin/cargo-clippy")
     }
 
     fn std_sources(&self) -> PathBuf {
@@ -203,41 +281,48 @@ impl Toolchain {
         cmd
     }
 
-    /// `cargo check` of `packages` for each of `targets`.
-    fn check(&self, targets: &[&str], packages: &[&str]) -> Result<()> {
-        for target in targets {
-            step(&format!(
-                "type-check {} for {target} (Debian toolchain, build-std)",
-                packages.join(", ")
-            ));
-            let started = Instant::now();
-            let mut cmd = self.command(&self.cargo());
-            cmd.env("RUSTC_BOOTSTRAP", "1")
-                .env("RUSTC", self.rustc())
-                .env("CARGO_TARGET_DIR", cache_dir().join("target"));
-            // Settings meant for the rustup toolchain must not reach this one.
-            for var in [
-                "RUSTFLAGS",
-                "CARGO_ENCODED_RUSTFLAGS",
-                "RUSTC_WRAPPER",
-                "RUSTC_WORKSPACE_WRAPPER",
-                "CARGO_BUILD_TARGET",
-                "CARGO_BUILD_RUSTC",
-                "RUSTDOC",
-                "RUSTUP_TOOLCHAIN",
-            ] {
-                cmd.env_remove(var);
-            }
-            cmd.args(["check", "--locked", BUILD_STD, "--target", target]);
-            for package in packages {
-                cmd.args(["--package", package]);
-            }
-            util::run(cmd)?;
-            println!(
-                "{target}: type-check passed in {:.1} s",
-                started.elapsed().as_secs_f64()
-            );
+    /// `cargo clippy` of `package` (with `args`) for `target`, every warning an error.
+    fn clippy(&self, target: &str, package: &str, args: &[&str]) -> Result<()> {
+        let shown_args = if args.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", args.join(" "))
+        };
+        step(&format!(
+            "clippy {package}{shown_args} for {target} (Debian toolchain, build-std)"
+        ));
+        let started = Instant::now();
+        // `cargo-clippy` runs `$CARGO check` with its `clippy-driver` (found beside it) as the
+        // workspace members' compiler wrapper; the standard library is built by plain rustc.
+        let mut cmd = self.command(&self.cargo_clippy());
+        cmd.env("RUSTC_BOOTSTRAP", "1")
+            .env("CARGO", self.cargo())
+            .env("RUSTC", self.rustc())
+            .env("CARGO_TARGET_DIR", cache_dir().join("target"));
+        // Settings meant for the rustup toolchain must not reach this one.
+        for var in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "RUSTC_WORKSPACE_WRAPPER",
+            "CARGO_BUILD_TARGET",
+            "CARGO_BUILD_RUSTC",
+            "RUSTDOC",
+            "RUSTUP_TOOLCHAIN",
+            "CLIPPY_ARGS",
+            "CLIPPY_CONF_DIR",
+        ] {
+            cmd.env_remove(var);
         }
+        cmd.args(["clippy", "--locked", BUILD_STD, "--target", target])
+            .args(["--package", package])
+            .args(args)
+            .args(["--", "-D", "warnings"]);
+        util::run(cmd)?;
+        println!(
+            "{target}: {package}: clippy passed in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
         Ok(())
     }
 }

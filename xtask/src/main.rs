@@ -30,7 +30,7 @@ commands:
   hostile       a raw vhost-user frontend as a hostile guest vs the release daemon (root)
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
   layout        fuse-abi layouts vs C linux/fuse.h (system + newest Debian header)
-  check-macos   type-check the macOS crates for the Apple targets (Debian toolchain)
+  check-macos   type-check and lint the macOS embedding crates for Apple targets (Debian toolchain)
   tidy          the house rules over the sources (unsafe only in sys modules, ...)
   help          this text
 ";

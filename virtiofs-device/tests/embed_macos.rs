@@ -1,0 +1,461 @@
+//! The test that plays a macOS VMM: it embeds the in-process device with the macOS backend
+//! (`passthrough-macos`, over its Linux adapter `LinuxHost` here) and drives it the way a VMM
+//! with its own event loop does: no kick eventfds and no kick threads, a call to
+//! `VirtioFs::process_queue` after each request it puts on a mock split queue
+//! (virtio-queue's `MockSplitQueue`), and an `Interrupt` of its own that records which queue
+//! the device interrupted.
+//!
+//! Both serving modes are played: inline (the request is served inside `process_queue`, so
+//! the used element is there when it returns) and the request workers (the used element comes
+//! with the interrupt). The session: INIT with what Linux 6.12 offers on virtio-fs, LOOKUP,
+//! CREATE, WRITE, READ, OPENDIR, READDIR, RENAME, device reset, then a second INIT with what
+//! Linux 7.3 offers, on new rings. Neither INIT may negotiate POSIX_ACL or ALLOW_IDMAP: the
+//! macOS backend can honour neither (the flag that started this project).
+#![cfg(target_os = "linux")]
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::io;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use fuse_abi::{
+    CreateIn, EntryOut, InitFlags, InitOut, Opcode, OpenOut, OutHeader, ReadIn, WriteIn, WriteOut,
+};
+use fuse_server::NegotiationConfig;
+use fuse_server::test_utils::{init_payload, request};
+use passthrough_macos::host::LinuxHost;
+use passthrough_macos::{Config, PassthroughFs};
+use virtio_queue::desc::{RawDescriptor, split::Descriptor};
+use virtio_queue::mock::MockSplitQueue;
+use virtio_queue::{Queue, QueueT};
+use virtiofs_device::{DeviceConfig, Error, QueueResources, VirtioFs};
+use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
+use zerocopy::{FromBytes, IntoBytes};
+
+const SIZE: u16 = 64;
+const F_NEXT: u16 = 1;
+const F_WRITE: u16 = 2;
+/// Queue `i` of an activation at `base` lives at `base + i * STRIDE`.
+const STRIDE: u64 = 0x1_0000;
+/// Request and reply buffers.
+const DATA: u64 = 0x80_0000;
+/// Only a guard against a hang when the workers serve; nothing is timed.
+const GUARD: Duration = Duration::from_secs(10);
+
+type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
+type Device = VirtioFs<PassthroughFs<LinuxHost>, Mem>;
+
+/// What Linux 6.12 offers on virtio-fs without a DAX window (`reference/kernel-fuse.md` §1:
+/// 0x7bfffffb / 0x1ff), protocol 7.41.
+fn offer_6_12() -> (u32, InitFlags) {
+    (41, InitFlags::from_wire(0x7bff_fffb, 0x1ff))
+}
+
+/// What Linux 7.3 offers on virtio-fs without a DAX window and with `enable_uring` (the 0x5dd
+/// base, PASSTHROUGH, HAS_INODE_DAX, OVER_IO_URING and HAS_IO_URING_BUFPOOL), protocol 7.46.
+fn offer_7_3() -> (u32, InitFlags) {
+    (
+        46,
+        InitFlags::from_wire(0x7bff_fffb, 0x5dd | 0x20 | 0x2 | 0x200 | 0x800),
+    )
+}
+
+/// The driver's side of one queue.
+struct Driver {
+    desc: GuestAddress,
+    avail: GuestAddress,
+    used: GuestAddress,
+    next_head: u16,
+    avail_idx: u16,
+    used_idx: u16,
+}
+
+/// The VMM: guest memory, the driver's view of the rings, the device, and what the device's
+/// interrupts reported.
+struct Vmm {
+    mem: GuestMemoryMmap,
+    device: Device,
+    queues: Vec<Driver>,
+    interrupts: Receiver<usize>,
+    interrupt_tx: Sender<usize>,
+    inline: bool,
+    unique: u64,
+    dir: tempfile::TempDir,
+}
+
+impl Vmm {
+    fn new(inline: bool) -> Vmm {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
+        // Requests carry uid/gid 1000: let them create files in the share.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let fs = PassthroughFs::new(LinuxHost::default(), Config::new(dir.path())).unwrap();
+        let config = DeviceConfig::builder("macos")
+            .request_queues(1)
+            .queue_size(SIZE)
+            .inline(inline)
+            .build()
+            .unwrap();
+        let device = VirtioFs::new(config, fs, NegotiationConfig::default());
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
+        let (interrupt_tx, interrupts) = channel();
+        Vmm {
+            mem,
+            device,
+            queues: Vec::new(),
+            interrupts,
+            interrupt_tx,
+            inline,
+            unique: 0,
+            dir,
+        }
+    }
+
+    /// DRIVER_OK: fresh rings at `base` for hiprio and the request queue, each interrupting
+    /// through a closure that reports its queue index.
+    fn activate(&mut self, base: u64) {
+        let features = self.device.features();
+        self.device.ack_features(features);
+        self.queues.clear();
+        let mut resources = Vec::new();
+        for i in 0..2u64 {
+            let at = base + i * STRIDE;
+            let mock = MockSplitQueue::create(&self.mem, GuestAddress(at), SIZE);
+            let mut queue: Queue = mock.create_queue().unwrap();
+            let used = GuestAddress(at + 0x2000);
+            queue.set_used_ring_address(Some(u32::try_from(used.0).unwrap()), Some(0));
+            let tx = Mutex::new(self.interrupt_tx.clone());
+            let interrupt = move |queue: usize| -> io::Result<()> {
+                tx.lock()
+                    .unwrap()
+                    .send(queue)
+                    .map_err(|_| io::Error::other("the VMM is gone"))
+            };
+            resources.push(QueueResources::new(queue, interrupt));
+            self.queues.push(Driver {
+                desc: mock.desc_table_addr(),
+                avail: mock.avail_addr(),
+                used,
+                next_head: 0,
+                avail_idx: 0,
+                used_idx: 0,
+            });
+        }
+        let mem = GuestMemoryAtomic::new(self.mem.clone());
+        self.device.activate(mem, resources).unwrap();
+    }
+
+    fn used_idx(&self, q: usize) -> u16 {
+        self.mem
+            .read_obj(self.queues[q].used.unchecked_add(2))
+            .unwrap()
+    }
+
+    /// Writes `req` and a reply buffer of `reply_len` bytes (none if 0) as a chain on queue
+    /// `q` and publishes it; returns the reply buffer's address.
+    fn publish(&mut self, q: usize, req: &[u8], reply_len: u32) -> GuestAddress {
+        let d = &mut self.queues[q];
+        let head = d.next_head;
+        let data = DATA + (q as u64) * 0x20_0000 + u64::from(head) * 0x4000;
+        let reply = GuestAddress(data + 0x2000);
+        self.mem.write_slice(req, GuestAddress(data)).unwrap();
+        let len = u32::try_from(req.len()).unwrap();
+        let mut descs = Vec::new();
+        if reply_len > 0 {
+            descs.push(Descriptor::new(data, len, F_NEXT, head + 1));
+            descs.push(Descriptor::new(reply.0, reply_len, F_WRITE, 0));
+        } else {
+            descs.push(Descriptor::new(data, len, 0, 0));
+        }
+        for (i, desc) in (head..).zip(descs) {
+            self.mem
+                .write_obj(
+                    RawDescriptor::from(desc),
+                    d.desc.unchecked_add(16 * u64::from(i)),
+                )
+                .unwrap();
+        }
+        d.next_head = (head + 2) % SIZE;
+        let slot = d.avail.unchecked_add(4 + 2 * u64::from(d.avail_idx % SIZE));
+        self.mem.write_obj(head, slot).unwrap();
+        d.avail_idx = d.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(d.avail_idx, d.avail.unchecked_add(2))
+            .unwrap();
+        reply
+    }
+
+    /// The guest kicked queue `q`: the VMM's event loop calls the device, then waits for the
+    /// used element (already there when inline, announced by the interrupt otherwise).
+    /// Returns the used length and the reply bytes.
+    fn submit(&mut self, q: usize, req: &[u8], reply_len: u32) -> (u32, Vec<u8>) {
+        let reply = self.publish(q, req, reply_len);
+        self.device.process_queue(q).unwrap();
+        let expected = self.queues[q].used_idx.wrapping_add(1);
+        if self.inline {
+            assert_eq!(
+                self.used_idx(q),
+                expected,
+                "inline: the request is served before process_queue returns"
+            );
+            assert_eq!(
+                self.interrupts.try_recv(),
+                Ok(q),
+                "inline: the interrupt came from inside process_queue"
+            );
+        } else {
+            // A worker puts the used element, then interrupts (after unlocking the ring), so an
+            // interrupt for the previous request may still arrive now: wait for both the used
+            // element and an interrupt for this queue.
+            let mut interrupted = false;
+            while !interrupted || self.used_idx(q) != expected {
+                let queue = self
+                    .interrupts
+                    .recv_timeout(GUARD)
+                    .expect("a worker completes the request and interrupts");
+                assert!(queue < 2, "an interrupt for queue {queue}");
+                interrupted |= queue == q;
+            }
+        }
+        let d = &mut self.queues[q];
+        let elem = d.used.unchecked_add(4 + 8 * u64::from(d.used_idx % SIZE));
+        d.used_idx = expected;
+        let len: u32 = self.mem.read_obj(elem.unchecked_add(4)).unwrap();
+        let mut bytes = vec![0u8; len.min(reply_len) as usize];
+        self.mem.read_slice(&mut bytes, reply).unwrap();
+        (len, bytes)
+    }
+
+    /// A request on the request queue; checks the reply's framing, returns (error, body).
+    fn call(&mut self, opcode: Opcode, nodeid: u64, args: &[u8]) -> (i32, Vec<u8>) {
+        self.unique += 2;
+        let unique = self.unique;
+        let (used, reply) = self.submit(1, &request(opcode as u32, unique, nodeid, args), 0x2000);
+        let (oh, body) = OutHeader::read_from_prefix(&reply).unwrap();
+        assert_eq!(
+            oh.len.get(),
+            used,
+            "{opcode:?}: used length == out_header.len"
+        );
+        assert_eq!(oh.unique.get(), unique, "{opcode:?}: unique echoed");
+        (oh.error.get(), body.to_vec())
+    }
+
+    /// INIT with `(minor, flags)`: returns the negotiated flags after checking what the macOS
+    /// backend must never get.
+    fn init(&mut self, (minor, offer): (u32, InitFlags)) -> InitFlags {
+        let (err, body) = self.call(Opcode::Init, 0, &init_payload(minor, offer, 128 * 1024));
+        assert_eq!(err, 0, "INIT at 7.{minor}");
+        let out = InitOut::read_from_prefix(&body).unwrap().0;
+        assert_eq!(out.major.get(), 7);
+        assert_eq!(
+            out.minor.get(),
+            minor,
+            "the server answers at the kernel's minor"
+        );
+        let flags = InitFlags::from_wire(out.flags.get(), out.flags2.get());
+        assert!(
+            !flags.contains(InitFlags::POSIX_ACL),
+            "7.{minor}: {flags:?}"
+        );
+        assert!(
+            !flags.contains(InitFlags::ALLOW_IDMAP),
+            "7.{minor}: {flags:?}"
+        );
+        assert!(
+            !flags.contains(InitFlags::PASSTHROUGH),
+            "7.{minor}: {flags:?}"
+        );
+        assert!(
+            !flags.contains(InitFlags::OVER_IO_URING),
+            "7.{minor}: {flags:?}"
+        );
+        assert!(
+            self.device.server().negotiated().is_some(),
+            "the session is up"
+        );
+        flags
+    }
+}
+
+fn name(s: &str) -> Vec<u8> {
+    let mut v = s.as_bytes().to_vec();
+    v.push(0);
+    v
+}
+
+fn play_the_vmm(inline: bool) {
+    let mut vmm = Vmm::new(inline);
+    vmm.activate(0);
+    let first = vmm.init(offer_6_12());
+    assert!(first.contains(InitFlags::SUBMOUNTS), "{first:?}");
+
+    // LOOKUP a file the host made.
+    let (err, body) = vmm.call(Opcode::Lookup, 1, &name("seed.txt"));
+    assert_eq!(err, 0, "LOOKUP");
+    let seed = EntryOut::read_from_prefix(&body).unwrap().0;
+    assert_eq!(seed.attr.size.get(), 13);
+
+    // CREATE, WRITE, READ.
+    let create = CreateIn {
+        flags: 2.into(), // O_RDWR
+        mode: 0o100_644.into(),
+        umask: 0o022.into(),
+        open_flags: 0.into(),
+    };
+    let mut args = create.as_bytes().to_vec();
+    args.extend_from_slice(&name("new.txt"));
+    let (err, body) = vmm.call(Opcode::Create, 1, &args);
+    assert_eq!(err, 0, "CREATE");
+    let (entry, rest) = EntryOut::read_from_prefix(&body).unwrap();
+    let fh = OpenOut::read_from_prefix(rest).unwrap().0.fh;
+    let nodeid = entry.nodeid.get();
+
+    let data = b"written through the embedded device";
+    let write = WriteIn {
+        fh,
+        offset: 0.into(),
+        size: u32::try_from(data.len()).unwrap().into(),
+        ..WriteIn::default()
+    };
+    let mut args = write.as_bytes().to_vec();
+    args.extend_from_slice(data);
+    let (err, body) = vmm.call(Opcode::Write, nodeid, &args);
+    assert_eq!(err, 0, "WRITE");
+    let written = WriteOut::read_from_prefix(&body).unwrap().0.size.get();
+    assert_eq!(written as usize, data.len());
+    assert_eq!(std::fs::read(vmm.dir.path().join("new.txt")).unwrap(), data);
+
+    let read = ReadIn {
+        fh,
+        offset: 8.into(),
+        size: 200.into(),
+        ..ReadIn::default()
+    };
+    let (err, body) = vmm.call(Opcode::Read, nodeid, read.as_bytes());
+    assert_eq!(err, 0, "READ");
+    assert_eq!(body, &data[8..]);
+
+    // OPENDIR and READDIR of the root list both files.
+    let (err, body) = vmm.call(Opcode::Opendir, 1, &[0u8; 8]);
+    assert_eq!(err, 0, "OPENDIR");
+    let dir_fh = OpenOut::read_from_prefix(&body).unwrap().0.fh;
+    let readdir = ReadIn {
+        fh: dir_fh,
+        offset: 0.into(),
+        size: 4096.into(),
+        ..ReadIn::default()
+    };
+    let (err, body) = vmm.call(Opcode::Readdir, 1, readdir.as_bytes());
+    assert_eq!(err, 0, "READDIR");
+    let listing = String::from_utf8_lossy(&body);
+    assert!(
+        listing.contains("seed.txt") && listing.contains("new.txt"),
+        "{listing}"
+    );
+
+    // RENAME new.txt to renamed.txt in the root.
+    let mut args = 1u64.to_le_bytes().to_vec();
+    args.extend_from_slice(&name("new.txt"));
+    args.extend_from_slice(&name("renamed.txt"));
+    let (err, _) = vmm.call(Opcode::Rename, 1, &args);
+    assert_eq!(err, 0, "RENAME");
+    assert!(!vmm.dir.path().join("new.txt").exists());
+    assert_eq!(
+        std::fs::read(vmm.dir.path().join("renamed.txt")).unwrap(),
+        data
+    );
+
+    // Device reset (the driver wrote status 0): nothing is served any more, a handle the VMM
+    // kept is inert, the session and every node id are gone.
+    let stale = vmm.device.queue_handle(1).unwrap();
+    vmm.device.reset();
+    assert!(!vmm.device.is_active());
+    assert!(vmm.device.server().negotiated().is_none());
+    assert!(matches!(
+        vmm.device.process_queue(1),
+        Err(Error::QueueNotActive { index: 1 })
+    ));
+    vmm.unique += 2;
+    let late = request(Opcode::Getattr as u32, vmm.unique, 1, &[0u8; 16]);
+    let used_before = vmm.used_idx(1);
+    vmm.publish(1, &late, 0x1000);
+    stale.process();
+    if inline {
+        assert_eq!(
+            vmm.used_idx(1),
+            used_before,
+            "a reset device served a request on its old ring"
+        );
+        assert!(
+            vmm.interrupts.try_recv().is_err(),
+            "an interrupt after reset"
+        );
+    }
+    let old_used = vmm.queues[1].used;
+
+    // The rebooted guest: new rings elsewhere in memory, INIT as 7.3 offers it.
+    vmm.activate(0x40_0000);
+    let second = vmm.init(offer_7_3());
+    assert!(second.contains(InitFlags::SUBMOUNTS), "{second:?}");
+    let (err, body) = vmm.call(Opcode::Lookup, 1, &name("renamed.txt"));
+    assert_eq!(err, 0, "LOOKUP after the reset");
+    let renamed = EntryOut::read_from_prefix(&body).unwrap().0;
+    assert_eq!(renamed.attr.size.get(), u64::try_from(data.len()).unwrap());
+    // The old node id died with the reset.
+    let (err, _) = vmm.call(Opcode::Getattr, nodeid, &[0u8; 16]);
+    assert_ne!(err, 0, "a node id from before the reset still resolves");
+
+    // The hiprio queue takes a FORGET without a reply.
+    vmm.unique += 2;
+    let forget = request(
+        Opcode::Forget as u32,
+        vmm.unique,
+        renamed.nodeid.get(),
+        &1u64.to_le_bytes(),
+    );
+    let (used, _) = vmm.submit(0, &forget, 0);
+    assert_eq!(used, 0);
+
+    // With workers, the stale kick would have handed the request over before every request of
+    // the second session: it would be on the old ring by now.
+    let now: u16 = vmm.mem.read_obj(old_used.unchecked_add(2)).unwrap();
+    assert_eq!(
+        now, used_before,
+        "a reset device served a request on its old ring"
+    );
+    drop(stale);
+}
+
+#[test]
+fn a_vmm_drives_the_macos_backend_inline() {
+    play_the_vmm(true);
+}
+
+#[test]
+fn a_vmm_drives_the_macos_backend_through_the_workers() {
+    play_the_vmm(false);
+}
+
+#[test]
+fn process_queue_names_only_active_queues() {
+    let mut vmm = Vmm::new(true);
+    assert!(matches!(
+        vmm.device.process_queue(0),
+        Err(Error::QueueNotActive { index: 0 })
+    ));
+    vmm.activate(0);
+    vmm.device.process_queue(0).unwrap();
+    vmm.device.process_queue(1).unwrap();
+    assert!(matches!(
+        vmm.device.process_queue(2),
+        Err(Error::QueueNotActive { index: 2 })
+    ));
+    // Nothing was queued: no interrupt.
+    assert!(vmm.interrupts.try_recv().is_err());
+}
