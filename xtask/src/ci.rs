@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 use crate::util::{self, cargo, step};
-use crate::{e2e, fuzz, host_tier, hostile, layout, macos, tidy};
+use crate::{e2e, fstests, fuzz, host_tier, hostile, layout, macos, tidy};
 
 /// One named CI step.
 struct Step {
@@ -76,6 +76,11 @@ const STEPS: &[Step] = &[
         "e2e-macos-logic",
         "guests 6.12, 7.3 against --backend macos-logic (smoke, pjdfstest, fsx)",
         e2e_macos_logic,
+    ),
+    Step::new(
+        "fstests",
+        "fstests' CI selection in a Debian guest (6.12) against our daemon",
+        fstests_ci,
     ),
 ];
 
@@ -169,6 +174,11 @@ fn e2e_macos_profile() -> Result<()> {
 /// `cargo xtask e2e --profile macos-logic`: the macOS backend's logic over its Linux adapter.
 fn e2e_macos_logic() -> Result<()> {
     e2e::run(&["--profile".to_owned(), "macos-logic".to_owned()])
+}
+
+/// `cargo xtask fstests` with its defaults: the CI selection on 6.12 against our daemon.
+fn fstests_ci() -> Result<()> {
+    fstests::run(&[])
 }
 
 /// `cargo xtask ci [--only STEP]... [--skip STEP]... [--list]`.

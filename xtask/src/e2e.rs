@@ -464,7 +464,7 @@ pub(crate) fn build_our_daemon() -> Result<PathBuf> {
 
 /// `<cache>/e2e.lock`, holding the pid of the e2e run that owns the cache; removed on drop.
 /// A lock whose process is gone is taken over.
-struct RunLock {
+pub(crate) struct RunLock {
     path: PathBuf,
 }
 
@@ -472,7 +472,7 @@ impl RunLock {
     /// How long to wait for another run before giving up.
     const WAIT: Duration = Duration::from_secs(45 * 60);
 
-    fn acquire(cache: &Path) -> Result<Self> {
+    pub(crate) fn acquire(cache: &Path) -> Result<Self> {
         let path = cache.join("e2e.lock");
         let me = std::process::id().to_string();
         let deadline = Instant::now() + Self::WAIT;
@@ -780,8 +780,16 @@ pub(crate) fn qemu_command(
     socket: &Path,
     tag: &str,
 ) -> Command {
+    let mut qemu = qemu_base(kernel, initramfs, append, "1G");
+    add_vhost_user_fs(&mut qemu, "char0", socket, tag);
+    qemu
+}
+
+/// QEMU (TCG, 2 CPUs, `memory` of shared memfd memory as vhost-user needs) booting `kernel`
+/// with `initramfs`, no devices yet.
+pub(crate) fn qemu_base(kernel: &Kernel, initramfs: &Path, append: &str, memory: &str) -> Command {
     let mut qemu = util::cmd("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", "1G", "-smp", "2"])
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)
@@ -789,19 +797,23 @@ pub(crate) fn qemu_command(
         .arg(initramfs)
         .arg("-append")
         .arg(append)
-        .args([
-            "-object",
-            "memory-backend-memfd,id=mem,size=1G,share=on",
-            "-numa",
-            "node,memdev=mem",
-        ])
-        .arg("-chardev")
-        .arg(format!("socket,id=char0,path={}", socket.display()))
+        .arg("-object")
+        .arg(format!(
+            "memory-backend-memfd,id=mem,size={memory},share=on"
+        ))
+        .args(["-numa", "node,memdev=mem"]);
+    qemu
+}
+
+/// Adds a `vhost-user-fs-pci` device with tag `tag` on the daemon socket `socket` (`id` names
+/// its chardev, one per device).
+pub(crate) fn add_vhost_user_fs(qemu: &mut Command, id: &str, socket: &Path, tag: &str) {
+    qemu.arg("-chardev")
+        .arg(format!("socket,id={id},path={}", socket.display()))
         .arg("-device")
         .arg(format!(
-            "vhost-user-fs-pci,chardev=char0,tag={tag},queue-size=1024"
+            "vhost-user-fs-pci,chardev={id},tag={tag},queue-size=1024"
         ));
-    qemu
 }
 
 /// Boots `kernel` once with every selected suite.
@@ -1155,7 +1167,7 @@ fn check_macos_flags(log: &str, writeback: bool) -> Result<(), String> {
 /// The guest kernel's first oops, warning or panic in a console log, from a few lines before
 /// it: what a CI log must show when a guest dies (the tail alone shows only the end of the
 /// backtrace).
-fn kernel_oops(path: &Path) -> Option<String> {
+pub(crate) fn kernel_oops(path: &Path) -> Option<String> {
     const MARKERS: &[&str] = &[
         "BUG:",
         "Oops:",
@@ -1178,7 +1190,7 @@ fn kernel_oops(path: &Path) -> Option<String> {
 }
 
 /// The last `n` lines of a file, for error messages.
-fn tail(path: &Path, n: usize) -> String {
+pub(crate) fn tail(path: &Path, n: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

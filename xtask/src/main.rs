@@ -7,7 +7,9 @@ mod bench;
 mod ci;
 mod demo;
 mod e2e;
+mod fstests;
 mod fuzz;
+mod guest_root;
 mod host_tier;
 mod hostile;
 mod layout;
@@ -26,6 +28,8 @@ commands:
   ci            everything CI runs, in CI order (fmt, clippy, doc, tests, ...)
   demo          a Linux guest with a host directory at /mnt: demo [--shared-dir D]
   e2e           real Linux guests (QEMU TCG) mount the share over virtio-fs
+  fstests       fstests (xfstests) in a Debian guest root: fstests [--group G] [--tests L]
+                [--daemon ours|virtiofsd[,...]] [--kernel K]
   host-tier     the daemon's --fuse-mount on the host kernel: pjdfstest, fsx [--fsx-ops N]
   hostile       a raw vhost-user frontend as a hostile guest vs the release daemon (root)
   fuzz          cargo-fuzz targets: fuzz [--smoke] [TARGET] [--time SECS]
@@ -46,6 +50,7 @@ fn main() -> Result<()> {
         "ci" => ci::run(rest),
         "demo" => demo::run(rest),
         "e2e" => e2e::run(rest),
+        "fstests" => fstests::run(rest),
         "fuzz" => fuzz::run(rest),
         "host-tier" => host_tier::run(rest),
         "hostile" => hostile::run(rest),

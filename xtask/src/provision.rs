@@ -58,6 +58,19 @@ const HOST_BINARIES: &[&str] = &["/usr/bin/sleep"];
 /// kernel has them built in.
 const GUEST_MODULES: &[&str] = &["virtio_pci", "virtiofs"];
 
+/// Modules a guest with a Debian root on virtio-blk needs before it can mount that root
+/// (`cargo xtask fstests`, [`crate::guest_root`]): the block driver and ext4 with their
+/// dependencies, on top of [`GUEST_MODULES`], unless built in. ext4 asks the crypto API for
+/// `crc32c` at mount (6.12), which modules.dep does not list; a name ending in `?` is loaded
+/// when the kernel has it (7.3 computes crc32c in a library instead).
+const ROOT_MODULES: &[&str] = &[
+    "virtio_pci",
+    "virtiofs",
+    "virtio_blk",
+    "crc32c_generic?",
+    "ext4",
+];
+
 /// The cache directory (created if missing).
 pub(crate) fn cache_dir() -> Result<PathBuf> {
     let dir = match std::env::var_os(CACHE_ENV) {
@@ -117,6 +130,8 @@ pub(crate) struct Kernel {
     pub(crate) vmlinuz: PathBuf,
     /// Directory with the modules to insmod and `load`, their order (empty when built in).
     pub(crate) modules: PathBuf,
+    /// The same for a guest whose root is an ext4 image on virtio-blk ([`ROOT_MODULES`]).
+    pub(crate) root_modules: PathBuf,
 }
 
 /// The test binaries in the cache.
@@ -131,7 +146,7 @@ pub(crate) fn ensure_host_packages() -> Result<()> {
     ensure_packages(HOST_PACKAGES)
 }
 
-fn ensure_packages(packages: &[&str]) -> Result<()> {
+pub(crate) fn ensure_packages(packages: &[&str]) -> Result<()> {
     let missing: Vec<&str> = packages
         .iter()
         .copied()
@@ -175,7 +190,7 @@ fn package_installed(package: &str) -> bool {
 }
 
 /// The stdout of `cmd`, failing with its stderr.
-fn output(mut cmd: Command) -> Result<String> {
+pub(crate) fn output(mut cmd: Command) -> Result<String> {
     let shown = display(&cmd);
     let out = cmd
         .stdin(Stdio::null())
@@ -311,12 +326,16 @@ fn version_key(text: &str) -> Vec<u64> {
 /// Provisions the guest kernel `spec` (idempotent: a complete kernel directory is reused).
 pub(crate) fn ensure_kernel(cache: &Path, spec: &KernelSpec) -> Result<Kernel> {
     let dir = cache.join("kernels").join(spec.label);
-    if let Ok(release) = fs::read_to_string(dir.join("ready")) {
+    // A kernel provisioned before the root modules existed is provisioned again.
+    if let Ok(release) = fs::read_to_string(dir.join("ready"))
+        && dir.join("modules-root/load").is_file()
+    {
         return Ok(Kernel {
             label: spec.label,
             release: release.trim().to_owned(),
             vmlinuz: dir.join("vmlinuz"),
             modules: dir.join("modules"),
+            root_modules: dir.join("modules-root"),
         });
     }
     step(&format!("guest kernel {}", spec.label));
@@ -394,7 +413,10 @@ pub(crate) fn ensure_kernel(cache: &Path, spec: &KernelSpec) -> Result<Kernel> {
     fs::create_dir_all(&modules)?;
     fs::copy(&vmlinuz, out.join("vmlinuz"))?;
     fs::copy(&config, out.join("config"))?;
-    let loaded = collect_modules(&base, &moddir, &release, &modules)?;
+    let loaded = collect_modules(&base, &moddir, &release, GUEST_MODULES, &modules)?;
+    let root_modules = out.join("modules-root");
+    fs::create_dir_all(&root_modules)?;
+    let root_loaded = collect_modules(&base, &moddir, &release, ROOT_MODULES, &root_modules)?;
     let config_text = fs::read_to_string(&config)?;
     let mut info = format!("package {image}\nrelease {release}\n");
     for option in ["VIRTIO", "VIRTIO_PCI", "FUSE_FS", "VIRTIO_FS", "FUSE_DAX"] {
@@ -406,6 +428,7 @@ pub(crate) fn ensure_kernel(cache: &Path, spec: &KernelSpec) -> Result<Kernel> {
         info.push_str(&format!("CONFIG_{option}={value}\n"));
     }
     info.push_str(&format!("insmod {}\n", loaded.join(" ")));
+    info.push_str(&format!("insmod-root {}\n", root_loaded.join(" ")));
     print!("{info}");
     fs::write(out.join("kernel.txt"), info)?;
     fs::write(out.join("ready"), format!("{release}\n"))?;
@@ -418,10 +441,16 @@ pub(crate) fn ensure_kernel(cache: &Path, spec: &KernelSpec) -> Result<Kernel> {
     ensure_kernel(cache, spec)
 }
 
-/// Copies the modules of [`GUEST_MODULES`] that are not built in, with their dependencies
-/// (from `modules.dep`, generated with depmod since the packages ship none), into `into`,
+/// Copies the modules of `modules` that are not built in, with their dependencies (from
+/// `modules.dep`, generated with depmod since the packages ship none), into `into`,
 /// decompressed, and writes their load order to `into/load`. Returns that order.
-fn collect_modules(base: &Path, moddir: &Path, release: &str, into: &Path) -> Result<Vec<String>> {
+fn collect_modules(
+    base: &Path,
+    moddir: &Path,
+    release: &str,
+    modules: &[&str],
+    into: &Path,
+) -> Result<Vec<String>> {
     let module_name = |path: &str| -> String {
         let file = path.rsplit('/').next().unwrap_or(path);
         let stem = file.split(".ko").next().unwrap_or(file);
@@ -432,10 +461,13 @@ fn collect_modules(base: &Path, moddir: &Path, release: &str, into: &Path) -> Re
         .lines()
         .map(module_name)
         .collect();
-    let wanted: Vec<&str> = GUEST_MODULES
+    let wanted: Vec<(&str, bool)> = modules
         .iter()
-        .copied()
-        .filter(|m| !builtin.contains(*m))
+        .map(|m| match m.strip_suffix('?') {
+            Some(name) => (name, true),
+            None => (*m, false),
+        })
+        .filter(|(m, _)| !builtin.contains(*m))
         .collect();
     let mut order: Vec<String> = Vec::new();
     fs::write(into.join("load"), "")?;
@@ -458,11 +490,14 @@ fn collect_modules(base: &Path, moddir: &Path, release: &str, into: &Path) -> Re
             ))
         })
         .collect();
-    for name in wanted {
-        let (path, deps) = entries
-            .iter()
-            .find(|(p, _)| module_name(p) == name)
-            .with_context(|| format!("module {name} is neither built in nor in modules.dep"))?;
+    for (name, optional) in wanted {
+        let found = entries.iter().find(|(p, _)| module_name(p) == name);
+        let Some((path, deps)) = found else {
+            if optional {
+                continue;
+            }
+            bail!("module {name} is neither built in nor in modules.dep");
+        };
         // modules.dep lists dependencies so that the last one loads first.
         for file in deps.iter().rev().chain(std::iter::once(path)) {
             let module = module_name(file);
@@ -644,7 +679,7 @@ pub(crate) fn build_initramfs_in(
 }
 
 /// Copies an executable, keeping it executable.
-fn copy_exec(src: &Path, dst: &Path) -> Result<()> {
+pub(crate) fn copy_exec(src: &Path, dst: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::copy(src, dst).with_context(|| format!("cannot copy {}", src.display()))?;
     fs::set_permissions(dst, fs::Permissions::from_mode(0o755))?;
