@@ -68,6 +68,11 @@ const STEPS: &[Step] = &[
         e2e_all,
     ),
     Step::new(
+        "e2e-chroot",
+        "guest 7.3 against the daemon under --sandbox chroot (smoke, pjdfstest)",
+        e2e_chroot,
+    ),
+    Step::new(
         "e2e-macos-profile",
         "guests 6.12, 7.3 against a daemon declaring only the macOS set (smoke)",
         e2e_macos_profile,
@@ -164,6 +169,18 @@ fn root() -> Result<()> {
 /// The guest tier: `cargo xtask e2e` with its defaults (every kernel, every suite).
 fn e2e_all() -> Result<()> {
     e2e::run(&[])
+}
+
+/// `cargo xtask e2e --kernel 7.3 --daemon-arg=--sandbox=chroot`: the sandbox for containers
+/// without CAP_SYS_ADMIN, under a real guest (the other e2e steps run the default, namespace).
+fn e2e_chroot() -> Result<()> {
+    e2e::run(&[
+        "--kernel".to_owned(),
+        "7.3".to_owned(),
+        "--suite".to_owned(),
+        "smoke,pjdfstest".to_owned(),
+        "--daemon-arg=--sandbox=chroot".to_owned(),
+    ])
 }
 
 /// `cargo xtask e2e --profile macos`: the daemon declares only what the macOS backend honours.
