@@ -59,6 +59,11 @@ const STEPS: &[Step] = &[
         e2e_all,
     ),
     Step::new(
+        "e2e-chroot",
+        "guest 6.12 against the daemon under --sandbox chroot (smoke, pjdfstest, fsx)",
+        e2e_chroot,
+    ),
+    Step::new(
         "e2e-macos-profile",
         "guests 6.12, 7.3 against a daemon declaring only the macOS set (smoke)",
         e2e_macos_profile,
@@ -151,6 +156,20 @@ fn root() -> Result<()> {
 fn e2e_all() -> Result<()> {
     e2e::run(&[])
 }
+
+/// The guest tier on one kernel with `--sandbox chroot` (the other tiers run the default,
+/// `--sandbox namespace`).
+fn e2e_chroot() -> Result<()> {
+    e2e::run(&E2E_CHROOT_ARGS.map(str::to_owned))
+}
+
+/// `cargo xtask e2e` arguments of the `e2e-chroot` step.
+const E2E_CHROOT_ARGS: [&str; 4] = [
+    "--kernel",
+    "6.12",
+    "--daemon-arg=--sandbox",
+    "--daemon-arg=chroot",
+];
 
 /// `cargo xtask e2e --profile macos`: the daemon declares only what the macOS backend honours.
 fn e2e_macos_profile() -> Result<()> {
