@@ -3,8 +3,10 @@
 //! a frontend served across a reconnect. Also `--print-capabilities` and the vhost-user
 //! description file.
 //!
-//! The sandbox tests need root (they skip, saying so, otherwise); the unprivileged one also
-//! needs user namespaces (it skips, saying why, where the host refuses them).
+//! The sandbox tests need root: they are `#[ignore]`d, run by the root tier (`cargo test -p
+//! virtiofs-device --test sandbox -- --ignored`), and skip, saying so, without root. The
+//! unprivileged one also needs user namespaces (it skips, saying why, where the host refuses
+//! them).
 #![cfg(all(target_os = "linux", feature = "daemon"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -284,6 +286,7 @@ fn check_sandboxed(fx: &Fixture, extra: &[&str], forked: bool, want_caps: u64) {
 }
 
 #[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn namespace_sandbox_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -297,6 +300,7 @@ fn namespace_sandbox_as_root() {
 }
 
 #[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn namespace_sandbox_with_file_handles_and_modcaps() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -315,6 +319,7 @@ fn namespace_sandbox_with_file_handles_and_modcaps() {
 }
 
 #[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn namespace_sandbox_macos_logic_backend() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -329,6 +334,7 @@ fn namespace_sandbox_macos_logic_backend() {
 }
 
 #[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn chroot_sandbox_as_root() {
     if !is_root() {
         eprintln!("skipped: needs root");
@@ -341,6 +347,7 @@ fn chroot_sandbox_as_root() {
 }
 
 #[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn namespace_sandbox_unprivileged_with_a_user_namespace() {
     if !is_root() {
         eprintln!("skipped: needs root (to start the daemon as uid {NOBODY})");
