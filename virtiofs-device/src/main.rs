@@ -100,9 +100,6 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
     }
-    for warning in passthrough_linux::share_mount_warnings(shared_dir) {
-        warn!("{warning}");
-    }
     // Every option is checked before anything is made.
     let backend_config = match cli.backend {
         Backend::Linux => BackendConfig::Linux(linux_config(cli, shared_dir)?),
@@ -124,6 +121,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(mountpoint) => Endpoint::Fuse(fuse_mount(cli, mountpoint)?),
         None => Endpoint::VhostUser(listen(cli, socket_group)?),
     };
+    // Every option was good and the endpoint exists: only now what the operator should know.
+    for warning in passthrough_linux::share_mount_warnings(shared_dir) {
+        warn!("{warning}");
+    }
     if cli.sandbox == Sandbox::Namespace {
         // No thread exists yet: the process can fork into its PID namespace.
         match sandbox::enter_pid_namespace(!root)? {
