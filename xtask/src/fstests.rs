@@ -888,8 +888,11 @@ fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
         ("fail", Status::Fail),
         ("notrun", Status::NotRun),
     ] {
-        let counts: Vec<String> = on.iter().map(|r| r.count(status).to_string()).collect();
-        println!("{label:<14} {}", counts.join("  "));
+        let counts: String = on
+            .iter()
+            .map(|r| format!(" {:<10}", r.count(status)))
+            .collect();
+        println!("{label:<14}{counts}");
     }
     if !bugs.is_empty() {
         println!("ours fails, virtiofsd passes (bugs): {}", bugs.join(" "));
