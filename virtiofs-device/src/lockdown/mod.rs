@@ -4,7 +4,7 @@
 //! share as the backend sees it (after a pivot into the share, `/`).
 //!
 //! - **Landlock** (`--landlock auto|on|off`, default auto): files only beneath the share (and
-//!   `/dev/fuse` with `--fuse-mount`, whose extra channels are opened while serving), no TCP
+//!   nothing else: `--fuse-mount` opens its /dev/fuse channels before), no TCP
 //!   bind or connect, no abstract UNIX socket connect, no signal to another process. It holds
 //!   under `--sandbox none` and `chroot` too. A kernel without Landlock is logged (auto) or
 //!   refused (on).
@@ -71,14 +71,9 @@ pub(crate) fn lock_down(config: &LockDown) -> Result<Report, LockDownError> {
         if threads > 1 {
             return Err(LockDownError::Threads(threads));
         }
-        let extra: Vec<ExtraFile> = if config.profile.fuse_mount {
-            vec![ExtraFile {
-                path: PathBuf::from("/dev/fuse"),
-                write: true,
-            }]
-        } else {
-            Vec::new()
-        };
+        // `--fuse-mount` opens all its /dev/fuse channels before the sandbox (after a pivot
+        // there is no /dev/fuse to name), so nothing outside the share is needed any more.
+        let extra: Vec<ExtraFile> = Vec::new();
         let line = match landlock::restrict(&config.share, &extra, config.landlock)? {
             Outcome::Enforced { abi, full } => {
                 let mut line = format!(
