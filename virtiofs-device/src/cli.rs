@@ -108,9 +108,9 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "kill", value_name = "kill|log|trap|none")]
     pub(crate) seccomp: crate::lockdown::SeccompMode,
 
-    /// Landlock after start-up: files only beneath --shared-dir (and /dev/fuse with
-    /// --fuse-mount), no TCP, no signal or abstract socket outside the daemon; holds under any
-    /// --sandbox. auto: where the kernel has Landlock (logged otherwise); on: refuse to start
+    /// Landlock after start-up: files only beneath --shared-dir (--fuse-mount opens its
+    /// /dev/fuse channels before), no TCP, no signal or abstract socket outside the daemon;
+    /// holds under any --sandbox. auto: where the kernel has Landlock (logged otherwise); on: refuse to start
     /// without it; off.
     #[arg(long, default_value = "auto", value_name = "auto|on|off")]
     pub(crate) landlock: crate::lockdown::LandlockMode,
