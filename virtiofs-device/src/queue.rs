@@ -171,26 +171,16 @@ where
         depth: usize,
     ) -> std::io::Result<Arc<Self>> {
         let (jobs, rx) = sync_channel(depth.max(1));
-        if workers == 0 {
-            return Ok(Arc::new(QueueCore {
-                index,
-                role: QueueRole::of_index(index),
-                server,
-                stats,
-                served: AtomicU64::new(0),
-                control: Mutex::new(Control {
-                    generation: 0,
-                    ring: RingState::new(false),
-                    starved: false,
-                    current: None,
-                }),
-                jobs,
-                inline: Some(Mutex::new(Inline {
-                    jobs: rx,
-                    buffers: WorkerBuffers::default(),
-                })),
-            }));
-        }
+        // No workers: the caller serves on its own thread (inline), from the same channel.
+        let (inline, rx) = if workers == 0 {
+            let inline = Inline {
+                jobs: rx,
+                buffers: WorkerBuffers::default(),
+            };
+            (Some(Mutex::new(inline)), None)
+        } else {
+            (None, Some(rx))
+        };
         let core = Arc::new(QueueCore {
             index,
             role: QueueRole::of_index(index),
@@ -204,8 +194,11 @@ where
                 current: None,
             }),
             jobs,
-            inline: None,
+            inline,
         });
+        let Some(rx) = rx else {
+            return Ok(core);
+        };
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..workers {
             let weak = Arc::downgrade(&core);
