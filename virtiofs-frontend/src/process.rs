@@ -96,6 +96,32 @@ impl Daemon {
         })
     }
 
+    /// Whether `socket` appeared within `timeout` while the daemon ran (a vhost-user daemon is
+    /// ready once its listening socket exists).
+    ///
+    /// # Errors
+    ///
+    /// The daemon exited first (its status and the tail of its log), or the time ran out.
+    pub fn wait_for_socket(&mut self, socket: &Path, timeout: Duration) -> io::Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !socket.exists() {
+            if let Some(status) = self.exit_status() {
+                return Err(io::Error::other(format!(
+                    "the daemon exited at start ({status}): {}",
+                    self.log_tail(400)
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no socket after {timeout:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -348,19 +348,7 @@ fn start_daemon(args: &Args, dir: &Path, share: &Path) -> Result<(Daemon, PathBu
         .env_remove("RUST_LOG");
     let mut daemon = Daemon::spawn(cmd, &dir.join("daemon.log"))
         .with_context(|| format!("cannot start {}", args.daemon.display()))?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    while !socket.exists() {
-        if let Some(status) = daemon.exit_status() {
-            bail!(
-                "the daemon exited at start ({status}): {}",
-                daemon.log_tail(400)
-            );
-        }
-        if Instant::now() > deadline {
-            bail!("no socket after {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    daemon.wait_for_socket(&socket, START_TIMEOUT)?;
     Ok((daemon, socket))
 }
 
