@@ -27,7 +27,8 @@
 //!   [`InitFlags::to_wire`], which apply the INIT_EXT rule;
 //! - the other flag words ([`OpenOutFlags`], [`SetattrValid`], [`AttrFlags`], ...);
 //! - [`Errno`]: error numbers in Linux numbering, independent of the host's libc;
-//! - [`compat`]: the sizes the kernel uses for a negotiated minor version.
+//! - [`compat`]: the sizes the kernel uses for a negotiated minor version;
+//! - [`limits`]: the kernel's size limits a server enforces (`PATH_MAX`, `XATTR_SIZE_MAX`, ...).
 //!
 //! # Cargo features
 //!
@@ -48,6 +49,7 @@ pub mod dirent;
 mod errno;
 pub mod ext;
 mod flags;
+pub mod limits;
 pub mod mode;
 mod opcode;
 mod structs;

@@ -36,6 +36,42 @@ wire_struct! {
     }
 }
 
+/// The first 16 bytes of a [`InHeader`] (`len`, `opcode`, `unique`): what a transport reads to
+/// route a request and match its reply, and the least a request must carry to be answered (a
+/// reply names the request by `unique`). Not a kernel struct: the kernel has no name for it.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    zerocopy::FromBytes,
+    zerocopy::IntoBytes,
+    zerocopy::KnownLayout,
+    zerocopy::Immutable,
+    zerocopy::Unaligned,
+)]
+#[repr(C)]
+pub struct InHeaderPrefix {
+    /// `fuse_in_header.len`.
+    pub len: U32,
+    /// `fuse_in_header.opcode`.
+    pub opcode: U32,
+    /// `fuse_in_header.unique`.
+    pub unique: U64,
+}
+const _: () = assert!(core::mem::size_of::<InHeaderPrefix>() == 16);
+const _: () =
+    assert!(core::mem::offset_of!(InHeaderPrefix, len) == core::mem::offset_of!(InHeader, len));
+const _: () = assert!(
+    core::mem::offset_of!(InHeaderPrefix, opcode) == core::mem::offset_of!(InHeader, opcode)
+);
+const _: () = assert!(
+    core::mem::offset_of!(InHeaderPrefix, unique) == core::mem::offset_of!(InHeader, unique)
+);
+
 // ---------------------------------------------------------------------------------------------
 // Attributes and entries.
 

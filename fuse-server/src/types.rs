@@ -5,7 +5,7 @@ use std::time::Duration;
 use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, SetattrValid};
 
 /// The longest name the server accepts (Linux `NAME_MAX`); longer gets ENAMETOOLONG.
-pub const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = fuse_abi::limits::NAME_MAX;
 
 /// A file name from the guest, validated: non-empty, at most [`NAME_MAX`] bytes, no `/`, no NUL.
 ///

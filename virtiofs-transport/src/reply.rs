@@ -1,7 +1,6 @@
 //! The used length: a value only a checked, finished reply can produce.
 
-use fuse_abi::Opcode;
-use zerocopy::FromBytes;
+use fuse_abi::{InHeaderPrefix, Opcode, OutHeader};
 
 use crate::error::{Error, Result};
 
@@ -12,19 +11,10 @@ pub(crate) struct RequestHead {
     pub(crate) unique: u64,
 }
 
-/// `len`, `opcode`, `unique`: the prefix of `fuse_in_header` the transport needs.
-#[derive(FromBytes)]
-#[repr(C)]
-struct InPrefix {
-    _len: fuse_abi::U32,
-    opcode: fuse_abi::U32,
-    unique: fuse_abi::U64,
-}
-
 impl RequestHead {
     /// Decodes the first 16 bytes of a request.
     pub(crate) fn decode(bytes: &[u8; 16]) -> Self {
-        let prefix = InPrefix::read_from_bytes(bytes).unwrap_or_else(|_| unreachable!());
+        let prefix: InHeaderPrefix = zerocopy::transmute!(*bytes);
         Self {
             opcode: prefix.opcode.get(),
             unique: prefix.unique.get(),
@@ -74,15 +64,6 @@ impl Completion {
     }
 }
 
-/// The `fuse_out_header` fields, decoded from the 16 bytes the server wrote.
-#[derive(FromBytes)]
-#[repr(C)]
-struct OutPrefix {
-    len: fuse_abi::U32,
-    error: fuse_abi::I32,
-    unique: fuse_abi::U64,
-}
-
 /// Judges a reply of `written` bytes whose first 16 bytes are `out` (present when `written`
 /// ≥ 16) to `request` (absent when the request was shorter than 16 bytes).
 pub(crate) fn check(
@@ -102,7 +83,8 @@ pub(crate) fn check(
     let Some(out) = out.filter(|_| written >= 16) else {
         return Err(Error::ReplyTooShort { written });
     };
-    let out = OutPrefix::read_from_bytes(&out).unwrap_or_else(|_| unreachable!());
+    // The `fuse_out_header` the server wrote.
+    let out: OutHeader = zerocopy::transmute!(out);
     let header = out.len.get();
     let used_len = u32::try_from(written).map_err(|_| Error::ReplyLength { header, written })?;
     if header != used_len {

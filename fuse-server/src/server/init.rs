@@ -1,0 +1,85 @@
+//! INIT and DESTROY: the connection's state changes, under the INIT lock.
+
+#[cfg(feature = "test-hooks")]
+use std::sync::atomic::Ordering;
+
+#[cfg(feature = "test-hooks")]
+use fuse_abi::{InitFlags, U32};
+
+use super::encode::put;
+use super::frame::{Args, Out, Reply};
+use super::{Conn, Server};
+use crate::filesystem::FileSystem;
+use crate::negotiate::{self, InitReply, KernelOffer};
+
+impl<F: FileSystem> Server<F> {
+    /// INIT: [`negotiate`](crate::negotiate::negotiate) on the whole body, then
+    /// [`FileSystem::init`]; a second INIT re-initialises the backend.
+    pub(super) fn init<'o>(&self, a: &Args<'o>, out: Out<'o>) -> Reply<'o> {
+        let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = KernelOffer::parse(a.body).and_then(|offer| {
+            let caps = self.fs.capabilities();
+            negotiate::negotiate(
+                &offer,
+                &caps,
+                &self.config.transport,
+                &self.config.negotiation,
+            )
+        });
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                log::warn!("FUSE_INIT refused: {e}");
+                return Reply::Err(e.errno());
+            }
+        };
+        if let InitReply::Accepted(n) = &reply {
+            // A second INIT (guest reboot without DESTROY) re-initialises the backend.
+            if let Err(e) = self.fs.init(&n.negotiated) {
+                log::warn!("FUSE_INIT: the backend failed to initialise: {e}");
+                self.set_conn(None);
+                return Reply::Err(e);
+            }
+            let max_request_len = usize::try_from(n.max_request_len()).unwrap_or(usize::MAX);
+            self.set_conn(Some(Conn {
+                minor: n.negotiated.minor,
+                flags: n.negotiated.flags,
+                max_request_len,
+            }));
+            log::debug!(
+                "FUSE_INIT: 7.{} flags {:?} max_write {} max_pages {}",
+                n.negotiated.minor,
+                n.negotiated.flags,
+                n.negotiated.max_write,
+                n.max_pages
+            );
+        }
+        #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
+        let mut init_out = *reply.out();
+        #[cfg(feature = "test-hooks")]
+        if let InitReply::Accepted(_) = &reply {
+            let forced =
+                InitFlags::from_bits_retain(self.forced_reply_flags.load(Ordering::Relaxed));
+            if !forced.is_empty() {
+                let flags =
+                    InitFlags::from_wire(init_out.flags.get(), init_out.flags2.get()) | forced;
+                let (low, high) = flags.to_wire();
+                init_out.flags = U32::new(low);
+                init_out.flags2 = U32::new(high);
+                log::warn!("FUSE_INIT: test hook forces reply flags {forced:?}");
+            }
+        }
+        let bytes = put(out.fixed, &init_out);
+        Reply::Ok(bytes.get(..reply.reply_len()).unwrap_or(bytes))
+    }
+
+    /// DESTROY: [`FileSystem::destroy`] if a connection was set up; later requests get EIO
+    /// until the next INIT.
+    pub(super) fn destroy<'o>(&self) -> Reply<'o> {
+        let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.set_conn(None).is_some() {
+            self.fs.destroy();
+        }
+        Reply::Ok(&[])
+    }
+}

@@ -1,0 +1,48 @@
+//! POSIX and BSD locks: GETLK, SETLK, SETLKW.
+
+use fuse_abi::{FileLock, LkFlags, LkIn, LkOut, Opcode, U32, U64};
+
+use super::Server;
+use super::decode::lock;
+use super::encode::put;
+use super::frame::{Args, Out, Reply};
+use crate::filesystem::{FileSystem, FsResult};
+
+impl<F: FileSystem> Server<F> {
+    pub(super) fn getlk<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+        let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
+        let l = self.fs.getlk(
+            &a.req.ctx,
+            a.req.nodeid,
+            li.fh.get(),
+            li.owner.get(),
+            lock(&li.lk),
+        )?;
+        let lo = LkOut {
+            lk: FileLock {
+                start: U64::new(l.start),
+                end: U64::new(l.end),
+                typ: U32::new(l.typ),
+                pid: U32::new(l.pid),
+            },
+        };
+        Ok(Reply::Ok(put(out.fixed, &lo)))
+    }
+
+    /// SETLK and SETLKW (which may sleep); FUSE_LK_FLOCK marks a flock(2) request.
+    pub(super) fn setlk<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+        let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
+        let flock = LkFlags::from_bits_retain(li.lk_flags.get()).contains(LkFlags::FLOCK);
+        let sleep = a.req.op == Opcode::Setlkw;
+        self.fs.setlk(
+            &a.req.ctx,
+            a.req.nodeid,
+            li.fh.get(),
+            li.owner.get(),
+            lock(&li.lk),
+            sleep,
+            flock,
+        )?;
+        Ok(Reply::Ok(&[]))
+    }
+}
