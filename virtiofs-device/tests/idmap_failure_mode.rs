@@ -6,9 +6,10 @@
 //! support but no POSIX ACLs, mounted without `default_permissions`:
 //!
 //! - through normal negotiation, the mount works: negotiation drops ALLOW_IDMAP;
-//! - with negotiation bypassed (the TEST-ONLY `test-hooks` feature of fuse-server,
-//!   [`Server::force_reply_flags`]), the same set-up gets ECONNREFUSED on a stat of the root.
-//!   This half proves the first one can fail.
+//! - with negotiation bypassed (this test rewrites the INIT reply's flags in the reply buffer
+//!   after the server wrote it and before it goes to the kernel, [`force_init_flags`]), the
+//!   same set-up gets ECONNREFUSED on a stat of the root. This half proves the first one can
+//!   fail.
 //!
 //! Run with `cargo test -p virtiofs-device --test idmap_failure_mode -- --ignored` as root, on
 //! a kernel ≥ 6.12 (the bypass half checks the running kernel's version and says so if older).
@@ -19,12 +20,13 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use fuse_abi::InitFlags;
+use fuse_abi::{InitFlags, InitOut, OutHeader, U32};
 use fuse_server::test_utils::{TestFs, all_capabilities};
-use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts};
+use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts, Writer};
 use virtiofs_transport::dev_fuse::{
     ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
 };
+use zerocopy::IntoBytes;
 
 const ECONNREFUSED: i32 = 111;
 
@@ -58,9 +60,37 @@ fn abort_connection(dir: &Path) {
     }
 }
 
+/// Handles one request; if it was an INIT the server accepted, ORs `forced` into the flags of
+/// the reply the server just wrote (the reply's flags are the negotiated ones), bypassing
+/// every negotiation rule. The server's own view of the connection is unchanged. This stands
+/// in for a server whose negotiation is broken; production code has no such path.
+fn force_init_flags(
+    server: &Server<TestFs>,
+    forced: InitFlags,
+    r: &mut DevFuseReader<'_>,
+    w: &mut DevFuseWriter<'_>,
+) {
+    let start = w.bytes_written();
+    let before = server.negotiated();
+    let _ = server.handle_message(r, w);
+    let (None, Some((_, flags))) = (before, server.negotiated()) else {
+        return;
+    };
+    let (low, high) = (flags | forced).to_wire();
+    let body = start + size_of::<OutHeader>();
+    for (offset, value) in [
+        (std::mem::offset_of!(InitOut, flags), low),
+        (std::mem::offset_of!(InitOut, flags2), high),
+    ] {
+        w.write_at(body + offset, U32::new(value).as_bytes())
+            .unwrap();
+    }
+}
+
 /// Mounts `server` at a fresh directory WITHOUT `default_permissions`, and returns the result
-/// of a stat of the root (the raw errno on failure), with a 30 s watchdog.
-fn stat_root_through(server: &Server<TestFs>) -> Result<(), i32> {
+/// of a stat of the root (the raw errno on failure), with a 30 s watchdog. With `forced`,
+/// the INIT reply carries those flags on top of the negotiated ones ([`force_init_flags`]).
+fn stat_root_through(server: &Server<TestFs>, forced: InitFlags) -> Result<(), i32> {
     let _ = std::process::Command::new("mount")
         .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
         .stdout(std::process::Stdio::null())
@@ -73,7 +103,7 @@ fn stat_root_through(server: &Server<TestFs>) -> Result<(), i32> {
     };
     let mount = FuseMount::mount(dir.path(), &options, ChannelConfig::default()).unwrap();
     let handler = |r: &mut DevFuseReader<'_>, w: &mut DevFuseWriter<'_>| {
-        let _ = server.handle_message(r, w);
+        force_init_flags(server, forced, r, w);
     };
     std::thread::scope(|s| {
         let served = s.spawn(|| serve(&mount, 1, handler));
@@ -109,7 +139,11 @@ fn kernel_version() -> (u32, u32) {
 #[ignore = "needs root and /dev/fuse"]
 fn negotiation_drops_idmap_without_default_permissions() {
     let server = idmap_server();
-    assert_eq!(stat_root_through(&server), Ok(()), "stat of the root");
+    assert_eq!(
+        stat_root_through(&server, InitFlags::empty()),
+        Ok(()),
+        "stat of the root"
+    );
     let (_, flags) = server.negotiated().expect("INIT was negotiated");
     assert!(!flags.contains(InitFlags::ALLOW_IDMAP), "{flags:?}");
     assert!(!flags.contains(InitFlags::POSIX_ACL), "{flags:?}");
@@ -125,9 +159,8 @@ fn forced_idmap_without_default_permissions_is_econnrefused() {
          this one is {version:?}"
     );
     let server = idmap_server();
-    server.force_reply_flags(InitFlags::ALLOW_IDMAP);
     assert_eq!(
-        stat_root_through(&server),
+        stat_root_through(&server, InitFlags::ALLOW_IDMAP),
         Err(ECONNREFUSED),
         "stat of the root"
     );

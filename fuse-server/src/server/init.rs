@@ -1,11 +1,5 @@
 //! INIT and DESTROY: the connection's state changes, under the INIT lock.
 
-#[cfg(feature = "test-hooks")]
-use std::sync::atomic::Ordering;
-
-#[cfg(feature = "test-hooks")]
-use fuse_abi::{InitFlags, U32};
-
 use super::encode::put;
 use super::frame::{Args, Out, Reply};
 use super::{Conn, Server};
@@ -54,21 +48,7 @@ impl<F: FileSystem> Server<F> {
                 n.max_pages
             );
         }
-        #[cfg_attr(not(feature = "test-hooks"), allow(unused_mut))]
-        let mut init_out = *reply.out();
-        #[cfg(feature = "test-hooks")]
-        if let InitReply::Accepted(_) = &reply {
-            let forced =
-                InitFlags::from_bits_retain(self.forced_reply_flags.load(Ordering::Relaxed));
-            if !forced.is_empty() {
-                let flags =
-                    InitFlags::from_wire(init_out.flags.get(), init_out.flags2.get()) | forced;
-                let (low, high) = flags.to_wire();
-                init_out.flags = U32::new(low);
-                init_out.flags2 = U32::new(high);
-                log::warn!("FUSE_INIT: test hook forces reply flags {forced:?}");
-            }
-        }
+        let init_out = *reply.out();
         let bytes = put(out.fixed, &init_out);
         Reply::Ok(bytes.get(..reply.reply_len()).unwrap_or(bytes))
     }

@@ -165,9 +165,6 @@ pub struct Server<F> {
     conn: RwLock<Option<Conn>>,
     init_lock: Mutex<()>,
     bad_requests: AtomicU64,
-    /// Test hook: INIT flags OR-ed into every accepted INIT reply, bypassing negotiation.
-    #[cfg(feature = "test-hooks")]
-    forced_reply_flags: AtomicU64,
 }
 
 impl<F: FileSystem> Server<F> {
@@ -179,22 +176,7 @@ impl<F: FileSystem> Server<F> {
             conn: RwLock::new(None),
             init_lock: Mutex::new(()),
             bad_requests: AtomicU64::new(0),
-            #[cfg(feature = "test-hooks")]
-            forced_reply_flags: AtomicU64::new(0),
         }
-    }
-
-    /// **Test hook, never for production** (cargo feature `test-hooks`, which no normal build
-    /// of the workspace enables; only dev-dependencies turn it on): every later accepted INIT
-    /// reply carries `flags` on top of what negotiation chose, bypassing every negotiation
-    /// rule. It exists to prove that tests of those rules can fail, e.g. that the kernel
-    /// refuses ALLOW_IDMAP without `default_permissions` (ECONNREFUSED on every request).
-    /// The server's own view of the connection ([`Server::negotiated`]) is unchanged.
-    #[doc(hidden)]
-    #[cfg(feature = "test-hooks")]
-    pub fn force_reply_flags(&self, flags: InitFlags) {
-        self.forced_reply_flags
-            .store(flags.bits(), Ordering::Relaxed);
     }
 
     /// The backend.
