@@ -5,7 +5,9 @@
 //! fuse-abi  ◄──  fuse-server  ◄──  virtiofs-transport, passthrough-linux, passthrough-macos
 //! ```
 //!
-//! - [`FileSystem`]: what a backend implements, one method per operation, ENOSYS by default;
+//! - [`FileSystem`]: what a backend implements, one method per operation, ENOSYS by default,
+//!   with its contract (validation, lookup counts, Linux values, errnos) and a minimal backend;
+//!   `Box<F>` and `Arc<F>` implement it by forwarding;
 //! - [`Capabilities`]: what a backend declares it can honour; nothing else is ever negotiated;
 //! - [`io`]: the [`Reader`]/[`Writer`] a transport implements, with the zero-copy pair
 //!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data; [`mem`] has host-memory versions;

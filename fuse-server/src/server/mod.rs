@@ -8,7 +8,7 @@
 //!    maximum; `total_extlen` × 8 bytes of request extensions must fit inside it (7.38+);
 //! 2. it decodes the opcode (unknown → ENOSYS), answers EIO to anything but INIT before INIT;
 //! 3. it copies the rest of the request (except WRITE data, which stays in the reader for the
-//!    backend's zero-copy [`ZeroCopyReader`]) into a per-thread reusable [`RequestBuffer`],
+//!    backend's zero-copy [`ZeroCopyReader`](crate::ZeroCopyReader)) into a per-thread reusable [`RequestBuffer`],
 //!    decodes the fixed argument per the negotiated minor and validates names;
 //! 4. it calls the backend and encodes the reply: a zero `fuse_out_header` first, then the
 //!    body, then the header again with [`Writer::write_at`], so `out_header.len` is exactly the
@@ -43,7 +43,7 @@
 //! # Layout
 //!
 //! One handler per opcode, grouped by the protocol's areas; every handler decodes its
-//! argument, calls the backend and returns a [`Reply`](frame::Reply) that the framing layer
+//! argument, calls the backend and returns a `Reply` that the framing layer
 //! sends. READ and READDIR stream their body straight into the reply and return
 //! `Reply::Written`; INIT and DESTROY change the connection state under the INIT lock.
 //!

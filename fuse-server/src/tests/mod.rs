@@ -2,5 +2,6 @@
 //! against a model of the kernel.
 
 mod dispatch;
+mod forwarding;
 mod kernel_model;
 mod negotiation_props;

@@ -1,0 +1,210 @@
+//! [`FileSystem`] for `Box<F>` and `Arc<F>`: every method forwards to `F`, so a backend can be
+//! shared, type-erased (`Box<dyn FileSystem>`) or wrapped without a hand-written adapter.
+
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use fuse_abi::{OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags};
+
+use super::{FileSystem, FsResult};
+use crate::capabilities::Capabilities;
+use crate::io::{ZeroCopyReader, ZeroCopyWriter};
+use crate::types::*;
+
+/// Implements `FileSystem` for each smart pointer by forwarding every method, defaults
+/// included (a forwarding impl that kept a default would hide the backend's own method).
+macro_rules! forward_filesystem {
+    ($($pointer:ident),*) => {$(
+        impl<F: FileSystem + ?Sized> FileSystem for $pointer<F> {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+
+            fn init(&self, negotiated: &Negotiated) -> FsResult<()> {
+                (**self).init(negotiated)
+            }
+
+            fn destroy(&self) {
+                (**self).destroy()
+            }
+
+            fn lookup(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+                (**self).lookup(ctx, parent, name)
+            }
+
+            fn forget(&self, ctx: &Context, nodeid: u64, nlookup: u64) {
+                (**self).forget(ctx, nodeid, nlookup)
+            }
+
+            fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (u64, u64)>) {
+                (**self).batch_forget(ctx, forgets)
+            }
+
+            fn getattr(&self, ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+                (**self).getattr(ctx, nodeid, fh)
+            }
+
+            fn setattr(&self, ctx: &Context, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+                (**self).setattr(ctx, nodeid, attr)
+            }
+
+            fn statx(&self, ctx: &Context, nodeid: u64, fh: Option<u64>, flags: u32, mask: u32) -> FsResult<StatxReply> {
+                (**self).statx(ctx, nodeid, fh, flags, mask)
+            }
+
+            fn readlink(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+                (**self).readlink(ctx, nodeid, buf)
+            }
+
+            fn symlink(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, target: &CStr) -> FsResult<Entry> {
+                (**self).symlink(ctx, cctx, parent, name, target)
+            }
+
+            fn mknod(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32, rdev: u32) -> FsResult<Entry> {
+                (**self).mknod(ctx, cctx, parent, name, mode, rdev)
+            }
+
+            fn mkdir(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32) -> FsResult<Entry> {
+                (**self).mkdir(ctx, cctx, parent, name, mode)
+            }
+
+            fn unlink(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+                (**self).unlink(ctx, parent, name)
+            }
+
+            fn rmdir(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+                (**self).rmdir(ctx, parent, name)
+            }
+
+            fn rename(&self, ctx: &Context, olddir: u64, oldname: Name<'_>, newdir: u64, newname: Name<'_>, flags: RenameFlags) -> FsResult<()> {
+                (**self).rename(ctx, olddir, oldname, newdir, newname, flags)
+            }
+
+            fn link(&self, ctx: &Context, nodeid: u64, newparent: u64, newname: Name<'_>) -> FsResult<Entry> {
+                (**self).link(ctx, nodeid, newparent, newname)
+            }
+
+            fn open(&self, ctx: &Context, nodeid: u64, flags: u32, open_flags: OpenInFlags) -> FsResult<OpenReply> {
+                (**self).open(ctx, nodeid, flags, open_flags)
+            }
+
+            fn create(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32, flags: u32, open_flags: OpenInFlags) -> FsResult<(Entry, OpenReply)> {
+                (**self).create(ctx, cctx, parent, name, mode, flags, open_flags)
+            }
+
+            fn tmpfile(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, mode: u32, flags: u32) -> FsResult<(Entry, OpenReply)> {
+                (**self).tmpfile(ctx, cctx, parent, mode, flags)
+            }
+
+            fn read(&self, ctx: &Context, nodeid: u64, fh: u64, w: &mut dyn ZeroCopyWriter, size: u32, offset: u64, lock_owner: Option<u64>, flags: u32) -> FsResult<usize> {
+                (**self).read(ctx, nodeid, fh, w, size, offset, lock_owner, flags)
+            }
+
+            fn write(&self, ctx: &Context, nodeid: u64, fh: u64, r: &mut dyn ZeroCopyReader, size: u32, offset: u64, lock_owner: Option<u64>, write_flags: WriteFlags, flags: u32) -> FsResult<usize> {
+                (**self).write(ctx, nodeid, fh, r, size, offset, lock_owner, write_flags, flags)
+            }
+
+            fn flush(&self, ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+                (**self).flush(ctx, nodeid, fh, lock_owner)
+            }
+
+            fn release(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32, flush: bool, flock_release: bool, lock_owner: Option<u64>) -> FsResult<()> {
+                (**self).release(ctx, nodeid, fh, flags, flush, flock_release, lock_owner)
+            }
+
+            fn fsync(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+                (**self).fsync(ctx, nodeid, fh, datasync)
+            }
+
+            fn opendir(&self, ctx: &Context, nodeid: u64, flags: u32) -> FsResult<OpenReply> {
+                (**self).opendir(ctx, nodeid, flags)
+            }
+
+            fn readdir(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, sink: &mut dyn DirSink) -> FsResult<()> {
+                (**self).readdir(ctx, nodeid, fh, offset, sink)
+            }
+
+            fn readdirplus(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, sink: &mut dyn DirPlusSink) -> FsResult<()> {
+                (**self).readdirplus(ctx, nodeid, fh, offset, sink)
+            }
+
+            fn releasedir(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32) -> FsResult<()> {
+                (**self).releasedir(ctx, nodeid, fh, flags)
+            }
+
+            fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+                (**self).fsyncdir(ctx, nodeid, fh, datasync)
+            }
+
+            fn statfs(&self, ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+                (**self).statfs(ctx, nodeid)
+            }
+
+            fn setxattr(&self, ctx: &Context, nodeid: u64, name: &CStr, value: &[u8], flags: u32, setxattr_flags: SetxattrFlags) -> FsResult<()> {
+                (**self).setxattr(ctx, nodeid, name, value, flags, setxattr_flags)
+            }
+
+            fn getxattr(&self, ctx: &Context, nodeid: u64, name: &CStr, buf: &mut [u8]) -> FsResult<XattrReply> {
+                (**self).getxattr(ctx, nodeid, name, buf)
+            }
+
+            fn listxattr(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+                (**self).listxattr(ctx, nodeid, buf)
+            }
+
+            fn removexattr(&self, ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+                (**self).removexattr(ctx, nodeid, name)
+            }
+
+            fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+                (**self).access(ctx, nodeid, mask)
+            }
+
+            fn getlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+                (**self).getlk(ctx, nodeid, fh, owner, lock)
+            }
+
+            fn setlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock, sleep: bool, flock: bool) -> FsResult<()> {
+                (**self).setlk(ctx, nodeid, fh, owner, lock, sleep, flock)
+            }
+
+            fn bmap(&self, ctx: &Context, nodeid: u64, blocksize: u32, block: u64) -> FsResult<u64> {
+                (**self).bmap(ctx, nodeid, blocksize, block)
+            }
+
+            fn ioctl(&self, ctx: &Context, nodeid: u64, fh: u64, cmd: u32, arg: u64, input: &[u8], out: &mut [u8]) -> FsResult<(i32, usize)> {
+                (**self).ioctl(ctx, nodeid, fh, cmd, arg, input, out)
+            }
+
+            fn poll(&self, ctx: &Context, nodeid: u64, fh: u64, kh: u64, flags: u32, events: u32) -> FsResult<u32> {
+                (**self).poll(ctx, nodeid, fh, kh, flags, events)
+            }
+
+            fn fallocate(&self, ctx: &Context, nodeid: u64, fh: u64, mode: u32, offset: u64, length: u64) -> FsResult<()> {
+                (**self).fallocate(ctx, nodeid, fh, mode, offset, length)
+            }
+
+            fn lseek(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, whence: u32) -> FsResult<u64> {
+                (**self).lseek(ctx, nodeid, fh, offset, whence)
+            }
+
+            fn copy_file_range(&self, ctx: &Context, nodeid_in: u64, fh_in: u64, off_in: u64, nodeid_out: u64, fh_out: u64, off_out: u64, len: u64, flags: u64) -> FsResult<u64> {
+                (**self).copy_file_range(ctx, nodeid_in, fh_in, off_in, nodeid_out, fh_out, off_out, len, flags)
+            }
+
+            fn setupmapping(&self, ctx: &Context, nodeid: u64, fh: u64, foffset: u64, len: u64, flags: u64, moffset: u64) -> FsResult<()> {
+                (**self).setupmapping(ctx, nodeid, fh, foffset, len, flags, moffset)
+            }
+
+            fn removemapping(&self, ctx: &Context, ranges: &mut dyn Iterator<Item = (u64, u64)>) -> FsResult<()> {
+                (**self).removemapping(ctx, ranges)
+            }
+
+            fn syncfs(&self, ctx: &Context, nodeid: u64) -> FsResult<()> {
+                (**self).syncfs(ctx, nodeid)
+            }
+        }
+    )*};
+}
+
+forward_filesystem!(Box, Arc);
