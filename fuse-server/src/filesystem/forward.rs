@@ -48,7 +48,14 @@ macro_rules! forward_filesystem {
                 (**self).setattr(ctx, nodeid, attr)
             }
 
-            fn statx(&self, ctx: &Context, nodeid: u64, fh: Option<u64>, flags: u32, mask: u32) -> FsResult<StatxReply> {
+            fn statx(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: Option<u64>,
+                flags: u32,
+                mask: u32,
+            ) -> FsResult<StatxReply> {
                 (**self).statx(ctx, nodeid, fh, flags, mask)
             }
 
@@ -56,15 +63,37 @@ macro_rules! forward_filesystem {
                 (**self).readlink(ctx, nodeid, buf)
             }
 
-            fn symlink(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, target: &CStr) -> FsResult<Entry> {
+            fn symlink(
+                &self,
+                ctx: &Context,
+                cctx: &CreateContext<'_>,
+                parent: u64,
+                name: Name<'_>,
+                target: &CStr,
+            ) -> FsResult<Entry> {
                 (**self).symlink(ctx, cctx, parent, name, target)
             }
 
-            fn mknod(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32, rdev: u32) -> FsResult<Entry> {
+            fn mknod(
+                &self,
+                ctx: &Context,
+                cctx: &CreateContext<'_>,
+                parent: u64,
+                name: Name<'_>,
+                mode: u32,
+                rdev: u32,
+            ) -> FsResult<Entry> {
                 (**self).mknod(ctx, cctx, parent, name, mode, rdev)
             }
 
-            fn mkdir(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32) -> FsResult<Entry> {
+            fn mkdir(
+                &self,
+                ctx: &Context,
+                cctx: &CreateContext<'_>,
+                parent: u64,
+                name: Name<'_>,
+                mode: u32,
+            ) -> FsResult<Entry> {
                 (**self).mkdir(ctx, cctx, parent, name, mode)
             }
 
@@ -76,39 +105,115 @@ macro_rules! forward_filesystem {
                 (**self).rmdir(ctx, parent, name)
             }
 
-            fn rename(&self, ctx: &Context, olddir: u64, oldname: Name<'_>, newdir: u64, newname: Name<'_>, flags: RenameFlags) -> FsResult<()> {
+            fn rename(
+                &self,
+                ctx: &Context,
+                olddir: u64,
+                oldname: Name<'_>,
+                newdir: u64,
+                newname: Name<'_>,
+                flags: RenameFlags,
+            ) -> FsResult<()> {
                 (**self).rename(ctx, olddir, oldname, newdir, newname, flags)
             }
 
-            fn link(&self, ctx: &Context, nodeid: u64, newparent: u64, newname: Name<'_>) -> FsResult<Entry> {
+            fn link(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                newparent: u64,
+                newname: Name<'_>,
+            ) -> FsResult<Entry> {
                 (**self).link(ctx, nodeid, newparent, newname)
             }
 
-            fn open(&self, ctx: &Context, nodeid: u64, flags: u32, open_flags: OpenInFlags) -> FsResult<OpenReply> {
+            fn open(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                flags: u32,
+                open_flags: OpenInFlags,
+            ) -> FsResult<OpenReply> {
                 (**self).open(ctx, nodeid, flags, open_flags)
             }
 
-            fn create(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, name: Name<'_>, mode: u32, flags: u32, open_flags: OpenInFlags) -> FsResult<(Entry, OpenReply)> {
+            fn create(
+                &self,
+                ctx: &Context,
+                cctx: &CreateContext<'_>,
+                parent: u64,
+                name: Name<'_>,
+                mode: u32,
+                flags: u32,
+                open_flags: OpenInFlags,
+            ) -> FsResult<(Entry, OpenReply)> {
                 (**self).create(ctx, cctx, parent, name, mode, flags, open_flags)
             }
 
-            fn tmpfile(&self, ctx: &Context, cctx: &CreateContext<'_>, parent: u64, mode: u32, flags: u32) -> FsResult<(Entry, OpenReply)> {
+            fn tmpfile(
+                &self,
+                ctx: &Context,
+                cctx: &CreateContext<'_>,
+                parent: u64,
+                mode: u32,
+                flags: u32,
+            ) -> FsResult<(Entry, OpenReply)> {
                 (**self).tmpfile(ctx, cctx, parent, mode, flags)
             }
 
-            fn read(&self, ctx: &Context, nodeid: u64, fh: u64, w: &mut dyn ZeroCopyWriter, size: u32, offset: u64, lock_owner: Option<u64>, flags: u32) -> FsResult<usize> {
+            fn read(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                w: &mut dyn ZeroCopyWriter,
+                size: u32,
+                offset: u64,
+                lock_owner: Option<u64>,
+                flags: u32,
+            ) -> FsResult<usize> {
                 (**self).read(ctx, nodeid, fh, w, size, offset, lock_owner, flags)
             }
 
-            fn write(&self, ctx: &Context, nodeid: u64, fh: u64, r: &mut dyn ZeroCopyReader, size: u32, offset: u64, lock_owner: Option<u64>, write_flags: WriteFlags, flags: u32) -> FsResult<usize> {
-                (**self).write(ctx, nodeid, fh, r, size, offset, lock_owner, write_flags, flags)
+            fn write(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                r: &mut dyn ZeroCopyReader,
+                size: u32,
+                offset: u64,
+                lock_owner: Option<u64>,
+                write_flags: WriteFlags,
+                flags: u32,
+            ) -> FsResult<usize> {
+                (**self).write(
+                    ctx,
+                    nodeid,
+                    fh,
+                    r,
+                    size,
+                    offset,
+                    lock_owner,
+                    write_flags,
+                    flags,
+                )
             }
 
             fn flush(&self, ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
                 (**self).flush(ctx, nodeid, fh, lock_owner)
             }
 
-            fn release(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32, flush: bool, flock_release: bool, lock_owner: Option<u64>) -> FsResult<()> {
+            fn release(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                flags: u32,
+                flush: bool,
+                flock_release: bool,
+                lock_owner: Option<u64>,
+            ) -> FsResult<()> {
                 (**self).release(ctx, nodeid, fh, flags, flush, flock_release, lock_owner)
             }
 
@@ -120,11 +225,25 @@ macro_rules! forward_filesystem {
                 (**self).opendir(ctx, nodeid, flags)
             }
 
-            fn readdir(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, sink: &mut dyn DirSink) -> FsResult<()> {
+            fn readdir(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                offset: u64,
+                sink: &mut dyn DirSink,
+            ) -> FsResult<()> {
                 (**self).readdir(ctx, nodeid, fh, offset, sink)
             }
 
-            fn readdirplus(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, sink: &mut dyn DirPlusSink) -> FsResult<()> {
+            fn readdirplus(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                offset: u64,
+                sink: &mut dyn DirPlusSink,
+            ) -> FsResult<()> {
                 (**self).readdirplus(ctx, nodeid, fh, offset, sink)
             }
 
@@ -132,7 +251,13 @@ macro_rules! forward_filesystem {
                 (**self).releasedir(ctx, nodeid, fh, flags)
             }
 
-            fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+            fn fsyncdir(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                datasync: bool,
+            ) -> FsResult<()> {
                 (**self).fsyncdir(ctx, nodeid, fh, datasync)
             }
 
@@ -140,15 +265,34 @@ macro_rules! forward_filesystem {
                 (**self).statfs(ctx, nodeid)
             }
 
-            fn setxattr(&self, ctx: &Context, nodeid: u64, name: &CStr, value: &[u8], flags: u32, setxattr_flags: SetxattrFlags) -> FsResult<()> {
+            fn setxattr(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                name: &CStr,
+                value: &[u8],
+                flags: u32,
+                setxattr_flags: SetxattrFlags,
+            ) -> FsResult<()> {
                 (**self).setxattr(ctx, nodeid, name, value, flags, setxattr_flags)
             }
 
-            fn getxattr(&self, ctx: &Context, nodeid: u64, name: &CStr, buf: &mut [u8]) -> FsResult<XattrReply> {
+            fn getxattr(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                name: &CStr,
+                buf: &mut [u8],
+            ) -> FsResult<XattrReply> {
                 (**self).getxattr(ctx, nodeid, name, buf)
             }
 
-            fn listxattr(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+            fn listxattr(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                buf: &mut [u8],
+            ) -> FsResult<XattrReply> {
                 (**self).listxattr(ctx, nodeid, buf)
             }
 
@@ -160,43 +304,123 @@ macro_rules! forward_filesystem {
                 (**self).access(ctx, nodeid, mask)
             }
 
-            fn getlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+            fn getlk(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                owner: u64,
+                lock: Lock,
+            ) -> FsResult<Lock> {
                 (**self).getlk(ctx, nodeid, fh, owner, lock)
             }
 
-            fn setlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock, sleep: bool, flock: bool) -> FsResult<()> {
+            fn setlk(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                owner: u64,
+                lock: Lock,
+                sleep: bool,
+                flock: bool,
+            ) -> FsResult<()> {
                 (**self).setlk(ctx, nodeid, fh, owner, lock, sleep, flock)
             }
 
-            fn bmap(&self, ctx: &Context, nodeid: u64, blocksize: u32, block: u64) -> FsResult<u64> {
+            fn bmap(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                blocksize: u32,
+                block: u64,
+            ) -> FsResult<u64> {
                 (**self).bmap(ctx, nodeid, blocksize, block)
             }
 
-            fn ioctl(&self, ctx: &Context, nodeid: u64, fh: u64, cmd: u32, arg: u64, input: &[u8], out: &mut [u8]) -> FsResult<(i32, usize)> {
+            fn ioctl(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                cmd: u32,
+                arg: u64,
+                input: &[u8],
+                out: &mut [u8],
+            ) -> FsResult<(i32, usize)> {
                 (**self).ioctl(ctx, nodeid, fh, cmd, arg, input, out)
             }
 
-            fn poll(&self, ctx: &Context, nodeid: u64, fh: u64, kh: u64, flags: u32, events: u32) -> FsResult<u32> {
+            fn poll(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                kh: u64,
+                flags: u32,
+                events: u32,
+            ) -> FsResult<u32> {
                 (**self).poll(ctx, nodeid, fh, kh, flags, events)
             }
 
-            fn fallocate(&self, ctx: &Context, nodeid: u64, fh: u64, mode: u32, offset: u64, length: u64) -> FsResult<()> {
+            fn fallocate(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                mode: u32,
+                offset: u64,
+                length: u64,
+            ) -> FsResult<()> {
                 (**self).fallocate(ctx, nodeid, fh, mode, offset, length)
             }
 
-            fn lseek(&self, ctx: &Context, nodeid: u64, fh: u64, offset: u64, whence: u32) -> FsResult<u64> {
+            fn lseek(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                offset: u64,
+                whence: u32,
+            ) -> FsResult<u64> {
                 (**self).lseek(ctx, nodeid, fh, offset, whence)
             }
 
-            fn copy_file_range(&self, ctx: &Context, nodeid_in: u64, fh_in: u64, off_in: u64, nodeid_out: u64, fh_out: u64, off_out: u64, len: u64, flags: u64) -> FsResult<u64> {
-                (**self).copy_file_range(ctx, nodeid_in, fh_in, off_in, nodeid_out, fh_out, off_out, len, flags)
+            fn copy_file_range(
+                &self,
+                ctx: &Context,
+                nodeid_in: u64,
+                fh_in: u64,
+                off_in: u64,
+                nodeid_out: u64,
+                fh_out: u64,
+                off_out: u64,
+                len: u64,
+                flags: u64,
+            ) -> FsResult<u64> {
+                (**self).copy_file_range(
+                    ctx, nodeid_in, fh_in, off_in, nodeid_out, fh_out, off_out, len, flags,
+                )
             }
 
-            fn setupmapping(&self, ctx: &Context, nodeid: u64, fh: u64, foffset: u64, len: u64, flags: u64, moffset: u64) -> FsResult<()> {
+            fn setupmapping(
+                &self,
+                ctx: &Context,
+                nodeid: u64,
+                fh: u64,
+                foffset: u64,
+                len: u64,
+                flags: u64,
+                moffset: u64,
+            ) -> FsResult<()> {
                 (**self).setupmapping(ctx, nodeid, fh, foffset, len, flags, moffset)
             }
 
-            fn removemapping(&self, ctx: &Context, ranges: &mut dyn Iterator<Item = (u64, u64)>) -> FsResult<()> {
+            fn removemapping(
+                &self,
+                ctx: &Context,
+                ranges: &mut dyn Iterator<Item = (u64, u64)>,
+            ) -> FsResult<()> {
                 (**self).removemapping(ctx, ranges)
             }
 
