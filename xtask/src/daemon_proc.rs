@@ -197,14 +197,16 @@ pub(crate) fn check_identity(pid: u32, account: &Account) -> Result<String, Stri
     if u64::from_str_radix(&cap_eff, 16) != Ok(0) {
         return Err(format!("pid {pid}: CapEff {cap_eff}, expected 0"));
     }
-    let ns = |p: &str| fs::read_link(format!("/proc/{p}/ns/user")).ok();
+    let ns = |p: &str| {
+        fs::read_link(format!("/proc/{p}/ns/user"))
+            .map_or_else(|e| format!("unreadable ({e})"), |l| l.display().to_string())
+    };
     let (theirs, ours) = (ns(&pid.to_string()), ns("self"));
-    if theirs.is_none() || theirs == ours {
+    if theirs == ours || !theirs.starts_with("user:") {
         return Err(format!(
-            "pid {pid}: user namespace {theirs:?}, the host's is {ours:?}"
+            "pid {pid}: user namespace {theirs}, the host's is {ours}: no user namespace of its own"
         ));
     }
-    let theirs = theirs.map_or_else(String::new, |p| p.display().to_string());
     Ok(format!(
         "pid {pid}: Uid {uid}, CapEff 0, {theirs} (the host's is not)"
     ))

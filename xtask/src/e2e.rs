@@ -768,7 +768,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         failed += report.problems.len() as u64;
     }
     if let Some(profile) = options.profile {
-        let expected = profile.expected_failures();
+        // Only those of the suites that ran.
+        let expected: Vec<&ExpectedFailure> = profile
+            .expected_failures()
+            .iter()
+            .filter(|e| options.suites.contains(&e.suite))
+            .collect();
         println!(
             "\nexpected failures of --profile {}: {}",
             profile.name(),
