@@ -134,6 +134,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                     mount.disown();
                 }
                 drop(endpoint);
+                // The parent only waits and forwards signals: no capability (its child's uid
+                // is its own, so `kill` needs none), and its own small filter.
+                privileges::keep_only(&caps::CapsHashSet::new())
+                    .context("the waiting parent: dropping capabilities")?;
+                lockdown::lock_down_parent(cli.seccomp).context("the waiting parent")?;
                 return Ok(parent.wait());
             }
             Started::Child => sandbox::isolate_mounts(shared_dir)?,

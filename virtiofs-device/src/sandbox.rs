@@ -6,8 +6,9 @@
 //! 1. [`enter_pid_namespace`], while the process has one thread: `unshare` a PID namespace
 //!    (and, when not started as root, a user namespace first, mapping the caller's uid and gid
 //!    to themselves), then `fork`. The parent stays behind: it forwards SIGTERM, SIGINT and
-//!    SIGHUP to the child, reaps it and exits with its status. The child is PID 1 of the new
-//!    namespace; it dies with the parent (`PR_SET_PDEATHSIG`).
+//!    SIGHUP to the child, reaps it and exits with its status, with no capability and under
+//!    its own seccomp filter (`lockdown::lock_down_parent`, installed by `main::run`). The
+//!    child is PID 1 of the new namespace; it dies with the parent (`PR_SET_PDEATHSIG`).
 //! 2. [`isolate_mounts`] in the child: new mount, IPC, UTS and network namespaces; the mount
 //!    tree made a recursive slave (the host's mounts and unmounts still reach the copy, nothing
 //!    made here reaches the host); a fresh `/proc` for the new PID namespace; the shared

@@ -230,6 +230,28 @@ fn ns(pid: &str, kind: &str) -> PathBuf {
     fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap()
 }
 
+/// The namespace sandbox's waiting parent `pid` holds no capability (none effective, none in
+/// its bounding set) and runs under its own seccomp filter with no_new_privs. It confines
+/// itself right after the fork, while the child sets up: waited for (up to `T`), not raced.
+fn assert_parent_confined(pid: u32) {
+    let deadline = Instant::now() + T;
+    while status_field(pid, "Seccomp:") != "2" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        status_field(pid, "Seccomp:"),
+        "2",
+        "the parent has no filter"
+    );
+    assert_eq!(status_field(pid, "NoNewPrivs:"), "1");
+    assert_eq!(cap_eff(pid), 0, "the parent kept capabilities");
+    assert_eq!(
+        u64::from_str_radix(&status_field(pid, "CapBnd:"), 16).unwrap(),
+        0,
+        "the parent's bounding set"
+    );
+}
+
 /// `/proc/PID/root` is the share (same device and inode), not the host's root.
 fn assert_root_is(pid: u32, share: &Path) {
     let root = fs::metadata(format!("/proc/{pid}/root/")).unwrap();
@@ -256,6 +278,7 @@ fn check_sandboxed(fx: &Fixture, extra: &[&str], forked: bool, want_caps: u64) {
             status_field(pid, "NSpid:").split_whitespace().last(),
             Some("1")
         );
+        assert_parent_confined(daemon.child.id());
     } else {
         assert!(!different("mnt"), "--sandbox chroot made a mount namespace");
     }
@@ -390,6 +413,7 @@ fn namespace_sandbox_unprivileged_with_a_user_namespace() {
     }
     assert_root_is(pid, &fx.share());
     assert_eq!(cap_eff(pid), 0, "capabilities left in the user namespace");
+    assert_parent_confined(daemon.child.id());
     // The guest's files are the caller's.
     f.requests()
         .call(
@@ -407,6 +431,45 @@ fn namespace_sandbox_unprivileged_with_a_user_namespace() {
     drop(f);
     let status = daemon.terminate();
     assert_eq!(status.signal(), Some(15), "{status}");
+}
+
+#[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
+fn the_filtered_parent_exits_as_the_daemon_did() {
+    if !is_root() {
+        eprintln!("skipped: needs root (to start the daemon as uid {NOBODY})");
+        return;
+    }
+    if fs::metadata("/usr/bin/setpriv").is_err() {
+        eprintln!("skipped: no setpriv");
+        return;
+    }
+    // The directory is nobody's, the share root's and closed: every option is good, and the
+    // daemon fails only after the fork, when its child enters the share.
+    let fx = Fixture::new();
+    std::os::unix::fs::chown(fx.dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
+    fs::set_permissions(fx.share(), fs::Permissions::from_mode(0o700)).unwrap();
+    let id = NOBODY.to_string();
+    let prefix = [
+        "setpriv",
+        "--reuid",
+        &id,
+        "--regid",
+        &id,
+        "--clear-groups",
+        "--",
+    ];
+    let mut daemon = fx.start(&prefix, &[]);
+    let status = daemon.child.wait().unwrap();
+    let log = daemon.log();
+    if log.contains("cannot create the user and PID namespace") {
+        eprintln!("skipped: the host refuses unprivileged user namespaces:\n{log}");
+        return;
+    }
+    // The parent had installed its filter, and its exit path ran under it.
+    assert!(log.contains("the waiting parent"), "{log}");
+    assert!(log.contains("chdir"), "{log}");
+    assert_eq!(status.code(), Some(1), "{status}:\n{log}");
 }
 
 #[test]

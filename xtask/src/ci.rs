@@ -73,6 +73,11 @@ const STEPS: &[Step] = &[
         e2e_chroot,
     ),
     Step::new(
+        "e2e-userns",
+        "guest 6.12 against the daemon started unprivileged: user namespace (smoke, fsx)",
+        e2e_userns,
+    ),
+    Step::new(
         "e2e-macos-profile",
         "guests 6.12, 7.3 against a daemon declaring only the macOS set (smoke)",
         e2e_macos_profile,
@@ -180,6 +185,12 @@ fn e2e_chroot() -> Result<()> {
         "smoke,pjdfstest".to_owned(),
         "--daemon-arg=--sandbox=chroot".to_owned(),
     ])
+}
+
+/// `cargo xtask e2e --profile userns`: the daemon started as an unprivileged account, its
+/// default sandbox then in a user namespace of its own, checked from /proc.
+fn e2e_userns() -> Result<()> {
+    e2e::run(&["--profile".to_owned(), "userns".to_owned()])
 }
 
 /// `cargo xtask e2e --profile macos`: the daemon declares only what the macOS backend honours.

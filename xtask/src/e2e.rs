@@ -8,8 +8,12 @@
 //! `<cache>/runs/<kernel>/` (`console.log`, `daemon.log`, `qemu.log`) until the next run.
 //!
 //! A [`Profile`] names a daemon configuration with its own defaults, checks and expected
-//! failures: `macos` (our linux backend declaring only the macOS set) and `macos-logic` (the
-//! macOS backend itself, over its Linux adapter).
+//! failures: `macos` (our linux backend declaring only the macOS set), `macos-logic` (the
+//! macOS backend itself, over its Linux adapter) and `userns` (the daemon started as an
+//! unprivileged account, so that its default sandbox adds a user namespace).
+//!
+//! Each report gives the CPU time of the serving daemon process (behind a namespace sandbox's
+//! waiting parent), sampled from `/proc/PID/stat` until it exits: printed, never judged.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -21,14 +25,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::daemon_proc::{self, Account};
 use crate::provision::{self, Kernel, KernelSpec};
 use crate::util::{self, display, step};
 
 const USAGE: &str = "\
 usage: cargo xtask e2e [--kernel K]... [--suite S]... [--daemon PATH|virtiofsd]
                        [--daemon-arg ARG]... [--kernel-arg ARG]... [--fsx-ops N]
-                       [--tag TAG] [--limit SECS]
-                       [--keep] [--provision-only] [--profile macos|macos-logic]
+                       [--tag TAG] [--limit SECS] [--daemon-user USER]
+                       [--keep] [--provision-only] [--profile macos|macos-logic|userns]
 
 Boots Debian guest kernels under QEMU (TCG) against a vhost-user-fs daemon and runs test
 suites on the virtio-fs mount. K and S may be comma-separated lists.
@@ -45,6 +50,12 @@ suites on the virtio-fs mount. K and S may be comma-separated lists.
   --tag TAG         the virtio-fs tag (default e2efs)
   --limit SECS      time bound of each suite in the guest (default: smoke 180, pjdfstest
                     and fsx 600); QEMU is killed after their sum plus 120 s
+  --daemon-user USER
+                    start the daemon as this unprivileged account (xtask runs as root):
+                    the shared directory and a copy of the daemon binary are put in
+                    <tmp>/virtiofs-e2e-<pid>-<kernel>/, the share owned by USER; the
+                    serving process must run as USER with no capability, in a user
+                    namespace of its own (checked from /proc, the `daemon-user` check)
   --keep            keep each run's shared directory even when it passed
   --provision-only  provision kernels, tools and initramfs images, boot nothing
   --profile macos   our daemon declaring only what the macOS backend honours
@@ -59,6 +70,13 @@ suites on the virtio-fs mount. K and S may be comma-separated lists.
                     WRITEBACK_CACHE must be negotiated only with --daemon-arg=--writeback;
                     pjdfstest cases that cannot pass by this backend's design are expected
                     failures (listed in the summary)
+  --profile userns  our daemon with its defaults (--sandbox namespace, seccomp, Landlock)
+                    started as an unprivileged account: --daemon-user virtiofs-e2e (a
+                    system account, created when missing) unless --daemon-user is given;
+                    kernels default to 6.12 and suites to smoke,fsx; smoke's chown is an
+                    expected failure, and so are, with --suite all, the 53 pjdfstest cases
+                    that an unprivileged daemon cannot pass (other owners, device nodes,
+                    the creator's credentials: listed in the summary)
 
 The cache is .cache/e2e/ at the repository root (VIRTIOFS_CACHE overrides it); the logs of a
 run are in <cache>/runs/<kernel>/: console.log, daemon.log, qemu.log.
@@ -117,6 +135,8 @@ struct Options {
     provision_only: bool,
     /// `--profile`: its daemon arguments, defaults, flag check and expected failures.
     profile: Option<Profile>,
+    /// `--daemon-user`: the unprivileged account the daemon runs as.
+    daemon_user: Option<String>,
 }
 
 /// A named daemon configuration with its own defaults and checks.
@@ -126,6 +146,8 @@ enum Profile {
     Macos,
     /// The macOS backend's logic over its Linux adapter (`--backend macos-logic`).
     MacosLogic,
+    /// Our daemon with its defaults, started as an unprivileged account.
+    Userns,
 }
 
 /// The daemon arguments of `--profile macos`.
@@ -143,6 +165,11 @@ const MACOS_PROFILE_ARGS: &[&str] = &[
 const MACOS_LOGIC_PROFILE_ARGS: &[&str] = &["--backend", "macos-logic", "--xattr"];
 /// The kernels `--profile macos` and `--profile macos-logic` boot by default.
 const MACOS_PROFILE_KERNELS: &[&str] = &["6.12", "7.3"];
+/// The kernel `--profile userns` boots by default.
+const USERNS_PROFILE_KERNELS: &[&str] = &["6.12"];
+/// The suites `--profile userns` runs by default: pjdfstest only when asked (`--suite all`),
+/// as it doubles the run (over two minutes on TCG, 53 of its cases expected to fail).
+const USERNS_PROFILE_SUITES: &[&str] = &["smoke", "fsx"];
 
 /// A check that fails by design under a profile: its failure is counted as expected (`xfail`),
 /// not as a failure.
@@ -160,12 +187,300 @@ struct ExpectedFailure {
 /// failing, for a reason inherent to the macOS backend's design.
 const MACOS_LOGIC_EXPECTED: &[ExpectedFailure] = &[];
 
+/// Why `--profile userns` cannot give a file to another owner: its user namespace maps only
+/// the daemon's own uid and gid, so `fchownat` to any other id is EINVAL.
+const USERNS_CHOWN: &str = "an unprivileged daemon can give a file to no other owner: its user \
+                            namespace maps only its own uid and gid (fchownat: EINVAL)";
+/// Why `--profile userns` makes no block or character device (but the whiteout, 0:0).
+const USERNS_DEVICE: &str = "mknod of a block or character device needs CAP_MKNOD in the \
+                             host's user namespace (EPERM); pjdfstest makes one first";
+/// Why a file a guest user creates is not theirs under `--profile userns`.
+const USERNS_OWNER: &str = "a new file is the daemon account's, whoever creates it: an \
+                            unprivileged daemon cannot switch to the caller's credentials";
+
+/// The expected failures of `--profile userns`: smoke's chown, and the pjdfstest cases seen
+/// failing (6.12, every one for one of the three reasons above; `--suite all` runs them).
+/// Any other failure fails the run.
+const USERNS_EXPECTED: &[ExpectedFailure] = &[
+    ExpectedFailure {
+        suite: "smoke",
+        check: "chown",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chmod::change_perm::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chmod::clear_isgid_bit",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chmod::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chmod::failed_chmod_unchanged_ctime::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chmod::update_ctime::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chown::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "chown::lchown::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::changed_ctime_success::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::eexist_dest_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::enotdir_component_either::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::remove_link::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::share_metadata::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::share_metadata::char",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::share_metadata::fifo",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::share_metadata::regular",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::share_metadata::socket",
+        why: USERNS_CHOWN,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "link::unchanged_ctime_fails::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkdir::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkdir::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkdir::uid_gid_eq_euid_egid",
+        why: USERNS_OWNER,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkfifo::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkfifo::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mkfifo::uid_gid_eq_euid_egid",
+        why: USERNS_OWNER,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::changed_times_success::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::changed_times_success::char",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::device_files::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::device_files::char",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::enotdir_comp_char_block::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::privileged::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "mknod::uid_gid_eq_euid_egid",
+        why: USERNS_OWNER,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "open::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "open::uid_gid_eq_euid_egid",
+        why: USERNS_OWNER,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::eexist_enotempty_to_non_empty::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::eisdir_to_dir_from_not_dir::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::enotdir_component_either::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::enotdir_from_dir_to_not_dir::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::preserve_metadata::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::to_multiply_linked::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rename::unchanged_ctime_failed::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rmdir::eexist_enotempty_non_empty_dir::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "rmdir::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "symlink::create_symlink::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "symlink::eexist_file_exists::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "symlink::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "truncate::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "unlink::enotdir_component::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "unlink::remove_type::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "unlink::unchanged_ctime_failed::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "unlink::update_ctime_success::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "unlink::update_mtime_ctime_success_folder::block",
+        why: USERNS_DEVICE,
+    },
+    ExpectedFailure {
+        suite: "pjdfstest",
+        check: "utimensat::changes_timestamps::block",
+        why: USERNS_DEVICE,
+    },
+];
+
 impl Profile {
     fn parse(name: &str) -> Result<Profile> {
         match name {
             "macos" => Ok(Profile::Macos),
             "macos-logic" => Ok(Profile::MacosLogic),
-            _ => bail!("--profile: unknown profile `{name}` (macos, macos-logic)"),
+            "userns" => Ok(Profile::Userns),
+            _ => bail!("--profile: unknown profile `{name}` (macos, macos-logic, userns)"),
         }
     }
 
@@ -173,6 +488,7 @@ impl Profile {
         match self {
             Profile::Macos => "macos",
             Profile::MacosLogic => "macos-logic",
+            Profile::Userns => "userns",
         }
     }
 
@@ -180,12 +496,21 @@ impl Profile {
         match self {
             Profile::Macos => MACOS_PROFILE_ARGS,
             Profile::MacosLogic => MACOS_LOGIC_PROFILE_ARGS,
+            Profile::Userns => &[],
         }
     }
 
     /// The kernels booted when `--kernel` is not given.
     fn kernels(self) -> &'static [&'static str] {
-        MACOS_PROFILE_KERNELS
+        match self {
+            Profile::Macos | Profile::MacosLogic => MACOS_PROFILE_KERNELS,
+            Profile::Userns => USERNS_PROFILE_KERNELS,
+        }
+    }
+
+    /// Whether the daemon log's negotiated flags are checked against the macOS set.
+    fn checks_macos_flags(self) -> bool {
+        matches!(self, Profile::Macos | Profile::MacosLogic)
     }
 
     /// The suites run when `--suite` is not given.
@@ -193,6 +518,7 @@ impl Profile {
         match self {
             Profile::Macos => &["smoke"],
             Profile::MacosLogic => SUITES,
+            Profile::Userns => USERNS_PROFILE_SUITES,
         }
     }
 
@@ -200,6 +526,7 @@ impl Profile {
         match self {
             Profile::Macos => &[],
             Profile::MacosLogic => MACOS_LOGIC_EXPECTED,
+            Profile::Userns => USERNS_EXPECTED,
         }
     }
 }
@@ -219,6 +546,7 @@ fn parse(args: &[String]) -> Result<Options> {
         keep: false,
         provision_only: false,
         profile: None,
+        daemon_user: None,
     };
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -298,6 +626,7 @@ fn parse(args: &[String]) -> Result<Options> {
                 options.tag = v;
             }
             "--profile" => options.profile = Some(Profile::parse(&value()?)?),
+            "--daemon-user" => options.daemon_user = Some(value()?),
             "--keep" if inline.is_none() => options.keep = true,
             "--provision-only" if inline.is_none() => options.provision_only = true,
             "-h" | "--help" => {
@@ -330,6 +659,9 @@ fn parse(args: &[String]) -> Result<Options> {
         }
         if suites.is_empty() {
             suites.extend(profile.suites().iter().copied());
+        }
+        if profile == Profile::Userns && options.daemon_user.is_none() {
+            options.daemon_user = Some(daemon_proc::DEFAULT_USER.to_owned());
         }
     }
     if kernels.is_empty() {
@@ -386,21 +718,42 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if !daemon.is_file() {
         bail!("daemon {} does not exist", daemon.display());
     }
+    let account = match &options.daemon_user {
+        Some(name) => {
+            let account = daemon_proc::ensure_account(name)?;
+            println!(
+                "the daemon runs as {} (uid {}, gid {})",
+                account.name, account.uid, account.gid
+            );
+            Some(account)
+        }
+        None => None,
+    };
 
     let mut reports = Vec::new();
     for kernel in &kernels {
         step(&format!("kernel {} ({})", kernel.label, kernel.release));
         let initramfs = provision::build_initramfs(&cache, kernel, &tools)?;
-        let report = boot(&cache, kernel, &initramfs, &daemon, &options)?;
+        let report = boot(
+            &cache,
+            kernel,
+            &initramfs,
+            &daemon,
+            account.as_ref(),
+            &options,
+        )?;
         report.print();
         reports.push(report);
     }
 
     step("e2e summary");
     println!(
-        "daemon: {} {}",
+        "daemon: {} {}{}",
         daemon.display(),
-        options.daemon_args.join(" ")
+        options.daemon_args.join(" "),
+        account
+            .as_ref()
+            .map_or_else(String::new, |a| format!(" (as {}, uid {})", a.name, a.uid))
     );
     let (mut passed, mut failed, mut skipped, mut xfailed) = (0, 0, 0, 0);
     for report in &reports {
@@ -415,7 +768,12 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         failed += report.problems.len() as u64;
     }
     if let Some(profile) = options.profile {
-        let expected = profile.expected_failures();
+        // Only those of the suites that ran.
+        let expected: Vec<&ExpectedFailure> = profile
+            .expected_failures()
+            .iter()
+            .filter(|e| options.suites.contains(&e.suite))
+            .collect();
         println!(
             "\nexpected failures of --profile {}: {}",
             profile.name(),
@@ -563,6 +921,8 @@ struct Report {
     notes: Vec<String>,
     /// The run's directory (its daemon.log and qemu.log).
     run_dir: PathBuf,
+    /// The serving daemon process and its last user and system CPU-time sample.
+    daemon_cpu: Option<(u32, (Duration, Duration))>,
 }
 
 impl Report {
@@ -606,6 +966,14 @@ impl Report {
         }
         for note in &self.notes {
             println!("  note: {note}");
+        }
+        if let Some((pid, (user, system))) = self.daemon_cpu {
+            println!(
+                "  daemon CPU: {:.2} s (user {:.2} s, system {:.2} s; pid {pid}, /proc/{pid}/stat)",
+                (user + system).as_secs_f64(),
+                user.as_secs_f64(),
+                system.as_secs_f64()
+            );
         }
         if !self.ok() {
             print!("{}", self.logs);
@@ -731,8 +1099,30 @@ pub(crate) fn start_daemon(
     extra_args: &[String],
     log: &Path,
 ) -> Result<Guarded> {
+    start_daemon_as(daemon, socket, shared, tag, extra_args, log, None)
+}
+
+/// [`start_daemon`], as `account` (its uid and gid, no supplementary group) when given.
+fn start_daemon_as(
+    daemon: &Path,
+    socket: &Path,
+    shared: &Path,
+    tag: &str,
+    extra_args: &[String],
+    log: &Path,
+    account: Option<&Account>,
+) -> Result<Guarded> {
+    use std::os::unix::process::CommandExt;
     let daemon_log = File::create(log)?;
     let mut cmd = Command::new(daemon);
+    if let Some(account) = account {
+        // std calls setgroups(0) before setuid when root drops to another uid.
+        cmd.uid(account.uid).gid(account.gid);
+        println!(
+            "(as {}: uid {}, gid {})",
+            account.name, account.uid, account.gid
+        );
+    }
     cmd.arg("--socket-path")
         .arg(socket)
         .arg("--shared-dir")
@@ -822,6 +1212,7 @@ fn boot(
     kernel: &Kernel,
     initramfs: &Path,
     daemon: &Path,
+    account: Option<&Account>,
     options: &Options,
 ) -> Result<Report> {
     let run_dir = cache.join("runs").join(kernel.label);
@@ -829,9 +1220,27 @@ fn boot(
         fs::remove_dir_all(&run_dir)
             .with_context(|| format!("cannot clear {}", run_dir.display()))?;
     }
-    let shared = run_dir.join("shared");
+    fs::create_dir_all(&run_dir)?;
+    let staging = match account {
+        Some(account) => Some(daemon_proc::Staging::new(kernel.label, daemon, account)?),
+        None => None,
+    };
+    let (daemon, shared) = match &staging {
+        Some(staging) => {
+            println!("shared directory: {}", staging.shared.display());
+            (staging.daemon.clone(), staging.shared.clone())
+        }
+        None => (daemon.to_path_buf(), run_dir.join("shared")),
+    };
     fs::create_dir_all(&shared)?;
     fs::write(shared.join("host-seed.txt"), HOST_SEED)?;
+    if let Some(account) = account {
+        std::os::unix::fs::chown(
+            shared.join("host-seed.txt"),
+            Some(account.uid),
+            Some(account.gid),
+        )?;
+    }
     let console = run_dir.join("console.log");
     // A socket path must fit in sun_path (108 bytes): keep it short, outside the cache.
     let socket = std::env::temp_dir().join(format!(
@@ -841,14 +1250,21 @@ fn boot(
     ));
     let _ = fs::remove_file(&socket);
 
-    let mut daemon_child = start_daemon(
-        daemon,
+    let mut daemon_child = start_daemon_as(
+        &daemon,
         &socket,
         &shared,
         &options.tag,
         &options.daemon_args,
         &run_dir.join("daemon.log"),
+        account,
     )?;
+    let ticks = daemon_proc::clock_ticks();
+    // The serving process, found once the guest has mounted (the sandbox is in place by
+    // then: the daemon answers FUSE_INIT only after it), and its last CPU-time sample.
+    let mut serving: Option<u32> = None;
+    let mut daemon_cpu: Option<(Duration, Duration)> = None;
+    let mut identity: Option<Result<String, String>> = None;
 
     let limits: Vec<String> = options
         .suites
@@ -915,10 +1331,27 @@ fn boot(
             if line.starts_with("E2E-BOOTED") {
                 boot_time = Some(at - started);
             }
+            if line.starts_with("E2E-RESULT mount ") && serving.is_none() {
+                let pid = daemon_proc::serving_pid(daemon_child.child.id());
+                serving = Some(pid);
+                if let Some(account) = account {
+                    let verdict = daemon_proc::check_identity(pid, account);
+                    match &verdict {
+                        Ok(seen) => println!("[{}] daemon identity: {seen}", kernel.label),
+                        Err(e) => println!("[{}] daemon identity: {e}", kernel.label),
+                    }
+                    identity = Some(verdict);
+                }
+            }
             if !line.starts_with("    ") {
                 println!("[{}] {line}", kernel.label);
             }
             lines.push(line);
+        }
+        if let Some(pid) = serving
+            && let Some(cpu) = daemon_proc::cpu_time(pid, ticks)
+        {
+            daemon_cpu = Some(cpu);
         }
         if qemu_child.poll().is_some() {
             break;
@@ -984,7 +1417,7 @@ fn boot(
         let log = fs::read_to_string(&console).unwrap_or_default();
         notes = stale_expected(&log, &failures, expected);
     }
-    if options.profile.is_some() {
+    if options.profile.is_some_and(Profile::checks_macos_flags) {
         let log = fs::read_to_string(run_dir.join("daemon.log")).unwrap_or_default();
         let writeback = options.daemon_args.iter().any(|a| a == "--writeback");
         let verdict = check_macos_flags(&log, writeback);
@@ -993,6 +1426,31 @@ fn boot(
         }
         results.push(SuiteResult {
             suite: "macos-flags".to_owned(),
+            pass: u64::from(verdict.is_ok()),
+            fail: u64::from(verdict.is_err()),
+            skip: 0,
+            flaky: 0,
+            xfail: 0,
+            secs: 0.0,
+        });
+    }
+    if let Some(account) = account {
+        let mounted = results.iter().any(|r| r.suite == "mount" && r.fail == 0);
+        let verdict = identity.unwrap_or_else(|| {
+            Err(format!(
+                "not checked: the guest {}",
+                if mounted {
+                    "mounted, but no mount line was seen"
+                } else {
+                    "did not mount"
+                }
+            ))
+        });
+        if let Err(e) = &verdict {
+            failures.push(format!("E2E-FAIL daemon-user {}: {e}", account.name));
+        }
+        results.push(SuiteResult {
+            suite: "daemon-user".to_owned(),
             pass: u64::from(verdict.is_ok()),
             fail: u64::from(verdict.is_err()),
             skip: 0,
@@ -1027,6 +1485,7 @@ fn boot(
         logs: String::new(),
         notes,
         run_dir: run_dir.clone(),
+        daemon_cpu: serving.zip(daemon_cpu),
     };
     if !report.ok() {
         if let Some(text) = kernel_oops(&run_dir.join("console.log")) {
@@ -1051,6 +1510,9 @@ fn boot(
     }
     if report.ok() && !options.keep {
         let _ = fs::remove_dir_all(&shared);
+    }
+    if let Some(staging) = &staging {
+        staging.finish();
     }
     Ok(report)
 }
@@ -1090,19 +1552,26 @@ fn apply_expected(
     }
 }
 
-/// Expected pjdfstest failures that passed in this run (`console` is the console log, where
-/// the guest copies pjdfstest's output, one `<test> ... ok` line per test): the list may be
-/// stale.
+/// Expected failures that passed in this run (`console` is the console log, where the guest
+/// copies pjdfstest's output, one `<test> ... ok` line per test; a smoke check passed when the
+/// suite reported and the check did not fail): the list may be stale.
 fn stale_expected(console: &str, failures: &[String], expected: &[ExpectedFailure]) -> Vec<String> {
     let mut notes = Vec::new();
-    for e in expected.iter().filter(|e| e.suite == "pjdfstest") {
+    for e in expected
+        .iter()
+        .filter(|e| e.suite == "pjdfstest" || e.suite == "smoke")
+    {
         let xfailed = failures
             .iter()
             .any(|l| l.starts_with(&format!("E2E-XFAIL {} {} ", e.suite, e.check)));
-        let passed = console.lines().any(|l| {
-            let mut words = l.split_whitespace();
-            words.next() == Some(e.check) && l.trim_end().ends_with(" ok")
-        });
+        let passed = if e.suite == "smoke" {
+            console.lines().any(|l| l.contains("E2E-RESULT smoke "))
+        } else {
+            console.lines().any(|l| {
+                let mut words = l.split_whitespace();
+                words.next() == Some(e.check) && l.trim_end().ends_with(" ok")
+            })
+        };
         if !xfailed && passed {
             notes.push(format!(
                 "expected failure {} {} passed: is its entry stale?",
@@ -1277,15 +1746,79 @@ mod tests {
     }
 
     #[test]
+    fn userns_profile_defaults() {
+        let o = parse(&["--profile=userns".to_owned()]).unwrap();
+        assert_eq!(o.profile, Some(Profile::Userns));
+        let labels: Vec<&str> = o.kernels.iter().map(|k| k.label).collect();
+        assert_eq!(labels, ["6.12"]);
+        assert_eq!(o.suites, ["smoke", "fsx"]);
+        // The daemon's own defaults: the sandbox is what is under test.
+        assert!(o.daemon_args.is_empty());
+        assert_eq!(o.daemon_user.as_deref(), Some(daemon_proc::DEFAULT_USER));
+        assert!(!Profile::Userns.checks_macos_flags());
+        let o = parse(&[
+            "--daemon-user=someone".to_owned(),
+            "--profile=userns".to_owned(),
+            "--suite=all".to_owned(),
+        ])
+        .unwrap();
+        assert_eq!(o.daemon_user.as_deref(), Some("someone"));
+        assert_eq!(o.suites, SUITES);
+        assert!(
+            parse(&[
+                "--daemon=virtiofsd".to_owned(),
+                "--profile=userns".to_owned()
+            ])
+            .is_err()
+        );
+        // --daemon-user alone: any daemon, no profile.
+        let o = parse(&["--daemon-user".to_owned(), "nobody".to_owned()]).unwrap();
+        assert_eq!(
+            (o.profile, o.daemon_user.as_deref()),
+            (None, Some("nobody"))
+        );
+    }
+
+    #[test]
+    fn a_smoke_expected_failure() {
+        let result = SuiteResult {
+            suite: "smoke".to_owned(),
+            pass: 28,
+            fail: 1,
+            skip: 0,
+            flaky: 0,
+            xfail: 0,
+            secs: 1.0,
+        };
+        let mut results = vec![result];
+        let mut failures = lines("E2E-FAIL smoke chown\n");
+        apply_expected(&mut results, &mut failures, USERNS_EXPECTED);
+        assert_eq!((results[0].fail, results[0].xfail), (0, 1));
+        assert!(
+            failures[0].starts_with("E2E-XFAIL smoke chown "),
+            "{failures:?}"
+        );
+        let console = "[  3.0] E2E-RESULT smoke pass 28 fail 1 skip 0 secs 1.0\n";
+        assert!(stale_expected(console, &failures, USERNS_EXPECTED).is_empty());
+        // The suite ran and chown did not fail: the daemon could chown.
+        let notes = stale_expected(console, &[], USERNS_EXPECTED);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        // The suite did not run: nothing to say.
+        assert!(stale_expected("", &[], USERNS_EXPECTED).is_empty());
+    }
+
+    #[test]
     fn expected_list_is_well_formed() {
-        for profile in [Profile::Macos, Profile::MacosLogic] {
+        for profile in [Profile::Macos, Profile::MacosLogic, Profile::Userns] {
             let list = profile.expected_failures();
             for (i, e) in list.iter().enumerate() {
                 assert!(SUITES.contains(&e.suite), "{e:?}");
                 assert!(!e.check.is_empty() && !e.check.contains(' '), "{e:?}");
                 assert!(e.why.len() > 20, "give a reason: {e:?}");
                 assert!(
-                    !list[..i].iter().any(|x| x.check == e.check),
+                    !list[..i]
+                        .iter()
+                        .any(|x| x.suite == e.suite && x.check == e.check),
                     "twice: {e:?}"
                 );
             }

@@ -5,6 +5,7 @@
 
 mod bench;
 mod ci;
+mod daemon_proc;
 mod demo;
 mod e2e;
 mod fstests;

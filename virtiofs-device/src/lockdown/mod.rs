@@ -26,7 +26,7 @@ use log::{info, warn};
 
 pub(crate) use self::landlock::LandlockMode;
 use self::landlock::{ExtraFile, Outcome};
-use self::seccomp::{Arch, allowed, groups, program};
+use self::seccomp::{Arch, allowed, groups, parent_groups, program};
 pub(crate) use self::seccomp::{Profile, SeccompMode};
 
 /// What [`lock_down`] applies.
@@ -103,6 +103,36 @@ pub(crate) fn lock_down(config: &LockDown) -> Result<Report, LockDownError> {
         report.seccomp = Some(line);
     }
     Ok(report)
+}
+
+/// The namespace sandbox's waiting parent, right after the fork: the filter of
+/// [`seccomp::parent_groups`] under `mode` (`log` reports to the kernel's audit log: the parent
+/// runs no supervisor thread), none with `--seccomp none`. Logs it (before installing it)
+/// and returns the line.
+///
+/// # Errors
+///
+/// No allow-list for this architecture, or the filter refused.
+pub(crate) fn lock_down_parent(mode: SeccompMode) -> Result<Option<String>, LockDownError> {
+    if mode == SeccompMode::None {
+        return Ok(None);
+    }
+    let arch = Arch::HOST.ok_or(LockDownError::Architecture(std::env::consts::ARCH))?;
+    let groups = parent_groups();
+    if mode == SeccompMode::Trap {
+        sys::install_sigsys_handler()?;
+    }
+    let program = program(&groups, arch, mode, false)?;
+    let line = format!(
+        "seccomp: {}, {} syscalls allowed ({}, the waiting parent)",
+        mode.name(),
+        allowed(&groups, arch).len(),
+        arch.name()
+    );
+    // Logged first: the logger may make calls the parent's filter does not allow.
+    info!("{line}");
+    seccompiler::apply_filter(&program)?;
+    Ok(Some(line))
 }
 
 /// Installs the filter; the log line.

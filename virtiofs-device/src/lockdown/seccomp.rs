@@ -182,6 +182,23 @@ group!(
     ioctl { libc::SECCOMP_IOCTL_NOTIF_RECV as u64, libc::SECCOMP_IOCTL_NOTIF_SEND as u64 }
 );
 
+group!(
+    /// The namespace sandbox's waiting parent (`sandbox::Parent::wait`): reap the daemon,
+    /// forward termination signals to it, report a failure, and end as it ended (an exit
+    /// code, or the same signal raised again). Memory calls for the allocator and the exit
+    /// path's unmapping; nothing that opens, creates or maps a file.
+    PARENT = "parent" {
+        wait4, waitid, kill, tgkill, getpid, gettid,
+        rt_sigaction, rt_sigprocmask, rt_sigreturn, sigaltstack, restart_syscall,
+        write, close, brk, mmap, munmap, madvise, futex, exit, exit_group,
+    }
+);
+
+/// The groups of the namespace sandbox's waiting parent (whatever the backend and options).
+pub(crate) fn parent_groups() -> Vec<&'static Group> {
+    vec![&PARENT]
+}
+
 /// The groups `profile` needs under `mode`.
 pub(crate) fn groups(profile: Profile, mode: SeccompMode) -> Vec<&'static Group> {
     let mut groups = vec![&PROCESS, &DESCRIPTORS, &PASSTHROUGH];
@@ -469,6 +486,35 @@ mod tests {
                 ..profile
             };
             assert!(x86 >= allowed(&groups(base, SeccompMode::Kill), Arch::X86_64).len());
+        }
+    }
+
+    #[test]
+    fn the_parent_list_is_small_and_builds() {
+        for arch in [Arch::X86_64, Arch::Aarch64] {
+            let groups = parent_groups();
+            let allowed = allowed(&groups, arch);
+            println!("parent: {} {}", arch.name(), allowed.len());
+            let names: Vec<&str> = allowed.values().copied().collect();
+            for needed in ["wait4", "kill", "rt_sigreturn", "exit_group", "tgkill"] {
+                assert!(names.contains(&needed), "{arch:?}: {needed}");
+            }
+            // Nothing that names a file, makes a process or a socket, or changes privileges.
+            for never in [
+                "openat",
+                "execve",
+                "clone",
+                "socket",
+                "connect",
+                "setresuid",
+                "ioctl",
+            ] {
+                assert!(!names.contains(&never), "{arch:?}: {never}");
+            }
+            assert!(allowed.len() < 25, "{arch:?}: {}", allowed.len());
+            for mode in [SeccompMode::Kill, SeccompMode::Log, SeccompMode::Trap] {
+                assert!(program(&groups, arch, mode, false).unwrap().len() > allowed.len());
+            }
         }
     }
 
