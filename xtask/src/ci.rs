@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, cargo, step};
 use crate::{e2e, fstests, fuzz, host_tier, hostile, layout, macos, tidy};
 
@@ -202,26 +203,20 @@ fn fstests_ci() -> Result<()> {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = Vec::new();
     let mut skip: Vec<&str> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let list = match arg.as_str() {
-            "--only" => &mut only,
-            "--skip" => &mut skip,
-            "--list" => {
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        let list = match arg {
+            Arg::Long("only") => &mut only,
+            Arg::Long("skip") => &mut skip,
+            Arg::Long("list") => {
                 for s in STEPS {
                     println!("{:<17} {}", s.name, s.about);
                 }
                 return Ok(());
             }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => return Err(p.unexpected(other)),
         };
-        let Some(names) = args.next() else {
-            bail!("`{arg}` needs a step name\n{USAGE}");
-        };
+        let names = p.value()?;
         for name in names.split(',').filter(|n| !n.is_empty()) {
             if !STEPS.iter().any(|s| s.name == name) {
                 let known: Vec<&str> = STEPS.iter().map(|s| s.name).collect();
