@@ -33,6 +33,11 @@ const STEPS: &[Step] = &[
     Step::new("doc", "rustdoc for the workspace, warnings denied", doc),
     Step::new("test", "unit, property and doc tests (no privileges)", test),
     Step::new(
+        "features",
+        "clippy with no default features and with all; the library-only device's tests",
+        features,
+    ),
+    Step::new(
         "layout",
         "fuse-abi vs C fuse.h (system + newest Debian)",
         layout::run_all,
@@ -134,6 +139,24 @@ fn doc() -> Result<()> {
 fn test() -> Result<()> {
     let mut cmd = cargo();
     cmd.args(["test", "--locked", "--workspace"]);
+    util::run(cmd)
+}
+
+/// The other feature sets: clippy over the workspace with `--no-default-features` (the
+/// library-only device, the transport without `/dev/fuse`) and with `--all-features`
+/// (`fuzzing`, `test-utils` and the rest), then the tests whose code the first set changes:
+/// the device library and the transport without their default features. (`--all-features`
+/// only adds code the fuzz targets and tests already build; its tests are the `test` step's.)
+fn features() -> Result<()> {
+    for set in ["--no-default-features", "--all-features"] {
+        let mut cmd = cargo();
+        cmd.args(["clippy", "--locked", "--workspace", "--all-targets", set])
+            .args(["--", "-D", "warnings"]);
+        util::run(cmd)?;
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--locked", "--no-default-features"])
+        .args(["-p", "virtiofs-device", "-p", "virtiofs-transport"]);
     util::run(cmd)
 }
 
