@@ -4,6 +4,13 @@
 //! [`CStr`] (callers build them from validated single-component names or from the daemon's own
 //! `/proc/self/fd/N` strings); every result is an [`io::Result`] built from `errno`. Nothing here
 //! interprets guest data beyond passing it to the kernel.
+//!
+//! The calls `nix` covers are made through it (its `Errno` is the kernel's number, so the
+//! errors are the same); raw `libc` is left for what it lacks or wraps differently: `statx`,
+//! file handles, `getdents64`, `faccessat2`, the `*xattrat` calls and the classic xattr calls,
+//! `readlinkat` into the caller's buffer, `utimensat` with `AT_EMPTY_PATH`, `renameat2` (nix has
+//! it for glibc only), `flock` on a shared descriptor, `fstatvfs` (nix's result hides the libc
+//! struct the callers read) and the per-thread credential system calls.
 
 use std::ffi::CStr;
 use std::io;
@@ -11,15 +18,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::open::OpenToken;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, FallocateFlags, FcntlArg, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{FchmodatFlags, Mode, SFlag};
+use nix::unistd::{Gid, Uid, UnlinkatFlags, Whence};
 
-/// `struct open_how` of `linux/openat2.h` (libc's is `non_exhaustive`).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
+use crate::open::OpenToken;
 
 /// Cleared the first time `openat2` answers ENOSYS; the per-component fallback is used after.
 static HAVE_OPENAT2: AtomicBool = AtomicBool::new(true);
@@ -50,8 +54,18 @@ fn owned(fd: libc::c_int) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// [`owned`] for a descriptor a `nix` open call returned.
+fn owned_nix(fd: nix::Result<RawFd>) -> io::Result<OwnedFd> {
+    owned(fd?)
+}
+
 fn to_off(off: u64) -> io::Result<libc::off_t> {
     libc::off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// A mode as nix's type, every bit kept (the kernel sees what the caller passed).
+fn mode(mode: u32) -> Mode {
+    Mode::from_bits_retain(mode)
 }
 
 /// The empty path, for `*at(fd, "", AT_EMPTY_PATH)` calls.
@@ -74,49 +88,29 @@ fn open_beneath_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
-    mode: u32,
+    mode_bits: u32,
 ) -> io::Result<OwnedFd> {
     let flags = flags | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     if HAVE_OPENAT2.load(Ordering::Relaxed) {
-        let how = OpenHow {
-            flags: u64::from(u32::from_ne_bytes(flags.to_ne_bytes())),
-            mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
-                u64::from(mode)
-            } else {
-                0
-            },
-            resolve: libc::RESOLVE_BENEATH
-                | libc::RESOLVE_NO_SYMLINKS
-                | libc::RESOLVE_NO_MAGICLINKS,
-        };
-        // SAFETY: `dir` is a live descriptor for the call; `name` is NUL-terminated; `how` is a
-        // valid `open_how` whose size is passed; the result is checked below.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                &raw const how,
-                size_of::<OpenHow>(),
-            )
-        };
-        match check_long(ret) {
-            Ok(fd) => {
-                let fd =
-                    RawFd::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-                return owned(fd);
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
-                HAVE_OPENAT2.store(false, Ordering::Relaxed);
-            }
-            Err(e) => return Err(e),
+        let creates = flags & (libc::O_CREAT | libc::O_TMPFILE) != 0;
+        let how = OpenHow::new()
+            .flags(OFlag::from_bits_retain(flags))
+            .mode(mode(if creates { mode_bits } else { 0 }))
+            .resolve(
+                ResolveFlag::RESOLVE_BENEATH
+                    | ResolveFlag::RESOLVE_NO_SYMLINKS
+                    | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+            );
+        match nix::fcntl::openat2(dir.as_raw_fd(), name, how) {
+            Err(Errno::ENOSYS) => HAVE_OPENAT2.store(false, Ordering::Relaxed),
+            r => return owned_nix(r),
         }
     }
     let bytes = name.to_bytes();
     if bytes.contains(&b'/') || bytes == b".." {
         return Err(io::Error::from_raw_os_error(libc::EXDEV));
     }
-    openat_raw(dir, name, flags, mode)
+    openat_raw(dir, name, flags, mode_bits)
 }
 
 /// [`open_beneath_raw`] with `O_PATH`: a reference to whatever `name` is (a trailing symlink
@@ -148,17 +142,15 @@ fn openat_raw(
     dir: BorrowedFd<'_>,
     name: &CStr,
     flags: libc::c_int,
-    mode: u32,
+    mode_bits: u32,
 ) -> io::Result<OwnedFd> {
-    // SAFETY: `dir` is live, `name` NUL-terminated; the returned fd is checked by `owned`.
-    owned(unsafe {
-        libc::openat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            flags | libc::O_CLOEXEC,
-            mode,
-        )
-    })
+    let flags = OFlag::from_bits_retain(flags | libc::O_CLOEXEC);
+    owned_nix(nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags,
+        mode(mode_bits),
+    ))
 }
 
 /// `openat(dir, name, O_PATH)`, for the daemon's own names (`/proc/self/fd/N` relative to the
@@ -182,13 +174,8 @@ pub(crate) fn openat_io(
 /// `open(path, O_PATH | O_DIRECTORY)` relative to the current directory, for the share's root
 /// and `/proc/self/fd` at start-up.
 pub(crate) fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; the returned fd is checked.
-    owned(unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    })
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    owned_nix(nix::fcntl::open(path, flags, Mode::empty()))
 }
 
 /// The statx fields the backend asks for.
@@ -220,35 +207,49 @@ pub(crate) fn statx(
 }
 
 /// `mkdirat`.
-pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
-    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) }).map(drop)
+pub(crate) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode_bits: u32) -> io::Result<()> {
+    Ok(nix::sys::stat::mkdirat(
+        Some(dir.as_raw_fd()),
+        name,
+        mode(mode_bits),
+    )?)
 }
 
 /// `mknodat`.
 pub(crate) fn mknodat(
     dir: BorrowedFd<'_>,
     name: &CStr,
-    mode: u32,
+    mode_bits: u32,
     dev: libc::dev_t,
 ) -> io::Result<()> {
-    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
-    check(unsafe { libc::mknodat(dir.as_raw_fd(), name.as_ptr(), mode, dev) }).map(drop)
+    // nix takes the type and the permissions apart and passes `kind | perm`: `mode_bits` again.
+    let kind = SFlag::from_bits_retain(mode_bits & libc::S_IFMT);
+    let perm = mode(mode_bits & !libc::S_IFMT);
+    Ok(nix::sys::stat::mknodat(
+        Some(dir.as_raw_fd()),
+        name,
+        kind,
+        perm,
+        dev,
+    )?)
 }
 
 /// `symlinkat(target, dir, name)`: creates the link; the target is never resolved.
 pub(crate) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> io::Result<()> {
-    // SAFETY: both strings are NUL-terminated, `dir` is live; result checked.
-    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) }).map(drop)
+    Ok(nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name)?)
 }
 
-/// `unlinkat`.
+/// `unlinkat`; `flags` is 0 or `AT_REMOVEDIR` (anything else is EINVAL, as from the kernel).
 pub(crate) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) }).map(drop)
+    let flag = match flags {
+        0 => UnlinkatFlags::NoRemoveDir,
+        libc::AT_REMOVEDIR => UnlinkatFlags::RemoveDir,
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    Ok(nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, flag)?)
 }
 
-/// `renameat2`.
+/// `renameat2` (raw: nix has it for glibc targets only).
 pub(crate) fn renameat2(
     olddir: BorrowedFd<'_>,
     oldname: &CStr,
@@ -277,20 +278,17 @@ pub(crate) fn linkat(
     newname: &CStr,
     flags: libc::c_int,
 ) -> io::Result<()> {
-    // SAFETY: both fds are live, both names NUL-terminated; result checked.
-    let ret = unsafe {
-        libc::linkat(
-            olddir.as_raw_fd(),
-            oldname.as_ptr(),
-            newdir.as_raw_fd(),
-            newname.as_ptr(),
-            flags,
-        )
-    };
-    check(ret).map(drop)
+    Ok(nix::unistd::linkat(
+        Some(olddir.as_raw_fd()),
+        oldname,
+        Some(newdir.as_raw_fd()),
+        newname,
+        AtFlags::from_bits_retain(flags),
+    )?)
 }
 
-/// `readlinkat(fd, "")` on an `O_PATH` symlink descriptor.
+/// `readlinkat(fd, "")` on an `O_PATH` symlink descriptor, into the caller's buffer (nix's
+/// returns a new string).
 pub(crate) fn readlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `fd` is live, the path is "", `buf` is writable for `buf.len()` bytes.
     let ret = unsafe {
@@ -306,32 +304,33 @@ pub(crate) fn readlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> 
 
 /// `fchownat(fd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`; `u32::MAX` keeps a field.
 pub(crate) fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
-    // SAFETY: `fd` is live, the path is ""; result checked.
-    let ret = unsafe {
-        libc::fchownat(
-            fd.as_raw_fd(),
-            EMPTY.as_ptr(),
-            uid,
-            gid,
-            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    check(ret).map(drop)
+    let uid = (uid != u32::MAX).then(|| Uid::from_raw(uid));
+    let gid = (gid != u32::MAX).then(|| Gid::from_raw(gid));
+    Ok(nix::unistd::fchownat(
+        Some(fd.as_raw_fd()),
+        EMPTY,
+        uid,
+        gid,
+        AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
+    )?)
 }
 
 /// `fchmodat(dir, name, mode, 0)` (used with the `/proc/self/fd` directory and an fd number).
-pub(crate) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: u32) -> io::Result<()> {
-    // SAFETY: `dir` is live, `name` NUL-terminated; result checked.
-    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) }).map(drop)
+pub(crate) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode_bits: u32) -> io::Result<()> {
+    Ok(nix::sys::stat::fchmodat(
+        Some(dir.as_raw_fd()),
+        name,
+        mode(mode_bits),
+        FchmodatFlags::FollowSymlink,
+    )?)
 }
 
 /// `fchmod` on an open (non-`O_PATH`) descriptor.
-pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
-    // SAFETY: `fd` is live; result checked.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+pub(crate) fn fchmod(fd: BorrowedFd<'_>, mode_bits: u32) -> io::Result<()> {
+    Ok(nix::sys::stat::fchmod(fd.as_raw_fd(), mode(mode_bits))?)
 }
 
-/// `utimensat(dir, name, times, flags)`.
+/// `utimensat(dir, name, times, flags)` (raw: nix's takes no `AT_EMPTY_PATH`).
 pub(crate) fn utimensat(
     dir: BorrowedFd<'_>,
     name: &CStr,
@@ -345,9 +344,7 @@ pub(crate) fn utimensat(
 
 /// `ftruncate`.
 pub(crate) fn ftruncate(fd: BorrowedFd<'_>, size: u64) -> io::Result<()> {
-    let size = to_off(size)?;
-    // SAFETY: `fd` is live; result checked.
-    check(unsafe { libc::ftruncate(fd.as_raw_fd(), size) }).map(drop)
+    Ok(nix::unistd::ftruncate(fd, to_off(size)?)?)
 }
 
 /// `fstatvfs`.
@@ -373,30 +370,34 @@ pub(crate) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize
     usize::try_from(check_long(ret)?).map_err(|_| io::Error::from_raw_os_error(libc::EIO))
 }
 
-/// `lseek`; `offset` is passed through as the kernel's `loff_t` bit pattern.
+/// `lseek`; `offset` is passed through as the kernel's `loff_t` bit pattern. A `whence` the
+/// kernel does not know is EINVAL, as from the kernel.
 pub(crate) fn lseek(fd: BorrowedFd<'_>, offset: u64, whence: libc::c_int) -> io::Result<u64> {
     let offset = libc::off_t::from_ne_bytes(offset.to_ne_bytes());
-    // SAFETY: `fd` is live; result checked.
-    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    u64::try_from(ret).map_err(|_| io::Error::last_os_error())
+    let whence = match whence {
+        libc::SEEK_SET => Whence::SeekSet,
+        libc::SEEK_CUR => Whence::SeekCur,
+        libc::SEEK_END => Whence::SeekEnd,
+        libc::SEEK_DATA => Whence::SeekData,
+        libc::SEEK_HOLE => Whence::SeekHole,
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    let pos = nix::unistd::lseek(fd.as_raw_fd(), offset, whence)?;
+    u64::try_from(pos).map_err(|_| io::Error::from_raw_os_error(libc::EOVERFLOW))
 }
 
 /// `fsync` or `fdatasync`.
 pub(crate) fn fsync(fd: BorrowedFd<'_>, datasync: bool) -> io::Result<()> {
-    let ret = if datasync {
-        // SAFETY: `fd` is live; result checked.
-        unsafe { libc::fdatasync(fd.as_raw_fd()) }
+    if datasync {
+        Ok(nix::unistd::fdatasync(fd.as_raw_fd())?)
     } else {
-        // SAFETY: `fd` is live; result checked.
-        unsafe { libc::fsync(fd.as_raw_fd()) }
-    };
-    check(ret).map(drop)
+        Ok(nix::unistd::fsync(fd.as_raw_fd())?)
+    }
 }
 
 /// `syncfs`.
 pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: `fd` is live; result checked.
-    check(unsafe { libc::syncfs(fd.as_raw_fd()) }).map(drop)
+    Ok(nix::unistd::syncfs(fd.as_raw_fd())?)
 }
 
 /// `fallocate`.
@@ -404,11 +405,12 @@ pub(crate) fn fallocate(fd: BorrowedFd<'_>, mode: u32, offset: u64, len: u64) ->
     let mode =
         libc::c_int::try_from(mode).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     let (offset, len) = (to_off(offset)?, to_off(len)?);
-    // SAFETY: `fd` is live; result checked.
-    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) }).map(drop)
+    let mode = FallocateFlags::from_bits_retain(mode);
+    Ok(nix::fcntl::fallocate(fd.as_raw_fd(), mode, offset, len)?)
 }
 
-/// `copy_file_range` with explicit offsets (the descriptors' positions are not used).
+/// `copy_file_range` with explicit offsets (the descriptors' positions are not used). nix
+/// passes no flags; the kernel defines none and answers EINVAL to any, and so does this.
 pub(crate) fn copy_file_range(
     fd_in: BorrowedFd<'_>,
     off_in: u64,
@@ -419,18 +421,16 @@ pub(crate) fn copy_file_range(
 ) -> io::Result<usize> {
     let mut off_in = to_off(off_in)?;
     let mut off_out = to_off(off_out)?;
-    // SAFETY: both fds are live, the offsets point to local variables; result checked.
-    let ret = unsafe {
-        libc::copy_file_range(
-            fd_in.as_raw_fd(),
-            &raw mut off_in,
-            fd_out.as_raw_fd(),
-            &raw mut off_out,
-            len,
-            flags,
-        )
-    };
-    check_ssize(ret)
+    if flags != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    Ok(nix::fcntl::copy_file_range(
+        fd_in,
+        Some(&mut off_in),
+        fd_out,
+        Some(&mut off_out),
+        len,
+    )?)
 }
 
 /// `fcntl(F_OFD_GETLK / F_OFD_SETLK / F_OFD_SETLKW)` with `lock` in and out.
@@ -439,11 +439,18 @@ pub(crate) fn ofd_lock(
     cmd: libc::c_int,
     lock: &mut libc::flock,
 ) -> io::Result<()> {
-    // SAFETY: `fd` is live and `lock` points to a valid, writable `struct flock`.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, &raw mut *lock) }).map(drop)
+    let arg = match cmd {
+        libc::F_OFD_GETLK => FcntlArg::F_OFD_GETLK(lock),
+        libc::F_OFD_SETLK => FcntlArg::F_OFD_SETLK(lock),
+        libc::F_OFD_SETLKW => FcntlArg::F_OFD_SETLKW(lock),
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    };
+    nix::fcntl::fcntl(fd.as_raw_fd(), arg)?;
+    Ok(())
 }
 
-/// `flock`.
+/// `flock` (raw: nix's `flock` is deprecated for its owning `Flock` guard, which does not fit a
+/// descriptor the handle table keeps).
 pub(crate) fn flock(fd: BorrowedFd<'_>, op: libc::c_int) -> io::Result<()> {
     // SAFETY: `fd` is live; result checked.
     check(unsafe { libc::flock(fd.as_raw_fd(), op) }).map(drop)
@@ -773,20 +780,21 @@ pub(crate) fn open_by_handle_io(
 }
 
 /// `fcntl(F_GETFL)` (tests).
+/// `fcntl(F_GETFL)` (tests).
 #[cfg(test)]
 pub(crate) fn status_flags(fd: BorrowedFd<'_>) -> io::Result<libc::c_int> {
-    // SAFETY: `fd` is live; F_GETFL takes no argument; result checked.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) })
+    Ok(nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)?)
 }
 
 /// `fcntl(F_SETFL, flags)`.
 pub(crate) fn set_status_flags(fd: BorrowedFd<'_>, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: `fd` is live; F_SETFL takes an int; result checked.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags) }).map(drop)
+    let arg = FcntlArg::F_SETFL(OFlag::from_bits_retain(flags));
+    nix::fcntl::fcntl(fd.as_raw_fd(), arg)?;
+    Ok(())
 }
 
 /// Sets this thread's effective uid (`SYS_setresuid(-1, uid, -1)`: the raw system call acts on
-/// the calling thread only, unlike libc's process-wide wrapper).
+/// the calling thread only, unlike libc's process-wide wrapper, which nix calls).
 pub(crate) fn set_thread_euid(uid: u32) -> io::Result<()> {
     // SAFETY: a plain system call with integer arguments; result checked.
     let ret = unsafe { libc::syscall(libc::SYS_setresuid, -1, uid, -1) };
@@ -809,55 +817,43 @@ pub(crate) fn set_thread_groups(groups: &[u32]) -> io::Result<()> {
 
 /// `unshare(CLONE_FS)`: gives this thread its own umask (and cwd).
 pub(crate) fn unshare_fs() -> io::Result<()> {
-    // SAFETY: a plain system call; result checked.
-    check(unsafe { libc::unshare(libc::CLONE_FS) }).map(drop)
+    Ok(nix::sched::unshare(nix::sched::CloneFlags::CLONE_FS)?)
 }
 
 /// `umask`; returns the previous mask.
 pub(crate) fn umask(mask: u32) -> u32 {
-    // SAFETY: umask cannot fail.
-    unsafe { libc::umask(mask) }
+    nix::sys::stat::umask(mode(mask)).bits()
 }
 
 /// The soft `RLIMIT_NOFILE`.
 pub(crate) fn nofile_limit() -> u64 {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `rl` is a writable rlimit; result checked.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut rl) } != 0 {
-        return 1024;
-    }
-    rl.rlim_cur
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(soft, _)| soft)
 }
 
 /// The thread's effective uid.
 pub(crate) fn geteuid() -> u32 {
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Gives this thread a mount namespace of its own in which `/proc` is lazily unmounted, as
 /// after the daemon's `pivot_root` (tests; root only).
 #[cfg(test)]
 pub(crate) fn hide_proc_on_this_thread_for_tests() -> io::Result<()> {
-    // SAFETY: a plain system call; result checked. CLONE_NEWNS (with the implied CLONE_FS)
-    // affects this thread only and is allowed in a multi-threaded process.
-    check(unsafe { libc::unshare(libc::CLONE_NEWNS) })?;
-    // SAFETY: NUL-terminated strings and null data; result checked. Makes the copy's mounts
-    // private so that nothing below propagates back to the host's namespace.
-    check(unsafe {
-        libc::mount(
-            c"none".as_ptr(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    })?;
-    // SAFETY: NUL-terminated path; result checked.
-    check(unsafe { libc::umount2(c"/proc".as_ptr(), libc::MNT_DETACH) }).map(drop)
+    use nix::mount::{MntFlags, MsFlags};
+    // CLONE_NEWNS (with the implied CLONE_FS) affects this thread only and is allowed in a
+    // multi-threaded process.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    // Makes the copy's mounts private so that nothing below propagates back to the host's
+    // namespace.
+    nix::mount::mount(
+        Some(c"none"),
+        c"/",
+        None::<&CStr>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&CStr>,
+    )?;
+    Ok(nix::mount::umount2(c"/proc", MntFlags::MNT_DETACH)?)
 }
 
 #[cfg(test)]

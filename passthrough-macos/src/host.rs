@@ -3,7 +3,7 @@
 //!
 //! Two implementations:
 //!
-//! * `DarwinHost` (`cfg(target_os = "macos")`, in `host/darwin`): a thin `libc` layer, one system call per
+//! * `DarwinHost` (`cfg(target_os = "macos")`, in `host/darwin`): a thin `nix`/`libc` layer, one system call per
 //!   method, no policy. Objects are named by volfs paths (`/.vol/<dev>/<ino>` and
 //!   `/.vol/<dev>/<ino>/<name>`, see [`crate::volfs`]).
 //! * `LinuxHost` (`cfg(target_os = "linux")`, in `host/linux`): test infrastructure that behaves like macOS

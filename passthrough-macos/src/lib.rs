@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! fuse-server::FileSystem  ◄──  PassthroughFs<H: Host>  ──►  Host (the seam)
-//!                                (all the logic)               ├─ DarwinHost  cfg(macos): libc, volfs paths
+//!                                (all the logic)               ├─ DarwinHost  cfg(macos): nix/libc, volfs paths
 //!                                                              └─ LinuxHost   cfg(linux): behaves like macOS
 //! ```
 //!

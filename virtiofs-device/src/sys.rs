@@ -72,9 +72,11 @@ extern "C" fn forward(sig: libc::c_int) {
     FORWARDED.store(sig, Ordering::SeqCst);
     let child = CHILD.load(Ordering::SeqCst);
     if child > 0 {
-        // SAFETY: kill is async-signal-safe; `child` is our own child's PID, not yet reaped
-        // (the parent reaps it only after the handlers are reset).
-        unsafe { libc::kill(child, sig) };
+        // kill is async-signal-safe (nix's wrapper allocates nothing); `child` is our own
+        // child's PID, not yet reaped (the parent reaps it only after the handlers are reset).
+        if let Ok(sig) = Signal::try_from(sig) {
+            let _ = signal::kill(Pid::from_raw(child), sig);
+        }
     }
 }
 

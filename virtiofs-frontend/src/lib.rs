@@ -32,15 +32,14 @@
 //! - [`GuestRam`]: the memfd and its mapping.
 //! - [`process::Daemon`]: the daemon as a child process, with its log, CPU time and RSS.
 //!
-//! Linux only (memfd, eventfd, epoll, `/proc`). The only `unsafe` code is in the private
-//! `sys` module.
+//! Linux only (memfd, eventfd, epoll, `/proc`). It has no `unsafe` code: the system calls the
+//! standard library and vmm-sys-util lack go through `nix` (the private `sys` module).
 
 pub mod frontend;
 pub mod fuse;
 pub mod memory;
 pub mod process;
 pub mod queue;
-#[allow(unsafe_code)]
 mod sys;
 
 use std::time::Duration;

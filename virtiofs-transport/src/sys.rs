@@ -2,7 +2,9 @@
 //! `dev_fuse` (Linux, feature `dev-fuse`) positional I/O on host buffers and the `/dev/fuse`
 //! mount, unmount and clone calls.
 //!
-//! Each function is a safe wrapper around one system call. Guest memory reaches a system call
+//! Each function is a safe wrapper around one system call; the host-buffer and mount calls go
+//! through `nix` (its `Errno` is the kernel's number), the guest-memory iovecs and the clone
+//! ioctl through `libc`. Guest memory reaches a system call
 //! only as an iovec built from a [`VolatileSlice`] (through vm-memory's pointer guards), never
 //! as a Rust reference.
 
@@ -181,21 +183,13 @@ fn byte_count(ret: isize) -> io::Result<usize> {
 /// `pread(fd, buf, off)` into a host buffer.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    let off = file_offset(off)?;
-    // SAFETY: `fd` is open for the call; `buf` is an exclusively borrowed host buffer valid for
-    // `buf.len()` writable bytes. The result is checked.
-    let ret = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), off) };
-    byte_count(ret)
+    Ok(nix::sys::uio::pread(fd, buf, file_offset(off)?)?)
 }
 
 /// `pwrite(fd, buf, off)` from a host buffer.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usize> {
-    let off = file_offset(off)?;
-    // SAFETY: `fd` is open for the call; `buf` is a borrowed host buffer valid for `buf.len()`
-    // readable bytes. The result is checked.
-    let ret = unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), off) };
-    byte_count(ret)
+    Ok(nix::sys::uio::pwrite(fd, buf, file_offset(off)?)?)
 }
 
 /// `mount(source, target, fstype, flags, data)`.
@@ -207,36 +201,21 @@ pub(crate) fn mount(
     flags: libc::c_ulong,
     data: &CStr,
 ) -> io::Result<()> {
-    // SAFETY: every pointer comes from a borrowed, NUL-terminated `CStr` that outlives the call;
-    // for a FUSE mount `data` is the option string, which the kernel only reads. The result is
-    // checked.
-    let ret = unsafe {
-        libc::mount(
-            source.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let flags = nix::mount::MsFlags::from_bits_retain(flags);
+    Ok(nix::mount::mount(
+        Some(source),
+        target,
+        Some(fstype),
+        flags,
+        Some(data),
+    )?)
 }
 
 /// `umount2(target, flags)`.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> io::Result<()> {
-    // SAFETY: `target` is a borrowed NUL-terminated string that outlives the call. The result
-    // is checked.
-    let ret = unsafe { libc::umount2(target.as_ptr(), flags) };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    let flags = nix::mount::MntFlags::from_bits_retain(flags);
+    Ok(nix::mount::umount2(target, flags)?)
 }
 
 /// `ioctl(clone, FUSE_DEV_IOC_CLONE, &session)`: attaches the freshly opened `/dev/fuse`
@@ -265,13 +244,11 @@ pub(crate) fn fuse_dev_clone(clone: BorrowedFd<'_>, session: BorrowedFd<'_>) -> 
 /// The effective user id of this process.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn geteuid() -> u32 {
-    // SAFETY: `geteuid` has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// The effective group id of this process.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn getegid() -> u32 {
-    // SAFETY: `getegid` has no preconditions and cannot fail.
-    unsafe { libc::getegid() }
+    nix::unistd::getegid().as_raw()
 }

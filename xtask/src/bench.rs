@@ -14,6 +14,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::provision;
 use crate::util::{self, cargo};
 
@@ -66,25 +67,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     let mut package_arg = None;
     let mut criterion: Vec<String> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            // Everything after `--` goes to criterion.
+            Arg::Value(v) if p.ended_options() => criterion.push(v.to_owned()),
+            Arg::Long(flag @ ("baseline" | "save-baseline")) => {
+                criterion.extend([format!("--{flag}"), p.string()?]);
             }
-            "--" => {
-                criterion.extend(args.by_ref().cloned());
-            }
-            flag @ ("--baseline" | "--save-baseline") => {
-                let Some(name) = args.next() else {
-                    bail!("`{flag}` needs a name\n{USAGE}");
-                };
-                criterion.extend([flag.to_owned(), name.clone()]);
-            }
-            other if other.starts_with('-') => bail!("unknown option `{other}`\n{USAGE}"),
-            other if package_arg.is_none() => package_arg = Some(package(other)?),
-            other => bail!("unexpected argument `{other}`\n{USAGE}"),
+            Arg::Value(v) if package_arg.is_none() => package_arg = Some(package(v)?),
+            other => return Err(p.unexpected(other)),
         }
     }
     util::step(&format!(
@@ -125,42 +117,28 @@ fn parse_against(args: &[String]) -> Result<Against> {
         ours_args: Vec::new(),
         virtiofsd_args: Vec::new(),
     };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .with_context(|| format!("{flag} needs a value\n{USAGE}"))
-        };
-        match flag {
-            "--against" => {
-                let v = value()?;
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("against") => {
+                let v = p.string()?;
                 if v != "virtiofsd" {
                     bail!("--against {v}: only virtiofsd is known");
                 }
             }
-            "--workload" => o.workloads.push(value()?),
-            "--depth" => o.depths.push(value()?),
-            "--queues" => {
-                for q in value()?.split(',') {
+            Arg::Long("workload") => o.workloads.push(p.string()?),
+            Arg::Long("depth") => o.depths.push(p.string()?),
+            Arg::Long("queues") => {
+                for q in p.string()?.split(',') {
                     o.queues
                         .push(q.parse().with_context(|| format!("--queues {q}"))?);
                 }
             }
-            "--secs" => o.secs = value()?,
-            "--rounds" => o.rounds = value()?.parse().context("--rounds")?,
-            "--ours-arg" => o.ours_args.push(value()?),
-            "--virtiofsd-arg" => o.virtiofsd_args.push(value()?),
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            _ => bail!("unknown option `{arg}`\n{USAGE}"),
+            Arg::Long("secs") => o.secs = p.string()?,
+            Arg::Long("rounds") => o.rounds = p.string()?.parse().context("--rounds")?,
+            Arg::Long("ours-arg") => o.ours_args.push(p.string()?),
+            Arg::Long("virtiofsd-arg") => o.virtiofsd_args.push(p.string()?),
+            other => return Err(p.unexpected(other)),
         }
     }
     if o.workloads.is_empty() {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, cargo, step};
 use crate::{e2e, fstests, fuzz, host_tier, hostile, layout, macos, tidy};
 
@@ -31,6 +32,11 @@ const STEPS: &[Step] = &[
     Step::new("clippy", "clippy on all targets, warnings denied", clippy),
     Step::new("doc", "rustdoc for the workspace, warnings denied", doc),
     Step::new("test", "unit, property and doc tests (no privileges)", test),
+    Step::new(
+        "features",
+        "clippy with no default features and with all; the library-only device's tests",
+        features,
+    ),
     Step::new(
         "layout",
         "fuse-abi vs C fuse.h (system + newest Debian)",
@@ -141,6 +147,24 @@ fn test() -> Result<()> {
     util::run(cmd)
 }
 
+/// The other feature sets: clippy over the workspace with `--no-default-features` (the
+/// library-only device, the transport without `/dev/fuse`) and with `--all-features`
+/// (`fuzzing`, `test-utils` and the rest), then the tests whose code the first set changes:
+/// the device library and the transport without their default features. (`--all-features`
+/// only adds code the fuzz targets and tests already build; its tests are the `test` step's.)
+fn features() -> Result<()> {
+    for set in ["--no-default-features", "--all-features"] {
+        let mut cmd = cargo();
+        cmd.args(["clippy", "--locked", "--workspace", "--all-targets", set])
+            .args(["--", "-D", "warnings"]);
+        util::run(cmd)?;
+    }
+    let mut cmd = cargo();
+    cmd.args(["test", "--locked", "--no-default-features"])
+        .args(["-p", "virtiofs-device", "-p", "virtiofs-transport"]);
+    util::run(cmd)
+}
+
 /// `cargo +nightly miri test` on virtiofs-transport's unit tests and chain tests (syscall
 /// tests are `#[cfg_attr(miri, ignore)]`). Needs the nightly `miri` and `rust-src` components.
 fn miri() -> Result<()> {
@@ -213,26 +237,20 @@ fn fstests_ci() -> Result<()> {
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut only: Vec<&str> = Vec::new();
     let mut skip: Vec<&str> = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let list = match arg.as_str() {
-            "--only" => &mut only,
-            "--skip" => &mut skip,
-            "--list" => {
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        let list = match arg {
+            Arg::Long("only") => &mut only,
+            Arg::Long("skip") => &mut skip,
+            Arg::Long("list") => {
                 for s in STEPS {
                     println!("{:<17} {}", s.name, s.about);
                 }
                 return Ok(());
             }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => return Err(p.unexpected(other)),
         };
-        let Some(names) = args.next() else {
-            bail!("`{arg}` needs a step name\n{USAGE}");
-        };
+        let names = p.value()?;
         for name in names.split(',').filter(|n| !n.is_empty()) {
             if !STEPS.iter().any(|s| s.name == name) {
                 let known: Vec<&str> = STEPS.iter().map(|s| s.name).collect();

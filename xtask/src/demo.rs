@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::e2e::{self, Guarded};
 use crate::provision::{self, KernelSpec};
 use crate::util::{self, display, step};
@@ -58,32 +59,12 @@ struct Options {
 fn parse(args: &[String]) -> Result<Options> {
     let mut shared = None;
     let mut label = "6.12".to_owned();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => args
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "--shared-dir" => shared = Some(PathBuf::from(value()?)),
-            "--kernel" => label = value()?,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => {
-                print!("{USAGE}");
-                bail!("unknown option `{other}`");
-            }
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("shared-dir") => shared = Some(PathBuf::from(p.value()?)),
+            Arg::Long("kernel") => label = p.string()?,
+            other => return Err(p.unexpected(other)),
         }
     }
     let kernel = provision::KERNELS

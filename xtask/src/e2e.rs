@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::daemon_proc::{self, Account};
 use crate::provision::{self, Kernel, KernelSpec};
 use crate::util::{self, display, step};
@@ -548,24 +549,11 @@ fn parse(args: &[String]) -> Result<Options> {
         profile: None,
         daemon_user: None,
     };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => args
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "--kernel" => {
-                for k in value()?.split(',') {
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("kernel") => {
+                for k in p.string()?.split(',') {
                     if k == "all" {
                         kernels.extend(provision::KERNELS.iter());
                     } else {
@@ -577,8 +565,8 @@ fn parse(args: &[String]) -> Result<Options> {
                     }
                 }
             }
-            "--suite" => {
-                for s in value()?.split(',') {
+            Arg::Long("suite") => {
+                for s in p.string()?.split(',') {
                     if s == "all" {
                         suites.extend(SUITES.iter().copied());
                     } else {
@@ -590,8 +578,8 @@ fn parse(args: &[String]) -> Result<Options> {
                     }
                 }
             }
-            "--daemon" => {
-                let v = value()?;
+            Arg::Long("daemon") => {
+                let v = p.string()?;
                 options.daemon = if v == "virtiofsd" {
                     Daemon::StandIn
                 } else {
@@ -603,40 +591,33 @@ fn parse(args: &[String]) -> Result<Options> {
                     })
                 };
             }
-            "--daemon-arg" => options.daemon_args.push(value()?),
-            "--kernel-arg" => options.kernel_args.push(value()?),
-            "--fsx-ops" => {
-                let v = value()?;
+            Arg::Long("daemon-arg") => options.daemon_args.push(p.string()?),
+            Arg::Long("kernel-arg") => options.kernel_args.push(p.string()?),
+            Arg::Long("fsx-ops") => {
+                let v = p.string()?;
                 options.fsx_ops = v
                     .parse()
                     .with_context(|| format!("--fsx-ops: `{v}` is not a number"))?;
             }
-            "--limit" => {
-                let v = value()?;
+            Arg::Long("limit") => {
+                let v = p.string()?;
                 options.limit = Some(
                     v.parse()
                         .with_context(|| format!("--limit: `{v}` is not a number"))?,
                 );
             }
-            "--tag" => {
-                let v = value()?;
+            Arg::Long("tag") => {
+                let v = p.string()?;
                 if v.is_empty() || v.len() > 36 || v.contains(char::is_whitespace) {
                     bail!("--tag: 1 to 36 characters, no white space");
                 }
                 options.tag = v;
             }
-            "--profile" => options.profile = Some(Profile::parse(&value()?)?),
-            "--daemon-user" => options.daemon_user = Some(value()?),
-            "--keep" if inline.is_none() => options.keep = true,
-            "--provision-only" if inline.is_none() => options.provision_only = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => {
-                print!("{USAGE}");
-                bail!("unknown option `{other}`");
-            }
+            Arg::Long("profile") => options.profile = Some(Profile::parse(&p.string()?)?),
+            Arg::Long("daemon-user") => options.daemon_user = Some(p.string()?),
+            Arg::Long("keep") => options.keep = true,
+            Arg::Long("provision-only") => options.provision_only = true,
+            other => return Err(p.unexpected(other)),
         }
     }
     if let Some(profile) = options.profile {

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::e2e::{self, Guarded};
 use crate::guest_root::{self, GuestRoot};
 use crate::provision::{self, Kernel, KernelSpec};
@@ -167,24 +168,11 @@ fn parse(args: &[String]) -> Result<Options> {
         limit: None,
         provision_only: false,
     };
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag, Some(value.to_owned())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = || -> Result<String> {
-            match &inline {
-                Some(v) => Ok(v.clone()),
-                None => args
-                    .next()
-                    .cloned()
-                    .with_context(|| format!("{flag} needs a value")),
-            }
-        };
-        match flag {
-            "--kernel" => {
-                for k in list(&value()?) {
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("kernel") => {
+                for k in list(&p.string()?) {
                     if k == "all" {
                         options.kernels.extend(provision::KERNELS.iter());
                         continue;
@@ -196,35 +184,28 @@ fn parse(args: &[String]) -> Result<Options> {
                     options.kernels.push(spec);
                 }
             }
-            "--group" => options.groups.extend(list(&value()?)),
-            "--tests" => options.tests.extend(list(&value()?)),
-            "--exclude" => options.exclude.extend(list(&value()?)),
-            "--daemon" => {
-                for d in list(&value()?) {
+            Arg::Long("group") => options.groups.extend(list(&p.string()?)),
+            Arg::Long("tests") => options.tests.extend(list(&p.string()?)),
+            Arg::Long("exclude") => options.exclude.extend(list(&p.string()?)),
+            Arg::Long("daemon") => {
+                for d in list(&p.string()?) {
                     let daemon = Daemon::parse(&d)?;
                     if !options.daemons.contains(&daemon) {
                         options.daemons.push(daemon);
                     }
                 }
             }
-            "--daemon-arg" => options.daemon_args.push(value()?),
-            "--kernel-arg" => options.kernel_args.push(value()?),
-            "--limit" => {
-                let v = value()?;
+            Arg::Long("daemon-arg") => options.daemon_args.push(p.string()?),
+            Arg::Long("kernel-arg") => options.kernel_args.push(p.string()?),
+            Arg::Long("limit") => {
+                let v = p.string()?;
                 options.limit = Some(
                     v.parse()
                         .with_context(|| format!("--limit: `{v}` is not a number"))?,
                 );
             }
-            "--provision-only" if inline.is_none() => options.provision_only = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                std::process::exit(0);
-            }
-            other => {
-                print!("{USAGE}");
-                bail!("unknown option `{other}`");
-            }
+            Arg::Long("provision-only") => options.provision_only = true,
+            other => return Err(p.unexpected(other)),
         }
     }
     for name in options.tests.iter().chain(&options.exclude) {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, step};
 
 const USAGE: &str = "\
@@ -86,23 +87,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut smoke = false;
     let mut secs = None;
     let mut only = None;
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--smoke" => smoke = true,
-            "--time" => {
-                let v = it.next().context("`--time` needs a number of seconds")?;
-                secs = Some(
-                    v.parse::<u64>()
-                        .with_context(|| format!("bad --time `{v}`"))?,
-                );
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other if !other.starts_with('-') && only.is_none() => only = Some(other.to_owned()),
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("smoke") => smoke = true,
+            Arg::Long("time") => secs = Some(p.parse::<u64>()?),
+            Arg::Value(target) if only.is_none() => only = Some(target.to_owned()),
+            other => return Err(p.unexpected(other)),
         }
     }
     let secs = secs.unwrap_or(if smoke { SMOKE_SECS } else { 300 });

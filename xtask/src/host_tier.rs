@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::provision;
 use crate::util::{self, display, step};
 
@@ -52,13 +53,11 @@ const FSX_SEED: &str = "20240501";
 /// `cargo xtask host-tier [--fsx-ops N]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut fsx_ops = DEFAULT_FSX_OPS;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--fsx-ops" => {
-                let Some(v) = args.next() else {
-                    bail!("--fsx-ops needs a number\n{USAGE}");
-                };
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("fsx-ops") => {
+                let v = p.value()?;
                 fsx_ops = v
                     .parse()
                     .with_context(|| format!("--fsx-ops: `{v}` is not a number"))?;
@@ -66,11 +65,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     bail!("--fsx-ops {fsx_ops}: at least {MIN_FSX_OPS}");
                 }
             }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            other => return Err(p.unexpected(other)),
         }
     }
     host_tier(fsx_ops)

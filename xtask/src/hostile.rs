@@ -10,8 +10,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, cargo};
 
 const USAGE: &str = "\
@@ -38,28 +39,16 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut daemon: Option<PathBuf> = None;
     let mut pass: Vec<String> = Vec::new();
     let mut list = false;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--backend" | "--scenario" | "--daemon-arg" | "--work-dir" => {
-                let Some(value) = args.next() else {
-                    bail!("`{arg}` needs a value\n{USAGE}");
-                };
-                pass.push(arg.clone());
-                pass.push(value.clone());
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long(flag @ ("backend" | "scenario" | "daemon-arg" | "work-dir")) => {
+                pass.push(format!("--{flag}"));
+                pass.push(p.string()?);
             }
-            "--daemon" => {
-                let Some(value) = args.next() else {
-                    bail!("`--daemon` needs a path\n{USAGE}");
-                };
-                daemon = Some(PathBuf::from(value));
-            }
-            "--list" => list = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+            Arg::Long("daemon") => daemon = Some(PathBuf::from(p.value()?)),
+            Arg::Long("list") => list = true,
+            other => return Err(p.unexpected(other)),
         }
     }
     let release = util::target_dir().join("release");

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, cargo, step};
 
 /// The Debian suite that carries the newest `linux-libc-dev` (7.3.x: FUSE protocol 7.46).
@@ -37,20 +38,11 @@ and against the newest Debian linux-libc-dev (downloaded into .cache/ on first u
 /// `cargo xtask layout [--header-dir DIR]...`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut dirs = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--header-dir" => {
-                let Some(dir) = args.next() else {
-                    bail!("`--header-dir` needs a directory\n{USAGE}");
-                };
-                dirs.push(PathBuf::from(dir));
-            }
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("header-dir") => dirs.push(PathBuf::from(p.value()?)),
+            other => return Err(p.unexpected(other)),
         }
     }
     if dirs.is_empty() {

@@ -29,6 +29,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::args::{Arg, Parser};
 use crate::util::{self, display, step};
 
 /// The Apple targets.
@@ -112,27 +113,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut targets: Vec<String> = Vec::new();
     let mut packages: Vec<String> = Vec::new();
     let mut provision_only = false;
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--target" => {
-                let Some(target) = args.next() else {
-                    bail!("`--target` needs a target triple\n{USAGE}");
-                };
-                targets.push(target.clone());
-            }
-            "-p" | "--package" => {
-                let Some(package) = args.next() else {
-                    bail!("`{arg}` needs a package name\n{USAGE}");
-                };
-                packages.push(package.clone());
-            }
-            "--provision-only" => provision_only = true,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(());
-            }
-            other => bail!("unknown argument `{other}`\n{USAGE}"),
+    let mut p = Parser::new(USAGE, args);
+    while let Some(arg) = p.next()? {
+        match arg {
+            Arg::Long("target") => targets.push(p.string()?),
+            Arg::Short('p') | Arg::Long("package") => packages.push(p.string()?),
+            Arg::Long("provision-only") => provision_only = true,
+            other => return Err(p.unexpected(other)),
         }
     }
     if targets.is_empty() && packages.is_empty() && !provision_only {

@@ -3,6 +3,7 @@
 //! Every step prints the command it runs, and a failing step names the command that reproduces
 //! it. CI (`.ci/run`) calls `cargo xtask ci` and nothing else.
 
+mod args;
 mod bench;
 mod ci;
 mod daemon_proc;
@@ -57,7 +58,13 @@ fn main() -> Result<()> {
         "hostile" => hostile::run(rest),
         "layout" => layout::run(rest),
         "check-macos" => macos::run(rest),
-        "tidy" => tidy::run(),
+        "tidy" => {
+            args::none(
+                "usage: cargo xtask tidy\n\nThe house rules over the sources.\n",
+                rest,
+            )?;
+            tidy::run()
+        }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

@@ -5,6 +5,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use seccompiler::BpfProgram;
 
 use super::seccomp::{Arch, forbidden_message};
@@ -49,27 +50,21 @@ extern "C" fn on_sigsys(
 
 /// Installs [`on_sigsys`] for SIGSYS (before a `SECCOMP_RET_TRAP` filter).
 pub(crate) fn install_sigsys_handler() -> io::Result<()> {
-    // SAFETY: an all-zero `sigaction` is a valid value (no flags, empty mask, no handler).
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
-    action.sa_flags = libc::SA_SIGINFO;
-    // SAFETY: `action` is a valid, initialised sigaction; the old action is not asked for.
-    let rc = unsafe { libc::sigaction(libc::SIGSYS, &raw const action, std::ptr::null_mut()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let action = SigAction::new(
+        SigHandler::SigAction(on_sigsys),
+        SaFlags::SA_SIGINFO,
+        SigSet::empty(),
+    );
+    // SAFETY: `on_sigsys` does async-signal-safe work only (see there); the old action is
+    // dropped.
+    unsafe { signal::sigaction(Signal::SIGSYS, &action) }?;
     Ok(())
 }
 
 /// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: no execve can gain privileges (and a seccomp filter may be
 /// installed without CAP_SYS_ADMIN).
 pub(crate) fn set_no_new_privs() -> io::Result<()> {
-    // SAFETY: a prctl with integer arguments only; the result is checked.
-    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(nix::sys::prctl::set_no_new_privs()?)
 }
 
 /// Installs `program` on every thread (TSYNC is refused with a listener, so the caller must be

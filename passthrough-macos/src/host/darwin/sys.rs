@@ -1,6 +1,14 @@
-//! The system calls [`super::DarwinHost`] makes, as safe functions over the `libc` crate's Apple
-//! definitions: one function per call, no policy, every failure returned as the thread's
-//! `errno` (read through `__error()`) in Darwin numbering.
+//! The system calls [`super::DarwinHost`] makes, as safe functions over the `nix` and `libc`
+//! crates' Apple definitions: one function per call, no policy, every failure returned as the
+//! thread's `errno` in Darwin numbering (nix's `Errno`, or read through `__error()`).
+//!
+//! `nix` makes the calls it covers with the same arguments; `libc` is left for what it lacks:
+//! `statfs` (nix's result hides the libc struct), `pathconf` (its "no limit" answer is told from
+//! an error by `errno`), `getattrlist`, `readlink`/`freadlink` into the caller's buffer,
+//! `rmdir`, `renamex_np`, `utimensat`/`futimens` on raw timespecs, the xattr calls, `lseek`
+//! (nix's `Whence` has no `SEEK_HOLE`/`SEEK_DATA` on Apple targets), `F_PREALLOCATE`,
+//! `F_PUNCHHOLE`, `F_NOCACHE` and the lock commands of `fcntl`, `flock`, and the directory
+//! stream.
 //!
 //! Every `unsafe` block holds one unsafe operation and says why it is sound. The recurring
 //! arguments:
@@ -18,6 +26,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::ptr::{self, NonNull};
 
 use libc::{c_char, c_int, c_long, c_uint, c_void, mode_t, off_t};
+use nix::fcntl::{AtFlags, FcntlArg, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode};
 
 use crate::errno::DarwinErrno;
 use crate::host::HostResult;
@@ -39,6 +49,11 @@ fn clear_errno() {
     let location = unsafe { libc::__error() };
     // SAFETY: as in `errno`; the location is writable.
     unsafe { location.write(0) };
+}
+
+/// A `nix` result with its errno as a [`DarwinErrno`].
+fn nx<T>(r: nix::Result<T>) -> HostResult<T> {
+    r.map_err(|e| DarwinErrno::from_raw(e as i32))
 }
 
 /// `Ok` for a call's 0 (or any non-negative) result, `errno` for -1.
@@ -76,21 +91,12 @@ const fn in_ptr(buf: &[u8]) -> *const c_void {
 
 /// `lstat(2)`.
 pub(super) fn lstat(path: &CStr) -> HostResult<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `path` is NUL-terminated; `st` is writable memory of `struct stat`'s size.
-    check(unsafe { libc::lstat(path.as_ptr(), st.as_mut_ptr()) })?;
-    // SAFETY: `struct stat` holds only integers and integer arrays, for which all zeroes is a
-    // valid value, and the kernel wrote only valid values over them.
-    Ok(unsafe { st.assume_init() })
+    nx(nix::sys::stat::lstat(path))
 }
 
 /// `fstat(2)`.
 pub(super) fn fstat(fd: BorrowedFd<'_>) -> HostResult<libc::stat> {
-    let mut st = MaybeUninit::<libc::stat>::zeroed();
-    // SAFETY: `fd` is open; `st` is writable memory of `struct stat`'s size.
-    check(unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: as in `lstat`.
-    Ok(unsafe { st.assume_init() })
+    nx(nix::sys::stat::fstat(fd.as_raw_fd()))
 }
 
 /// `statfs(2)` (64-bit counts; `statfs$INODE64` on `x86_64`, as the `libc` crate links it).
@@ -108,7 +114,8 @@ pub(super) fn fstatfs(fd: BorrowedFd<'_>) -> HostResult<libc::statfs> {
     let mut st = MaybeUninit::<libc::statfs>::zeroed();
     // SAFETY: `fd` is open; `st` is writable memory of `struct statfs`'s size.
     check(unsafe { libc::fstatfs(fd.as_raw_fd(), st.as_mut_ptr()) })?;
-    // SAFETY: as in `statfs`.
+    // SAFETY: `struct statfs` holds only integers and integer arrays (all zeroes is valid), and
+    // the kernel wrote only valid values over them.
     Ok(unsafe { st.assume_init() })
 }
 
@@ -161,26 +168,21 @@ pub(super) fn getattrlist(
 
 /// `open(2)`; `mode` is used with `O_CREAT`.
 pub(super) fn open(path: &CStr, flags: c_int, mode: mode_t) -> HostResult<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; the variadic mode is passed promoted to `unsigned int`,
-    // as C passes a `mode_t`.
-    let fd = unsafe { libc::open(path.as_ptr(), flags, c_uint::from(mode)) };
-    if fd < 0 {
-        return Err(errno());
-    }
+    // nix passes the variadic mode promoted to `unsigned int`, as C passes a `mode_t`.
+    let flags = OFlag::from_bits_retain(flags);
+    let fd = nx(nix::fcntl::open(path, flags, Mode::from_bits_retain(mode)))?;
     // SAFETY: `open` returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `mkdir(2)`.
 pub(super) fn mkdir(path: &CStr, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `path` is NUL-terminated.
-    check(unsafe { libc::mkdir(path.as_ptr(), mode) })
+    nx(nix::unistd::mkdir(path, Mode::from_bits_retain(mode)))
 }
 
-/// `symlink(2)`: creates `path` pointing to `target`.
+/// `symlink(2)`: creates `path` pointing to `target` (as `symlinkat(target, AT_FDCWD, path)`).
 pub(super) fn symlink(target: &CStr, path: &CStr) -> HostResult<()> {
-    // SAFETY: both strings are NUL-terminated.
-    check(unsafe { libc::symlink(target.as_ptr(), path.as_ptr()) })
+    nx(nix::unistd::symlinkat(target, None, path))
 }
 
 /// `readlink(2)` into `buf`; the length read (no NUL is added).
@@ -197,8 +199,7 @@ pub(super) fn freadlink(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize>
 
 /// `unlink(2)`.
 pub(super) fn unlink(path: &CStr) -> HostResult<()> {
-    // SAFETY: `path` is NUL-terminated.
-    check(unsafe { libc::unlink(path.as_ptr()) })
+    nx(nix::unistd::unlink(path))
 }
 
 /// `rmdir(2)`.
@@ -215,30 +216,30 @@ pub(super) fn renamex_np(from: &CStr, to: &CStr, flags: c_uint) -> HostResult<()
 
 /// `linkat(AT_FDCWD, src, AT_FDCWD, dst, flags)`.
 pub(super) fn linkat(src: &CStr, dst: &CStr, flags: c_int) -> HostResult<()> {
-    // SAFETY: both strings are NUL-terminated; `AT_FDCWD` needs no descriptor.
-    check(unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            src.as_ptr(),
-            libc::AT_FDCWD,
-            dst.as_ptr(),
-            flags,
-        )
-    })
+    let flags = AtFlags::from_bits_retain(flags);
+    nx(nix::unistd::linkat(None, src, None, dst, flags))
 }
 
 // --- Attributes -------------------------------------------------------------------------------
 
-/// `fchmodat(AT_FDCWD, path, mode, flags)`.
+/// `fchmodat(AT_FDCWD, path, mode, flags)`; `flags` is 0 or `AT_SYMLINK_NOFOLLOW` (anything
+/// else is EINVAL, as from the kernel).
 pub(super) fn fchmodat(path: &CStr, mode: mode_t, flags: c_int) -> HostResult<()> {
-    // SAFETY: `path` is NUL-terminated; `AT_FDCWD` needs no descriptor.
-    check(unsafe { libc::fchmodat(libc::AT_FDCWD, path.as_ptr(), mode, flags) })
+    let flag = match flags {
+        0 => FchmodatFlags::FollowSymlink,
+        libc::AT_SYMLINK_NOFOLLOW => FchmodatFlags::NoFollowSymlink,
+        _ => return Err(DarwinErrno::EINVAL),
+    };
+    let mode = Mode::from_bits_retain(mode);
+    nx(nix::sys::stat::fchmodat(None, path, mode, flag))
 }
 
 /// `fchmod(2)`.
 pub(super) fn fchmod(fd: BorrowedFd<'_>, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })
+    nx(nix::sys::stat::fchmod(
+        fd.as_raw_fd(),
+        Mode::from_bits_retain(mode),
+    ))
 }
 
 /// `utimensat(AT_FDCWD, path, times, flags)`.
@@ -378,14 +379,12 @@ pub(super) fn fremovexattr(fd: BorrowedFd<'_>, name: &CStr, options: c_int) -> H
 
 /// `pread(2)`.
 pub(super) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: off_t) -> HostResult<usize> {
-    // SAFETY: `fd` is open; `buf` is writable for `buf.len()` bytes.
-    check_len(unsafe { libc::pread(fd.as_raw_fd(), out_ptr(buf), buf.len(), offset) })
+    nx(nix::sys::uio::pread(fd, buf, offset))
 }
 
 /// `pwrite(2)`.
 pub(super) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: off_t) -> HostResult<usize> {
-    // SAFETY: `fd` is open; `buf` is readable for `buf.len()` bytes.
-    check_len(unsafe { libc::pwrite(fd.as_raw_fd(), in_ptr(buf), buf.len(), offset) })
+    nx(nix::sys::uio::pwrite(fd, buf, offset))
 }
 
 /// `lseek(2)`: the new offset.
@@ -397,20 +396,17 @@ pub(super) fn lseek(fd: BorrowedFd<'_>, offset: off_t, whence: c_int) -> HostRes
 
 /// `ftruncate(2)`.
 pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: off_t) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })
+    nx(nix::unistd::ftruncate(fd, len))
 }
 
 /// `fsync(2)`.
 pub(super) fn fsync(fd: BorrowedFd<'_>) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::fsync(fd.as_raw_fd()) })
+    nx(nix::unistd::fsync(fd.as_raw_fd()))
 }
 
 /// `fcntl(F_FULLFSYNC)`.
 pub(super) fn fcntl_fullfsync(fd: BorrowedFd<'_>) -> HostResult<()> {
-    // SAFETY: `fd` is open; `F_FULLFSYNC` takes no argument.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_FULLFSYNC) })
+    nx(nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_FULLFSYNC)).map(drop)
 }
 
 /// `fcntl(F_PREALLOCATE)`; the kernel writes `fst_bytesalloc` back into `store`.
@@ -458,22 +454,16 @@ pub(super) fn fcntl_lock(fd: BorrowedFd<'_>, cmd: c_int, lock: &mut libc::flock)
 /// Clears `O_NONBLOCK` on the open file description of `fd` (`fcntl(F_GETFL)`, then
 /// `fcntl(F_SETFL)` without it).
 pub(super) fn clear_nonblock(fd: BorrowedFd<'_>) -> HostResult<()> {
-    // SAFETY: `fd` is open; `F_GETFL` takes no argument.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    check(flags)?;
-    // SAFETY: `fd` is open; `F_SETFL` takes an `int` of flags.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK) })
+    let flags = nx(nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL))?;
+    let flags = OFlag::from_bits_retain(flags & !libc::O_NONBLOCK);
+    nx(nix::fcntl::fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags))).map(drop)
 }
 
 /// `getrlimit(RLIMIT_NOFILE)`'s soft limit; `None` if unlimited or unknown.
 pub(super) fn nofile_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a writable `rlimit` that outlives the call, which only writes it.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    (soft != libc::RLIM_INFINITY).then_some(soft)
 }
 
 /// `flock(2)`.

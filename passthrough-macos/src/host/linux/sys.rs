@@ -1,6 +1,12 @@
-//! The system calls [`super::LinuxHost`] makes, as safe functions over the `libc` crate: one
-//! function per call, no policy, every failure returned as the thread's `errno` translated to
-//! Darwin's numbering ([`super::errno::darwin_from_linux`]).
+//! The system calls [`super::LinuxHost`] makes, as safe functions: one function per call, no
+//! policy, every failure returned as the thread's `errno` translated to Darwin's numbering
+//! ([`super::errno::darwin_from_linux`]).
+//!
+//! The calls `nix` covers go through it (its `Errno` is the kernel's number); raw `libc` is left
+//! for what it lacks or wraps differently: `statx`, `readlinkat` into the caller's buffer,
+//! `renameat2` (nix has it for glibc only), `utimensat` with `AT_EMPTY_PATH`, the `*xattrat`,
+//! classic and `f*xattr` calls, `flock` (deprecated in nix for an owning guard), `fstatfs64`,
+//! the `FS_IOC_GETFLAGS` ioctl and `getdents64`.
 //!
 //! Every `unsafe` block holds one unsafe operation and says why it is sound. The recurring
 //! arguments:
@@ -20,6 +26,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
 use libc::{c_int, c_uint, c_void, mode_t, off_t};
+use nix::fcntl::{AtFlags, FallocateFlags, FcntlArg, OFlag};
+use nix::sys::stat::{FchmodatFlags, Mode};
+use nix::unistd::{UnlinkatFlags, Whence};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -33,6 +42,16 @@ pub(super) fn errno() -> DarwinErrno {
     io::Error::last_os_error()
         .raw_os_error()
         .map_or(DarwinErrno::EIO, darwin_from_linux)
+}
+
+/// A `nix` result with its errno in Darwin numbering.
+fn nx<T>(r: nix::Result<T>) -> HostResult<T> {
+    r.map_err(|e| darwin_from_linux(e as i32))
+}
+
+/// A descriptor a `nix` open call returned.
+fn nix_fd(r: nix::Result<c_int>) -> HostResult<OwnedFd> {
+    check_fd(nx(r)?)
 }
 
 /// `Ok` for a call's 0 (or any non-negative) result, `errno` for -1.
@@ -69,9 +88,8 @@ fn out_ptr(buf: &mut [u8]) -> *mut c_void {
 
 /// `open(path, flags, mode)`.
 pub(super) fn open(path: &CStr, flags: c_int, mode: mode_t) -> HostResult<OwnedFd> {
-    // SAFETY: `path` is NUL-terminated; `mode` is passed as the variadic `mode_t` argument
-    // (read only with `O_CREAT`/`O_TMPFILE`).
-    check_fd(unsafe { libc::open(path.as_ptr(), flags, mode) })
+    let (flags, mode) = (OFlag::from_bits_retain(flags), Mode::from_bits_retain(mode));
+    nix_fd(nix::fcntl::open(path, flags, mode))
 }
 
 /// `openat(dir, name, flags, mode)`.
@@ -81,8 +99,8 @@ pub(super) fn openat(
     flags: c_int,
     mode: mode_t,
 ) -> HostResult<OwnedFd> {
-    // SAFETY: `dir` is open; `name` is NUL-terminated; `mode` as for `open`.
-    check_fd(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, mode) })
+    let (flags, mode) = (OFlag::from_bits_retain(flags), Mode::from_bits_retain(mode));
+    nix_fd(nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags, mode))
 }
 
 /// `statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, mask)`: the object `fd` refers to (an
@@ -100,14 +118,13 @@ pub(super) fn statx(fd: BorrowedFd<'_>, mask: c_uint) -> HostResult<libc::statx>
 
 /// `mkdirat(dir, name, mode)`.
 pub(super) fn mkdirat(dir: BorrowedFd<'_>, name: &CStr, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `dir` is open; `name` is NUL-terminated.
-    check(unsafe { libc::mkdirat(dir.as_raw_fd(), name.as_ptr(), mode) })
+    let mode = Mode::from_bits_retain(mode);
+    nx(nix::sys::stat::mkdirat(Some(dir.as_raw_fd()), name, mode))
 }
 
 /// `symlinkat(target, dir, name)`.
 pub(super) fn symlinkat(target: &CStr, dir: BorrowedFd<'_>, name: &CStr) -> HostResult<()> {
-    // SAFETY: both strings are NUL-terminated; `dir` is open.
-    check(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), name.as_ptr()) })
+    nx(nix::unistd::symlinkat(target, Some(dir.as_raw_fd()), name))
 }
 
 /// `readlinkat(fd, name, buf)`: the length written (not NUL-terminated).
@@ -123,10 +140,15 @@ pub(super) fn readlinkat(fd: BorrowedFd<'_>, name: &CStr, buf: &mut [u8]) -> Hos
     })
 }
 
-/// `unlinkat(dir, name, flags)`.
+/// `unlinkat(dir, name, flags)`; `flags` is 0 or `AT_REMOVEDIR` (anything else is EINVAL, as
+/// from the kernel).
 pub(super) fn unlinkat(dir: BorrowedFd<'_>, name: &CStr, flags: c_int) -> HostResult<()> {
-    // SAFETY: `dir` is open; `name` is NUL-terminated.
-    check(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), flags) })
+    let flag = match flags {
+        0 => UnlinkatFlags::NoRemoveDir,
+        libc::AT_REMOVEDIR => UnlinkatFlags::RemoveDir,
+        _ => return Err(DarwinErrno::EINVAL),
+    };
+    nx(nix::unistd::unlinkat(Some(dir.as_raw_fd()), name, flag))
 }
 
 /// `renameat2(olddir, oldname, newdir, newname, flags)`.
@@ -156,35 +178,45 @@ pub(super) fn link_fd(
     newdir: BorrowedFd<'_>,
     newname: &CStr,
 ) -> HostResult<()> {
-    // SAFETY: both descriptors are open; both paths are NUL-terminated.
-    check(unsafe {
-        libc::linkat(
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            newdir.as_raw_fd(),
-            newname.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        )
-    })
+    nx(nix::unistd::linkat(
+        Some(fd.as_raw_fd()),
+        c"",
+        Some(newdir.as_raw_fd()),
+        newname,
+        AtFlags::AT_EMPTY_PATH,
+    ))
 }
 
-/// `chmod(path, mode)`.
+/// `chmod(path, mode)`, as `fchmodat(AT_FDCWD, path, mode, 0)` (nix has no `chmod`; the kernel
+/// implements both alike).
 pub(super) fn chmod(path: &CStr, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `path` is NUL-terminated.
-    check(unsafe { libc::chmod(path.as_ptr(), mode) })
+    let mode = Mode::from_bits_retain(mode);
+    nx(nix::sys::stat::fchmodat(
+        None,
+        path,
+        mode,
+        FchmodatFlags::FollowSymlink,
+    ))
 }
 
 /// `fchmodat(dir, name, mode, 0)` (follows a final magic link: used on `<N>` beneath
 /// `/proc/self/fd` only).
 pub(super) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `dir` is open; `name` is NUL-terminated.
-    check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) })
+    let (dir, mode) = (Some(dir.as_raw_fd()), Mode::from_bits_retain(mode));
+    nx(nix::sys::stat::fchmodat(
+        dir,
+        name,
+        mode,
+        FchmodatFlags::FollowSymlink,
+    ))
 }
 
 /// `fchmod(fd, mode)`.
 pub(super) fn fchmod(fd: BorrowedFd<'_>, mode: mode_t) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })
+    nx(nix::sys::stat::fchmod(
+        fd.as_raw_fd(),
+        Mode::from_bits_retain(mode),
+    ))
 }
 
 /// `utimensat(fd, "", times, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)`: the object `fd` refers to
@@ -198,8 +230,7 @@ pub(super) fn utimens_fd(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> Hos
 
 /// `ftruncate(fd, len)`.
 pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: off_t) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::ftruncate(fd.as_raw_fd(), len) })
+    nx(nix::unistd::ftruncate(fd, len))
 }
 
 // Extended attributes of `/proc/self/fd/<N>` (which lands on the object itself, a symlink
@@ -417,27 +448,32 @@ pub(super) fn fremovexattr(fd: BorrowedFd<'_>, name: &CStr) -> HostResult<()> {
 
 /// `pread(fd, buf, offset)`.
 pub(super) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], offset: off_t) -> HostResult<usize> {
-    // SAFETY: `fd` is open; `buf` is writable for `buf.len()` bytes.
-    check_len(unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), offset) })
+    nx(nix::sys::uio::pread(fd, buf, offset))
 }
 
 /// `pwrite(fd, buf, offset)`.
 pub(super) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], offset: off_t) -> HostResult<usize> {
-    // SAFETY: `fd` is open; `buf` is readable for `buf.len()` bytes.
-    check_len(unsafe { libc::pwrite(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), offset) })
+    nx(nix::sys::uio::pwrite(fd, buf, offset))
 }
 
-/// `lseek(fd, offset, whence)`: the new offset.
+/// `lseek(fd, offset, whence)`: the new offset. A `whence` the kernel does not know is
+/// EINVAL, as from the kernel.
 pub(super) fn lseek(fd: BorrowedFd<'_>, offset: off_t, whence: c_int) -> HostResult<u64> {
-    // SAFETY: `fd` is open.
-    let ret = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
-    u64::try_from(ret).map_err(|_| errno())
+    let whence = match whence {
+        libc::SEEK_SET => Whence::SeekSet,
+        libc::SEEK_CUR => Whence::SeekCur,
+        libc::SEEK_END => Whence::SeekEnd,
+        libc::SEEK_DATA => Whence::SeekData,
+        libc::SEEK_HOLE => Whence::SeekHole,
+        _ => return Err(DarwinErrno::EINVAL),
+    };
+    let pos = nx(nix::unistd::lseek(fd.as_raw_fd(), offset, whence))?;
+    u64::try_from(pos).map_err(|_| DarwinErrno::EOVERFLOW)
 }
 
 /// `fsync(fd)`.
 pub(super) fn fsync(fd: BorrowedFd<'_>) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::fsync(fd.as_raw_fd()) })
+    nx(nix::unistd::fsync(fd.as_raw_fd()))
 }
 
 /// `fallocate(fd, mode, offset, len)`.
@@ -447,16 +483,23 @@ pub(super) fn fallocate(
     offset: off_t,
     len: off_t,
 ) -> HostResult<()> {
-    // SAFETY: `fd` is open.
-    check(unsafe { libc::fallocate(fd.as_raw_fd(), mode, offset, len) })
+    let mode = FallocateFlags::from_bits_retain(mode);
+    nx(nix::fcntl::fallocate(fd.as_raw_fd(), mode, offset, len))
 }
 
-/// `fcntl(fd, cmd, lock)` for a record-lock command; the kernel may write `lock` back.
+/// `fcntl(fd, cmd, lock)` for a record-lock command (POSIX or open file description); the
+/// kernel may write `lock` back. EINVAL for any other command.
 pub(super) fn fcntl_lock(fd: BorrowedFd<'_>, cmd: c_int, lock: &mut libc::flock) -> HostResult<()> {
-    let lock: *mut libc::flock = lock;
-    // SAFETY: `fd` is open; `cmd` is one of the record-lock commands, whose argument is a
-    // `struct flock` pointer; `lock` is valid and writable for the call.
-    check(unsafe { libc::fcntl(fd.as_raw_fd(), cmd, lock) })
+    let arg = match cmd {
+        libc::F_GETLK => FcntlArg::F_GETLK(lock),
+        libc::F_SETLK => FcntlArg::F_SETLK(lock),
+        libc::F_SETLKW => FcntlArg::F_SETLKW(lock),
+        libc::F_OFD_GETLK => FcntlArg::F_OFD_GETLK(lock),
+        libc::F_OFD_SETLK => FcntlArg::F_OFD_SETLK(lock),
+        libc::F_OFD_SETLKW => FcntlArg::F_OFD_SETLKW(lock),
+        _ => return Err(DarwinErrno::EINVAL),
+    };
+    nx(nix::fcntl::fcntl(fd.as_raw_fd(), arg)).map(drop)
 }
 
 /// `flock(fd, operation)`.
@@ -502,11 +545,7 @@ pub(super) fn getdents64(fd: BorrowedFd<'_>, buf: &mut [u8]) -> HostResult<usize
 
 /// `getrlimit(RLIMIT_NOFILE)`'s soft limit; `None` if unlimited or unknown.
 pub(super) fn nofile_limit() -> Option<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `limit` is a writable `rlimit` that outlives the call, which only writes it.
-    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (rc == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+    let (soft, _) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).ok()?;
+    (soft != libc::RLIM_INFINITY).then_some(soft)
 }
