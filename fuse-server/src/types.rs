@@ -7,6 +7,62 @@ use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, SetattrValid};
 /// The longest name the server accepts (Linux `NAME_MAX`); longer gets ENAMETOOLONG.
 pub const NAME_MAX: usize = fuse_abi::limits::NAME_MAX;
 
+/// A node id: the guest's name for an inode, handed out in an [`Entry`] and valid until the
+/// lookup count the guest holds on it drops to zero (FORGET).
+///
+/// Not an inode number (`st_ino`, [`FileAttr::ino`]). The field is public: `NodeId(n)` wraps a
+/// wire value, `id.0` unwraps it.
+///
+/// The three ids are distinct types, so one passed in another's place does not compile:
+///
+/// ```compile_fail
+/// use fuse_server::{Handle, NodeId};
+///
+/// fn forget(nodeid: NodeId) {}
+/// forget(Handle(3));
+/// ```
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NodeId(pub u64);
+
+impl NodeId {
+    /// The root directory (`FUSE_ROOT_ID`), valid for the connection's lifetime without a
+    /// lookup.
+    pub const ROOT: NodeId = NodeId(fuse_abi::ROOT_ID);
+
+    /// The id of no node: in an [`Entry`], a negative (cached "no such name") entry.
+    pub const NONE: NodeId = NodeId(0);
+}
+
+/// A handle (`fh`) on an open file or directory, handed out by OPEN, OPENDIR, CREATE or
+/// TMPFILE in an [`OpenReply`] and valid until RELEASE or RELEASEDIR.
+///
+/// The field is public: `Handle(n)` wraps a wire value, `fh.0` unwraps it.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Handle(pub u64);
+
+/// The kernel's opaque identity of a POSIX lock owner (a file table), as sent with locks,
+/// FLUSH, RELEASE and, when the kernel names one, READ and WRITE.
+///
+/// The field is public: `LockOwner(n)` wraps a wire value, `owner.0` unwraps it.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LockOwner(pub u64);
+
+/// Each id displays as its bare number (the wire value), for log lines.
+macro_rules! display_as_number {
+    ($($id:ident),*) => {$(
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                std::fmt::Display::fmt(&self.0, f)
+            }
+        }
+    )*};
+}
+
+display_as_number!(NodeId, Handle, LockOwner);
+
 /// A file name from the guest, validated: non-empty, at most [`NAME_MAX`] bytes, no `/`, no NUL.
 ///
 /// `.` and `..` pass this check; operations that must not see them use
@@ -126,8 +182,9 @@ pub struct FileAttr {
 /// Reply to LOOKUP and the creation operations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Entry {
-    /// The node id the guest will use; 0 with an `entry_timeout` is a cached negative entry.
-    pub nodeid: u64,
+    /// The node id the guest will use; [`NodeId::NONE`] with an `entry_timeout` is a cached
+    /// negative entry.
+    pub nodeid: NodeId,
     /// Generation: (nodeid, generation) is unique over the filesystem's lifetime.
     pub generation: u64,
     /// Attributes.
@@ -160,7 +217,7 @@ pub struct StatxReply {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OpenReply {
     /// The handle the guest passes back.
-    pub fh: u64,
+    pub fh: Handle,
     /// FOPEN_* flags.
     pub flags: OpenOutFlags,
 }
@@ -185,7 +242,7 @@ pub struct SetAttr {
     /// New change time (7.23+).
     pub ctime: Option<Timespec>,
     /// The handle the change came through (FATTR_FH).
-    pub fh: Option<u64>,
+    pub fh: Option<Handle>,
     /// Clear suid/sgid as part of the change (FATTR_KILL_SUIDGID).
     pub kill_suidgid: bool,
 }

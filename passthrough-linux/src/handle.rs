@@ -5,13 +5,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::Errno;
+use fuse_server::Handle;
 
 use crate::inode::{FdPermit, Inode, Permit};
 use crate::open::IoFd;
 
 /// An open file or directory.
 #[derive(Debug)]
-pub(crate) struct Handle {
+pub(crate) struct OpenHandle {
     /// The inode it was opened from.
     pub(crate) inode: Arc<Inode>,
     /// The host descriptor, from the one open path.
@@ -27,15 +28,15 @@ pub(crate) struct Handle {
     _dir_permit: Option<Permit>,
 }
 
-impl Handle {
+impl OpenHandle {
     /// A file handle.
     pub(crate) fn file(
         inode: Arc<Inode>,
         file: IoFd,
         flags: libc::c_int,
         permit: FdPermit,
-    ) -> Handle {
-        Handle {
+    ) -> OpenHandle {
+        OpenHandle {
             inode,
             file,
             flags,
@@ -51,8 +52,8 @@ impl Handle {
         file: IoFd,
         permit: FdPermit,
         dir_permit: Permit,
-    ) -> Handle {
-        Handle {
+    ) -> OpenHandle {
+        OpenHandle {
             inode,
             file,
             flags: libc::O_RDONLY,
@@ -71,14 +72,14 @@ impl Handle {
 /// The table of open handles.
 #[derive(Debug, Default)]
 pub(crate) struct HandleTable {
-    map: RwLock<HashMap<u64, Arc<Handle>>>,
+    map: RwLock<HashMap<Handle, Arc<OpenHandle>>>,
     next: AtomicU64,
 }
 
 impl HandleTable {
     /// Registers a handle and returns its fh (never 0).
-    pub(crate) fn insert(&self, h: Handle) -> u64 {
-        let fh = self.next.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    pub(crate) fn insert(&self, h: OpenHandle) -> Handle {
+        let fh = Handle(self.next.fetch_add(1, Ordering::Relaxed).wrapping_add(1));
         self.map
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -87,7 +88,7 @@ impl HandleTable {
     }
 
     /// The handle `fh`, or EBADF.
-    pub(crate) fn get(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
+    pub(crate) fn get(&self, fh: Handle) -> Result<Arc<OpenHandle>, Errno> {
         self.map
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -97,7 +98,7 @@ impl HandleTable {
     }
 
     /// Removes `fh` (the descriptor closes when the last in-flight user is done).
-    pub(crate) fn remove(&self, fh: u64) -> Result<Arc<Handle>, Errno> {
+    pub(crate) fn remove(&self, fh: Handle) -> Result<Arc<OpenHandle>, Errno> {
         self.map
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -15,6 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::{Errno, ROOT_ID, mode};
+use fuse_server::{LockOwner, NodeId};
 
 use crate::sys::{self, FileHandleBuf};
 
@@ -106,7 +107,7 @@ impl AsFd for PathFd<'_> {
 #[derive(Debug)]
 pub(crate) struct Inode {
     /// The guest's node id.
-    pub(crate) nodeid: u64,
+    pub(crate) nodeid: NodeId,
     /// The host identity.
     pub(crate) key: InodeKey,
     /// `S_IFMT` bits: the type never changes.
@@ -116,7 +117,7 @@ pub(crate) struct Inode {
     /// The reference.
     pub(crate) iref: InodeRef,
     /// Open file descriptions carrying POSIX locks, one per lock owner (OFD locks).
-    pub(crate) lock_fds: Mutex<HashMap<u64, LockFd>>,
+    pub(crate) lock_fds: Mutex<HashMap<LockOwner, LockFd>>,
     /// Its entry in the inode table budget.
     _entry: Permit,
 }
@@ -200,8 +201,8 @@ struct Slot {
 
 #[derive(Debug)]
 struct Inner {
-    by_id: HashMap<u64, Slot>,
-    by_key: HashMap<InodeKey, u64>,
+    by_id: HashMap<NodeId, Slot>,
+    by_key: HashMap<InodeKey, NodeId>,
     next_id: u64,
     generation: u64,
 }
@@ -232,12 +233,12 @@ impl InodeStore {
     pub(crate) fn new(root: NewInode) -> InodeStore {
         let mut by_id = HashMap::new();
         let mut by_key = HashMap::new();
-        by_key.insert(root.key, ROOT_ID);
+        by_key.insert(root.key, NodeId::ROOT);
         by_id.insert(
-            ROOT_ID,
+            NodeId::ROOT,
             Slot {
                 inode: Arc::new(Inode {
-                    nodeid: ROOT_ID,
+                    nodeid: NodeId::ROOT,
                     key: root.key,
                     kind: root.kind,
                     mount_root: false,
@@ -271,7 +272,7 @@ impl InodeStore {
     }
 
     /// The inode of `nodeid`, or ESTALE.
-    pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+    pub(crate) fn get(&self, nodeid: NodeId) -> Result<Arc<Inode>, Errno> {
         self.read()
             .by_id
             .get(&nodeid)
@@ -310,7 +311,7 @@ impl InodeStore {
                 return Ok(Arc::clone(&slot.inode));
             }
         }
-        let id = inner.next_id;
+        let id = NodeId(inner.next_id);
         inner.next_id = inner.next_id.wrapping_add(1);
         let inode = Arc::new(Inode {
             nodeid: id,
@@ -333,8 +334,8 @@ impl InodeStore {
     }
 
     /// Drops `n` lookup references; the node goes when none are left. The root never goes.
-    pub(crate) fn forget(&self, nodeid: u64, n: u64) {
-        if nodeid == ROOT_ID {
+    pub(crate) fn forget(&self, nodeid: NodeId, n: u64) {
+        if nodeid == NodeId::ROOT {
             return;
         }
         let mut inner = self.write();
@@ -354,11 +355,11 @@ impl InodeStore {
     /// Drops every node but the root and starts a new generation (a new connection).
     pub(crate) fn reset(&self) {
         let mut inner = self.write();
-        inner.by_id.retain(|&id, _| id == ROOT_ID);
-        let root_key = inner.by_id.get(&ROOT_ID).map(|s| s.inode.key);
+        inner.by_id.retain(|&id, _| id == NodeId::ROOT);
+        let root_key = inner.by_id.get(&NodeId::ROOT).map(|s| s.inode.key);
         inner.by_key.clear();
         if let Some(k) = root_key {
-            inner.by_key.insert(k, ROOT_ID);
+            inner.by_key.insert(k, NodeId::ROOT);
         }
         inner.generation = inner.generation.wrapping_add(1);
     }
@@ -369,7 +370,7 @@ impl InodeStore {
     }
 
     /// Lookup count of a node (tests and diagnostics).
-    pub(crate) fn refs(&self, nodeid: u64) -> Option<u64> {
+    pub(crate) fn refs(&self, nodeid: NodeId) -> Option<u64> {
         self.read().by_id.get(&nodeid).map(|s| s.refs)
     }
 }
@@ -418,8 +419,8 @@ mod tests {
     #[test]
     fn forget_root_with_huge_count_keeps_root() {
         let (s, _b) = store();
-        s.forget(ROOT_ID, u64::MAX);
-        assert!(s.get(ROOT_ID).is_ok());
+        s.forget(NodeId::ROOT, u64::MAX);
+        assert!(s.get(NodeId::ROOT).is_ok());
     }
 
     #[test]

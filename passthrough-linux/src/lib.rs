@@ -281,7 +281,7 @@ impl PassthroughFs {
     }
 
     /// The lookup count of a node id, if it is known.
-    pub fn lookup_count(&self, nodeid: u64) -> Option<u64> {
+    pub fn lookup_count(&self, nodeid: fuse_server::NodeId) -> Option<u64> {
         self.inodes.refs(nodeid)
     }
 

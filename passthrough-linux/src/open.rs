@@ -2,8 +2,8 @@
 //!
 //! An [`IoFd`] is a host descriptor opened for I/O on a regular file or a directory. Only this
 //! module can make one, and every holder of an I/O descriptor takes an `IoFd`: open files and
-//! directory handles ([`Handle`](crate::handle::Handle)), lock descriptions, the descriptors of
-//! SETATTR size and SYNCFS. READ, WRITE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE and locks act
+//! directory handles ([`OpenHandle`](crate::handle::OpenHandle)), lock descriptions, the
+//! descriptors of SETATTR size and SYNCFS. READ, WRITE, FSYNC, FALLOCATE, LSEEK, COPY_FILE_RANGE and locks act
 //! on those. The opening calls of `sys` that do not force `O_PATH` take an [`OpenToken`], which
 //! only this module can construct, so a new open elsewhere does not compile.
 //!
@@ -218,7 +218,7 @@ mod tests {
 
     #[test]
     fn open_io_is_nonblocking_only_when_asked() {
-        use fuse_server::{Context, FileSystem, Name, Negotiated};
+        use fuse_server::{Context, FileSystem, Name, Negotiated, NodeId};
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("f"), b"x").unwrap();
         let fs = PassthroughFs::new(crate::Config::builder(dir.path()).build().unwrap()).unwrap();
@@ -235,7 +235,7 @@ mod tests {
             pid: 1,
         };
         let e = fs
-            .lookup(&ctx, fuse_abi::ROOT_ID, Name::new(b"f").unwrap())
+            .lookup(&ctx, NodeId::ROOT, Name::new(b"f").unwrap())
             .unwrap();
         let inode = fs.inodes.get(e.nodeid).unwrap();
         for (asked, append) in [(0, 0), (libc::O_NONBLOCK, 0), (0, libc::O_APPEND)] {

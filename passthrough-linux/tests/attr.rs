@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{Errno, SetattrValid, mode};
-use fuse_server::{FileSystem, SetAttr, TimeOrNow, Timespec};
+use fuse_server::{FileSystem, LockOwner, SetAttr, TimeOrNow, Timespec};
 
 #[test]
 fn setattr_mode_uid_gid_apply() {
@@ -288,7 +288,7 @@ fn fsync_fsyncdir_syncfs_flush_succeed() {
     let (e, fh) = f.create(ROOT, "a", 0o644, libc::O_RDWR as u32).unwrap();
     f.fs.fsync(&ctx(), e.nodeid, fh, false).unwrap();
     f.fs.fsync(&ctx(), e.nodeid, fh, true).unwrap();
-    f.fs.flush(&ctx(), e.nodeid, fh, 7).unwrap();
+    f.fs.flush(&ctx(), e.nodeid, fh, LockOwner(7)).unwrap();
     let dh = f.fs.opendir(&ctx(), ROOT, 0).unwrap().fh;
     f.fs.fsyncdir(&ctx(), ROOT, dh, true).unwrap();
     f.fs.syncfs(&ctx(), ROOT).unwrap();

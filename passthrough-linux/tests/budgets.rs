@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Lock};
+use fuse_server::{FileSystem, Lock, LockOwner, NodeId};
 use passthrough_linux::FileHandleMode;
 
 fn files(f: &Fixture, n: usize) {
@@ -65,7 +65,7 @@ fn inode_budget_bounds_the_table_and_recovers_on_forget() {
     // FORGET gives entries back.
     f.fs.forget(&ctx(), ids[1], 1);
     let e = f.lookup(ROOT, "f15").unwrap();
-    assert_ne!(e.nodeid, 0);
+    assert_ne!(e.nodeid, NodeId::NONE);
 }
 
 #[test]
@@ -93,24 +93,33 @@ fn lock_description_budget_is_enolck_then_recovers_on_flush() {
         pid: 0,
     };
     for owner in [1u64, 2] {
-        f.fs.setlk(&ctx(), e.nodeid, fh, owner, lock(owner), false, false)
-            .unwrap();
+        f.fs.setlk(
+            &ctx(),
+            e.nodeid,
+            fh,
+            LockOwner(owner),
+            lock(owner),
+            false,
+            false,
+        )
+        .unwrap();
     }
     assert_eq!(
-        f.fs.setlk(&ctx(), e.nodeid, fh, 3, lock(3), false, false)
+        f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(3), lock(3), false, false)
             .unwrap_err(),
         Errno::ENOLCK
     );
     assert_eq!(f.fs.lock_fds_in_use(), 2);
     // GETLK of a new owner needs a description too: the same errno, no panic.
     assert_eq!(
-        f.fs.getlk(&ctx(), e.nodeid, fh, 4, lock(9)).unwrap_err(),
+        f.fs.getlk(&ctx(), e.nodeid, fh, LockOwner(4), lock(9))
+            .unwrap_err(),
         Errno::ENOLCK
     );
     // FLUSH (close in the guest) of owner 1 drops its description.
-    f.fs.flush(&ctx(), e.nodeid, fh, 1).unwrap();
+    f.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     assert_eq!(f.fs.lock_fds_in_use(), 1);
-    f.fs.setlk(&ctx(), e.nodeid, fh, 3, lock(3), false, false)
+    f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(3), lock(3), false, false)
         .unwrap();
 }
 
@@ -124,7 +133,7 @@ fn lock_descriptions_go_with_the_node() {
         typ: 1,
         pid: 0,
     };
-    f.fs.setlk(&ctx(), e.nodeid, fh, 7, lock, false, false)
+    f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(7), lock, false, false)
         .unwrap();
     assert_eq!(f.fs.lock_fds_in_use(), 1);
     f.release(e.nodeid, fh);

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{INVALID_UIDGID, InitFlags, OpenInFlags, SetxattrFlags, WriteFlags};
-use fuse_server::{CreateContext, FileSystem, Lock, SecurityContext};
+use fuse_server::{CreateContext, FileSystem, Lock, LockOwner, SecurityContext};
 
 fn full() -> Fixture {
     Fixture::with(|b| {
@@ -174,10 +174,10 @@ fn posix_locks(f: &Fixture) {
         typ: 1,
         pid: 1,
     };
-    f.fs.setlk(&ctx(), e.nodeid, a, 1, wr, false, false)
+    f.fs.setlk(&ctx(), e.nodeid, a, LockOwner(1), wr, false, false)
         .unwrap();
     assert!(
-        f.fs.setlk(&ctx(), e.nodeid, b, 2, wr, false, false)
+        f.fs.setlk(&ctx(), e.nodeid, b, LockOwner(2), wr, false, false)
             .is_err()
     );
 }
@@ -191,8 +191,12 @@ fn flock_locks(f: &Fixture) {
         typ: 1,
         pid: 1,
     };
-    f.fs.setlk(&ctx(), e.nodeid, a, 1, ex, false, true).unwrap();
-    assert!(f.fs.setlk(&ctx(), e.nodeid, b, 1, ex, false, true).is_err());
+    f.fs.setlk(&ctx(), e.nodeid, a, LockOwner(1), ex, false, true)
+        .unwrap();
+    assert!(
+        f.fs.setlk(&ctx(), e.nodeid, b, LockOwner(1), ex, false, true)
+            .is_err()
+    );
 }
 
 fn dont_mask(f: &Fixture) {

@@ -8,7 +8,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{Errno, RenameFlags, mode};
-use fuse_server::FileSystem;
+use fuse_server::{FileSystem, NodeId};
 
 #[test]
 fn lookup_existing_file_returns_host_attributes() {
@@ -60,7 +60,10 @@ fn forget_root_with_huge_count_keeps_serving() {
 #[test]
 fn getattr_unknown_nodeid_is_estale() {
     let f = Fixture::new();
-    assert_eq!(f.fs.getattr(&ctx(), 999, None).unwrap_err(), Errno::ESTALE);
+    assert_eq!(
+        f.fs.getattr(&ctx(), NodeId(999), None).unwrap_err(),
+        Errno::ESTALE
+    );
 }
 
 #[test]
@@ -258,8 +261,8 @@ fn readdirplus_takes_references_only_for_real_entries() {
     f.fs.readdirplus(&ctx(), ROOT, fh, 0, &mut sink).unwrap();
     let a = sink.entries.iter().find(|e| e.0 == "a").unwrap().2;
     let dot = sink.entries.iter().find(|e| e.0 == "..").unwrap().2;
-    assert_ne!(a.nodeid, 0);
-    assert_eq!(dot.nodeid, 0);
+    assert_ne!(a.nodeid, NodeId::NONE);
+    assert_eq!(dot.nodeid, NodeId(0));
     assert_eq!(f.fs.lookup_count(a.nodeid), Some(1));
 }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 
 use common::*;
 use fuse_abi::{Errno, OpenInFlags, RenameFlags};
-use fuse_server::{FileSystem, Name};
+use fuse_server::{FileSystem, Handle, Name, NodeId};
 
 #[test]
 fn name_with_slash_is_rejected_before_the_backend() {
@@ -331,18 +331,25 @@ fn opendir_on_file_is_enotdir_and_lookup_under_file_is_enotdir() {
 #[test]
 fn unknown_handles_and_nodes_are_errors_not_panics() {
     let f = Fixture::new();
-    assert_eq!(f.read(ROOT, 12345, 0, 10).unwrap_err(), Errno::EBADF);
-    assert_eq!(f.write(ROOT, 12345, 0, b"x").unwrap_err(), Errno::EBADF);
     assert_eq!(
-        f.fs.open(&ctx(), 777, 0, OpenInFlags::empty()).unwrap_err(),
+        f.read(ROOT, Handle(12345), 0, 10).unwrap_err(),
+        Errno::EBADF
+    );
+    assert_eq!(
+        f.write(ROOT, Handle(12345), 0, b"x").unwrap_err(),
+        Errno::EBADF
+    );
+    assert_eq!(
+        f.fs.open(&ctx(), NodeId(777), 0, OpenInFlags::empty())
+            .unwrap_err(),
         Errno::ESTALE
     );
     assert_eq!(
-        f.fs.readdir(&ctx(), ROOT, 999, 0, &mut Sink::new(1))
+        f.fs.readdir(&ctx(), ROOT, Handle(999), 0, &mut Sink::new(1))
             .unwrap_err(),
         Errno::EBADF
     );
-    f.fs.forget(&ctx(), 4242, 1);
+    f.fs.forget(&ctx(), NodeId(4242), 1);
 }
 
 #[test]

@@ -11,9 +11,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{Errno, INVALID_UIDGID, InitFlags, OpenInFlags, WriteFlags};
-use fuse_server::{CreateContext, FileSystem, SetAttr};
+use fuse_server::{CreateContext, FileSystem, NodeId, SetAttr};
 
-fn world_writable_dir(f: &Fixture) -> u64 {
+fn world_writable_dir(f: &Fixture) -> NodeId {
     let d = f.mkdir(ROOT, "pub").unwrap();
     std::fs::set_permissions(f.host("pub"), std::fs::Permissions::from_mode(0o777)).unwrap();
     d.nodeid

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Lock};
+use fuse_server::{FileSystem, Handle, Lock, LockOwner, NodeId};
 
 const RD: u32 = 0;
 const WR: u32 = 1;
@@ -24,7 +24,7 @@ fn lock(typ: u32, start: u64, end: u64) -> Lock {
     }
 }
 
-fn setup() -> (Fixture, u64, u64, u64) {
+fn setup() -> (Fixture, NodeId, Handle, Handle) {
     let f = Fixture::with(|b| b.lock_wait(Duration::from_millis(200)));
     let (e, fh1) = f.create(ROOT, "f", 0o644, libc::O_RDWR as u32).unwrap();
     let fh2 = f.open(e.nodeid, libc::O_RDWR as u32).unwrap();
@@ -34,62 +34,121 @@ fn setup() -> (Fixture, u64, u64, u64) {
 #[test]
 fn setlk_conflicting_owners_is_eagain() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, 99), false, false)
+    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 0, 99), false, false)
         .unwrap();
     let r =
-        f.fs.setlk(&ctx(), n, fh2, 2, lock(WR, 50, 60), false, false);
+        f.fs.setlk(&ctx(), n, fh2, LockOwner(2), lock(WR, 50, 60), false, false);
     assert_eq!(r.unwrap_err(), Errno::EAGAIN);
 }
 
 #[test]
 fn setlk_same_owner_through_two_handles_does_not_conflict() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, 99), false, false)
+    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 0, 99), false, false)
         .unwrap();
-    f.fs.setlk(&ctx(), n, fh2, 1, lock(WR, 50, 60), false, false)
+    f.fs.setlk(&ctx(), n, fh2, LockOwner(1), lock(WR, 50, 60), false, false)
         .unwrap();
 }
 
 #[test]
 fn getlk_reports_the_conflicting_range() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(RD, 10, 19), false, false)
+    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(RD, 10, 19), false, false)
         .unwrap();
-    let got = f.fs.getlk(&ctx(), n, fh2, 2, lock(WR, 0, TO_END)).unwrap();
+    let got =
+        f.fs.getlk(&ctx(), n, fh2, LockOwner(2), lock(WR, 0, TO_END))
+            .unwrap();
     assert_eq!((got.typ, got.start, got.end), (RD, 10, 19));
-    let free = f.fs.getlk(&ctx(), n, fh2, 2, lock(RD, 0, TO_END)).unwrap();
+    let free =
+        f.fs.getlk(&ctx(), n, fh2, LockOwner(2), lock(RD, 0, TO_END))
+            .unwrap();
     assert_eq!(free.typ, UN);
 }
 
 #[test]
 fn unlock_then_other_owner_locks() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, TO_END), false, false)
-        .unwrap();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(UN, 0, TO_END), false, false)
-        .unwrap();
-    f.fs.setlk(&ctx(), n, fh2, 2, lock(WR, 0, TO_END), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(UN, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(2),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
 }
 
 #[test]
 fn flush_drops_the_owners_locks() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, TO_END), false, false)
-        .unwrap();
-    f.fs.flush(&ctx(), n, fh1, 1).unwrap();
-    f.fs.setlk(&ctx(), n, fh2, 2, lock(WR, 0, TO_END), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
+    f.fs.flush(&ctx(), n, fh1, LockOwner(1)).unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(2),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
 }
 
 #[test]
 fn setlkw_blocked_returns_eintr_within_the_bound() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, TO_END), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
     let t = Instant::now();
-    let r =
-        f.fs.setlk(&ctx(), n, fh2, 2, lock(WR, 0, TO_END), true, false);
+    let r = f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(2),
+        lock(WR, 0, TO_END),
+        true,
+        false,
+    );
     assert_eq!(r.unwrap_err(), Errno::EINTR);
     // lock_wait is 200 ms: the worker is back well before a second.
     assert!(t.elapsed() < Duration::from_secs(1));
@@ -99,43 +158,90 @@ fn setlkw_blocked_returns_eintr_within_the_bound() {
 fn setlkw_granted_when_released_meanwhile() {
     let (f, n, fh1, fh2) = setup();
     let f = std::sync::Arc::new(f);
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, TO_END), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(WR, 0, TO_END),
+        false,
+        false,
+    )
+    .unwrap();
     let f2 = std::sync::Arc::clone(&f);
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(30));
         f2.fs
-            .setlk(&ctx(), n, fh1, 1, lock(UN, 0, TO_END), false, false)
+            .setlk(
+                &ctx(),
+                n,
+                fh1,
+                LockOwner(1),
+                lock(UN, 0, TO_END),
+                false,
+                false,
+            )
             .unwrap();
     });
-    f.fs.setlk(&ctx(), n, fh2, 2, lock(WR, 0, TO_END), true, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(2),
+        lock(WR, 0, TO_END),
+        true,
+        false,
+    )
+    .unwrap();
     t.join().unwrap();
 }
 
 #[test]
 fn flock_is_per_open_file() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 0, TO_END), false, true)
-        .unwrap();
-    let r =
-        f.fs.setlk(&ctx(), n, fh2, 1, lock(RD, 0, TO_END), false, true);
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh1,
+        LockOwner(1),
+        lock(WR, 0, TO_END),
+        false,
+        true,
+    )
+    .unwrap();
+    let r = f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(1),
+        lock(RD, 0, TO_END),
+        false,
+        true,
+    );
     assert_eq!(r.unwrap_err(), Errno::EAGAIN);
     f.fs.release(&ctx(), n, fh1, 0, false, true, None).unwrap();
-    f.fs.setlk(&ctx(), n, fh2, 1, lock(RD, 0, TO_END), false, true)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        fh2,
+        LockOwner(1),
+        lock(RD, 0, TO_END),
+        false,
+        true,
+    )
+    .unwrap();
 }
 
 #[test]
 fn lock_with_bad_type_or_range_is_einval() {
     let (f, n, fh1, _) = setup();
     assert_eq!(
-        f.fs.setlk(&ctx(), n, fh1, 1, lock(7, 0, 1), false, false)
+        f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(7, 0, 1), false, false)
             .unwrap_err(),
         Errno::EINVAL
     );
     assert_eq!(
-        f.fs.setlk(&ctx(), n, fh1, 1, lock(WR, 10, 5), false, false)
+        f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 10, 5), false, false)
             .unwrap_err(),
         Errno::EINVAL
     );

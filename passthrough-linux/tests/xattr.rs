@@ -8,15 +8,15 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use fuse_abi::{Errno, InitFlags, SetxattrFlags};
-use fuse_server::{FileSystem, XattrReply};
+use fuse_server::{FileSystem, NodeId, XattrReply};
 use passthrough_linux::XattrMap;
 
-fn file(f: &Fixture) -> u64 {
+fn file(f: &Fixture) -> NodeId {
     std::fs::write(f.host("f"), b"").unwrap();
     f.lookup(ROOT, "f").unwrap().nodeid
 }
 
-fn list(f: &Fixture, nodeid: u64) -> Vec<String> {
+fn list(f: &Fixture, nodeid: NodeId) -> Vec<String> {
     let XattrReply::Size(n) = f.fs.listxattr(&ctx(), nodeid, &mut []).unwrap() else {
         panic!()
     };

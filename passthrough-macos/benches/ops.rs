@@ -19,11 +19,13 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use fuse_abi::{InitFlags, OpenInFlags};
 use fuse_server::mem::{MemReader, MemWriter};
-use fuse_server::{Context, CreateContext, DirEntry, DirSink, FileSystem, Name, Negotiated};
+use fuse_server::{
+    Context, CreateContext, DirEntry, DirSink, FileSystem, Name, Negotiated, NodeId,
+};
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
 
-const ROOT: u64 = 1;
+const ROOT: NodeId = NodeId::ROOT;
 const O_RDWR: u32 = 2;
 
 fn backend() -> (tempfile::TempDir, PassthroughFs<LinuxHost>) {

@@ -21,8 +21,8 @@ use fuse_abi::{AttrFlags, Errno, InitFlags, OpenInFlags, OpenOutFlags, RenameFla
 use fuse_server::limits::Budget;
 use fuse_server::{
     AttrReply, Capabilities, Context, CreateContext, DirEntry, DirSink, Entry, FileAttr,
-    FileSystem, FsResult, Lock, Name, Negotiated, OpenReply, SetAttr, StatFs, XattrReply,
-    ZeroCopyReader, ZeroCopyWriter,
+    FileSystem, FsResult, Handle, Lock, LockOwner, Name, Negotiated, NodeId, OpenReply, SetAttr,
+    StatFs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
 };
 use log::{debug, info, warn};
 
@@ -85,7 +85,7 @@ fn guest(err: DarwinErrno) -> Errno {
 
 /// An open file or directory.
 #[derive(Debug)]
-struct Handle<S> {
+struct OpenHandle<S> {
     inode: Arc<Inode>,
     fd: IoFd,
     /// The open access mode (Darwin `O_ACCMODE` bits).
@@ -139,7 +139,7 @@ impl<S: DirStream> DirState<S> {
 /// description locks on a description of their own, so owners conflict as processes do).
 #[derive(Debug, Default)]
 struct LockFds {
-    by_owner: HashMap<(u64, u64), Arc<IoFd>>,
+    by_owner: HashMap<(NodeId, LockOwner), Arc<IoFd>>,
 }
 
 /// A [`FileSystem`] serving the host directory [`Config::root`] through a [`Host`].
@@ -148,7 +148,7 @@ pub struct PassthroughFs<H: Host> {
     host: H,
     config: Config,
     inodes: Inodes,
-    handles: RwLock<HashMap<u64, Arc<Handle<H::DirStream>>>>,
+    handles: RwLock<HashMap<Handle, Arc<OpenHandle<H::DirStream>>>>,
     /// The descriptor budget ([`Config::max_fds`]), shared with the host adapter.
     fds: Arc<Budget>,
     /// The directory streams handles may keep ([`Config::max_dir_streams`]).
@@ -236,7 +236,7 @@ impl<H: Host> PassthroughFs<H> {
     /// The bytes of memory the directory handle `fh` holds besides its descriptors (its
     /// stream's buffer and at most one name): bounded by a constant, never by the directory's
     /// size. `None` for an unknown handle or a file.
-    pub fn dir_handle_footprint(&self, fh: u64) -> Option<usize> {
+    pub fn dir_handle_footprint(&self, fh: Handle) -> Option<usize> {
         let handle = self.handle(fh).ok()?;
         let state = handle.dir.as_ref()?;
         let state = state
@@ -424,7 +424,7 @@ impl<H: Host> PassthroughFs<H> {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'n>,
         kind: NewObject,
         request_mode: u32,
@@ -579,8 +579,8 @@ impl<H: Host> PassthroughFs<H> {
 
     // --- Handles ----------------------------------------------------------------------------
 
-    fn add_handle(&self, handle: Handle<H::DirStream>) -> u64 {
-        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+    fn add_handle(&self, handle: OpenHandle<H::DirStream>) -> Handle {
+        let fh = Handle(self.next_handle.fetch_add(1, Ordering::Relaxed));
         self.handles
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -588,7 +588,7 @@ impl<H: Host> PassthroughFs<H> {
         fh
     }
 
-    fn handle(&self, fh: u64) -> FsResult<Arc<Handle<H::DirStream>>> {
+    fn handle(&self, fh: Handle) -> FsResult<Arc<OpenHandle<H::DirStream>>> {
         self.handles
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -597,7 +597,7 @@ impl<H: Host> PassthroughFs<H> {
             .ok_or(Errno::EBADF)
     }
 
-    fn remove_handle(&self, fh: u64) -> FsResult<Arc<Handle<H::DirStream>>> {
+    fn remove_handle(&self, fh: Handle) -> FsResult<Arc<OpenHandle<H::DirStream>>> {
         self.handles
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -656,7 +656,7 @@ impl<H: Host> PassthroughFs<H> {
         Ok((flags, host.nocache))
     }
 
-    fn open_reply(&self, fh: u64, dir: bool) -> OpenReply {
+    fn open_reply(&self, fh: Handle, dir: bool) -> OpenReply {
         let flags = match (self.config.cache, dir) {
             (CachePolicy::Never, false) => OpenOutFlags::DIRECT_IO,
             (CachePolicy::Always, false) => OpenOutFlags::KEEP_CACHE,
@@ -670,7 +670,7 @@ impl<H: Host> PassthroughFs<H> {
     fn attr_node<'a>(
         &self,
         inode: &'a Inode,
-        handle: Option<&'a Handle<H::DirStream>>,
+        handle: Option<&'a OpenHandle<H::DirStream>>,
     ) -> Node<'a> {
         match handle {
             Some(h) => Node::Fd(h.fd.as_fd()),
@@ -691,9 +691,9 @@ impl<H: Host> PassthroughFs<H> {
     /// The descriptor holding `owner`'s POSIX locks on the inode of `handle`.
     fn lock_fd(
         &self,
-        nodeid: u64,
-        handle: &Handle<H::DirStream>,
-        owner: u64,
+        nodeid: NodeId,
+        handle: &OpenHandle<H::DirStream>,
+        owner: LockOwner,
     ) -> FsResult<Arc<IoFd>> {
         let mut locks = self
             .locks
@@ -813,24 +813,24 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         self.inodes.reset(|id| self.host.forget(id));
     }
 
-    fn lookup(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+    fn lookup(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
         let name = component(name)?;
         let parent = self.inodes.get(parent)?;
         self.lookup_child(&parent, name)
     }
 
-    fn forget(&self, _ctx: &Context, nodeid: u64, nlookup: u64) {
+    fn forget(&self, _ctx: &Context, nodeid: NodeId, nlookup: u64) {
         self.inodes
             .forget(nodeid, nlookup, |id| self.host.forget(id));
     }
 
-    fn getattr(&self, _ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+    fn getattr(&self, _ctx: &Context, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         let inode = self.inodes.get(nodeid)?;
         let handle = fh.and_then(|fh| self.handle(fh).ok());
         self.attr_reply(self.attr_node(&inode, handle.as_deref()))
     }
 
-    fn setattr(&self, _ctx: &Context, nodeid: u64, set: &SetAttr) -> FsResult<AttrReply> {
+    fn setattr(&self, _ctx: &Context, nodeid: NodeId, set: &SetAttr) -> FsResult<AttrReply> {
         let inode = self.inodes.get(nodeid)?;
         let handle = set.fh.and_then(|fh| self.handle(fh).ok());
         let node = self.attr_node(&inode, handle.as_deref());
@@ -873,7 +873,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         self.attr_reply(node)
     }
 
-    fn readlink(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+    fn readlink(&self, _ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
         let inode = self.inodes.get(nodeid)?;
         if inode.typ != mode::S_IFLNK {
             return Err(Errno::EINVAL);
@@ -885,7 +885,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
@@ -900,7 +900,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         request_mode: u32,
         rdev: u32,
@@ -918,7 +918,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         request_mode: u32,
     ) -> FsResult<Entry> {
@@ -931,7 +931,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         self.lookup_child(&parent, name)
     }
 
-    fn unlink(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn unlink(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         let name = component(name)?;
         let dir = self.inodes.get(parent)?.dir()?;
         let stash = self.prepare_stash(dir, name);
@@ -942,7 +942,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(())
     }
 
-    fn rmdir(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn rmdir(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         let name = component(name)?;
         let dir = self.inodes.get(parent)?.dir()?;
         let stash = self.prepare_stash(dir, name);
@@ -956,9 +956,9 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn rename(
         &self,
         ctx: &Context,
-        olddir: u64,
+        olddir: NodeId,
         oldname: Name<'_>,
-        newdir: u64,
+        newdir: NodeId,
         newname: Name<'_>,
         flags: RenameFlags,
     ) -> FsResult<()> {
@@ -989,8 +989,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn link(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        newparent: u64,
+        nodeid: NodeId,
+        newparent: NodeId,
         newname: Name<'_>,
     ) -> FsResult<Entry> {
         let newname = component(newname)?;
@@ -1008,7 +1008,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn open(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         flags: u32,
         _open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
@@ -1019,7 +1019,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             self.host.set_nocache(fd.as_fd()).map_err(guest)?;
         }
         let dir = inode.is_dir();
-        let fh = self.add_handle(Handle {
+        let fh = self.add_handle(OpenHandle {
             inode,
             fd,
             access: host_flags & darwin_abi::O_ACCMODE,
@@ -1032,7 +1032,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         request_mode: u32,
         flags: u32,
@@ -1076,7 +1076,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         }
         let entry = self.lookup_child(&parent, name)?;
         let inode = self.inodes.get(entry.nodeid)?;
-        let fh = self.add_handle(Handle {
+        let fh = self.add_handle(OpenHandle {
             inode,
             fd,
             access: host_flags & darwin_abi::O_ACCMODE,
@@ -1088,12 +1088,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn read(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         w: &mut dyn ZeroCopyWriter,
         size: u32,
         offset: u64,
-        _lock_owner: Option<u64>,
+        _lock_owner: Option<LockOwner>,
         _flags: u32,
     ) -> FsResult<usize> {
         let handle = self.handle(fh)?;
@@ -1104,12 +1104,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn write(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
         offset: u64,
-        _lock_owner: Option<u64>,
+        _lock_owner: Option<LockOwner>,
         _write_flags: fuse_abi::WriteFlags,
         _flags: u32,
     ) -> FsResult<usize> {
@@ -1118,7 +1118,13 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             .map_err(|e| guest(self.host.io_errno(&e)))
     }
 
-    fn flush(&self, _ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+    fn flush(
+        &self,
+        _ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        lock_owner: LockOwner,
+    ) -> FsResult<()> {
         self.handle(fh)?;
         // A close(2) in the guest: the owner's POSIX locks on the file go.
         self.locks
@@ -1132,12 +1138,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn release(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         _flags: u32,
         _flush: bool,
         flock_release: bool,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
     ) -> FsResult<()> {
         let handle = self.remove_handle(fh)?;
         if flock_release {
@@ -1154,20 +1160,20 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(())
     }
 
-    fn fsync(&self, _ctx: &Context, _nodeid: u64, fh: u64, _datasync: bool) -> FsResult<()> {
+    fn fsync(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _datasync: bool) -> FsResult<()> {
         let handle = self.handle(fh)?;
         self.host
             .fsync(handle.fd.as_fd(), self.config.sync)
             .map_err(guest)
     }
 
-    fn opendir(&self, _ctx: &Context, nodeid: u64, _flags: u32) -> FsResult<OpenReply> {
+    fn opendir(&self, _ctx: &Context, nodeid: NodeId, _flags: u32) -> FsResult<OpenReply> {
         let inode = self.inodes.get(nodeid)?;
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
         }
         let fd = self.open_inode(&inode, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY)?;
-        let fh = self.add_handle(Handle {
+        let fh = self.add_handle(OpenHandle {
             inode,
             fd,
             access: darwin_abi::O_RDONLY,
@@ -1179,8 +1185,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn readdir(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
@@ -1293,15 +1299,15 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(())
     }
 
-    fn releasedir(&self, _ctx: &Context, _nodeid: u64, fh: u64, _flags: u32) -> FsResult<()> {
+    fn releasedir(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _flags: u32) -> FsResult<()> {
         self.remove_handle(fh).map(drop)
     }
 
-    fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsyncdir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         self.fsync(ctx, nodeid, fh, datasync)
     }
 
-    fn statfs(&self, _ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+    fn statfs(&self, _ctx: &Context, nodeid: NodeId) -> FsResult<StatFs> {
         let inode = self.inodes.get(nodeid)?;
         let node = inode.node();
         let st = self.host.statfs(node).map_err(guest)?;
@@ -1311,7 +1317,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn setxattr(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         value: &[u8],
         flags: u32,
@@ -1334,7 +1340,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn getxattr(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
@@ -1358,7 +1364,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(XattrReply::Data(len))
     }
 
-    fn listxattr(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+    fn listxattr(&self, _ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         if !self.config.xattr {
             return Err(Errno::ENOSYS);
         }
@@ -1374,7 +1380,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         )
     }
 
-    fn removexattr(&self, _ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+    fn removexattr(&self, _ctx: &Context, nodeid: NodeId, name: &CStr) -> FsResult<()> {
         if !self.config.xattr {
             return Err(Errno::ENOSYS);
         }
@@ -1385,7 +1391,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             .map_err(guest)
     }
 
-    fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+    fn access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
         let inode = self.inodes.get(nodeid)?;
         let (_, attr) = self.stat(inode.node())?;
         access::check(&attr, ctx.uid, ctx.gid, mask)
@@ -1394,9 +1400,9 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn getlk(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
     ) -> FsResult<Lock> {
         if !self.config.posix_locks {
@@ -1414,9 +1420,9 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn setlk(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
         sleep: bool,
         flock: bool,
@@ -1453,8 +1459,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn fallocate(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         fallocate_mode: u32,
         offset: u64,
         length: u64,
@@ -1467,8 +1473,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn lseek(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         whence: u32,
     ) -> FsResult<u64> {
@@ -1483,11 +1489,11 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     fn copy_file_range(
         &self,
         _ctx: &Context,
-        _nodeid_in: u64,
-        fh_in: u64,
+        _nodeid_in: NodeId,
+        fh_in: Handle,
         off_in: u64,
-        _nodeid_out: u64,
-        fh_out: u64,
+        _nodeid_out: NodeId,
+        fh_out: Handle,
         off_out: u64,
         len: u64,
         flags: u64,
@@ -1549,7 +1555,11 @@ mod tests {
     #[test]
     fn per_object_memory_is_small() {
         type S = <LinuxHost as Host>::DirStream;
-        assert!(size_of::<Handle<S>>() <= 48, "{}", size_of::<Handle<S>>());
+        assert!(
+            size_of::<OpenHandle<S>>() <= 48,
+            "{}",
+            size_of::<OpenHandle<S>>()
+        );
         assert!(
             size_of::<DirState<S>>() <= 64,
             "{}",
@@ -1560,4 +1570,4 @@ mod tests {
 }
 
 /// `ROOT` is the node id the server gives the root.
-const _: () = assert!(ROOT == fuse_abi::ROOT_ID);
+const _: () = assert!(ROOT.0 == fuse_abi::ROOT_ID);

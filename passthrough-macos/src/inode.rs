@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use fuse_abi::{Errno, mode};
+use fuse_server::NodeId;
 use fuse_server::limits::{Budget, Permit};
 
 use crate::host::{HostId, Node};
 use crate::open::IoFd;
 
 /// The root's node id.
-pub(crate) const ROOT: u64 = 1;
+pub(crate) const ROOT: NodeId = NodeId::ROOT;
 
 /// One guest-visible inode.
 #[derive(Debug)]
@@ -91,8 +92,8 @@ impl Inode {
 
 #[derive(Debug, Default)]
 struct Tables {
-    by_node: HashMap<u64, Arc<Inode>>,
-    by_id: HashMap<HostId, u64>,
+    by_node: HashMap<NodeId, Arc<Inode>>,
+    by_id: HashMap<HostId, NodeId>,
 }
 
 /// The inode table, bounded: every inode but the root holds a unit of its [`Budget`]
@@ -117,7 +118,7 @@ impl Inodes {
     pub(crate) fn new(root: HostId, budget: Arc<Budget>) -> Inodes {
         let inodes = Inodes {
             tables: RwLock::new(Tables::default()),
-            next: AtomicU64::new(ROOT + 1),
+            next: AtomicU64::new(ROOT.0 + 1),
             releases: AtomicU64::new(0),
             root,
             budget,
@@ -165,7 +166,7 @@ impl Inodes {
     }
 
     /// The inode of `nodeid`; `ESTALE` for one the guest does not hold.
-    pub(crate) fn get(&self, nodeid: u64) -> Result<Arc<Inode>, Errno> {
+    pub(crate) fn get(&self, nodeid: NodeId) -> Result<Arc<Inode>, Errno> {
         self.read()
             .by_node
             .get(&nodeid)
@@ -185,7 +186,7 @@ impl Inodes {
 
     /// One more guest reference to `id` (of host type `typ`): its node id, and whether it is
     /// new. `ENFILE` when a new inode would exceed the table's budget.
-    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> Result<(u64, bool), Errno> {
+    pub(crate) fn insert_or_ref(&self, id: HostId, typ: u32) -> Result<(NodeId, bool), Errno> {
         let mut tables = self.write();
         if let Some(&nodeid) = tables.by_id.get(&id) {
             if let Some(inode) = tables.by_node.get(&nodeid) {
@@ -199,7 +200,7 @@ impl Inodes {
             }
         }
         let permit = self.budget.acquire()?;
-        let nodeid = self.next.fetch_add(1, Ordering::Relaxed);
+        let nodeid = NodeId(self.next.fetch_add(1, Ordering::Relaxed));
         let inode = Arc::new(Inode {
             id,
             typ,
@@ -214,7 +215,7 @@ impl Inodes {
 
     /// Drops `n` guest references to `nodeid`; when no inode refers to its identity any more,
     /// `release`s it (under the lock). Returns whether the identity was released.
-    pub(crate) fn forget(&self, nodeid: u64, n: u64, release: impl FnOnce(HostId)) -> bool {
+    pub(crate) fn forget(&self, nodeid: NodeId, n: u64, release: impl FnOnce(HostId)) -> bool {
         if nodeid == ROOT {
             return false;
         }
@@ -266,7 +267,7 @@ mod tests {
     }
 
     /// `Inodes::forget`, returning the released identity.
-    fn forget(t: &Inodes, nodeid: u64, n: u64) -> Option<HostId> {
+    fn forget(t: &Inodes, nodeid: NodeId, n: u64) -> Option<HostId> {
         let mut released = None;
         t.forget(nodeid, n, |id| released = Some(id));
         released
@@ -309,7 +310,7 @@ mod tests {
         let (a, _) = t.insert_or_ref(id(10), mode::S_IFREG).unwrap();
         assert_eq!(forget(&t, a, u64::MAX), Some(id(10)));
         assert_eq!(forget(&t, a, 1), None);
-        assert_eq!(forget(&t, 12345, 1), None);
+        assert_eq!(forget(&t, NodeId(12345), 1), None);
     }
 
     #[test]

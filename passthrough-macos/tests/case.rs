@@ -17,7 +17,7 @@ use std::sync::Arc;
 use common::{cctx, ctx, name};
 use fuse_abi::{Errno, InitFlags};
 use fuse_server::limits::Budget;
-use fuse_server::{FileSystem, Negotiated};
+use fuse_server::{FileSystem, Negotiated, NodeId};
 use passthrough_macos::errno::DarwinErrno;
 use passthrough_macos::fallocate::HostFstore;
 use passthrough_macos::host::LinuxHost;
@@ -191,7 +191,7 @@ fn backend(policy: CasePolicy) -> (tempfile::TempDir, PassthroughFs<Insensitive>
         max_write: 1 << 20,
     })
     .unwrap();
-    fs.mkdir(&ctx(), &cctx(), 1, name("Makefile.d"), 0o755)
+    fs.mkdir(&ctx(), &cctx(), NodeId(1), name("Makefile.d"), 0o755)
         .unwrap();
     (tmp, fs)
 }
@@ -199,10 +199,10 @@ fn backend(policy: CasePolicy) -> (tempfile::TempDir, PassthroughFs<Insensitive>
 #[test]
 fn exact_policy_answers_only_the_stored_spelling() {
     let (_tmp, fs) = backend(CasePolicy::Exact);
-    let stored = fs.lookup(&ctx(), 1, name("Makefile.d")).unwrap();
+    let stored = fs.lookup(&ctx(), NodeId(1), name("Makefile.d")).unwrap();
     for variant in ["makefile.d", "MAKEFILE.D", "MakeFile.d"] {
         assert_eq!(
-            fs.lookup(&ctx(), 1, name(variant)).unwrap_err(),
+            fs.lookup(&ctx(), NodeId(1), name(variant)).unwrap_err(),
             Errno::ENOENT,
             "{variant}"
         );
@@ -210,11 +210,13 @@ fn exact_policy_answers_only_the_stored_spelling() {
     // The stored spelling keeps working, and a case variant cannot be created next to it
     // (the volume refuses it): the guest never holds two names for one directory.
     assert_eq!(
-        fs.lookup(&ctx(), 1, name("Makefile.d")).unwrap().nodeid,
+        fs.lookup(&ctx(), NodeId(1), name("Makefile.d"))
+            .unwrap()
+            .nodeid,
         stored.nodeid
     );
     assert_eq!(
-        fs.mkdir(&ctx(), &cctx(), 1, name("makefile.D"), 0o755)
+        fs.mkdir(&ctx(), &cctx(), NodeId(1), name("makefile.D"), 0o755)
             .unwrap_err(),
         Errno::EEXIST
     );
@@ -223,7 +225,7 @@ fn exact_policy_answers_only_the_stored_spelling() {
 #[test]
 fn host_policy_passes_case_variants_through() {
     let (_tmp, fs) = backend(CasePolicy::Host);
-    let stored = fs.lookup(&ctx(), 1, name("Makefile.d")).unwrap();
-    let variant = fs.lookup(&ctx(), 1, name("MAKEFILE.D")).unwrap();
+    let stored = fs.lookup(&ctx(), NodeId(1), name("Makefile.d")).unwrap();
+    let variant = fs.lookup(&ctx(), NodeId(1), name("MAKEFILE.D")).unwrap();
     assert_eq!(variant.nodeid, stored.nodeid);
 }

@@ -8,14 +8,14 @@ mod common;
 use std::collections::HashSet;
 
 use common::{Fixture, Sink, ctx, root};
-use fuse_server::FileSystem;
+use fuse_server::{FileSystem, Handle, NodeId};
 
 /// The most a directory handle may hold besides its descriptors: the stream's buffer and one
 /// name, with room to spare — and nothing per entry.
 const HANDLE_BOUND: usize = 16 * 1024;
 
 /// `dir` (in the share's root) with `n` entries of 40-byte names; its node id.
-fn populate(fx: &Fixture, dir: &str, n: usize) -> u64 {
+fn populate(fx: &Fixture, dir: &str, n: usize) -> NodeId {
     std::fs::create_dir(fx.host_path(dir)).unwrap();
     for i in 0..n {
         let name = format!("{dir}/entry-{i:05}-{}", "x".repeat(28));
@@ -25,7 +25,13 @@ fn populate(fx: &Fixture, dir: &str, n: usize) -> u64 {
 }
 
 /// READDIR of `fh` from `offset`, at most `cap` entries: (name, offset) pairs.
-fn readdir(fx: &Fixture, nodeid: u64, fh: u64, offset: u64, cap: usize) -> Vec<(String, u64)> {
+fn readdir(
+    fx: &Fixture,
+    nodeid: NodeId,
+    fh: Handle,
+    offset: u64,
+    cap: usize,
+) -> Vec<(String, u64)> {
     let mut sink = Sink::new(cap);
     fx.fs
         .readdir(&ctx(), nodeid, fh, offset, &mut sink)
@@ -35,7 +41,7 @@ fn readdir(fx: &Fixture, nodeid: u64, fh: u64, offset: u64, cap: usize) -> Vec<(
 
 /// Every entry from `offset` on, in chunks of `chunk`, each READDIR continuing at the last
 /// entry's offset (as the guest kernel does).
-fn read_all(fx: &Fixture, nodeid: u64, fh: u64, offset: u64, chunk: usize) -> Vec<String> {
+fn read_all(fx: &Fixture, nodeid: NodeId, fh: Handle, offset: u64, chunk: usize) -> Vec<String> {
     let mut names = Vec::new();
     let mut offset = offset;
     loop {
@@ -158,7 +164,7 @@ fn handles_past_the_kept_streams_still_list_correctly() {
         ..c
     });
     let dir = populate(&fx, "d", 300);
-    let handles: Vec<u64> = (0..5)
+    let handles: Vec<Handle> = (0..5)
         .map(|_| fx.fs.opendir(&ctx(), dir, 0).unwrap().fh)
         .collect();
     // Interleaved READDIRs, each handle continuing at its own offset.

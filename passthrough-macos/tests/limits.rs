@@ -7,7 +7,7 @@ mod common;
 
 use common::{Fixture, Sink, ctx, root};
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Lock};
+use fuse_server::{FileSystem, Lock, LockOwner, NodeId};
 
 const O_RDWR: u32 = 2;
 
@@ -17,7 +17,7 @@ fn the_inode_table_is_bounded() {
     for i in 0..8 {
         std::fs::write(fx.host_path(&format!("f{i}")), b"").unwrap();
     }
-    let held: Vec<u64> = (0..5)
+    let held: Vec<NodeId> = (0..5)
         .map(|i| fx.lookup(root(), &format!("f{i}")).unwrap().nodeid)
         .collect();
     // More lookups of held inodes cost nothing; a sixth inode is refused, and so is a creation.
@@ -68,16 +68,16 @@ fn lock_descriptions_count_against_the_descriptor_budget() {
         typ: 1,
         pid: 1,
     };
-    let setlk = |owner: u64, start| {
+    let setlk = |owner: LockOwner, start| {
         fx.fs
             .setlk(&ctx(), e.nodeid, fh, owner, lock(start), false, false)
     };
-    setlk(1, 0).unwrap();
-    setlk(2, 1).unwrap();
+    setlk(LockOwner(1), 0).unwrap();
+    setlk(LockOwner(2), 1).unwrap();
     // Each owner's description is a descriptor: a third owner finds the budget spent.
-    assert_eq!(setlk(3, 2).unwrap_err(), Errno::ENFILE);
+    assert_eq!(setlk(LockOwner(3), 2).unwrap_err(), Errno::ENFILE);
     // A FLUSH (the owner's close) gives its description back.
-    fx.fs.flush(&ctx(), e.nodeid, fh, 1).unwrap();
-    setlk(3, 2).unwrap();
+    fx.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
+    setlk(LockOwner(3), 2).unwrap();
     assert_eq!(fx.open(e.nodeid, O_RDWR).unwrap_err(), Errno::ENFILE);
 }

@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use fuse_abi::{Errno, InitFlags, RenameFlags, mode};
-use fuse_server::{FileSystem, SetAttr, TimeOrNow, Timespec};
+use fuse_server::{FileSystem, Handle, LockOwner, NodeId, SetAttr, TimeOrNow, Timespec};
 use passthrough_macos::{CasePolicy, Config};
 
 const O_RDWR: u32 = 2;
@@ -441,8 +441,11 @@ fn hostile_names_and_nodes() {
         assert_eq!(fx.lookup(root(), n).unwrap_err(), Errno::EINVAL);
         assert_eq!(fx.mkdir(root(), n).unwrap_err(), Errno::EINVAL);
     }
-    assert_eq!(fx.getattr(12345).unwrap_err(), Errno::ESTALE);
-    assert_eq!(fx.read(1, 999, 0, 10).unwrap_err(), Errno::EBADF);
+    assert_eq!(fx.getattr(NodeId(12345)).unwrap_err(), Errno::ESTALE);
+    assert_eq!(
+        fx.read(NodeId(1), Handle(999), 0, 10).unwrap_err(),
+        Errno::EBADF
+    );
     assert_eq!(
         fx.fs
             .link(&ctx(), root(), root(), name("rootlink"))
@@ -591,38 +594,41 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
         pid: 10,
     };
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh, 1, write, false, false)
+        .setlk(&ctx(), e.nodeid, fh, LockOwner(1), write, false, false)
         .unwrap();
     // The same owner again: fine; another owner: conflict.
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh2, 1, write, false, false)
+        .setlk(&ctx(), e.nodeid, fh2, LockOwner(1), write, false, false)
         .unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, 2, write, false, false)
+            .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, false, false)
             .unwrap_err(),
         Errno::EAGAIN
     );
-    let got = fx.fs.getlk(&ctx(), e.nodeid, fh2, 2, write).unwrap();
+    let got = fx
+        .fs
+        .getlk(&ctx(), e.nodeid, fh2, LockOwner(2), write)
+        .unwrap();
     assert_eq!((got.typ, got.start, got.end), (1, 0, 99));
     // A blocking request gives up with EINTR rather than holding the worker.
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, 2, write, true, false)
+            .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, true, false)
             .unwrap_err(),
         Errno::EINTR
     );
-    fx.fs.flush(&ctx(), e.nodeid, fh, 1).unwrap();
+    fx.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh2, 2, write, false, false)
+        .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, false, false)
         .unwrap();
     // flock locks belong to the open file.
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh, 0, write, false, true)
+        .setlk(&ctx(), e.nodeid, fh, LockOwner(0), write, false, true)
         .unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, 0, write, false, true)
+            .setlk(&ctx(), e.nodeid, fh2, LockOwner(0), write, false, true)
             .unwrap_err(),
         Errno::EAGAIN
     );
@@ -632,7 +638,7 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
     let (e, fh) = fx.create(root(), "f", 0o644, O_RDWR).unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh, 1, write, false, false)
+            .setlk(&ctx(), e.nodeid, fh, LockOwner(1), write, false, false)
             .unwrap_err(),
         Errno::ENOSYS
     );

@@ -7,7 +7,7 @@ mod common;
 
 use common::{Fixture, ctx, name, root};
 use fuse_abi::{Errno, InitFlags, OpenInFlags};
-use fuse_server::{CreateContext, FileSystem, SecurityContext};
+use fuse_server::{CreateContext, FileSystem, NodeId, SecurityContext};
 use passthrough_macos::{Config, Host};
 
 const LABEL: &[u8] = b"system_u:object_r:guest_t:s0\0";
@@ -31,7 +31,7 @@ fn fixture(security_label: bool, xattr: bool) -> Fixture {
 }
 
 /// CREATE and MKDIR of `n`/`n.d` with the label named `label_name`: both succeed.
-fn create_both(fx: &Fixture, n: &str, label_name: &'static [u8]) -> (u64, u64) {
+fn create_both(fx: &Fixture, n: &str, label_name: &'static [u8]) -> (NodeId, NodeId) {
     let cctx = labelled(label_name);
     let (e, _) = fx
         .fs

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use fuse_abi::{Errno, InitFlags, Opcode};
 use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{AttrReply, Capabilities, Context, FileSystem, FsResult, NegotiationConfig};
+use fuse_server::{
+    AttrReply, Capabilities, Context, FileSystem, FsResult, Handle, NegotiationConfig, NodeId,
+};
 use vhost::vhost_user::message::{VhostUserHeaderFlag, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, Listener, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
@@ -44,7 +46,7 @@ impl FileSystem for StuckFs {
         Capabilities::new()
     }
 
-    fn getattr(&self, _ctx: &Context, _nodeid: u64, _fh: Option<u64>) -> FsResult<AttrReply> {
+    fn getattr(&self, _ctx: &Context, _nodeid: NodeId, _fh: Option<Handle>) -> FsResult<AttrReply> {
         let _ = self.entered.lock().unwrap().send(());
         let _ = self.release.lock().unwrap().recv();
         Err(Errno::EIO)

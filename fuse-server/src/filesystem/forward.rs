@@ -28,38 +28,52 @@ macro_rules! forward_filesystem {
                 (**self).destroy()
             }
 
-            fn lookup(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+            fn lookup(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
                 (**self).lookup(ctx, parent, name)
             }
 
-            fn forget(&self, ctx: &Context, nodeid: u64, nlookup: u64) {
+            fn forget(&self, ctx: &Context, nodeid: NodeId, nlookup: u64) {
                 (**self).forget(ctx, nodeid, nlookup)
             }
 
-            fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (u64, u64)>) {
+            fn batch_forget(
+                &self,
+                ctx: &Context,
+                forgets: &mut dyn Iterator<Item = (NodeId, u64)>,
+            ) {
                 (**self).batch_forget(ctx, forgets)
             }
 
-            fn getattr(&self, ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+            fn getattr(
+                &self,
+                ctx: &Context,
+                nodeid: NodeId,
+                fh: Option<Handle>,
+            ) -> FsResult<AttrReply> {
                 (**self).getattr(ctx, nodeid, fh)
             }
 
-            fn setattr(&self, ctx: &Context, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+            fn setattr(
+                &self,
+                ctx: &Context,
+                nodeid: NodeId,
+                attr: &SetAttr,
+            ) -> FsResult<AttrReply> {
                 (**self).setattr(ctx, nodeid, attr)
             }
 
             fn statx(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: Option<u64>,
+                nodeid: NodeId,
+                fh: Option<Handle>,
                 flags: u32,
                 mask: u32,
             ) -> FsResult<StatxReply> {
                 (**self).statx(ctx, nodeid, fh, flags, mask)
             }
 
-            fn readlink(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+            fn readlink(&self, ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
                 (**self).readlink(ctx, nodeid, buf)
             }
 
@@ -67,7 +81,7 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
-                parent: u64,
+                parent: NodeId,
                 name: Name<'_>,
                 target: &CStr,
             ) -> FsResult<Entry> {
@@ -78,7 +92,7 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
-                parent: u64,
+                parent: NodeId,
                 name: Name<'_>,
                 mode: u32,
                 rdev: u32,
@@ -90,27 +104,27 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
-                parent: u64,
+                parent: NodeId,
                 name: Name<'_>,
                 mode: u32,
             ) -> FsResult<Entry> {
                 (**self).mkdir(ctx, cctx, parent, name, mode)
             }
 
-            fn unlink(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+            fn unlink(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
                 (**self).unlink(ctx, parent, name)
             }
 
-            fn rmdir(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+            fn rmdir(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
                 (**self).rmdir(ctx, parent, name)
             }
 
             fn rename(
                 &self,
                 ctx: &Context,
-                olddir: u64,
+                olddir: NodeId,
                 oldname: Name<'_>,
-                newdir: u64,
+                newdir: NodeId,
                 newname: Name<'_>,
                 flags: RenameFlags,
             ) -> FsResult<()> {
@@ -120,8 +134,8 @@ macro_rules! forward_filesystem {
             fn link(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                newparent: u64,
+                nodeid: NodeId,
+                newparent: NodeId,
                 newname: Name<'_>,
             ) -> FsResult<Entry> {
                 (**self).link(ctx, nodeid, newparent, newname)
@@ -130,7 +144,7 @@ macro_rules! forward_filesystem {
             fn open(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
+                nodeid: NodeId,
                 flags: u32,
                 open_flags: OpenInFlags,
             ) -> FsResult<OpenReply> {
@@ -141,7 +155,7 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
-                parent: u64,
+                parent: NodeId,
                 name: Name<'_>,
                 mode: u32,
                 flags: u32,
@@ -154,7 +168,7 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
-                parent: u64,
+                parent: NodeId,
                 mode: u32,
                 flags: u32,
             ) -> FsResult<(Entry, OpenReply)> {
@@ -164,12 +178,12 @@ macro_rules! forward_filesystem {
             fn read(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 w: &mut dyn ZeroCopyWriter,
                 size: u32,
                 offset: u64,
-                lock_owner: Option<u64>,
+                lock_owner: Option<LockOwner>,
                 flags: u32,
             ) -> FsResult<usize> {
                 (**self).read(ctx, nodeid, fh, w, size, offset, lock_owner, flags)
@@ -178,12 +192,12 @@ macro_rules! forward_filesystem {
             fn write(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 r: &mut dyn ZeroCopyReader,
                 size: u32,
                 offset: u64,
-                lock_owner: Option<u64>,
+                lock_owner: Option<LockOwner>,
                 write_flags: WriteFlags,
                 flags: u32,
             ) -> FsResult<usize> {
@@ -200,36 +214,48 @@ macro_rules! forward_filesystem {
                 )
             }
 
-            fn flush(&self, ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+            fn flush(
+                &self,
+                ctx: &Context,
+                nodeid: NodeId,
+                fh: Handle,
+                lock_owner: LockOwner,
+            ) -> FsResult<()> {
                 (**self).flush(ctx, nodeid, fh, lock_owner)
             }
 
             fn release(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 flags: u32,
                 flush: bool,
                 flock_release: bool,
-                lock_owner: Option<u64>,
+                lock_owner: Option<LockOwner>,
             ) -> FsResult<()> {
                 (**self).release(ctx, nodeid, fh, flags, flush, flock_release, lock_owner)
             }
 
-            fn fsync(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+            fn fsync(
+                &self,
+                ctx: &Context,
+                nodeid: NodeId,
+                fh: Handle,
+                datasync: bool,
+            ) -> FsResult<()> {
                 (**self).fsync(ctx, nodeid, fh, datasync)
             }
 
-            fn opendir(&self, ctx: &Context, nodeid: u64, flags: u32) -> FsResult<OpenReply> {
+            fn opendir(&self, ctx: &Context, nodeid: NodeId, flags: u32) -> FsResult<OpenReply> {
                 (**self).opendir(ctx, nodeid, flags)
             }
 
             fn readdir(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 offset: u64,
                 sink: &mut dyn DirSink,
             ) -> FsResult<()> {
@@ -239,36 +265,42 @@ macro_rules! forward_filesystem {
             fn readdirplus(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 offset: u64,
                 sink: &mut dyn DirPlusSink,
             ) -> FsResult<()> {
                 (**self).readdirplus(ctx, nodeid, fh, offset, sink)
             }
 
-            fn releasedir(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32) -> FsResult<()> {
+            fn releasedir(
+                &self,
+                ctx: &Context,
+                nodeid: NodeId,
+                fh: Handle,
+                flags: u32,
+            ) -> FsResult<()> {
                 (**self).releasedir(ctx, nodeid, fh, flags)
             }
 
             fn fsyncdir(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 datasync: bool,
             ) -> FsResult<()> {
                 (**self).fsyncdir(ctx, nodeid, fh, datasync)
             }
 
-            fn statfs(&self, ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+            fn statfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<StatFs> {
                 (**self).statfs(ctx, nodeid)
             }
 
             fn setxattr(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
+                nodeid: NodeId,
                 name: &CStr,
                 value: &[u8],
                 flags: u32,
@@ -280,7 +312,7 @@ macro_rules! forward_filesystem {
             fn getxattr(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
+                nodeid: NodeId,
                 name: &CStr,
                 buf: &mut [u8],
             ) -> FsResult<XattrReply> {
@@ -290,26 +322,26 @@ macro_rules! forward_filesystem {
             fn listxattr(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
+                nodeid: NodeId,
                 buf: &mut [u8],
             ) -> FsResult<XattrReply> {
                 (**self).listxattr(ctx, nodeid, buf)
             }
 
-            fn removexattr(&self, ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+            fn removexattr(&self, ctx: &Context, nodeid: NodeId, name: &CStr) -> FsResult<()> {
                 (**self).removexattr(ctx, nodeid, name)
             }
 
-            fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+            fn access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
                 (**self).access(ctx, nodeid, mask)
             }
 
             fn getlk(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
-                owner: u64,
+                nodeid: NodeId,
+                fh: Handle,
+                owner: LockOwner,
                 lock: Lock,
             ) -> FsResult<Lock> {
                 (**self).getlk(ctx, nodeid, fh, owner, lock)
@@ -318,9 +350,9 @@ macro_rules! forward_filesystem {
             fn setlk(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
-                owner: u64,
+                nodeid: NodeId,
+                fh: Handle,
+                owner: LockOwner,
                 lock: Lock,
                 sleep: bool,
                 flock: bool,
@@ -331,7 +363,7 @@ macro_rules! forward_filesystem {
             fn bmap(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
+                nodeid: NodeId,
                 blocksize: u32,
                 block: u64,
             ) -> FsResult<u64> {
@@ -341,8 +373,8 @@ macro_rules! forward_filesystem {
             fn ioctl(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 cmd: u32,
                 arg: u64,
                 input: &[u8],
@@ -354,8 +386,8 @@ macro_rules! forward_filesystem {
             fn poll(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 kh: u64,
                 flags: u32,
                 events: u32,
@@ -366,8 +398,8 @@ macro_rules! forward_filesystem {
             fn fallocate(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 mode: u32,
                 offset: u64,
                 length: u64,
@@ -378,8 +410,8 @@ macro_rules! forward_filesystem {
             fn lseek(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 offset: u64,
                 whence: u32,
             ) -> FsResult<u64> {
@@ -389,11 +421,11 @@ macro_rules! forward_filesystem {
             fn copy_file_range(
                 &self,
                 ctx: &Context,
-                nodeid_in: u64,
-                fh_in: u64,
+                nodeid_in: NodeId,
+                fh_in: Handle,
                 off_in: u64,
-                nodeid_out: u64,
-                fh_out: u64,
+                nodeid_out: NodeId,
+                fh_out: Handle,
                 off_out: u64,
                 len: u64,
                 flags: u64,
@@ -406,8 +438,8 @@ macro_rules! forward_filesystem {
             fn setupmapping(
                 &self,
                 ctx: &Context,
-                nodeid: u64,
-                fh: u64,
+                nodeid: NodeId,
+                fh: Handle,
                 foffset: u64,
                 len: u64,
                 flags: u64,
@@ -424,7 +456,7 @@ macro_rules! forward_filesystem {
                 (**self).removemapping(ctx, ranges)
             }
 
-            fn syncfs(&self, ctx: &Context, nodeid: u64) -> FsResult<()> {
+            fn syncfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<()> {
                 (**self).syncfs(ctx, nodeid)
             }
         }

@@ -40,20 +40,20 @@ pub trait FileSystem: Send + Sync {
     /// LOOKUP: finds `name` (which may be `.` or `..`) in directory `parent`.
     ///
     /// Takes one lookup reference on the returned node id on success. ENOENT for a missing
-    /// name (or a negative entry, `nodeid` 0 with an `entry_timeout`, which takes none);
+    /// name (or a negative entry, [`NodeId::NONE`] with an `entry_timeout`, which takes none);
     /// ENOTDIR if `parent` is not a directory.
-    fn lookup(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+    fn lookup(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
         Err(Errno::ENOSYS)
     }
 
     /// FORGET: drops `nlookup` lookup references on `nodeid`; at zero the node id may be
     /// reused. No reply, so nothing to fail: an unknown node id or a count larger than held is
     /// the guest's error and is ignored (or clamped).
-    fn forget(&self, ctx: &Context, nodeid: u64, nlookup: u64) {}
+    fn forget(&self, ctx: &Context, nodeid: NodeId, nlookup: u64) {}
 
     /// BATCH_FORGET: several FORGETs, `(nodeid, nlookup)` pairs. No reply. The default calls
     /// [`forget`](Self::forget) for each.
-    fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (u64, u64)>) {
+    fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (NodeId, u64)>) {
         for (nodeid, nlookup) in forgets {
             self.forget(ctx, nodeid, nlookup);
         }
@@ -61,7 +61,7 @@ pub trait FileSystem: Send + Sync {
 
     /// GETATTR: the attributes of `nodeid`, through handle `fh` when the kernel names one
     /// (fstat(2) on an open file). The handle is not checked against the node id.
-    fn getattr(&self, ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+    fn getattr(&self, ctx: &Context, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         Err(Errno::ENOSYS)
     }
 
@@ -69,7 +69,7 @@ pub trait FileSystem: Send + Sync {
     /// utimes) and returns the new attributes. `attr.fh` is set for ftruncate(2)-style
     /// changes; `kill_suidgid` asks to clear set-id bits as a write would. EPERM/EACCES as the
     /// host decides.
-    fn setattr(&self, ctx: &Context, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+    fn setattr(&self, ctx: &Context, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
         Err(Errno::ENOSYS)
     }
 
@@ -78,8 +78,8 @@ pub trait FileSystem: Send + Sync {
     fn statx(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: Option<u64>,
+        nodeid: NodeId,
+        fh: Option<Handle>,
         flags: u32,
         mask: u32,
     ) -> FsResult<StatxReply> {
@@ -88,7 +88,7 @@ pub trait FileSystem: Send + Sync {
 
     /// READLINK: copies the target, without NUL, into `buf` (`PATH_MAX` bytes) and returns
     /// its length. EINVAL if `nodeid` is not a symlink.
-    fn readlink(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+    fn readlink(&self, ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
         Err(Errno::ENOSYS)
     }
 
@@ -100,7 +100,7 @@ pub trait FileSystem: Send + Sync {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
@@ -115,7 +115,7 @@ pub trait FileSystem: Send + Sync {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         rdev: u32,
@@ -130,7 +130,7 @@ pub trait FileSystem: Send + Sync {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
     ) -> FsResult<Entry> {
@@ -139,13 +139,13 @@ pub trait FileSystem: Send + Sync {
 
     /// UNLINK: removes the non-directory `name` from `parent`. Lookup counts are unchanged:
     /// the node id stays valid until FORGET. EISDIR for a directory.
-    fn unlink(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn unlink(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// RMDIR: removes the empty directory `name` from `parent`. Lookup counts are unchanged.
     /// ENOTEMPTY, ENOTDIR as the host says.
-    fn rmdir(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn rmdir(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
@@ -156,9 +156,9 @@ pub trait FileSystem: Send + Sync {
     fn rename(
         &self,
         ctx: &Context,
-        olddir: u64,
+        olddir: NodeId,
         oldname: Name<'_>,
-        newdir: u64,
+        newdir: NodeId,
         newname: Name<'_>,
         flags: RenameFlags,
     ) -> FsResult<()> {
@@ -170,8 +170,8 @@ pub trait FileSystem: Send + Sync {
     fn link(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        newparent: u64,
+        nodeid: NodeId,
+        newparent: NodeId,
         newname: Name<'_>,
     ) -> FsResult<Entry> {
         Err(Errno::ENOSYS)
@@ -190,7 +190,7 @@ pub trait FileSystem: Send + Sync {
     fn open(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         flags: u32,
         open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
@@ -206,7 +206,7 @@ pub trait FileSystem: Send + Sync {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         flags: u32,
@@ -222,7 +222,7 @@ pub trait FileSystem: Send + Sync {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         mode: u32,
         flags: u32,
     ) -> FsResult<(Entry, OpenReply)> {
@@ -239,12 +239,12 @@ pub trait FileSystem: Send + Sync {
     fn read(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         w: &mut dyn ZeroCopyWriter,
         size: u32,
         offset: u64,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
         flags: u32,
     ) -> FsResult<usize> {
         Err(Errno::ENOSYS)
@@ -259,12 +259,12 @@ pub trait FileSystem: Send + Sync {
     fn write(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
         offset: u64,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
         write_flags: WriteFlags,
         flags: u32,
     ) -> FsResult<usize> {
@@ -275,7 +275,13 @@ pub trait FileSystem: Send + Sync {
     /// times per handle, from different processes). `lock_owner` identifies the closing
     /// file table: the backend drops the POSIX locks that owner holds on the file, as close(2)
     /// does on the host. ENOSYS makes the kernel stop sending FLUSH.
-    fn flush(&self, ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+    fn flush(
+        &self,
+        ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        lock_owner: LockOwner,
+    ) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
@@ -293,25 +299,25 @@ pub trait FileSystem: Send + Sync {
     fn release(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         flags: u32,
         flush: bool,
         flock_release: bool,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
     ) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// FSYNC: flushes handle `fh`'s data (and metadata unless `datasync`) to stable storage.
     /// ENOSYS makes the kernel stop sending FSYNC (and fsync(2) succeed).
-    fn fsync(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsync(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// OPENDIR: opens directory `nodeid` for READDIR; `flags` are the open(2) flags (Linux
     /// values). ENOTDIR for a non-directory.
-    fn opendir(&self, ctx: &Context, nodeid: u64, flags: u32) -> FsResult<OpenReply> {
+    fn opendir(&self, ctx: &Context, nodeid: NodeId, flags: u32) -> FsResult<OpenReply> {
         Err(Errno::ENOSYS)
     }
 
@@ -322,8 +328,8 @@ pub trait FileSystem: Send + Sync {
     fn readdir(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
@@ -331,14 +337,14 @@ pub trait FileSystem: Send + Sync {
     }
 
     /// READDIRPLUS: like READDIR, with an [`Entry`] per name. **Each entry added takes one
-    /// lookup reference** (`.` and `..` included, unless their `nodeid` is 0): check
+    /// lookup reference** (`.` and `..` included, unless their `nodeid` is [`NodeId::NONE`]): check
     /// [`DirPlusSink::fits`] before looking a name up, so no reference is taken for an entry
     /// that is not sent.
     fn readdirplus(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirPlusSink,
     ) -> FsResult<()> {
@@ -347,17 +353,17 @@ pub trait FileSystem: Send + Sync {
 
     /// RELEASEDIR: the last reference to directory handle `fh` is gone; drop it. The kernel
     /// ignores the reply's errno.
-    fn releasedir(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32) -> FsResult<()> {
+    fn releasedir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, flags: u32) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// FSYNCDIR: as FSYNC for directory handle `fh`. ENOSYS makes the kernel stop sending it.
-    fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsyncdir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// STATFS: statistics of the filesystem holding `nodeid` (statfs(2)).
-    fn statfs(&self, ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+    fn statfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<StatFs> {
         Err(Errno::ENOSYS)
     }
 
@@ -369,7 +375,7 @@ pub trait FileSystem: Send + Sync {
     fn setxattr(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         value: &[u8],
         flags: u32,
@@ -385,7 +391,7 @@ pub trait FileSystem: Send + Sync {
     fn getxattr(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
@@ -394,26 +400,33 @@ pub trait FileSystem: Send + Sync {
 
     /// LISTXATTR: the attribute names of `nodeid`, each NUL-terminated, with the sizing rule
     /// of GETXATTR.
-    fn listxattr(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+    fn listxattr(&self, ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         Err(Errno::ENOSYS)
     }
 
     /// REMOVEXATTR: removes attribute `name` of `nodeid`. ENODATA if it does not exist.
-    fn removexattr(&self, ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+    fn removexattr(&self, ctx: &Context, nodeid: NodeId, name: &CStr) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// ACCESS: may the caller (`ctx`) access `nodeid` with Linux `mask` (R_OK 4, W_OK 2,
     /// X_OK 1, F_OK 0)? EACCES if not. Only sent without `default_permissions`; ENOSYS makes
     /// the kernel stop asking (and grant).
-    fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+    fn access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
     /// GETLK: the first POSIX lock that would conflict with `lock` taken by `owner` through
     /// handle `fh`, or `lock` with type F_UNLCK if none. ENOSYS makes locks local to the
     /// guest.
-    fn getlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+    fn getlk(
+        &self,
+        ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
+        lock: Lock,
+    ) -> FsResult<Lock> {
         Err(Errno::ENOSYS)
     }
 
@@ -426,9 +439,9 @@ pub trait FileSystem: Send + Sync {
     fn setlk(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
         sleep: bool,
         flock: bool,
@@ -438,7 +451,7 @@ pub trait FileSystem: Send + Sync {
 
     /// BMAP (fuseblk only, never on virtio-fs): the device block for file block `block` of
     /// size `blocksize`.
-    fn bmap(&self, ctx: &Context, nodeid: u64, blocksize: u32, block: u64) -> FsResult<u64> {
+    fn bmap(&self, ctx: &Context, nodeid: NodeId, blocksize: u32, block: u64) -> FsResult<u64> {
         Err(Errno::ENOSYS)
     }
 
@@ -450,8 +463,8 @@ pub trait FileSystem: Send + Sync {
     fn ioctl(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         cmd: u32,
         arg: u64,
         input: &[u8],
@@ -466,8 +479,8 @@ pub trait FileSystem: Send + Sync {
     fn poll(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         kh: u64,
         flags: u32,
         events: u32,
@@ -481,8 +494,8 @@ pub trait FileSystem: Send + Sync {
     fn fallocate(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         mode: u32,
         offset: u64,
         length: u64,
@@ -496,8 +509,8 @@ pub trait FileSystem: Send + Sync {
     fn lseek(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         whence: u32,
     ) -> FsResult<u64> {
@@ -513,11 +526,11 @@ pub trait FileSystem: Send + Sync {
     fn copy_file_range(
         &self,
         ctx: &Context,
-        nodeid_in: u64,
-        fh_in: u64,
+        nodeid_in: NodeId,
+        fh_in: Handle,
         off_in: u64,
-        nodeid_out: u64,
-        fh_out: u64,
+        nodeid_out: NodeId,
+        fh_out: Handle,
         off_out: u64,
         len: u64,
         flags: u64,
@@ -532,8 +545,8 @@ pub trait FileSystem: Send + Sync {
     fn setupmapping(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         foffset: u64,
         len: u64,
         flags: u64,
@@ -552,7 +565,7 @@ pub trait FileSystem: Send + Sync {
     }
 
     /// SYNCFS: flushes the whole filesystem holding `nodeid` (syncfs(2)).
-    fn syncfs(&self, ctx: &Context, nodeid: u64) -> FsResult<()> {
+    fn syncfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 }

@@ -20,6 +20,7 @@ use super::encode::{open_out, put};
 use super::frame::{Args, Fail, OUT_HEADER_LEN, Out, Reply};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
+use crate::types::{Handle, LockOwner, NodeId};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn open<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
@@ -49,11 +50,11 @@ impl<F: FileSystem> Server<F> {
         };
         let lock_owner = ReadFlags::from_bits_retain(ri.read_flags.get())
             .contains(ReadFlags::LOCKOWNER)
-            .then(|| ri.lock_owner.get());
+            .then(|| LockOwner(ri.lock_owner.get()));
         let result = self.fs.read(
             &a.req.ctx,
             a.req.nodeid,
-            ri.fh.get(),
+            Handle(ri.fh.get()),
             &mut limited,
             size,
             ri.offset.get(),
@@ -99,7 +100,7 @@ impl<F: FileSystem> Server<F> {
         let write_flags = WriteFlags::from_bits_retain(wi.write_flags.get());
         let lock_owner = write_flags
             .contains(WriteFlags::LOCKOWNER)
-            .then(|| wi.lock_owner.get());
+            .then(|| LockOwner(wi.lock_owner.get()));
         let mut limited = LimitedReader {
             inner: r,
             left: size_usize,
@@ -107,7 +108,7 @@ impl<F: FileSystem> Server<F> {
         let n = self.fs.write(
             &a.req.ctx,
             a.req.nodeid,
-            wi.fh.get(),
+            Handle(wi.fh.get()),
             &mut limited,
             size,
             wi.offset.get(),
@@ -125,8 +126,12 @@ impl<F: FileSystem> Server<F> {
 
     pub(super) fn flush<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
         let (fi, _): (FlushIn, _) = self.arg(&a.req, a.args)?;
-        self.fs
-            .flush(&a.req.ctx, a.req.nodeid, fi.fh.get(), fi.lock_owner.get())?;
+        self.fs.flush(
+            &a.req.ctx,
+            a.req.nodeid,
+            Handle(fi.fh.get()),
+            LockOwner(fi.lock_owner.get()),
+        )?;
         Ok(Reply::Ok(&[]))
     }
 
@@ -136,11 +141,11 @@ impl<F: FileSystem> Server<F> {
         let rf = ReleaseFlags::from_bits_retain(ri.release_flags.get());
         let flush = rf.contains(ReleaseFlags::FLUSH);
         let flock = rf.contains(ReleaseFlags::FLOCK_UNLOCK);
-        let owner = (flush || flock).then(|| ri.lock_owner.get());
+        let owner = (flush || flock).then(|| LockOwner(ri.lock_owner.get()));
         self.fs.release(
             &a.req.ctx,
             a.req.nodeid,
-            ri.fh.get(),
+            Handle(ri.fh.get()),
             ri.flags.get(),
             flush,
             flock,
@@ -154,7 +159,7 @@ impl<F: FileSystem> Server<F> {
         let datasync =
             FsyncFlags::from_bits_retain(fi.fsync_flags.get()).contains(FsyncFlags::FDATASYNC);
         self.fs
-            .fsync(&a.req.ctx, a.req.nodeid, fi.fh.get(), datasync)?;
+            .fsync(&a.req.ctx, a.req.nodeid, Handle(fi.fh.get()), datasync)?;
         Ok(Reply::Ok(&[]))
     }
 
@@ -163,7 +168,7 @@ impl<F: FileSystem> Server<F> {
         self.fs.fallocate(
             &a.req.ctx,
             a.req.nodeid,
-            fi.fh.get(),
+            Handle(fi.fh.get()),
             fi.mode.get(),
             fi.offset.get(),
             fi.length.get(),
@@ -176,7 +181,7 @@ impl<F: FileSystem> Server<F> {
         let off = self.fs.lseek(
             &a.req.ctx,
             a.req.nodeid,
-            li.fh.get(),
+            Handle(li.fh.get()),
             li.offset.get(),
             li.whence.get(),
         )?;
@@ -201,10 +206,10 @@ impl<F: FileSystem> Server<F> {
             .copy_file_range(
                 &a.req.ctx,
                 a.req.nodeid,
-                ci.fh_in.get(),
+                Handle(ci.fh_in.get()),
                 ci.off_in.get(),
-                ci.nodeid_out.get(),
-                ci.fh_out.get(),
+                NodeId(ci.nodeid_out.get()),
+                Handle(ci.fh_out.get()),
                 ci.off_out.get(),
                 len,
                 ci.flags.get(),
@@ -229,7 +234,7 @@ impl<F: FileSystem> Server<F> {
         self.fs.setupmapping(
             &a.req.ctx,
             a.req.nodeid,
-            si.fh.get(),
+            Handle(si.fh.get()),
             si.foffset.get(),
             si.len.get(),
             si.flags.get(),

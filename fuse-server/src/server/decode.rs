@@ -11,7 +11,9 @@ use zerocopy::{FromBytes, Immutable, KnownLayout};
 use super::Server;
 use super::frame::Request;
 use crate::filesystem::FileSystem;
-use crate::types::{CreateContext, Lock, Name, SecurityContext, SetAttr, TimeOrNow, Timespec};
+use crate::types::{
+    CreateContext, Handle, Lock, Name, SecurityContext, SetAttr, TimeOrNow, Timespec,
+};
 
 impl<F: FileSystem> Server<F> {
     /// Copies the fixed argument `T` out of the front of `args`; returns it and the rest.
@@ -195,7 +197,7 @@ pub(super) fn set_attr(si: &SetattrIn) -> SetAttr {
             si.mtimensec.get(),
         ),
         ctime: has(SetattrValid::CTIME).then(|| timespec(si.ctime.get(), si.ctimensec.get())),
-        fh: has(SetattrValid::FH).then(|| si.fh.get()),
+        fh: has(SetattrValid::FH).then(|| Handle(si.fh.get())),
         kill_suidgid: has(SetattrValid::KILL_SUIDGID),
     }
 }

@@ -15,7 +15,7 @@ use super::encode::{dirent, entry_out, open_out, put};
 use super::frame::{Args, Fail, Out, Reply};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::io::Writer;
-use crate::types::{DirEntry, DirPlusSink, DirSink, Entry};
+use crate::types::{DirEntry, DirPlusSink, DirSink, Entry, Handle};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn opendir<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
@@ -43,7 +43,12 @@ impl<F: FileSystem> Server<F> {
             bad_name: false,
             io_error: None,
         };
-        let (ctx, nodeid, fh, offset) = (&a.req.ctx, a.req.nodeid, ri.fh.get(), ri.offset.get());
+        let (ctx, nodeid, fh, offset) = (
+            &a.req.ctx,
+            a.req.nodeid,
+            Handle(ri.fh.get()),
+            ri.offset.get(),
+        );
         let result = if a.req.op == Opcode::Readdirplus {
             self.fs.readdirplus(ctx, nodeid, fh, offset, &mut sink)
         } else {
@@ -74,8 +79,12 @@ impl<F: FileSystem> Server<F> {
 
     pub(super) fn releasedir<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
         let (ri, _): (ReleaseIn, _) = self.arg(&a.req, a.args)?;
-        self.fs
-            .releasedir(&a.req.ctx, a.req.nodeid, ri.fh.get(), ri.flags.get())?;
+        self.fs.releasedir(
+            &a.req.ctx,
+            a.req.nodeid,
+            Handle(ri.fh.get()),
+            ri.flags.get(),
+        )?;
         Ok(Reply::Ok(&[]))
     }
 
@@ -84,7 +93,7 @@ impl<F: FileSystem> Server<F> {
         let datasync =
             FsyncFlags::from_bits_retain(fi.fsync_flags.get()).contains(FsyncFlags::FDATASYNC);
         self.fs
-            .fsyncdir(&a.req.ctx, a.req.nodeid, fi.fh.get(), datasync)?;
+            .fsyncdir(&a.req.ctx, a.req.nodeid, Handle(fi.fh.get()), datasync)?;
         Ok(Reply::Ok(&[]))
     }
 }

@@ -73,7 +73,7 @@ pub(super) fn entry_out(e: &Entry) -> EntryOut {
     let (entry_secs, entry_nsecs) = split_duration(e.entry_timeout);
     let (attr_secs, attr_nsecs) = split_duration(e.attr_timeout);
     EntryOut {
-        nodeid: U64::new(e.nodeid),
+        nodeid: U64::new(e.nodeid.0),
         generation: U64::new(e.generation),
         entry_valid: U64::new(entry_secs),
         attr_valid: U64::new(attr_secs),
@@ -99,7 +99,7 @@ pub(super) fn open_out(o: &OpenReply) -> OpenOut {
     // PASSTHROUGH is never negotiated, so a backend's FOPEN_PASSTHROUGH cannot count.
     let flags = o.flags.difference(OpenOutFlags::PASSTHROUGH);
     OpenOut {
-        fh: U64::new(o.fh),
+        fh: U64::new(o.fh.0),
         open_flags: U32::new(flags.bits()),
         backing_id: I32::new(0),
     }

@@ -14,6 +14,7 @@ use super::decode::set_attr;
 use super::encode::{attr_out, entry_out, open_out, put, put2, split_duration};
 use super::frame::{Args, Out, Reply, scratch_buf};
 use crate::filesystem::{FileSystem, FsResult};
+use crate::types::{Handle, NodeId};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn lookup<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
@@ -42,7 +43,7 @@ impl<F: FileSystem> Server<F> {
             .chunks_exact(one)
             .take(count)
             .filter_map(|c| ForgetOne::read_from_bytes(c).ok())
-            .map(|f| (f.nodeid.get(), f.nlookup.get()));
+            .map(|f| (NodeId(f.nodeid.get()), f.nlookup.get()));
         self.fs.batch_forget(&a.req.ctx, &mut it);
         Ok(Reply::None)
     }
@@ -54,7 +55,7 @@ impl<F: FileSystem> Server<F> {
             let (gi, _): (GetattrIn, _) = self.arg(&a.req, a.args)?;
             GetattrFlags::from_bits_retain(gi.getattr_flags.get())
                 .contains(GetattrFlags::FH)
-                .then(|| gi.fh.get())
+                .then(|| Handle(gi.fh.get()))
         };
         let r = self.fs.getattr(&a.req.ctx, a.req.nodeid, fh)?;
         Ok(Reply::Ok(put(out.fixed, &attr_out(&r))))
@@ -70,7 +71,7 @@ impl<F: FileSystem> Server<F> {
         let (si, _): (StatxIn, _) = self.arg(&a.req, a.args)?;
         let fh = GetattrFlags::from_bits_retain(si.getattr_flags.get())
             .contains(GetattrFlags::FH)
-            .then(|| si.fh.get());
+            .then(|| Handle(si.fh.get()));
         let s = self.fs.statx(
             &a.req.ctx,
             a.req.nodeid,
@@ -156,14 +157,14 @@ impl<F: FileSystem> Server<F> {
     pub(super) fn rename<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
         let (newdir, flags, rest) = if a.req.op == fuse_abi::Opcode::Rename {
             let (ri, rest): (RenameIn, _) = self.arg(&a.req, a.args)?;
-            (ri.newdir.get(), RenameFlags::empty(), rest)
+            (NodeId(ri.newdir.get()), RenameFlags::empty(), rest)
         } else {
             let (ri, rest): (Rename2In, _) = self.arg(&a.req, a.args)?;
             let flags = RenameFlags::from_bits(ri.flags.get()).ok_or_else(|| {
                 self.bad(format_args!("RENAME2 flags {:#x}", ri.flags.get()));
                 Errno::EINVAL
             })?;
-            (ri.newdir.get(), flags, rest)
+            (NodeId(ri.newdir.get()), flags, rest)
         };
         let (oldname, rest) = self.name(&a.req, rest, false)?;
         let (newname, _) = self.name(&a.req, rest, false)?;
@@ -177,7 +178,7 @@ impl<F: FileSystem> Server<F> {
         let (name, _) = self.name(&a.req, rest, false)?;
         let e = self
             .fs
-            .link(&a.req.ctx, li.oldnodeid.get(), a.req.nodeid, name)?;
+            .link(&a.req.ctx, NodeId(li.oldnodeid.get()), a.req.nodeid, name)?;
         Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
     }
 

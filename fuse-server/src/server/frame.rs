@@ -10,7 +10,7 @@ use super::{Error, Outcome, Server};
 use crate::filesystem::FileSystem;
 use crate::io::{Reader, Writer};
 use crate::negotiate::EXTENSIONS_MINOR;
-use crate::types::Context;
+use crate::types::{Context, NodeId};
 
 pub(super) const IN_HEADER_LEN: usize = std::mem::size_of::<InHeader>();
 pub(super) const OUT_HEADER_LEN: usize = std::mem::size_of::<OutHeader>();
@@ -26,7 +26,7 @@ pub(super) const FIXED_REPLY_MAX: usize = 512;
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Request {
     pub(super) op: Opcode,
-    pub(super) nodeid: u64,
+    pub(super) nodeid: NodeId,
     pub(super) ctx: Context,
     pub(super) minor: u32,
     pub(super) flags: InitFlags,
@@ -180,7 +180,7 @@ impl<F: FileSystem> Server<F> {
         };
         let req = Request {
             op,
-            nodeid: hdr.nodeid.get(),
+            nodeid: NodeId(hdr.nodeid.get()),
             ctx,
             minor,
             flags,

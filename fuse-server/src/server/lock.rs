@@ -7,6 +7,7 @@ use super::decode::lock;
 use super::encode::put;
 use super::frame::{Args, Out, Reply};
 use crate::filesystem::{FileSystem, FsResult};
+use crate::types::{Handle, LockOwner};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn getlk<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
@@ -14,8 +15,8 @@ impl<F: FileSystem> Server<F> {
         let l = self.fs.getlk(
             &a.req.ctx,
             a.req.nodeid,
-            li.fh.get(),
-            li.owner.get(),
+            Handle(li.fh.get()),
+            LockOwner(li.owner.get()),
             lock(&li.lk),
         )?;
         let lo = LkOut {
@@ -37,8 +38,8 @@ impl<F: FileSystem> Server<F> {
         self.fs.setlk(
             &a.req.ctx,
             a.req.nodeid,
-            li.fh.get(),
-            li.owner.get(),
+            Handle(li.fh.get()),
+            LockOwner(li.owner.get()),
             lock(&li.lk),
             sleep,
             flock,

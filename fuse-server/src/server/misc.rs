@@ -11,6 +11,7 @@ use super::Server;
 use super::encode::put;
 use super::frame::{Args, Out, Reply, scratch_buf};
 use crate::filesystem::{FileSystem, FsResult};
+use crate::types::Handle;
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn statfs<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
@@ -76,7 +77,7 @@ impl<F: FileSystem> Server<F> {
         let (result, n) = self.fs.ioctl(
             &a.req.ctx,
             a.req.nodeid,
-            ii.fh.get(),
+            Handle(ii.fh.get()),
             ii.cmd.get(),
             ii.arg.get(),
             input,
@@ -99,7 +100,7 @@ impl<F: FileSystem> Server<F> {
         let revents = self.fs.poll(
             &a.req.ctx,
             a.req.nodeid,
-            pi.fh.get(),
+            Handle(pi.fh.get()),
             pi.kh.get(),
             pi.flags.get(),
             pi.events.get(),

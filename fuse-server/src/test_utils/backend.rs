@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fuse_abi::{Errno, OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags};
 
-use super::{DIR, REG, TestFs, xattr_value};
+use super::{DIR, REG, TestFs, opened, xattr_value};
 use crate::io::{ZeroCopyReader, ZeroCopyWriter};
 use crate::types::*;
 use crate::{Capabilities, FileSystem, FsResult};
@@ -22,7 +22,7 @@ impl FileSystem for TestFs {
         self.rec(
             "init",
             &Context::default(),
-            0,
+            NodeId::NONE,
             format_args!("{negotiated:?}"),
         );
         Ok(())
@@ -30,28 +30,34 @@ impl FileSystem for TestFs {
 
     fn destroy(&self) {
         self.destroys.fetch_add(1, Ordering::Relaxed);
-        self.rec("destroy", &Context::default(), 0, format_args!(""));
+        self.rec(
+            "destroy",
+            &Context::default(),
+            NodeId::NONE,
+            format_args!(""),
+        );
     }
 
-    fn lookup(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+    fn lookup(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
         self.rec("lookup", ctx, parent, format_args!("{name:?}"));
         Ok(self.entry(REG))
     }
 
-    fn forget(&self, ctx: &Context, nodeid: u64, nlookup: u64) {
+    fn forget(&self, ctx: &Context, nodeid: NodeId, nlookup: u64) {
         self.rec("forget", ctx, nodeid, format_args!("{nlookup}"));
     }
 
-    fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (u64, u64)>) {
+    fn batch_forget(&self, ctx: &Context, forgets: &mut dyn Iterator<Item = (NodeId, u64)>) {
+        // Recorded as wire values, `[(nodeid, nlookup), ..]`.
         let all: Vec<(u64, u64)> = if self.record {
-            forgets.collect()
+            forgets.map(|(nodeid, n)| (nodeid.0, n)).collect()
         } else {
             Vec::new()
         };
-        self.rec("batch_forget", ctx, 0, format_args!("{all:?}"));
+        self.rec("batch_forget", ctx, NodeId::NONE, format_args!("{all:?}"));
     }
 
-    fn getattr(&self, ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+    fn getattr(&self, ctx: &Context, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         self.rec("getattr", ctx, nodeid, format_args!("{fh:?}"));
         Ok(AttrReply {
             attr: self.entry(DIR).attr,
@@ -59,7 +65,7 @@ impl FileSystem for TestFs {
         })
     }
 
-    fn setattr(&self, ctx: &Context, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+    fn setattr(&self, ctx: &Context, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
         self.rec("setattr", ctx, nodeid, format_args!("{attr:?}"));
         Ok(AttrReply {
             attr: self.entry(REG).attr,
@@ -70,8 +76,8 @@ impl FileSystem for TestFs {
     fn statx(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: Option<u64>,
+        nodeid: NodeId,
+        fh: Option<Handle>,
         flags: u32,
         mask: u32,
     ) -> FsResult<StatxReply> {
@@ -84,7 +90,7 @@ impl FileSystem for TestFs {
         Ok(StatxReply::default())
     }
 
-    fn readlink(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+    fn readlink(&self, ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
         self.rec("readlink", ctx, nodeid, format_args!(""));
         let target = b"target";
         let dst = buf.get_mut(..target.len()).ok_or(Errno::ERANGE)?;
@@ -96,7 +102,7 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
@@ -113,7 +119,7 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         rdev: u32,
@@ -131,7 +137,7 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
     ) -> FsResult<Entry> {
@@ -144,12 +150,12 @@ impl FileSystem for TestFs {
         Ok(self.entry(DIR))
     }
 
-    fn unlink(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn unlink(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         self.rec("unlink", ctx, parent, format_args!("{name:?}"));
         Ok(())
     }
 
-    fn rmdir(&self, ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn rmdir(&self, ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         self.rec("rmdir", ctx, parent, format_args!("{name:?}"));
         Ok(())
     }
@@ -157,9 +163,9 @@ impl FileSystem for TestFs {
     fn rename(
         &self,
         ctx: &Context,
-        olddir: u64,
+        olddir: NodeId,
         oldname: Name<'_>,
-        newdir: u64,
+        newdir: NodeId,
         newname: Name<'_>,
         flags: RenameFlags,
     ) -> FsResult<()> {
@@ -175,8 +181,8 @@ impl FileSystem for TestFs {
     fn link(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        newparent: u64,
+        nodeid: NodeId,
+        newparent: NodeId,
         newname: Name<'_>,
     ) -> FsResult<Entry> {
         self.rec("link", ctx, nodeid, format_args!("{newparent} {newname:?}"));
@@ -186,7 +192,7 @@ impl FileSystem for TestFs {
     fn open(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         flags: u32,
         open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
@@ -196,17 +202,14 @@ impl FileSystem for TestFs {
             nodeid,
             format_args!("{flags:#o} {open_flags:?}"),
         );
-        Ok(OpenReply {
-            fh: 7,
-            ..OpenReply::default()
-        })
+        Ok(opened(7))
     }
 
     fn create(
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         flags: u32,
@@ -218,20 +221,14 @@ impl FileSystem for TestFs {
             parent,
             format_args!("{name:?} {mode:o} {flags:#o} {open_flags:?} {cctx:?}"),
         );
-        Ok((
-            self.entry(REG),
-            OpenReply {
-                fh: 8,
-                ..OpenReply::default()
-            },
-        ))
+        Ok((self.entry(REG), opened(8)))
     }
 
     fn tmpfile(
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         mode: u32,
         flags: u32,
     ) -> FsResult<(Entry, OpenReply)> {
@@ -241,24 +238,18 @@ impl FileSystem for TestFs {
             parent,
             format_args!("{mode:o} {flags:#o} {cctx:?}"),
         );
-        Ok((
-            self.entry(REG),
-            OpenReply {
-                fh: 9,
-                ..OpenReply::default()
-            },
-        ))
+        Ok((self.entry(REG), opened(9)))
     }
 
     fn read(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         w: &mut dyn ZeroCopyWriter,
         size: u32,
         offset: u64,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
         flags: u32,
     ) -> FsResult<usize> {
         self.rec(
@@ -282,12 +273,12 @@ impl FileSystem for TestFs {
     fn write(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
         offset: u64,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
         write_flags: WriteFlags,
         flags: u32,
     ) -> FsResult<usize> {
@@ -304,7 +295,13 @@ impl FileSystem for TestFs {
         }
     }
 
-    fn flush(&self, ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+    fn flush(
+        &self,
+        ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        lock_owner: LockOwner,
+    ) -> FsResult<()> {
         self.rec("flush", ctx, nodeid, format_args!("{fh} {lock_owner}"));
         Ok(())
     }
@@ -312,12 +309,12 @@ impl FileSystem for TestFs {
     fn release(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         flags: u32,
         flush: bool,
         flock_release: bool,
-        lock_owner: Option<u64>,
+        lock_owner: Option<LockOwner>,
     ) -> FsResult<()> {
         self.rec(
             "release",
@@ -328,24 +325,21 @@ impl FileSystem for TestFs {
         Ok(())
     }
 
-    fn fsync(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsync(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         self.rec("fsync", ctx, nodeid, format_args!("{fh} {datasync}"));
         Ok(())
     }
 
-    fn opendir(&self, ctx: &Context, nodeid: u64, flags: u32) -> FsResult<OpenReply> {
+    fn opendir(&self, ctx: &Context, nodeid: NodeId, flags: u32) -> FsResult<OpenReply> {
         self.rec("opendir", ctx, nodeid, format_args!("{flags:#o}"));
-        Ok(OpenReply {
-            fh: 10,
-            ..OpenReply::default()
-        })
+        Ok(opened(10))
     }
 
     fn readdir(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
@@ -356,8 +350,8 @@ impl FileSystem for TestFs {
     fn readdirplus(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirPlusSink,
     ) -> FsResult<()> {
@@ -365,17 +359,17 @@ impl FileSystem for TestFs {
         self.fill_dirplus(offset, sink)
     }
 
-    fn releasedir(&self, ctx: &Context, nodeid: u64, fh: u64, flags: u32) -> FsResult<()> {
+    fn releasedir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, flags: u32) -> FsResult<()> {
         self.rec("releasedir", ctx, nodeid, format_args!("{fh} {flags:#o}"));
         Ok(())
     }
 
-    fn fsyncdir(&self, ctx: &Context, nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsyncdir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         self.rec("fsyncdir", ctx, nodeid, format_args!("{fh} {datasync}"));
         Ok(())
     }
 
-    fn statfs(&self, ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+    fn statfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<StatFs> {
         self.rec("statfs", ctx, nodeid, format_args!(""));
         Ok(StatFs {
             bsize: 4096,
@@ -388,7 +382,7 @@ impl FileSystem for TestFs {
     fn setxattr(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         value: &[u8],
         flags: u32,
@@ -406,7 +400,7 @@ impl FileSystem for TestFs {
     fn getxattr(
         &self,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
@@ -419,22 +413,29 @@ impl FileSystem for TestFs {
         xattr_value(b"value", buf)
     }
 
-    fn listxattr(&self, ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+    fn listxattr(&self, ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         self.rec("listxattr", ctx, nodeid, format_args!("{}", buf.len()));
         xattr_value(b"user.a\0", buf)
     }
 
-    fn removexattr(&self, ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+    fn removexattr(&self, ctx: &Context, nodeid: NodeId, name: &CStr) -> FsResult<()> {
         self.rec("removexattr", ctx, nodeid, format_args!("{name:?}"));
         Ok(())
     }
 
-    fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+    fn access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
         self.rec("access", ctx, nodeid, format_args!("{mask:#o}"));
         Ok(())
     }
 
-    fn getlk(&self, ctx: &Context, nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+    fn getlk(
+        &self,
+        ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
+        lock: Lock,
+    ) -> FsResult<Lock> {
         self.rec("getlk", ctx, nodeid, format_args!("{fh} {owner} {lock:?}"));
         Ok(Lock { typ: 2, ..lock })
     }
@@ -442,9 +443,9 @@ impl FileSystem for TestFs {
     fn setlk(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
         sleep: bool,
         flock: bool,
@@ -459,7 +460,7 @@ impl FileSystem for TestFs {
         Ok(())
     }
 
-    fn bmap(&self, ctx: &Context, nodeid: u64, blocksize: u32, block: u64) -> FsResult<u64> {
+    fn bmap(&self, ctx: &Context, nodeid: NodeId, blocksize: u32, block: u64) -> FsResult<u64> {
         self.rec("bmap", ctx, nodeid, format_args!("{blocksize} {block}"));
         Ok(block)
     }
@@ -467,8 +468,8 @@ impl FileSystem for TestFs {
     fn ioctl(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         cmd: u32,
         arg: u64,
         input: &[u8],
@@ -490,8 +491,8 @@ impl FileSystem for TestFs {
     fn poll(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         kh: u64,
         flags: u32,
         events: u32,
@@ -508,8 +509,8 @@ impl FileSystem for TestFs {
     fn fallocate(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         mode: u32,
         offset: u64,
         length: u64,
@@ -526,8 +527,8 @@ impl FileSystem for TestFs {
     fn lseek(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         whence: u32,
     ) -> FsResult<u64> {
@@ -538,11 +539,11 @@ impl FileSystem for TestFs {
     fn copy_file_range(
         &self,
         ctx: &Context,
-        nodeid_in: u64,
-        fh_in: u64,
+        nodeid_in: NodeId,
+        fh_in: Handle,
         off_in: u64,
-        nodeid_out: u64,
-        fh_out: u64,
+        nodeid_out: NodeId,
+        fh_out: Handle,
         off_out: u64,
         len: u64,
         flags: u64,
@@ -559,8 +560,8 @@ impl FileSystem for TestFs {
     fn setupmapping(
         &self,
         ctx: &Context,
-        nodeid: u64,
-        fh: u64,
+        nodeid: NodeId,
+        fh: Handle,
         foffset: u64,
         len: u64,
         flags: u64,
@@ -570,7 +571,7 @@ impl FileSystem for TestFs {
             "setupmapping",
             ctx,
             nodeid,
-            format_args!("{fh:#x} {foffset} {len} {flags:#x} {moffset}"),
+            format_args!("{:#x} {foffset} {len} {flags:#x} {moffset}", fh.0),
         );
         Ok(())
     }
@@ -585,11 +586,11 @@ impl FileSystem for TestFs {
         } else {
             Vec::new()
         };
-        self.rec("removemapping", ctx, 0, format_args!("{all:?}"));
+        self.rec("removemapping", ctx, NodeId::NONE, format_args!("{all:?}"));
         Ok(())
     }
 
-    fn syncfs(&self, ctx: &Context, nodeid: u64) -> FsResult<()> {
+    fn syncfs(&self, ctx: &Context, nodeid: NodeId) -> FsResult<()> {
         self.rec("syncfs", ctx, nodeid, format_args!(""));
         Ok(())
     }

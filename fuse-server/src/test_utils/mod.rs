@@ -28,7 +28,7 @@ pub struct Call {
     /// The `FileSystem` method name (`"lookup"`, `"batch_forget"`, ...).
     pub method: &'static str,
     /// The node id (or parent directory) the call was about.
-    pub nodeid: u64,
+    pub nodeid: NodeId,
     /// The request context.
     pub ctx: Context,
     /// Other arguments, formatted with `Debug`.
@@ -109,7 +109,7 @@ impl TestFs {
         &self,
         method: &'static str,
         ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         detail: std::fmt::Arguments<'_>,
     ) {
         if self.record {
@@ -127,12 +127,12 @@ impl TestFs {
     }
 
     pub(super) fn entry(&self, mode: u32) -> Entry {
-        let nodeid = self.next_node.fetch_add(1, Ordering::Relaxed);
+        let ino = self.next_node.fetch_add(1, Ordering::Relaxed);
         Entry {
-            nodeid,
+            nodeid: NodeId(ino),
             generation: 1,
             attr: FileAttr {
-                ino: nodeid,
+                ino,
                 mode,
                 nlink: 1,
                 blksize: 4096,
@@ -195,6 +195,14 @@ impl TestFs {
 
 fn skip(offset: u64) -> usize {
     usize::try_from(offset).unwrap_or(usize::MAX)
+}
+
+/// The reply to an open that handed out handle `fh`.
+pub(super) fn opened(fh: u64) -> OpenReply {
+    OpenReply {
+        fh: Handle(fh),
+        ..OpenReply::default()
+    }
 }
 
 pub(super) fn xattr_value(value: &[u8], buf: &mut [u8]) -> FsResult<XattrReply> {

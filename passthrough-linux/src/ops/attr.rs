@@ -5,7 +5,8 @@ use std::os::fd::{AsFd, BorrowedFd};
 use fuse_abi::{Errno, INVALID_UIDGID, SxTime, mode};
 use fuse_abi::{I32, I64, U16, U32, U64};
 use fuse_server::{
-    AttrReply, Context, CreateContext, FsResult, SetAttr, StatFs, StatxReply, TimeOrNow,
+    AttrReply, Context, CreateContext, FsResult, Handle, NodeId, SetAttr, StatFs, StatxReply,
+    TimeOrNow,
 };
 
 use crate::credentials::CredGuard;
@@ -39,7 +40,7 @@ fn to_timespec(t: Option<TimeOrNow>) -> libc::timespec {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_getattr(&self, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+    pub(super) fn do_getattr(&self, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         let inode = self.inodes.get(nodeid)?;
         let stx = match fh.map(|fh| self.handles.get(fh)).transpose()? {
             Some(h) => sys::statx(h.file.as_fd(), 0, sys::STATX_WANTED),
@@ -55,7 +56,7 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_setattr(&self, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+    pub(super) fn do_setattr(&self, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
         self.ro()?;
         let inode = self.inodes.get(nodeid)?;
         let handle = attr.fh.map(|fh| self.handles.get(fh)).transpose()?;
@@ -131,8 +132,8 @@ impl PassthroughFs {
 
     pub(super) fn do_statx(
         &self,
-        nodeid: u64,
-        fh: Option<u64>,
+        nodeid: NodeId,
+        fh: Option<Handle>,
         flags: u32,
         mask: u32,
     ) -> FsResult<StatxReply> {
@@ -178,7 +179,7 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_readlink(&self, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+    pub(super) fn do_readlink(&self, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
         let inode = self.inodes.get(nodeid)?;
         if inode.kind != mode::S_IFLNK {
             return Err(Errno::EINVAL);
@@ -187,7 +188,7 @@ impl PassthroughFs {
         sys::readlink(fd.as_fd(), buf).map_err(errno)
     }
 
-    pub(super) fn do_access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+    pub(super) fn do_access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
         let inode = self.inodes.get(nodeid)?;
         let fd = inode.path_fd().map_err(errno)?;
         if mask & 0o2 != 0 && self.cfg.readonly {
@@ -206,7 +207,7 @@ impl PassthroughFs {
         sys::access(fd.as_fd(), mask & 0o7).map_err(errno)
     }
 
-    pub(super) fn do_statfs(&self, nodeid: u64) -> FsResult<StatFs> {
+    pub(super) fn do_statfs(&self, nodeid: NodeId) -> FsResult<StatFs> {
         let inode = self.inodes.get(nodeid)?;
         let fd = inode.path_fd().map_err(errno)?;
         let st = sys::fstatvfs(fd.as_fd()).map_err(errno)?;

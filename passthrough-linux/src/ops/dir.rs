@@ -11,10 +11,10 @@ use std::cell::RefCell;
 use std::os::fd::AsFd;
 
 use fuse_abi::Errno;
-use fuse_server::{DirEntry, DirPlusSink, DirSink, Entry, FsResult, OpenReply};
+use fuse_server::{DirEntry, DirPlusSink, DirSink, Entry, FsResult, Handle, NodeId, OpenReply};
 
 use crate::errno::errno;
-use crate::handle::Handle;
+use crate::handle::OpenHandle;
 use crate::{PassthroughFs, sys};
 
 /// Size of the per-thread getdents64 buffer.
@@ -69,7 +69,7 @@ fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
 }
 
 impl PassthroughFs {
-    pub(super) fn do_opendir(&self, nodeid: u64) -> FsResult<OpenReply> {
+    pub(super) fn do_opendir(&self, nodeid: NodeId) -> FsResult<OpenReply> {
         let inode = self.inodes.get(nodeid)?;
         if !inode.is_dir() {
             return Err(Errno::ENOTDIR);
@@ -79,7 +79,7 @@ impl PassthroughFs {
         let file = self.open_io(&inode, libc::O_RDONLY | libc::O_DIRECTORY)?;
         let fh = self
             .handles
-            .insert(Handle::dir(inode, file, permit, dir_permit));
+            .insert(OpenHandle::dir(inode, file, permit, dir_permit));
         Ok(OpenReply {
             fh,
             flags: self.cfg.cache.opendir_flags(),
@@ -89,9 +89,9 @@ impl PassthroughFs {
     /// Calls `each` for the entries after `offset` until it returns false or the directory ends.
     fn walk_dir(
         &self,
-        fh: u64,
+        fh: Handle,
         offset: u64,
-        mut each: impl FnMut(&Handle, RawDirent<'_>) -> bool,
+        mut each: impl FnMut(&OpenHandle, RawDirent<'_>) -> bool,
     ) -> FsResult<()> {
         let h = self.handles.get(fh)?;
         let Some(dir) = &h.dir else {
@@ -116,7 +116,12 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_readdir(&self, fh: u64, offset: u64, sink: &mut dyn DirSink) -> FsResult<()> {
+    pub(super) fn do_readdir(
+        &self,
+        fh: Handle,
+        offset: u64,
+        sink: &mut dyn DirSink,
+    ) -> FsResult<()> {
         self.walk_dir(fh, offset, |_, d| {
             sink.add(DirEntry {
                 ino: d.ino,
@@ -129,7 +134,7 @@ impl PassthroughFs {
 
     pub(super) fn do_readdirplus(
         &self,
-        fh: u64,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirPlusSink,
     ) -> FsResult<()> {
@@ -154,7 +159,7 @@ impl PassthroughFs {
                 }
             };
             let added = sink.add(dirent, &entry);
-            if !added && entry.nodeid != 0 {
+            if !added && entry.nodeid != NodeId::NONE {
                 self.inodes.forget(entry.nodeid, 1);
             }
             added

@@ -4,7 +4,7 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use fuse_abi::{Errno, InitFlags, RenameFlags, mode};
-use fuse_server::{Context, CreateContext, Entry, FsResult, Name};
+use fuse_server::{Context, CreateContext, Entry, FsResult, Name, NodeId};
 
 use super::{CName, decode_dev};
 use crate::credentials::CredGuard;
@@ -13,7 +13,7 @@ use crate::inode::ProcFdName;
 use crate::{PassthroughFs, sys};
 
 impl PassthroughFs {
-    pub(super) fn do_lookup(&self, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+    pub(super) fn do_lookup(&self, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
         let name = CName::new(name)?;
         let dir = self.inodes.get(parent)?;
         if !dir.is_dir() {
@@ -30,7 +30,7 @@ impl PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         make: impl FnOnce(BorrowedFd<'_>, &CStr, &CredGuard) -> std::io::Result<()>,
     ) -> FsResult<Entry> {
@@ -64,7 +64,11 @@ impl PassthroughFs {
     /// `security.*` one (anything else is EPERM: the extension is no back door to other
     /// namespaces), and it is set exactly as SETXATTR would set it: refused when xattrs are
     /// off, through the xattr map and the default refusals.
-    pub(super) fn apply_security_ctx(&self, cctx: &CreateContext<'_>, nodeid: u64) -> FsResult<()> {
+    pub(super) fn apply_security_ctx(
+        &self,
+        cctx: &CreateContext<'_>,
+        nodeid: NodeId,
+    ) -> FsResult<()> {
         let Some(sc) = cctx.security_ctx else {
             return Ok(());
         };
@@ -87,7 +91,7 @@ impl PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
     ) -> FsResult<Entry> {
@@ -100,7 +104,7 @@ impl PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         rdev: u32,
@@ -128,7 +132,7 @@ impl PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
@@ -142,8 +146,8 @@ impl PassthroughFs {
 
     pub(super) fn do_link(
         &self,
-        nodeid: u64,
-        newparent: u64,
+        nodeid: NodeId,
+        newparent: NodeId,
         newname: Name<'_>,
     ) -> FsResult<Entry> {
         self.ro()?;
@@ -186,7 +190,7 @@ impl PassthroughFs {
 
     pub(super) fn do_unlink(
         &self,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         flags: libc::c_int,
     ) -> FsResult<()> {
@@ -199,9 +203,9 @@ impl PassthroughFs {
 
     pub(super) fn do_rename(
         &self,
-        olddir: u64,
+        olddir: NodeId,
         oldname: Name<'_>,
-        newdir: u64,
+        newdir: NodeId,
         newname: Name<'_>,
         flags: RenameFlags,
     ) -> FsResult<()> {

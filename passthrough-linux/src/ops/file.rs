@@ -5,13 +5,14 @@ use std::os::fd::AsFd;
 
 use fuse_abi::{Errno, InitFlags, OpenInFlags, WriteFlags};
 use fuse_server::{
-    Context, CreateContext, Entry, FsResult, Name, OpenReply, ZeroCopyReader, ZeroCopyWriter,
+    Context, CreateContext, Entry, FsResult, Handle, LockOwner, Name, NodeId, OpenReply,
+    ZeroCopyReader, ZeroCopyWriter,
 };
 
 use super::CName;
 use crate::credentials::CredGuard;
 use crate::errno::errno;
-use crate::handle::Handle;
+use crate::handle::OpenHandle;
 use crate::open::IoFd;
 use crate::{PassthroughFs, sys};
 
@@ -43,7 +44,7 @@ impl PassthroughFs {
         f
     }
 
-    fn open_reply(&self, fh: u64) -> OpenReply {
+    fn open_reply(&self, fh: Handle) -> OpenReply {
         OpenReply {
             fh,
             flags: self.cfg.cache.open_flags(),
@@ -65,7 +66,7 @@ impl PassthroughFs {
 
     pub(super) fn do_open(
         &self,
-        nodeid: u64,
+        nodeid: NodeId,
         flags: u32,
         open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
@@ -83,7 +84,7 @@ impl PassthroughFs {
         }
         let fh = self
             .handles
-            .insert(Handle::file(inode, file, hflags, permit));
+            .insert(OpenHandle::file(inode, file, hflags, permit));
         Ok(self.open_reply(fh))
     }
 
@@ -93,7 +94,7 @@ impl PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Option<Name<'_>>,
         mode: u32,
         flags: u32,
@@ -167,7 +168,7 @@ impl PassthroughFs {
         }
         let fh = self
             .handles
-            .insert(Handle::file(inode, file, hflags, permit));
+            .insert(OpenHandle::file(inode, file, hflags, permit));
         Ok((entry, self.open_reply(fh)))
     }
 
@@ -210,7 +211,7 @@ impl PassthroughFs {
 
     pub(super) fn do_read(
         &self,
-        fh: u64,
+        fh: Handle,
         w: &mut dyn ZeroCopyWriter,
         size: u32,
         offset: u64,
@@ -236,7 +237,7 @@ impl PassthroughFs {
 
     pub(super) fn do_write(
         &self,
-        fh: u64,
+        fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
         offset: u64,
@@ -269,7 +270,7 @@ impl PassthroughFs {
     /// The host kernel clears `security.capability` on a write; when the xattr map stores the
     /// guest's `security.capability` under another name, that name is cleared here instead
     /// (the CVE-2021-20263 lesson).
-    fn drop_remapped_capability(&self, h: &Handle) -> FsResult<()> {
+    fn drop_remapped_capability(&self, h: &OpenHandle) -> FsResult<()> {
         let Some(map) = &self.cfg.xattrmap else {
             return Ok(());
         };
@@ -286,7 +287,12 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn do_flush(&self, _nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+    pub(super) fn do_flush(
+        &self,
+        _nodeid: NodeId,
+        fh: Handle,
+        lock_owner: LockOwner,
+    ) -> FsResult<()> {
         let h = self.handles.get(fh)?;
         // close(2) of any descriptor drops the owner's POSIX locks on the file: closing the
         // owner's lock description does exactly that on the host.
@@ -298,7 +304,7 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn do_release(&self, fh: u64, flock_release: bool) -> FsResult<()> {
+    pub(super) fn do_release(&self, fh: Handle, flock_release: bool) -> FsResult<()> {
         let h = self.handles.remove(fh)?;
         if flock_release {
             let _ = sys::flock(h.file.as_fd(), libc::LOCK_UN);
@@ -306,14 +312,14 @@ impl PassthroughFs {
         Ok(())
     }
 
-    pub(super) fn do_fsync(&self, fh: u64, datasync: bool) -> FsResult<()> {
+    pub(super) fn do_fsync(&self, fh: Handle, datasync: bool) -> FsResult<()> {
         let h = self.handles.get(fh)?;
         sys::fsync(h.file.as_fd(), datasync).map_err(errno)
     }
 
     pub(super) fn do_fallocate(
         &self,
-        fh: u64,
+        fh: Handle,
         mode: u32,
         offset: u64,
         length: u64,
@@ -323,7 +329,7 @@ impl PassthroughFs {
         sys::fallocate(h.file.as_fd(), mode, offset, length).map_err(errno)
     }
 
-    pub(super) fn do_lseek(&self, fh: u64, offset: u64, whence: u32) -> FsResult<u64> {
+    pub(super) fn do_lseek(&self, fh: Handle, offset: u64, whence: u32) -> FsResult<u64> {
         let h = self.handles.get(fh)?;
         let whence = match libc::c_int::try_from(whence) {
             Ok(
@@ -341,9 +347,9 @@ impl PassthroughFs {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn do_copy_file_range(
         &self,
-        fh_in: u64,
+        fh_in: Handle,
         off_in: u64,
-        fh_out: u64,
+        fh_out: Handle,
         off_out: u64,
         len: u64,
         flags: u64,
@@ -365,7 +371,7 @@ impl PassthroughFs {
         Ok(n as u64)
     }
 
-    pub(super) fn do_syncfs(&self, nodeid: u64) -> FsResult<()> {
+    pub(super) fn do_syncfs(&self, nodeid: NodeId) -> FsResult<()> {
         let inode = self.inodes.get(nodeid)?;
         let inode = if matches!(
             inode.kind,
@@ -373,7 +379,7 @@ impl PassthroughFs {
         ) {
             inode
         } else {
-            self.inodes.get(fuse_abi::ROOT_ID)?
+            self.inodes.get(NodeId::ROOT)?
         };
         let fd = self.open_io(&inode, libc::O_RDONLY)?;
         sys::syncfs(fd.as_fd()).map_err(errno)

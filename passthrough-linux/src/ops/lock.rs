@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fuse_abi::Errno;
-use fuse_server::{FsResult, Lock};
+use fuse_server::{FsResult, Handle, Lock, LockOwner, NodeId};
 
 use crate::errno::errno;
 use crate::inode::{Inode, LockFd};
@@ -80,7 +80,7 @@ impl PassthroughFs {
     fn with_owner_fd<T>(
         &self,
         inode: &Inode,
-        owner: u64,
+        owner: LockOwner,
         create: bool,
         f: impl FnOnce(Option<BorrowedFd<'_>>) -> FsResult<T>,
     ) -> FsResult<T> {
@@ -114,7 +114,13 @@ impl PassthroughFs {
         f(fd.as_deref().map(AsFd::as_fd))
     }
 
-    pub(super) fn do_getlk(&self, _nodeid: u64, fh: u64, owner: u64, lock: Lock) -> FsResult<Lock> {
+    pub(super) fn do_getlk(
+        &self,
+        _nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
+        lock: Lock,
+    ) -> FsResult<Lock> {
         let h = self.handles.get(fh)?;
         let mut fl = to_flock(&lock)?;
         self.with_owner_fd(&h.inode, owner, true, |fd| {
@@ -143,9 +149,9 @@ impl PassthroughFs {
 
     pub(super) fn do_setlk(
         &self,
-        _nodeid: u64,
-        fh: u64,
-        owner: u64,
+        _nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
         sleep: bool,
         flock: bool,

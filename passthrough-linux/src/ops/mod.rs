@@ -12,12 +12,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use fuse_abi::{
-    AttrFlags, Errno, InitFlags, OpenInFlags, ROOT_ID, RenameFlags, SetxattrFlags, WriteFlags, mode,
+    AttrFlags, Errno, InitFlags, OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags, mode,
 };
 use fuse_server::{
     AttrReply, Capabilities, Context, CreateContext, DirPlusSink, DirSink, Entry, FileAttr,
-    FileSystem, FsResult, Lock, Name, Negotiated, OpenReply, SetAttr, StatFs, StatxReply, Timespec,
-    XattrReply, ZeroCopyReader, ZeroCopyWriter,
+    FileSystem, FsResult, Handle, Lock, LockOwner, Name, Negotiated, NodeId, OpenReply, SetAttr,
+    StatFs, StatxReply, Timespec, XattrReply, ZeroCopyReader, ZeroCopyWriter,
 };
 
 use crate::credentials::Caller;
@@ -84,7 +84,7 @@ impl PassthroughFs {
     fn attr_of(&self, inode: &Inode, stx: &libc::statx) -> FileAttr {
         let mut flags = AttrFlags::empty();
         if inode.mount_root
-            && inode.nodeid != ROOT_ID
+            && inode.nodeid != NodeId::ROOT
             && inode.is_dir()
             && self.cfg.announce_submounts
             && self.negotiated().contains(InitFlags::SUBMOUNTS)
@@ -301,34 +301,34 @@ impl FileSystem for PassthroughFs {
             .store(0, std::sync::atomic::Ordering::Release);
     }
 
-    fn lookup(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<Entry> {
+    fn lookup(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<Entry> {
         self.do_lookup(parent, name)
     }
 
-    fn forget(&self, _ctx: &Context, nodeid: u64, nlookup: u64) {
+    fn forget(&self, _ctx: &Context, nodeid: NodeId, nlookup: u64) {
         self.inodes.forget(nodeid, nlookup);
     }
 
-    fn getattr(&self, _ctx: &Context, nodeid: u64, fh: Option<u64>) -> FsResult<AttrReply> {
+    fn getattr(&self, _ctx: &Context, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         self.do_getattr(nodeid, fh)
     }
 
-    fn setattr(&self, _ctx: &Context, nodeid: u64, attr: &SetAttr) -> FsResult<AttrReply> {
+    fn setattr(&self, _ctx: &Context, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
         self.do_setattr(nodeid, attr)
     }
 
     fn statx(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: Option<u64>,
+        nodeid: NodeId,
+        fh: Option<Handle>,
         flags: u32,
         mask: u32,
     ) -> FsResult<StatxReply> {
         self.do_statx(nodeid, fh, flags, mask)
     }
 
-    fn readlink(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<usize> {
+    fn readlink(&self, _ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<usize> {
         self.do_readlink(nodeid, buf)
     }
 
@@ -336,7 +336,7 @@ impl FileSystem for PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         target: &CStr,
     ) -> FsResult<Entry> {
@@ -347,7 +347,7 @@ impl FileSystem for PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         rdev: u32,
@@ -359,27 +359,27 @@ impl FileSystem for PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
     ) -> FsResult<Entry> {
         self.do_mkdir(ctx, cctx, parent, name, mode)
     }
 
-    fn unlink(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn unlink(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         self.do_unlink(parent, name, 0)
     }
 
-    fn rmdir(&self, _ctx: &Context, parent: u64, name: Name<'_>) -> FsResult<()> {
+    fn rmdir(&self, _ctx: &Context, parent: NodeId, name: Name<'_>) -> FsResult<()> {
         self.do_unlink(parent, name, libc::AT_REMOVEDIR)
     }
 
     fn rename(
         &self,
         _ctx: &Context,
-        olddir: u64,
+        olddir: NodeId,
         oldname: Name<'_>,
-        newdir: u64,
+        newdir: NodeId,
         newname: Name<'_>,
         flags: RenameFlags,
     ) -> FsResult<()> {
@@ -389,8 +389,8 @@ impl FileSystem for PassthroughFs {
     fn link(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        newparent: u64,
+        nodeid: NodeId,
+        newparent: NodeId,
         newname: Name<'_>,
     ) -> FsResult<Entry> {
         self.do_link(nodeid, newparent, newname)
@@ -399,7 +399,7 @@ impl FileSystem for PassthroughFs {
     fn open(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         flags: u32,
         open_flags: OpenInFlags,
     ) -> FsResult<OpenReply> {
@@ -410,7 +410,7 @@ impl FileSystem for PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         name: Name<'_>,
         mode: u32,
         flags: u32,
@@ -423,7 +423,7 @@ impl FileSystem for PassthroughFs {
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
-        parent: u64,
+        parent: NodeId,
         mode: u32,
         flags: u32,
     ) -> FsResult<(Entry, OpenReply)> {
@@ -433,12 +433,12 @@ impl FileSystem for PassthroughFs {
     fn read(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         w: &mut dyn ZeroCopyWriter,
         size: u32,
         offset: u64,
-        _lock_owner: Option<u64>,
+        _lock_owner: Option<LockOwner>,
         _flags: u32,
     ) -> FsResult<usize> {
         self.do_read(fh, w, size, offset)
@@ -447,48 +447,54 @@ impl FileSystem for PassthroughFs {
     fn write(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
         offset: u64,
-        _lock_owner: Option<u64>,
+        _lock_owner: Option<LockOwner>,
         write_flags: WriteFlags,
         _flags: u32,
     ) -> FsResult<usize> {
         self.do_write(fh, r, size, offset, write_flags)
     }
 
-    fn flush(&self, _ctx: &Context, nodeid: u64, fh: u64, lock_owner: u64) -> FsResult<()> {
+    fn flush(
+        &self,
+        _ctx: &Context,
+        nodeid: NodeId,
+        fh: Handle,
+        lock_owner: LockOwner,
+    ) -> FsResult<()> {
         self.do_flush(nodeid, fh, lock_owner)
     }
 
     fn release(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         _flags: u32,
         _flush: bool,
         flock_release: bool,
-        _lock_owner: Option<u64>,
+        _lock_owner: Option<LockOwner>,
     ) -> FsResult<()> {
         self.do_release(fh, flock_release)
     }
 
-    fn fsync(&self, _ctx: &Context, _nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsync(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
         self.do_fsync(fh, datasync)
     }
 
-    fn opendir(&self, _ctx: &Context, nodeid: u64, _flags: u32) -> FsResult<OpenReply> {
+    fn opendir(&self, _ctx: &Context, nodeid: NodeId, _flags: u32) -> FsResult<OpenReply> {
         self.do_opendir(nodeid)
     }
 
     fn readdir(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
@@ -498,30 +504,36 @@ impl FileSystem for PassthroughFs {
     fn readdirplus(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         sink: &mut dyn DirPlusSink,
     ) -> FsResult<()> {
         self.do_readdirplus(fh, offset, sink)
     }
 
-    fn releasedir(&self, _ctx: &Context, _nodeid: u64, fh: u64, _flags: u32) -> FsResult<()> {
+    fn releasedir(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _flags: u32) -> FsResult<()> {
         self.handles.remove(fh).map(drop)
     }
 
-    fn fsyncdir(&self, _ctx: &Context, _nodeid: u64, fh: u64, datasync: bool) -> FsResult<()> {
+    fn fsyncdir(
+        &self,
+        _ctx: &Context,
+        _nodeid: NodeId,
+        fh: Handle,
+        datasync: bool,
+    ) -> FsResult<()> {
         self.do_fsync(fh, datasync)
     }
 
-    fn statfs(&self, _ctx: &Context, nodeid: u64) -> FsResult<StatFs> {
+    fn statfs(&self, _ctx: &Context, nodeid: NodeId) -> FsResult<StatFs> {
         self.do_statfs(nodeid)
     }
 
     fn setxattr(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         value: &[u8],
         flags: u32,
@@ -533,31 +545,31 @@ impl FileSystem for PassthroughFs {
     fn getxattr(
         &self,
         _ctx: &Context,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
         self.do_getxattr(nodeid, name, buf)
     }
 
-    fn listxattr(&self, _ctx: &Context, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+    fn listxattr(&self, _ctx: &Context, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         self.do_listxattr(nodeid, buf)
     }
 
-    fn removexattr(&self, _ctx: &Context, nodeid: u64, name: &CStr) -> FsResult<()> {
+    fn removexattr(&self, _ctx: &Context, nodeid: NodeId, name: &CStr) -> FsResult<()> {
         self.do_removexattr(nodeid, name)
     }
 
-    fn access(&self, ctx: &Context, nodeid: u64, mask: u32) -> FsResult<()> {
+    fn access(&self, ctx: &Context, nodeid: NodeId, mask: u32) -> FsResult<()> {
         self.do_access(ctx, nodeid, mask)
     }
 
     fn getlk(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
     ) -> FsResult<Lock> {
         self.do_getlk(nodeid, fh, owner, lock)
@@ -566,9 +578,9 @@ impl FileSystem for PassthroughFs {
     fn setlk(
         &self,
         _ctx: &Context,
-        nodeid: u64,
-        fh: u64,
-        owner: u64,
+        nodeid: NodeId,
+        fh: Handle,
+        owner: LockOwner,
         lock: Lock,
         sleep: bool,
         flock: bool,
@@ -579,8 +591,8 @@ impl FileSystem for PassthroughFs {
     fn fallocate(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         mode: u32,
         offset: u64,
         length: u64,
@@ -591,8 +603,8 @@ impl FileSystem for PassthroughFs {
     fn lseek(
         &self,
         _ctx: &Context,
-        _nodeid: u64,
-        fh: u64,
+        _nodeid: NodeId,
+        fh: Handle,
         offset: u64,
         whence: u32,
     ) -> FsResult<u64> {
@@ -602,11 +614,11 @@ impl FileSystem for PassthroughFs {
     fn copy_file_range(
         &self,
         _ctx: &Context,
-        _nodeid_in: u64,
-        fh_in: u64,
+        _nodeid_in: NodeId,
+        fh_in: Handle,
         off_in: u64,
-        _nodeid_out: u64,
-        fh_out: u64,
+        _nodeid_out: NodeId,
+        fh_out: Handle,
         off_out: u64,
         len: u64,
         flags: u64,
@@ -614,7 +626,7 @@ impl FileSystem for PassthroughFs {
         self.do_copy_file_range(fh_in, off_in, fh_out, off_out, len, flags)
     }
 
-    fn syncfs(&self, _ctx: &Context, nodeid: u64) -> FsResult<()> {
+    fn syncfs(&self, _ctx: &Context, nodeid: NodeId) -> FsResult<()> {
         self.do_syncfs(nodeid)
     }
 }

@@ -16,7 +16,7 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use fuse_abi::{Errno, SetxattrFlags, mode};
-use fuse_server::{FsResult, XattrReply};
+use fuse_server::{FsResult, NodeId, XattrReply};
 
 use crate::errno::errno;
 use crate::inode::{Inode, ProcFdName};
@@ -117,7 +117,7 @@ impl PassthroughFs {
 
     pub(super) fn do_setxattr(
         &self,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         value: &[u8],
         flags: u32,
@@ -143,7 +143,7 @@ impl PassthroughFs {
 
     pub(super) fn do_getxattr(
         &self,
-        nodeid: u64,
+        nodeid: NodeId,
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
@@ -165,7 +165,7 @@ impl PassthroughFs {
         }
     }
 
-    pub(super) fn do_listxattr(&self, nodeid: u64, buf: &mut [u8]) -> FsResult<XattrReply> {
+    pub(super) fn do_listxattr(&self, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         if !self.cfg.xattr {
             return Err(Errno::EOPNOTSUPP);
         }
@@ -210,7 +210,7 @@ impl PassthroughFs {
         reply(out, buf.is_empty())
     }
 
-    pub(super) fn do_removexattr(&self, nodeid: u64, name: &CStr) -> FsResult<()> {
+    pub(super) fn do_removexattr(&self, nodeid: NodeId, name: &CStr) -> FsResult<()> {
         self.ro()?;
         let hname = self.host_xattr_name(name)?;
         let inode = self.inodes.get(nodeid)?;
@@ -223,7 +223,7 @@ impl PassthroughFs {
 #[cfg(test)]
 mod tests {
     use fuse_abi::{Errno, OpenInFlags, SetxattrFlags};
-    use fuse_server::{Context, CreateContext, FileSystem, Name, Negotiated, XattrReply};
+    use fuse_server::{Context, CreateContext, FileSystem, Name, Negotiated, NodeId, XattrReply};
 
     use crate::{Config, PassthroughFs, sys};
 
@@ -251,7 +251,7 @@ mod tests {
             max_write: 1 << 20,
         })
         .unwrap();
-        let root = fuse_abi::ROOT_ID;
+        let root = NodeId::ROOT;
         std::thread::scope(|s| {
             s.spawn(|| {
                 // As after the daemon's pivot_root: no /proc at all on this thread.

@@ -4,10 +4,11 @@
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{Errno, InitFlags, OpenInFlags, ROOT_ID};
+use fuse_abi::{Errno, InitFlags, OpenInFlags};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{
-    Context, CreateContext, DirEntry, DirPlusSink, DirSink, Entry, FileSystem, Name, Negotiated,
+    Context, CreateContext, DirEntry, DirPlusSink, DirSink, Entry, FileSystem, Handle, Name,
+    Negotiated, NodeId,
 };
 use passthrough_linux::{Config, ConfigBuilder, PassthroughFs};
 
@@ -71,17 +72,17 @@ impl Fixture {
         self.share().join(rel)
     }
 
-    pub fn lookup(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+    pub fn lookup(&self, parent: NodeId, n: &str) -> Result<Entry, Errno> {
         self.fs.lookup(&ctx(), parent, name(n))
     }
 
     pub fn create(
         &self,
-        parent: u64,
+        parent: NodeId,
         n: &str,
         mode: u32,
         flags: u32,
-    ) -> Result<(Entry, u64), Errno> {
+    ) -> Result<(Entry, Handle), Errno> {
         self.fs
             .create(
                 &ctx(),
@@ -95,11 +96,11 @@ impl Fixture {
             .map(|(e, o)| (e, o.fh))
     }
 
-    pub fn mkdir(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+    pub fn mkdir(&self, parent: NodeId, n: &str) -> Result<Entry, Errno> {
         self.fs.mkdir(&ctx(), &cctx(), parent, name(n), 0o755)
     }
 
-    pub fn write(&self, nodeid: u64, fh: u64, off: u64, data: &[u8]) -> Result<usize, Errno> {
+    pub fn write(&self, nodeid: NodeId, fh: Handle, off: u64, data: &[u8]) -> Result<usize, Errno> {
         let mut r = MemReader::new(data);
         let size = u32::try_from(data.len()).unwrap();
         self.fs.write(
@@ -115,7 +116,13 @@ impl Fixture {
         )
     }
 
-    pub fn read(&self, nodeid: u64, fh: u64, off: u64, size: usize) -> Result<Vec<u8>, Errno> {
+    pub fn read(
+        &self,
+        nodeid: NodeId,
+        fh: Handle,
+        off: u64,
+        size: usize,
+    ) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; size];
         let mut w = MemWriter::new(&mut buf);
         let n = self.fs.read(
@@ -132,20 +139,20 @@ impl Fixture {
         Ok(buf)
     }
 
-    pub fn open(&self, nodeid: u64, flags: u32) -> Result<u64, Errno> {
+    pub fn open(&self, nodeid: NodeId, flags: u32) -> Result<Handle, Errno> {
         self.fs
             .open(&ctx(), nodeid, flags, OpenInFlags::empty())
             .map(|o| o.fh)
     }
 
-    pub fn release(&self, nodeid: u64, fh: u64) {
+    pub fn release(&self, nodeid: NodeId, fh: Handle) {
         self.fs
             .release(&ctx(), nodeid, fh, 0, false, false, None)
             .unwrap();
     }
 
     /// Every name in directory `nodeid`, through READDIR, in one pass with a big sink.
-    pub fn list(&self, nodeid: u64) -> Vec<String> {
+    pub fn list(&self, nodeid: NodeId) -> Vec<String> {
         let fh = self.fs.opendir(&ctx(), nodeid, 0).unwrap().fh;
         let mut sink = Sink::new(usize::MAX);
         self.fs.readdir(&ctx(), nodeid, fh, 0, &mut sink).unwrap();
@@ -156,7 +163,7 @@ impl Fixture {
     }
 }
 
-pub const ROOT: u64 = ROOT_ID;
+pub const ROOT: NodeId = NodeId::ROOT;
 
 pub fn ctx() -> Context {
     Context {

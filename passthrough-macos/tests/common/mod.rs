@@ -4,11 +4,11 @@
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{Errno, InitFlags, OpenInFlags, ROOT_ID};
+use fuse_abi::{Errno, InitFlags, OpenInFlags};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{
-    Context, CreateContext, DirEntry, DirSink, Entry, FileAttr, FileSystem, Name, Negotiated,
-    SetAttr, XattrReply,
+    Context, CreateContext, DirEntry, DirSink, Entry, FileAttr, FileSystem, Handle, Name,
+    Negotiated, NodeId, SetAttr, XattrReply,
 };
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, Host, HostId, Node, PassthroughFs};
@@ -92,26 +92,26 @@ impl Fixture {
         Some(String::from_utf8_lossy(&buf[..len]).into_owned())
     }
 
-    pub fn lookup(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+    pub fn lookup(&self, parent: NodeId, n: &str) -> Result<Entry, Errno> {
         self.fs.lookup(&ctx(), parent, name(n))
     }
 
-    pub fn getattr(&self, nodeid: u64) -> Result<FileAttr, Errno> {
+    pub fn getattr(&self, nodeid: NodeId) -> Result<FileAttr, Errno> {
         self.fs.getattr(&ctx(), nodeid, None).map(|r| r.attr)
     }
 
-    pub fn setattr(&self, nodeid: u64, set: SetAttr) -> Result<FileAttr, Errno> {
+    pub fn setattr(&self, nodeid: NodeId, set: SetAttr) -> Result<FileAttr, Errno> {
         self.fs.setattr(&ctx(), nodeid, &set).map(|r| r.attr)
     }
 
     pub fn create_as(
         &self,
         ctx: &Context,
-        parent: u64,
+        parent: NodeId,
         n: &str,
         mode: u32,
         flags: u32,
-    ) -> Result<(Entry, u64), Errno> {
+    ) -> Result<(Entry, Handle), Errno> {
         self.fs
             .create(
                 ctx,
@@ -127,19 +127,19 @@ impl Fixture {
 
     pub fn create(
         &self,
-        parent: u64,
+        parent: NodeId,
         n: &str,
         mode: u32,
         flags: u32,
-    ) -> Result<(Entry, u64), Errno> {
+    ) -> Result<(Entry, Handle), Errno> {
         self.create_as(&ctx(), parent, n, mode, flags)
     }
 
-    pub fn mkdir(&self, parent: u64, n: &str) -> Result<Entry, Errno> {
+    pub fn mkdir(&self, parent: NodeId, n: &str) -> Result<Entry, Errno> {
         self.fs.mkdir(&ctx(), &cctx(), parent, name(n), 0o755)
     }
 
-    pub fn write(&self, nodeid: u64, fh: u64, off: u64, data: &[u8]) -> Result<usize, Errno> {
+    pub fn write(&self, nodeid: NodeId, fh: Handle, off: u64, data: &[u8]) -> Result<usize, Errno> {
         let mut r = MemReader::new(data);
         let size = u32::try_from(data.len()).unwrap();
         self.fs.write(
@@ -155,7 +155,13 @@ impl Fixture {
         )
     }
 
-    pub fn read(&self, nodeid: u64, fh: u64, off: u64, size: usize) -> Result<Vec<u8>, Errno> {
+    pub fn read(
+        &self,
+        nodeid: NodeId,
+        fh: Handle,
+        off: u64,
+        size: usize,
+    ) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; size];
         let mut w = MemWriter::new(&mut buf);
         let size32 = u32::try_from(size).unwrap();
@@ -166,20 +172,20 @@ impl Fixture {
         Ok(buf)
     }
 
-    pub fn open(&self, nodeid: u64, flags: u32) -> Result<u64, Errno> {
+    pub fn open(&self, nodeid: NodeId, flags: u32) -> Result<Handle, Errno> {
         self.fs
             .open(&ctx(), nodeid, flags, OpenInFlags::empty())
             .map(|o| o.fh)
     }
 
-    pub fn release(&self, nodeid: u64, fh: u64) {
+    pub fn release(&self, nodeid: NodeId, fh: Handle) {
         self.fs
             .release(&ctx(), nodeid, fh, 0, false, false, None)
             .unwrap();
     }
 
     /// The names READDIR lists in `nodeid`, read in one go.
-    pub fn list(&self, nodeid: u64) -> Vec<String> {
+    pub fn list(&self, nodeid: NodeId) -> Vec<String> {
         let fh = self.fs.opendir(&ctx(), nodeid, 0).unwrap().fh;
         let mut sink = Sink::new(usize::MAX);
         self.fs.readdir(&ctx(), nodeid, fh, 0, &mut sink).unwrap();
@@ -189,7 +195,7 @@ impl Fixture {
         names
     }
 
-    pub fn getxattr(&self, nodeid: u64, n: &str) -> Result<Vec<u8>, Errno> {
+    pub fn getxattr(&self, nodeid: NodeId, n: &str) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; 65536];
         match self.fs.getxattr(&ctx(), nodeid, &cstr(n), &mut buf)? {
             XattrReply::Data(len) => {
@@ -200,7 +206,7 @@ impl Fixture {
         }
     }
 
-    pub fn setxattr(&self, nodeid: u64, n: &str, value: &[u8], flags: u32) -> Result<(), Errno> {
+    pub fn setxattr(&self, nodeid: NodeId, n: &str, value: &[u8], flags: u32) -> Result<(), Errno> {
         self.fs.setxattr(
             &ctx(),
             nodeid,
@@ -211,7 +217,7 @@ impl Fixture {
         )
     }
 
-    pub fn listxattr(&self, nodeid: u64) -> Vec<String> {
+    pub fn listxattr(&self, nodeid: NodeId) -> Vec<String> {
         let mut buf = vec![0u8; 65536];
         let XattrReply::Data(len) = self.fs.listxattr(&ctx(), nodeid, &mut buf).unwrap() else {
             unreachable!()
@@ -249,8 +255,8 @@ pub fn cstr(s: &str) -> CString {
     CString::new(s).unwrap()
 }
 
-pub const fn root() -> u64 {
-    ROOT_ID
+pub const fn root() -> NodeId {
+    NodeId::ROOT
 }
 
 /// Every file under `dir` with its contents, to show that nothing changed.
