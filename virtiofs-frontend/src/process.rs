@@ -351,8 +351,19 @@ mod tests {
         let log = std::env::temp_dir().join(format!("vfe-test-{}.log", std::process::id()));
         let mut d = Daemon::spawn(sleep, &log).unwrap();
         assert!(d.alive());
-        assert!(d.rss_bytes().unwrap() > 0);
-        assert!(d.peak_rss_bytes().unwrap() >= d.rss_bytes().unwrap());
+        // The peak is the high-water mark of the current image, which exec resets: compare
+        // only once `sleep` runs, and read the current size first (it can only have been
+        // below the later peak).
+        let comm = format!("/proc/{}/comm", d.pid());
+        for _ in 0..500 {
+            if fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let rss = d.rss_bytes().unwrap();
+        assert!(rss > 0);
+        assert!(d.peak_rss_bytes().unwrap() >= rss);
         let _ = d.cpu_time().unwrap();
         assert_eq!(d.serving_pid(), d.pid());
         assert_eq!(d.stop(), None);
