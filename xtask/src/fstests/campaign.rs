@@ -295,6 +295,33 @@ fn word(text: &str) -> Option<(&str, &str)> {
 struct Merged {
     run: Run,
     shards: Vec<usize>,
+    /// The shard each test ran in.
+    shard_of_test: BTreeMap<String, usize>,
+}
+
+impl Merged {
+    /// The same run with only the tests of `shards`.
+    fn only(&self, shards: &[usize]) -> Run {
+        let r = &self.run;
+        Run {
+            kernel: r.kernel,
+            daemon: r.daemon.clone(),
+            tests: r
+                .tests
+                .iter()
+                .filter(|t| {
+                    self.shard_of_test
+                        .get(&t.name)
+                        .is_some_and(|i| shards.contains(i))
+                })
+                .cloned()
+                .collect(),
+            problems: Vec::new(),
+            total: r.total,
+            check_secs: None,
+            dir: r.dir.clone(),
+        }
+    }
 }
 
 /// Reads every ended shard under `<campaign>/<kernel>-<daemon>/`.
@@ -302,6 +329,7 @@ fn read_merged(dir: &Path, kernel: &'static str, daemon: &str) -> Result<Merged>
     let mut tests = Vec::new();
     let mut problems = Vec::new();
     let mut shards = Vec::new();
+    let mut shard_of_test = BTreeMap::new();
     let mut total = 0;
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
@@ -323,7 +351,10 @@ fn read_merged(dir: &Path, kernel: &'static str, daemon: &str) -> Result<Merged>
             }
         }
         let table = fs::read_to_string(path.join("table.txt")).unwrap_or_default();
-        tests.extend(table.lines().filter_map(parse_table_line));
+        for t in table.lines().filter_map(parse_table_line) {
+            shard_of_test.insert(t.name.clone(), i);
+            tests.push(t);
+        }
     }
     shards.sort_unstable();
     tests.sort_by(|a: &TestResult, b| a.name.cmp(&b.name));
@@ -338,6 +369,7 @@ fn read_merged(dir: &Path, kernel: &'static str, daemon: &str) -> Result<Merged>
             dir: dir.to_owned(),
         },
         shards,
+        shard_of_test,
     })
 }
 
@@ -394,18 +426,37 @@ pub(super) fn report(cache: &Path, groups: &[String], of: usize) -> Result<Vec<S
         );
         for m in merged.iter() {
             println!(
-                "  {:<10} {:>3}/{of} shards ({}), {} tests, {:.1} h of boots",
+                "  {:<10} {:>3}/{of} shards ({}): {} tests, {} passed, {} failed, {} not run; \
+                 {:.1} h of boots",
                 m.run.daemon,
                 m.shards.len(),
                 ranges(&m.shards),
                 m.run.tests.len(),
+                m.run.count(Status::Pass),
+                m.run.count(Status::Fail),
+                m.run.count(Status::NotRun),
                 m.run.total.as_secs_f64() / 3600.0
             );
             for p in &m.run.problems {
                 println!("    problem: {p}");
             }
         }
-        let runs: Vec<&Run> = merged.iter().map(|m| &m.run).collect();
+        // Side by side only on the shards every daemon has run: the fair comparison.
+        let common: Vec<usize> = merged[0]
+            .shards
+            .iter()
+            .copied()
+            .filter(|i| merged.iter().all(|m| m.shards.contains(i)))
+            .collect();
+        if merged.len() > 1 {
+            println!(
+                "  compared on the {} shards every daemon ran ({})",
+                common.len(),
+                ranges(&common)
+            );
+        }
+        let runs: Vec<Run> = merged.iter().map(|m| m.only(&common)).collect();
+        let runs: Vec<&Run> = runs.iter().collect();
         let path = dir.join(format!("report-{kernel}.txt"));
         bugs.extend(side_by_side(&runs, kernel, &path)?);
     }
