@@ -31,10 +31,13 @@ use crate::guest_root::{self, GuestRoot};
 use crate::provision::{self, Kernel, KernelSpec};
 use crate::util::{self, display, step};
 
+mod campaign;
+
 const USAGE: &str = "\
 usage: cargo xtask fstests [--kernel K] [--group G] [--tests LIST] [--exclude LIST]
                            [--daemon ours|virtiofsd|PATH[,...]] [--daemon-arg A]...
                            [--kernel-arg A]... [--limit SECS] [--provision-only]
+                           [--shard I/N] [--report]
 
 Boots the Debian guest root (built into .cache/ on first use) under QEMU (TCG) with two
 virtio-fs shares, TEST and SCRATCH, from the daemon, and runs fstests' ./check -virtiofs.
@@ -51,6 +54,13 @@ virtio-fs shares, TEST and SCRATCH, from the daemon, and runs fstests' ./check -
   --kernel-arg A   one more word for the guest kernel's command line (repeatable)
   --limit SECS     bound of one boot (default: 20 min plus 3 min a test, 10 h for a group)
   --provision-only build the guest root, kernels and daemons, boot nothing
+  --shard I/N      with --group: a campaign in N shards (the group's tests, sorted, test k
+                   in shard k%N+1); run shard I (a list: 1,3,5-7), or `all` (every shard not
+                   run yet: an interrupted campaign resumes); one boot a shard and daemon,
+                   the daemons alternating; results kept in
+                   .cache/e2e/fstests/campaign-<group>-<N>/<kernel>-<daemon>/shard-<I>/
+  --report         with --group G --shard N: merge the stored shards of that campaign into
+                   one side-by-side table per kernel (boots nothing)
 
 Logs and results of a run: .cache/e2e/fstests/<kernel>-<daemon>/ (console.log, results/,
 table.txt); the expected failures: xtask/fstests-expected.txt.
@@ -147,6 +157,8 @@ struct Options {
     kernel_args: Vec<String>,
     limit: Option<u64>,
     provision_only: bool,
+    shards: Option<campaign::Shards>,
+    report: bool,
 }
 
 fn list(text: &str) -> impl Iterator<Item = String> + '_ {
@@ -167,6 +179,8 @@ fn parse(args: &[String]) -> Result<Options> {
         kernel_args: Vec::new(),
         limit: None,
         provision_only: false,
+        shards: None,
+        report: false,
     };
     let mut p = Parser::new(USAGE, args);
     while let Some(arg) = p.next()? {
@@ -205,6 +219,8 @@ fn parse(args: &[String]) -> Result<Options> {
                 );
             }
             Arg::Long("provision-only") => options.provision_only = true,
+            Arg::Long("shard") => options.shards = Some(campaign::Shards::parse(&p.string()?)?),
+            Arg::Long("report") => options.report = true,
             other => return Err(p.unexpected(other)),
         }
     }
@@ -212,6 +228,14 @@ fn parse(args: &[String]) -> Result<Options> {
         if !valid_test_name(name) {
             bail!("`{name}` is not a test name like generic/001");
         }
+    }
+    if (options.shards.is_some() || options.report)
+        && (options.groups.is_empty() || !options.tests.is_empty())
+    {
+        bail!("--shard and --report need --group (and no --tests)");
+    }
+    if options.report && options.shards.is_none() {
+        bail!("--report needs the campaign's --shard N");
     }
     if options.groups.is_empty() && options.tests.is_empty() {
         options.tests = CI_TESTS.iter().map(|t| (*t).to_owned()).collect();
@@ -399,6 +423,15 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let options = parse(args)?;
     let expected = load_expected()?;
     let cache = provision::cache_dir()?;
+    if options.report
+        && let Some(shards) = &options.shards
+    {
+        let bugs = campaign::report(&cache, &options.groups, shards.of)?;
+        if !bugs.is_empty() {
+            bail!("ours fails, virtiofsd passes: {}", bugs.join(" "));
+        }
+        return Ok(());
+    }
     let _lock = e2e::RunLock::acquire(&cache)?;
     step("provisioning");
     println!("cache: {}", cache.display());
@@ -421,10 +454,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         daemons.push((daemon.clone(), path));
     }
+    let campaign = match &options.shards {
+        Some(shards) => Some(campaign::Campaign::open(
+            &cache,
+            &options.groups,
+            shards.of,
+            &root.fstests,
+        )?),
+        None => None,
+    };
     if options.provision_only {
         for kernel in &kernels {
             let initramfs = guest_root::build_initramfs(&cache, kernel)?;
             println!("{}: {}", kernel.label, initramfs.display());
+        }
+        if let (Some(c), Some(shards)) = (&campaign, &options.shards) {
+            c.describe(&shards.pick, &daemons_names(&daemons), &kernels);
         }
         return Ok(());
     }
@@ -432,14 +477,68 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let mut runs = Vec::new();
     for kernel in &kernels {
         let initramfs = guest_root::build_initramfs(&cache, kernel)?;
-        for (daemon, path) in &daemons {
+        // One boot per (shard, daemon), the daemons alternating on each shard.
+        let mut plan: Vec<(Option<usize>, usize)> = Vec::new();
+        match (&campaign, &options.shards) {
+            (Some(c), Some(shards)) => {
+                let mut picked: Vec<usize> = daemons
+                    .iter()
+                    .flat_map(|(d, _)| c.picked(&shards.pick, kernel.label, &d.name()))
+                    .collect();
+                picked.sort_unstable();
+                picked.dedup();
+                for i in picked {
+                    for (d, (daemon, _)) in daemons.iter().enumerate() {
+                        if c.picked(&shards.pick, kernel.label, &daemon.name())
+                            .contains(&i)
+                        {
+                            plan.push((Some(i), d));
+                        }
+                    }
+                }
+                if plan.is_empty() {
+                    println!("kernel {}: every shard has run", kernel.label);
+                }
+            }
+            _ => plan.extend((0..daemons.len()).map(|d| (None, d))),
+        }
+        for (shard, d) in plan {
+            let (daemon, path) = &daemons[d];
+            let (dir, selection) = match (&campaign, shard) {
+                (Some(c), Some(i)) => (
+                    c.shard_dir(i, kernel.label, &daemon.name()),
+                    Selection {
+                        groups: Vec::new(),
+                        tests: c.tests(i),
+                    },
+                ),
+                _ => (
+                    cache
+                        .join("fstests")
+                        .join(format!("{}-{}", kernel.label, daemon.name())),
+                    Selection {
+                        groups: options.groups.clone(),
+                        tests: options.tests.clone(),
+                    },
+                ),
+            };
+            let of = options.shards.as_ref().map_or(0, |s| s.of);
             step(&format!(
-                "fstests: kernel {} ({}), daemon {}",
+                "fstests: kernel {} ({}), daemon {}{}",
                 kernel.label,
                 kernel.release,
-                daemon.name()
+                daemon.name(),
+                shard.map_or_else(String::new, |i| format!(
+                    ", shard {i}/{of} ({} tests)",
+                    selection.tests.len()
+                ))
             ));
-            let run = boot(&cache, kernel, &initramfs, &root, daemon, path, &options)?;
+            let run = boot(
+                kernel, &initramfs, &root, daemon, path, &selection, dir, &options,
+            )?;
+            if shard.is_some() {
+                campaign::write_run_file(&run)?;
+            }
             print_run(&run, &expected, &root);
             runs.push(run);
         }
@@ -472,8 +571,17 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             bad.push(format!("{} {}", run.kernel, run.daemon));
         }
     }
-    for kernel in &kernels {
-        compare(&runs, kernel.label, &cache)?;
+    if let (Some(_), Some(shards)) = (&campaign, &options.shards) {
+        step("fstests campaign so far");
+        campaign::report(&cache, &options.groups, shards.of)?;
+    } else {
+        for kernel in &kernels {
+            let on: Vec<&Run> = runs.iter().filter(|r| r.kernel == kernel.label).collect();
+            let path = cache
+                .join("fstests")
+                .join(format!("compare-{}.txt", kernel.label));
+            side_by_side(&on, kernel.label, &path)?;
+        }
     }
     if !bad.is_empty() {
         bail!("fstests failed: {}", bad.join(", "));
@@ -481,19 +589,30 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Boots `kernel` with the guest root against two instances of `daemon`.
+fn daemons_names(daemons: &[(Daemon, PathBuf)]) -> Vec<String> {
+    daemons.iter().map(|(d, _)| d.name()).collect()
+}
+
+/// What one boot's check runs.
+#[derive(Debug)]
+struct Selection {
+    groups: Vec<String>,
+    tests: Vec<String>,
+}
+
+/// Boots `kernel` with the guest root against two instances of `daemon`, running `selection`,
+/// with its logs and results in `dir` (emptied first).
+#[allow(clippy::too_many_arguments)] // one boot's every input; a struct would only rename them
 fn boot(
-    cache: &Path,
     kernel: &Kernel,
     initramfs: &Path,
     root: &GuestRoot,
     daemon: &Daemon,
     daemon_path: &Path,
+    selection: &Selection,
+    dir: PathBuf,
     options: &Options,
 ) -> Result<Run> {
-    let dir = cache
-        .join("fstests")
-        .join(format!("{}-{}", kernel.label, daemon.name()));
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
@@ -530,11 +649,11 @@ fn boot(
     let mut append: Vec<String> = KERNEL_ARGS.iter().map(|a| (*a).to_owned()).collect();
     append.push(format!("fstests_test={TEST_TAG}"));
     append.push(format!("fstests_scratch={SCRATCH_TAG}"));
-    if !options.groups.is_empty() {
-        append.push(format!("fstests_groups={}", options.groups.join(",")));
+    if !selection.groups.is_empty() {
+        append.push(format!("fstests_groups={}", selection.groups.join(",")));
     }
-    if !options.tests.is_empty() {
-        append.push(format!("fstests_tests={}", options.tests.join(",")));
+    if !selection.tests.is_empty() {
+        append.push(format!("fstests_tests={}", selection.tests.join(",")));
     }
     if !options.exclude.is_empty() {
         append.push(format!("fstests_exclude={}", options.exclude.join(",")));
@@ -561,8 +680,8 @@ fn boot(
         .stdout(Stdio::piped())
         .stderr(File::create(dir.join("qemu.log"))?);
     println!("$ {}", display(&qemu));
-    let bound = Duration::from_secs(options.limit.unwrap_or(if options.groups.is_empty() {
-        20 * 60 + 180 * options.tests.len() as u64
+    let bound = Duration::from_secs(options.limit.unwrap_or(if selection.groups.is_empty() {
+        20 * 60 + 180 * selection.tests.len() as u64
     } else {
         10 * 3600
     }));
@@ -811,12 +930,12 @@ fn failure_diff(dir: &Path, root: &GuestRoot, test: &str) -> String {
     }
 }
 
-/// The side-by-side table of the runs on `kernel` (when more than one daemon ran): every test
-/// whose results differ or that failed, written in full to `<cache>/fstests/compare-<k>.txt`.
-fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
-    let on: Vec<&Run> = runs.iter().filter(|r| r.kernel == kernel).collect();
+/// The side-by-side table of the runs `on` one kernel (when more than one daemon ran): prints
+/// every test whose results differ or that failed, and writes the full table to `path`.
+/// Returns the tests ours fails and virtiofsd passes.
+fn side_by_side(on: &[&Run], kernel: &str, path: &Path) -> Result<Vec<String>> {
     if on.len() < 2 {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let mut names: Vec<&str> = on
         .iter()
@@ -831,12 +950,12 @@ fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
             .map_or("-", |t| t.status.word())
     };
     let mut full = format!("{:<14}", "test");
-    for r in &on {
+    for r in on {
         let _ = write!(full, " {:<10}", r.daemon);
     }
     full.push('\n');
     let mut shown = full.clone();
-    let mut bugs = Vec::new();
+    let mut bugs: Vec<String> = Vec::new();
     for name in &names {
         let words: Vec<&str> = on.iter().map(|r| status(r, name)).collect();
         let mut line = format!("{name:<14}");
@@ -845,7 +964,10 @@ fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
         }
         line.push('\n');
         full.push_str(&line);
-        if words.iter().any(|w| *w != words[0]) || words.contains(&"fail") {
+        // A test only some daemons ran yet (a campaign's shard run on one so far) is no
+        // difference.
+        let differ = !words.contains(&"-") && words.iter().any(|w| *w != words[0]);
+        if differ || words.contains(&"fail") {
             shown.push_str(&line);
         }
         let ours = on.iter().position(|r| r.daemon == "ours");
@@ -854,11 +976,10 @@ fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
             && words[o] == "fail"
             && words[v] == "pass"
         {
-            bugs.push(*name);
+            bugs.push((*name).to_owned());
         }
     }
-    let path = cache.join("fstests").join(format!("compare-{kernel}.txt"));
-    fs::write(&path, &full)?;
+    fs::write(path, &full)?;
     println!(
         "\nkernel {kernel}: tests that differ or fail ({})",
         path.display()
@@ -878,7 +999,7 @@ fn compare(runs: &[Run], kernel: &str, cache: &Path) -> Result<()> {
     if !bugs.is_empty() {
         println!("ours fails, virtiofsd passes (bugs): {}", bugs.join(" "));
     }
-    Ok(())
+    Ok(bugs)
 }
 
 #[cfg(test)]
@@ -953,6 +1074,18 @@ mod tests {
         assert_eq!(labels, ["6.12", "7.3"]);
         assert!(parse(&["--tests=generic/001;reboot".to_owned()]).is_err());
         assert!(parse(&["--tests=001".to_owned()]).is_err());
+        let o = parse(&["--group=quick".to_owned(), "--shard=2/40".to_owned()])?;
+        assert_eq!(o.shards.map(|s| s.of), Some(40));
+        assert!(parse(&["--shard=2/40".to_owned()]).is_err());
+        assert!(parse(&["--group=quick".to_owned(), "--report".to_owned()]).is_err());
+        assert!(
+            parse(&[
+                "--group=quick".to_owned(),
+                "--tests=generic/001".to_owned(),
+                "--shard=1/2".to_owned()
+            ])
+            .is_err()
+        );
         Ok(())
     }
 
