@@ -369,29 +369,43 @@ fn chroot_sandbox_as_root() {
     assert!(log.contains("sandbox: chroot into"), "{log}");
 }
 
-#[test]
-#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
-fn namespace_sandbox_unprivileged_with_a_user_namespace() {
+/// The command prefix that starts a program as uid/gid [`NOBODY`] with no groups, or `None`
+/// (the test skipped, with the reason printed) when not root or without setpriv.
+fn as_nobody() -> Option<Vec<String>> {
     if !is_root() {
         eprintln!("skipped: needs root (to start the daemon as uid {NOBODY})");
-        return;
+        return None;
     }
     if fs::metadata("/usr/bin/setpriv").is_err() {
         eprintln!("skipped: no setpriv");
-        return;
+        return None;
     }
+    let id = NOBODY.to_string();
+    Some(
+        [
+            "setpriv",
+            "--reuid",
+            &id,
+            "--regid",
+            &id,
+            "--clear-groups",
+            "--",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+}
+
+#[test]
+#[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
+fn namespace_sandbox_unprivileged_with_a_user_namespace() {
+    let Some(as_nobody) = as_nobody() else {
+        return;
+    };
     let fx = Fixture::new();
     fx.chown_all(NOBODY);
     let id = NOBODY.to_string();
-    let prefix = [
-        "setpriv",
-        "--reuid",
-        &id,
-        "--regid",
-        &id,
-        "--clear-groups",
-        "--",
-    ];
+    let prefix: Vec<&str> = as_nobody.iter().map(String::as_str).collect();
     let mut daemon = fx.start(&prefix, &[]);
     let mut f = match daemon.connect(&fx.socket()) {
         Ok(f) => f,
@@ -436,29 +450,15 @@ fn namespace_sandbox_unprivileged_with_a_user_namespace() {
 #[test]
 #[ignore = "needs root: run by the root tier (cargo xtask ci --only root)"]
 fn the_filtered_parent_exits_as_the_daemon_did() {
-    if !is_root() {
-        eprintln!("skipped: needs root (to start the daemon as uid {NOBODY})");
+    let Some(as_nobody) = as_nobody() else {
         return;
-    }
-    if fs::metadata("/usr/bin/setpriv").is_err() {
-        eprintln!("skipped: no setpriv");
-        return;
-    }
+    };
     // The directory is nobody's, the share root's and closed: every option is good, and the
     // daemon fails only after the fork, when its child enters the share.
     let fx = Fixture::new();
     std::os::unix::fs::chown(fx.dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     fs::set_permissions(fx.share(), fs::Permissions::from_mode(0o700)).unwrap();
-    let id = NOBODY.to_string();
-    let prefix = [
-        "setpriv",
-        "--reuid",
-        &id,
-        "--regid",
-        &id,
-        "--clear-groups",
-        "--",
-    ];
+    let prefix: Vec<&str> = as_nobody.iter().map(String::as_str).collect();
     let mut daemon = fx.start(&prefix, &[]);
     let status = daemon.child.wait().unwrap();
     let log = daemon.log();
