@@ -2,18 +2,20 @@
 //! slice. Tests, fuzzing and the `/dev/fuse` transport (which `read`s a whole request into a
 //! host buffer and `write`s a whole reply from one) use them.
 //!
-//! The zero-copy methods move file data with one positional read or write between the file and
-//! the slice (through a duplicated descriptor, so this module needs no `unsafe`).
+//! The zero-copy methods move file data with one positional read or write (`pread`/`pwrite`,
+//! through nix, so this module needs no `unsafe`) between the file and the slice.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::BorrowedFd;
-use std::os::unix::fs::FileExt;
+
+use nix::libc::off_t;
+use nix::sys::uio::{pread, pwrite};
 
 use crate::io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 
-fn file_of(fd: BorrowedFd<'_>) -> io::Result<File> {
-    Ok(File::from(fd.try_clone_to_owned()?))
+/// A file offset as the kernel takes it: beyond `off_t` is EINVAL, as `pread` would say.
+fn file_offset(off: u64) -> io::Result<off_t> {
+    off_t::try_from(off).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))
 }
 
 /// A request held in host memory.
@@ -58,7 +60,7 @@ impl ZeroCopyReader for MemReader<'_> {
         if data.is_empty() {
             return Ok(0);
         }
-        let n = file_of(fd)?.write_at(data, off)?;
+        let n = pwrite(fd, data, file_offset(off)?)?;
         self.consume(n);
         Ok(n)
     }
@@ -112,7 +114,7 @@ impl io::Write for MemWriter<'_> {
 
 impl ZeroCopyWriter for MemWriter<'_> {
     fn write_from(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
-        let file = file_of(fd)?;
+        let off = file_offset(off)?;
         let spare = self.spare();
         let n = count.min(spare.len());
         let Some(dst) = spare.get_mut(..n) else {
@@ -121,7 +123,7 @@ impl ZeroCopyWriter for MemWriter<'_> {
         if dst.is_empty() {
             return Ok(0);
         }
-        let got = file.read_at(dst, off)?;
+        let got = pread(fd, dst, off)?;
         self.len = self.len.saturating_add(got);
         Ok(got)
     }
@@ -152,6 +154,7 @@ impl Writer for MemWriter<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
 
@@ -173,6 +176,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(miri, ignore = "pread/pwrite")]
     fn zero_copy_moves_file_data() -> io::Result<()> {
         let file = tempfile()?;
         let mut r = MemReader::new(b"0123456789");
@@ -182,6 +186,22 @@ mod tests {
         let mut w = MemWriter::new(&mut space);
         assert_eq!(w.write_from(file.as_fd(), 100, 2)?, 4);
         assert_eq!(w.written(), b"0123");
+        Ok(())
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "pread/pwrite")]
+    fn offset_beyond_off_t_is_einval_and_moves_nothing() -> io::Result<()> {
+        let file = tempfile()?;
+        let mut r = MemReader::new(b"0123");
+        let err = r.read_to(file.as_fd(), 4, u64::MAX).err();
+        assert_eq!(err.and_then(|e| e.raw_os_error()), Some(nix::libc::EINVAL));
+        assert_eq!(r.remaining(), 4);
+        let mut space = [0u8; 4];
+        let mut w = MemWriter::new(&mut space);
+        let err = w.write_from(file.as_fd(), 4, 1 << 63).err();
+        assert_eq!(err.and_then(|e| e.raw_os_error()), Some(nix::libc::EINVAL));
+        assert_eq!(w.bytes_written(), 0);
         Ok(())
     }
 

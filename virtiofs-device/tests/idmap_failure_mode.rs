@@ -21,11 +21,10 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use fuse_abi::{InitFlags, InitOut, OutHeader, U32};
+use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{TestFs, all_capabilities};
 use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts, Writer};
-use virtiofs_transport::dev_fuse::{
-    ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
-};
+use virtiofs_transport::dev_fuse::{ChannelConfig, FuseMount, MountOptions, serve};
 use zerocopy::IntoBytes;
 
 const ECONNREFUSED: i32 = 111;
@@ -67,8 +66,8 @@ fn abort_connection(dir: &Path) {
 fn force_init_flags(
     server: &Server<TestFs>,
     forced: InitFlags,
-    r: &mut DevFuseReader<'_>,
-    w: &mut DevFuseWriter<'_>,
+    r: &mut MemReader<'_>,
+    w: &mut MemWriter<'_>,
 ) {
     let start = w.bytes_written();
     let before = server.negotiated();
@@ -102,7 +101,7 @@ fn stat_root_through(server: &Server<TestFs>, forced: InitFlags) -> Result<(), i
         ..MountOptions::default()
     };
     let mount = FuseMount::mount(dir.path(), &options, ChannelConfig::default()).unwrap();
-    let handler = |r: &mut DevFuseReader<'_>, w: &mut DevFuseWriter<'_>| {
+    let handler = |r: &mut MemReader<'_>, w: &mut MemWriter<'_>| {
         force_init_flags(server, forced, r, w);
     };
     std::thread::scope(|s| {

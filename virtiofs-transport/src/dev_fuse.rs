@@ -24,12 +24,13 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use fuse_server::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
+use fuse_server::Writer as _;
+use fuse_server::mem::{MemReader, MemWriter};
 
 use crate::error::{Error, Result};
 use crate::reply::{self, Completion, RequestHead};
@@ -317,20 +318,14 @@ impl FuseChannel {
     /// A reply that breaks a rule (nothing is written), or [`Error::WriteReply`].
     pub fn reply<H>(&mut self, len: usize, handle: H) -> Result<Completion>
     where
-        H: FnOnce(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>),
+        H: FnOnce(&mut MemReader<'_>, &mut MemWriter<'_>),
     {
         let request = self.request.get(..len).unwrap_or(&self.request);
         let head = request.first_chunk::<16>().map(RequestHead::decode);
-        let mut reader = DevFuseReader {
-            buf: request,
-            pos: 0,
-        };
-        let mut writer = DevFuseWriter {
-            buf: &mut self.reply,
-            len: 0,
-        };
+        let mut reader = MemReader::new(request);
+        let mut writer = MemWriter::new(&mut self.reply);
         handle(&mut reader, &mut writer);
-        let written = writer.len;
+        let written = writer.bytes_written();
         let out = self.reply.first_chunk::<16>().copied();
         let completion = reply::check(head, written, out)?;
         if let Completion::Reply(r) = completion {
@@ -352,7 +347,7 @@ impl FuseChannel {
     /// Read or write errors other than the normal ones.
     pub fn run<H>(&mut self, handle: &H) -> Result<()>
     where
-        H: Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + ?Sized,
+        H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + ?Sized,
     {
         while let Some(len) = self.receive()? {
             match self.reply(len, |r, w| handle(r, w)) {
@@ -375,7 +370,7 @@ impl FuseChannel {
 /// The first channel error, or [`Error::Thread`] if a thread could not start or panicked.
 pub fn serve<H>(mount: &FuseMount, threads: usize, handle: H) -> Result<()>
 where
-    H: Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync,
+    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync,
 {
     serve_channels(mount.channels(threads)?, handle)
 }
@@ -388,7 +383,7 @@ where
 /// As [`serve`].
 pub fn serve_channels<H>(channels: Vec<FuseChannel>, handle: H) -> Result<()>
 where
-    H: Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync,
+    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync,
 {
     let handle = &handle;
     std::thread::scope(|s| {
@@ -413,111 +408,10 @@ where
     })
 }
 
-/// The request read from `/dev/fuse`: fuse-server's [`Reader`] over the channel's buffer.
-#[derive(Debug)]
-pub struct DevFuseReader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl DevFuseReader<'_> {
-    fn rest(&self) -> &[u8] {
-        self.buf.get(self.pos..).unwrap_or_default()
-    }
-}
-
-impl Read for DevFuseReader<'_> {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = self.rest().read(out)?;
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl ZeroCopyReader for DevFuseReader<'_> {
-    fn read_to(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
-        let rest = self.rest();
-        let data = rest.get(..count.min(rest.len())).unwrap_or_default();
-        if data.is_empty() {
-            return Ok(0);
-        }
-        let n = sys::pwrite(fd, data, off)?;
-        self.pos += n;
-        Ok(n)
-    }
-}
-
-impl Reader for DevFuseReader<'_> {
-    fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
-    }
-}
-
-/// The reply to a `/dev/fuse` request: fuse-server's [`Writer`] over the channel's buffer.
-#[derive(Debug)]
-pub struct DevFuseWriter<'a> {
-    buf: &'a mut [u8],
-    len: usize,
-}
-
-impl DevFuseWriter<'_> {
-    fn free(&mut self) -> &mut [u8] {
-        self.buf.get_mut(self.len..).unwrap_or_default()
-    }
-}
-
-impl Write for DevFuseWriter<'_> {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = self.free().write(data)?;
-        self.len += n;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ZeroCopyWriter for DevFuseWriter<'_> {
-    fn write_from(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
-        let free = self.free();
-        let n = count.min(free.len());
-        let Some(dst) = free.get_mut(..n).filter(|d| !d.is_empty()) else {
-            return Ok(0);
-        };
-        let n = sys::pread(fd, dst, off)?;
-        self.len += n;
-        Ok(n)
-    }
-}
-
-impl Writer for DevFuseWriter<'_> {
-    fn available(&self) -> usize {
-        self.buf.len() - self.len
-    }
-
-    fn bytes_written(&self) -> usize {
-        self.len
-    }
-
-    fn write_at(&mut self, offset: usize, data: &[u8]) -> io::Result<()> {
-        let dst = offset
-            .checked_add(data.len())
-            .filter(|&end| end <= self.len)
-            .and_then(|end| self.buf.get_mut(offset..end))
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "write_at outside the written part of the reply",
-                )
-            })?;
-        dst.copy_from_slice(data);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use fuse_server::{Reader as _, ZeroCopyReader as _, ZeroCopyWriter as _};
+
     use super::*;
 
     #[test]
@@ -576,16 +470,13 @@ mod tests {
     #[test]
     fn host_buffer_reader_and_writer() {
         let req = [1u8, 2, 3, 4, 5];
-        let mut r = DevFuseReader { buf: &req, pos: 0 };
+        let mut r = MemReader::new(&req);
         let mut two = [0; 2];
         r.read_exact(&mut two).unwrap();
         assert_eq!(two, [1, 2]);
         assert_eq!(r.remaining(), 3);
         let mut buf = [0u8; 8];
-        let mut w = DevFuseWriter {
-            buf: &mut buf,
-            len: 0,
-        };
+        let mut w = MemWriter::new(&mut buf);
         w.write_all(&[9; 6]).unwrap();
         assert_eq!(w.write(&[7; 4]).unwrap(), 2);
         assert_eq!(w.available(), 0);
@@ -600,17 +491,16 @@ mod tests {
         use std::os::unix::fs::FileExt;
         let file = tempfile::tempfile().unwrap();
         let req = [1u8, 2, 3, 4, 5];
-        let mut r = DevFuseReader { buf: &req, pos: 1 };
+        let mut r = MemReader::new(&req);
+        r.read_exact(&mut [0]).unwrap();
         assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 4);
         assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 0);
         let mut back = [0u8; 4];
         file.read_exact_at(&mut back, 10).unwrap();
         assert_eq!(back, [2, 3, 4, 5]);
         let mut buf = [0u8; 6];
-        let mut w = DevFuseWriter {
-            buf: &mut buf,
-            len: 2,
-        };
+        let mut w = MemWriter::new(&mut buf);
+        w.write_all(&[0, 0]).unwrap();
         assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 4);
         assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 0);
         assert_eq!(buf, [0, 0, 2, 3, 4, 5]);

@@ -180,18 +180,6 @@ fn byte_count(ret: isize) -> io::Result<usize> {
     usize::try_from(ret).map_err(|_| io::Error::last_os_error())
 }
 
-/// `pread(fd, buf, off)` into a host buffer.
-#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
-pub(crate) fn pread(fd: BorrowedFd<'_>, buf: &mut [u8], off: u64) -> io::Result<usize> {
-    Ok(nix::sys::uio::pread(fd, buf, file_offset(off)?)?)
-}
-
-/// `pwrite(fd, buf, off)` from a host buffer.
-#[cfg(all(feature = "dev-fuse", target_os = "linux"))]
-pub(crate) fn pwrite(fd: BorrowedFd<'_>, buf: &[u8], off: u64) -> io::Result<usize> {
-    Ok(nix::sys::uio::pwrite(fd, buf, file_offset(off)?)?)
-}
-
 /// `mount(source, target, fstype, flags, data)`.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
 pub(crate) fn mount(

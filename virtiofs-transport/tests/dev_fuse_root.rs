@@ -14,10 +14,9 @@ use std::time::Duration;
 use fuse_abi::{
     Attr, AttrOut, EntryOut, InHeader, InitIn, InitOut, OpenOut, OutHeader, U16, U32, U64,
 };
+use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{Reader, Writer};
-use virtiofs_transport::dev_fuse::{
-    ChannelConfig, DevFuseReader, DevFuseWriter, FuseMount, MountOptions, serve,
-};
+use virtiofs_transport::dev_fuse::{ChannelConfig, FuseMount, MountOptions, serve};
 use zerocopy::{FromZeros, IntoBytes};
 
 const INIT: u32 = 26;
@@ -96,7 +95,7 @@ fn with_mount(threads: usize, options: MountOptions, check: impl FnOnce(&Path) +
 fn with_mount_served(
     threads: usize,
     options: MountOptions,
-    handler: &(dyn Fn(&mut DevFuseReader<'_>, &mut DevFuseWriter<'_>) + Sync),
+    handler: &(dyn Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync),
     check: impl FnOnce(&Path) + Send,
 ) {
     let _ = std::process::Command::new("mount")
@@ -192,7 +191,7 @@ fn fuse_server_over_dev_fuse() {
         default_permissions: true,
         ..MountOptions::default()
     };
-    let handler = |r: &mut DevFuseReader<'_>, w: &mut DevFuseWriter<'_>| {
+    let handler = |r: &mut MemReader<'_>, w: &mut MemWriter<'_>| {
         let _ = server.handle_message(r, w);
     };
     with_mount_served(2, options, &handler, |dir| {
