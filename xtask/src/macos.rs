@@ -242,18 +242,26 @@ impl Toolchain {
         self.root.join("usr/lib/rustlib/src/rust")
     }
 
-    /// The extracted shared library directories (`usr/lib/<multiarch>`), for `LD_LIBRARY_PATH`.
+    /// The extracted shared library directories (`usr/lib/<multiarch>` and `lib/<multiarch>`:
+    /// bookworm's libpcre3 still ships in `/lib`), for `LD_LIBRARY_PATH`.
     fn library_path(&self) -> Result<OsString> {
-        let lib = self.root.join("usr/lib");
-        let mut dirs: Vec<PathBuf> = fs::read_dir(&lib)
-            .with_context(|| format!("cannot list {}", lib.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_dir()
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().contains("-linux-"))
-            })
-            .collect();
+        let mut dirs = Vec::new();
+        for lib in [self.root.join("usr/lib"), self.root.join("lib")] {
+            if !lib.is_dir() {
+                continue;
+            }
+            let entries =
+                fs::read_dir(&lib).with_context(|| format!("cannot list {}", lib.display()))?;
+            dirs.extend(
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.is_dir()
+                            && p.file_name()
+                                .is_some_and(|n| n.to_string_lossy().contains("-linux-"))
+                    }),
+            );
+        }
         dirs.sort();
         // Not the inherited value: under `cargo run` it points into the rustup toolchain.
         std::env::join_paths(dirs).context("cannot build LD_LIBRARY_PATH")
