@@ -71,7 +71,7 @@ const _: () = {
 
 /// A guest name for the host: one component, never `.` or `..` (the server already refused
 /// `/`, NUL, empty and over-long names).
-fn component<'a>(name: Name<'a>) -> FsResult<&'a [u8]> {
+fn component(name: Name<'_>) -> FsResult<&[u8]> {
     if name.is_dot_or_dotdot() {
         return Err(Errno::EINVAL);
     }
