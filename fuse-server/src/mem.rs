@@ -157,6 +157,7 @@ mod tests {
     use std::fs::File;
     use std::io::{Read, Write};
     use std::os::fd::AsFd;
+    use std::os::unix::fs::FileExt;
 
     use super::*;
 
@@ -205,9 +206,50 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn partial_reads_writes_and_write_at_bounds() {
+        let req = [1u8, 2, 3, 4, 5];
+        let mut r = MemReader::new(&req);
+        let mut two = [0; 2];
+        r.read_exact(&mut two).unwrap();
+        assert_eq!(two, [1, 2]);
+        assert_eq!(r.remaining(), 3);
+        let mut buf = [0u8; 8];
+        let mut w = MemWriter::new(&mut buf);
+        w.write_all(&[9; 6]).unwrap();
+        assert_eq!(w.write(&[7; 4]).unwrap(), 2);
+        assert_eq!(w.available(), 0);
+        w.write_at(1, &[0, 0]).unwrap();
+        assert!(w.write_at(7, &[0, 0]).is_err());
+        assert_eq!(buf, [9, 0, 0, 9, 9, 9, 7, 7]);
+    }
+
+    #[test]
+    #[cfg_attr(miri, ignore = "pread/pwrite")]
+    fn zero_copy_from_a_consumed_position_and_to_end() {
+        let file = tempfile().unwrap();
+        let req = [1u8, 2, 3, 4, 5];
+        let mut r = MemReader::new(&req);
+        r.read_exact(&mut [0]).unwrap();
+        assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 4);
+        assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 0);
+        let mut back = [0u8; 4];
+        file.read_exact_at(&mut back, 10).unwrap();
+        assert_eq!(back, [2, 3, 4, 5]);
+        let mut buf = [0u8; 6];
+        let mut w = MemWriter::new(&mut buf);
+        w.write_all(&[0, 0]).unwrap();
+        assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 4);
+        assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 0);
+        assert_eq!(buf, [0, 0, 2, 3, 4, 5]);
+    }
+
+    /// An unlinked file of its own: tests run in parallel, so each gets a distinct name.
     fn tempfile() -> io::Result<File> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir();
-        let path = dir.join(format!("fuse-server-mem-{}", std::process::id()));
+        let path = dir.join(format!("fuse-server-mem-{}-{n}", std::process::id()));
         let file = File::options()
             .read(true)
             .write(true)

@@ -410,8 +410,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use fuse_server::{Reader as _, ZeroCopyReader as _, ZeroCopyWriter as _};
-
     use super::*;
 
     #[test]
@@ -465,44 +463,5 @@ mod tests {
         };
         assert_eq!(small.request_buffer(), fuse_abi::MIN_READ_BUFFER);
         assert_eq!(ChannelConfig::default().request_buffer(), (1 << 20) + 4096);
-    }
-
-    #[test]
-    fn host_buffer_reader_and_writer() {
-        let req = [1u8, 2, 3, 4, 5];
-        let mut r = MemReader::new(&req);
-        let mut two = [0; 2];
-        r.read_exact(&mut two).unwrap();
-        assert_eq!(two, [1, 2]);
-        assert_eq!(r.remaining(), 3);
-        let mut buf = [0u8; 8];
-        let mut w = MemWriter::new(&mut buf);
-        w.write_all(&[9; 6]).unwrap();
-        assert_eq!(w.write(&[7; 4]).unwrap(), 2);
-        assert_eq!(w.available(), 0);
-        w.write_at(1, &[0, 0]).unwrap();
-        assert!(w.write_at(7, &[0, 0]).is_err());
-        assert_eq!(buf, [9, 0, 0, 9, 9, 9, 7, 7]);
-    }
-
-    #[test]
-    #[cfg_attr(miri, ignore = "pread/pwrite")]
-    fn host_buffer_zero_copy() {
-        use std::os::unix::fs::FileExt;
-        let file = tempfile::tempfile().unwrap();
-        let req = [1u8, 2, 3, 4, 5];
-        let mut r = MemReader::new(&req);
-        r.read_exact(&mut [0]).unwrap();
-        assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 4);
-        assert_eq!(r.read_to(file.as_fd(), 100, 10).unwrap(), 0);
-        let mut back = [0u8; 4];
-        file.read_exact_at(&mut back, 10).unwrap();
-        assert_eq!(back, [2, 3, 4, 5]);
-        let mut buf = [0u8; 6];
-        let mut w = MemWriter::new(&mut buf);
-        w.write_all(&[0, 0]).unwrap();
-        assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 4);
-        assert_eq!(w.write_from(file.as_fd(), 100, 10).unwrap(), 0);
-        assert_eq!(buf, [0, 0, 2, 3, 4, 5]);
     }
 }
