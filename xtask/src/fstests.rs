@@ -57,9 +57,10 @@ virtio-fs shares, TEST and SCRATCH, from the daemon, and runs fstests' ./check -
   --shard I/N      with --group: a campaign in N shards (the group's tests, sorted, test k
                    in shard k%N+1); run shard I (a list: 1,3,5-7), or `all` (every shard not
                    run yet: an interrupted campaign resumes); one boot a shard and daemon,
-                   the daemons alternating; results kept in
-                   .cache/e2e/fstests/campaign-<group>-<N>/<kernel>-<daemon>/shard-<I>/
-  --report         with --group G --shard N: merge the stored shards of that campaign into
+                   the daemons alternating; each ended shard's results are recorded in the
+                   repository (commit them), xtask/fstests-campaign/<group>-<N>/<kernel>-
+                   <daemon>/shard-<I>/, its boot's logs kept in .cache/e2e/fstests/
+  --report         with --group G --shard N: merge the recorded shards of that campaign into
                    one side-by-side table per kernel (boots nothing)
 
 Logs and results of a run: .cache/e2e/fstests/<kernel>-<daemon>/ (console.log, results/,
@@ -436,7 +437,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if options.report
         && let Some(shards) = &options.shards
     {
-        let bugs = campaign::report(&cache, &options.groups, shards.of)?;
+        let bugs = campaign::report(&util::root(), &options.groups, shards.of)?;
         if !bugs.is_empty() {
             bail!("ours fails, virtiofsd passes: {}", bugs.join(" "));
         }
@@ -466,6 +467,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     let campaign = match &options.shards {
         Some(shards) => Some(campaign::Campaign::open(
+            &util::root(),
             &cache,
             &options.groups,
             shards.of,
@@ -565,8 +567,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 );
                 run = boot_once()?;
             }
-            if shard.is_some() {
-                campaign::write_run_file(&run)?;
+            if let (Some(c), Some(i)) = (&campaign, shard) {
+                c.record(i, &run)?;
             }
             print_run(&run, &expected, &root);
             runs.push(run);
@@ -602,7 +604,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     if let (Some(_), Some(shards)) = (&campaign, &options.shards) {
         step("fstests campaign so far");
-        campaign::report(&cache, &options.groups, shards.of)?;
+        campaign::report(&util::root(), &options.groups, shards.of)?;
     } else {
         for kernel in &kernels {
             let on: Vec<&Run> = runs.iter().filter(|r| r.kernel == kernel.label).collect();

@@ -4,17 +4,24 @@
 //!
 //! The list is the one `./check -virtiofs -g G` would run, read on the host from the built
 //! tree's `tests/<dir>/group.list` files, sorted; test `k` (from 0) goes to shard `k % N + 1`,
-//! so every shard mixes cheap and expensive areas. A campaign lives in
-//! `<cache>/fstests/campaign-<groups>-<N>/`:
+//! so every shard mixes cheap and expensive areas.
+//!
+//! A campaign outlives a checkout: what it found is recorded in the repository, under
+//! `xtask/fstests-campaign/<groups>-<N>/`, so it can grow across sittings and machines and be
+//! read without re-running it. Only the bulky output of a boot stays in the cache:
 //!
 //! ```text
-//! tests.txt                       the group's list when the campaign started
-//! <kernel>-<daemon>/shard-<I>/    one boot: console.log, results/, table.txt, run.txt
-//! report-<kernel>.txt             the merged side-by-side table (written by --report)
+//! xtask/fstests-campaign/<groups>-<N>/      (committed)
+//!   tests.txt                               the group's list when the campaign started
+//!   <kernel>-<daemon>/shard-<I>/table.txt   one boot's results: <test> <status> <secs> [reason]
+//!   <kernel>-<daemon>/shard-<I>/run.txt     its wall time, check's time, its problems
+//!   report-<kernel>.txt                     the merged side-by-side table (--report)
+//! <cache>/fstests/campaign-<groups>-<N>/<kernel>-<daemon>/shard-<I>/
+//!                                           the boot itself: console.log, results/
 //! ```
 //!
-//! `run.txt` is written when a boot has ended, so a shard interrupted half-way has none and
-//! `--shard all/N` (every shard that has no `run.txt` yet) runs it again.
+//! A shard is recorded when its boot has ended, so a shard interrupted half-way is not, and
+//! `--shard all/N` (every shard not recorded yet) runs it again.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -146,18 +153,27 @@ fn shard_of(tests: &[String], i: usize, of: usize) -> Vec<String> {
         .collect()
 }
 
-/// A campaign's directory: `<cache>/fstests/campaign-<groups>-<N>`.
-fn campaign_dir(cache: &Path, groups: &[String], of: usize) -> PathBuf {
+/// Where campaigns are recorded, relative to the repository root.
+pub(super) const RECORD_DIR: &str = "xtask/fstests-campaign";
+
+/// A campaign's name: `<groups>-<N>`.
+fn campaign_name(groups: &[String], of: usize) -> String {
     let name: Vec<String> = groups.iter().map(|g| g.replace('/', "_")).collect();
-    cache
-        .join("fstests")
-        .join(format!("campaign-{}-{of}", name.join("+")))
+    format!("{}-{of}", name.join("+"))
+}
+
+/// A campaign's record: `<repository>/xtask/fstests-campaign/<groups>-<N>`.
+fn record_dir(repo: &Path, groups: &[String], of: usize) -> PathBuf {
+    repo.join(RECORD_DIR).join(campaign_name(groups, of))
 }
 
 /// An open campaign (its list fixed by `tests.txt`).
 #[derive(Debug)]
 pub(super) struct Campaign {
-    pub(super) dir: PathBuf,
+    /// The record, in the repository.
+    pub(super) record: PathBuf,
+    /// The boots' output, in the cache.
+    boots: PathBuf,
     of: usize,
     tests: Vec<String>,
 }
@@ -167,6 +183,7 @@ impl Campaign {
     /// tree `fstests`. Fails when the stored list is not that one: results of another split
     /// must not be merged.
     pub(super) fn open(
+        repo: &Path,
         cache: &Path,
         groups: &[String],
         of: usize,
@@ -176,7 +193,7 @@ impl Campaign {
         if of > tests.len() {
             bail!("--shard: {} tests cannot make {of} shards", tests.len());
         }
-        let dir = campaign_dir(cache, groups, of);
+        let dir = record_dir(repo, groups, of);
         fs::create_dir_all(&dir)?;
         let list_path = dir.join("tests.txt");
         let list = tests.join("\n") + "\n";
@@ -190,7 +207,15 @@ impl Campaign {
             Ok(_) => {}
             Err(_) => fs::write(&list_path, &list)?,
         }
-        Ok(Campaign { dir, of, tests })
+        let boots = cache
+            .join("fstests")
+            .join(format!("campaign-{}", campaign_name(groups, of)));
+        Ok(Campaign {
+            record: dir,
+            boots,
+            of,
+            tests,
+        })
     }
 
     /// Shard `i`'s tests.
@@ -203,7 +228,7 @@ impl Campaign {
         match pick {
             Pick::List(list) => list.clone(),
             Pick::All => (1..=self.of)
-                .filter(|i| !self.shard_dir(*i, kernel, daemon).join(RUN_FILE).is_file())
+                .filter(|i| !self.record_of(*i, kernel, daemon).join(RUN_FILE).is_file())
                 .collect(),
         }
     }
@@ -212,7 +237,7 @@ impl Campaign {
     pub(super) fn describe(&self, pick: &Pick, daemons: &[String], kernels: &[Kernel]) {
         println!(
             "campaign {}: {} tests in {} shards",
-            self.dir.display(),
+            self.record.display(),
             self.tests.len(),
             self.of
         );
@@ -233,19 +258,40 @@ impl Campaign {
         }
     }
 
-    /// `<campaign>/<kernel>-<daemon>/shard-<i>`.
+    /// Where shard `i`'s boot on `kernel` with `daemon` writes: `<cache>/…/<kernel>-<daemon>/shard-<i>`.
     pub(super) fn shard_dir(&self, i: usize, kernel: &str, daemon: &str) -> PathBuf {
-        self.dir
+        self.boots
             .join(format!("{kernel}-{daemon}"))
             .join(format!("shard-{i}"))
     }
+
+    /// Shard `i`'s record: `<record>/<kernel>-<daemon>/shard-<i>`.
+    fn record_of(&self, i: usize, kernel: &str, daemon: &str) -> PathBuf {
+        self.record
+            .join(format!("{kernel}-{daemon}"))
+            .join(format!("shard-{i}"))
+    }
+
+    /// Records shard `i`'s ended boot `run`: its `table.txt` and a `run.txt`, in that order
+    /// (`run.txt` marks the record complete).
+    pub(super) fn record(&self, i: usize, run: &Run) -> Result<()> {
+        let dest = self.record_of(i, run.kernel, &run.daemon);
+        fs::create_dir_all(&dest)?;
+        let table = fs::read_to_string(run.dir.join(TABLE_FILE)).unwrap_or_default();
+        fs::write(dest.join(TABLE_FILE), table)?;
+        fs::write(dest.join(RUN_FILE), run_text(run))?;
+        Ok(())
+    }
 }
 
-/// The file that marks a shard's boot as ended.
+/// The file that marks a shard's boot as ended (and recorded).
 const RUN_FILE: &str = "run.txt";
 
-/// Writes `run.txt`: the boot's wall time, check's time, and its problems.
-pub(super) fn write_run_file(run: &Run) -> Result<()> {
+/// A boot's results, one test a line.
+const TABLE_FILE: &str = "table.txt";
+
+/// `run.txt`: the boot's wall time, check's time, and its problems.
+fn run_text(run: &Run) -> String {
     let mut text = format!(
         "total {}\ncheck {}\n",
         run.total.as_secs(),
@@ -255,8 +301,7 @@ pub(super) fn write_run_file(run: &Run) -> Result<()> {
     for p in &run.problems {
         let _ = writeln!(text, "problem {p}");
     }
-    fs::write(run.dir.join(RUN_FILE), text)?;
-    Ok(())
+    text
 }
 
 /// Parses a `table.txt` line: `<test> <status> <secs|-> [reason...]`.
@@ -350,7 +395,7 @@ fn read_merged(dir: &Path, kernel: &'static str, daemon: &str) -> Result<Merged>
                 problems.push(format!("shard {i}: {p}"));
             }
         }
-        let table = fs::read_to_string(path.join("table.txt")).unwrap_or_default();
+        let table = fs::read_to_string(path.join(TABLE_FILE)).unwrap_or_default();
         for t in table.lines().filter_map(parse_table_line) {
             shard_of_test.insert(t.name.clone(), i);
             tests.push(t);
@@ -376,8 +421,8 @@ fn read_merged(dir: &Path, kernel: &'static str, daemon: &str) -> Result<Merged>
 /// `--report`: the stored shards of the campaign of `groups` in `of` shards, merged, for
 /// every kernel and daemon that has some, side by side per kernel (written in full to
 /// `report-<kernel>.txt`). Returns the tests ours fails and virtiofsd passes.
-pub(super) fn report(cache: &Path, groups: &[String], of: usize) -> Result<Vec<String>> {
-    let dir = campaign_dir(cache, groups, of);
+pub(super) fn report(repo: &Path, groups: &[String], of: usize) -> Result<Vec<String>> {
+    let dir = record_dir(repo, groups, of);
     let list = fs::read_to_string(dir.join("tests.txt")).with_context(|| {
         format!(
             "no campaign in {} (run some shards first: --shard I/{of})",
@@ -575,6 +620,80 @@ mod tests {
             .filter_map(parse_table_line)
             .collect();
         assert_eq!(parsed, tests);
+    }
+
+    #[test]
+    fn an_ended_shard_is_recorded_and_not_run_again() {
+        let base = std::env::temp_dir().join(format!("xtask-campaign-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let (repo, cache, tree) = (base.join("repo"), base.join("cache"), base.join("fstests"));
+        fs::create_dir_all(tree.join("tests/generic")).unwrap();
+        fs::write(
+            tree.join("tests/generic/group.list"),
+            "001 auto quick\n002 auto\n003 quick rw # x\n004 quick\n",
+        )
+        .unwrap();
+        let groups = vec!["quick".to_owned()];
+        let c = Campaign::open(&repo, &cache, &groups, 2, &tree).unwrap();
+        assert_eq!(c.tests(1), ["generic/001", "generic/004"]);
+        assert!(c.record.starts_with(repo.join(RECORD_DIR)));
+        assert_eq!(c.picked(&Pick::All, "6.12", "ours"), [1, 2]);
+
+        // A boot writes its table into the cache; recording copies it beside a run.txt.
+        let boot = c.shard_dir(1, "6.12", "ours");
+        assert!(boot.starts_with(&cache));
+        fs::create_dir_all(&boot).unwrap();
+        fs::write(
+            boot.join(TABLE_FILE),
+            "generic/001 pass 3\ngeneric/004 fail 9\n",
+        )
+        .unwrap();
+        let run = Run {
+            kernel: "6.12",
+            daemon: "ours".to_owned(),
+            tests: Vec::new(),
+            problems: vec!["slow".to_owned()],
+            total: Duration::from_secs(70),
+            check_secs: Some(60),
+            dir: boot,
+        };
+        c.record(1, &run).unwrap();
+        assert_eq!(c.picked(&Pick::All, "6.12", "ours"), [2]);
+        assert_eq!(c.picked(&Pick::All, "6.12", "virtiofsd"), [1, 2]);
+        assert_eq!(c.picked(&Pick::List(vec![1]), "6.12", "ours"), [1]);
+
+        // The record alone is the campaign: the cache can go.
+        fs::remove_dir_all(&cache).unwrap();
+        let merged = read_merged(&c.record.join("6.12-ours"), "6.12", "ours").unwrap();
+        assert_eq!(merged.shards, [1]);
+        assert_eq!(merged.run.count(Status::Fail), 1);
+        assert_eq!(merged.run.total, Duration::from_secs(70));
+        assert_eq!(merged.run.problems, ["shard 1: slow"]);
+        assert!(report(&repo, &groups, 2).unwrap().is_empty());
+
+        // virtiofsd passes on the same shard what ours fails: the report names it.
+        let boot = c.shard_dir(1, "6.12", "virtiofsd");
+        fs::create_dir_all(&boot).unwrap();
+        fs::write(
+            boot.join(TABLE_FILE),
+            "generic/001 pass 3\ngeneric/004 pass 8\n",
+        )
+        .unwrap();
+        let run = Run {
+            daemon: "virtiofsd".to_owned(),
+            problems: Vec::new(),
+            dir: boot,
+            ..run
+        };
+        c.record(1, &run).unwrap();
+        assert_eq!(report(&repo, &groups, 2).unwrap(), ["generic/004"]);
+        let table = fs::read_to_string(c.record.join("report-6.12.txt")).unwrap();
+        assert!(table.contains("generic/004"), "{table}");
+
+        // Another split of the same list is another campaign; a changed list is refused.
+        fs::write(tree.join("tests/generic/group.list"), "001 quick\n").unwrap();
+        assert!(Campaign::open(&repo, &cache, &groups, 2, &tree).is_err());
+        fs::remove_dir_all(&base).unwrap();
     }
 
     #[test]
