@@ -161,8 +161,8 @@ fn readdirplus(f: &Fixture) {
     let fh = f.fs.opendir(&ctx(), ROOT, 0).unwrap().fh;
     let mut sink = Sink::new(usize::MAX);
     f.fs.readdirplus(&ctx(), ROOT, fh, 0, &mut sink).unwrap();
-    let x = sink.entries.iter().find(|e| e.0 == "x").unwrap();
-    assert_eq!(x.2.attr.size, 2);
+    let x = sink.get("x");
+    assert_eq!(x.entry.attr.size, 2);
 }
 
 fn posix_locks(f: &Fixture) {

@@ -240,8 +240,8 @@ fn readdir_offsets_stable_while_directory_changes() {
         if sink.entries.is_empty() {
             break;
         }
-        off = sink.entries.last().unwrap().1;
-        seen.extend(sink.entries.into_iter().map(|e| e.0));
+        off = sink.entries.last().unwrap().offset;
+        seen.extend(sink.entries.into_iter().map(|e| e.name));
         std::fs::write(f.host(&format!("new{round}")), b"").unwrap();
         round += 1;
     }
@@ -259,8 +259,8 @@ fn readdirplus_takes_references_only_for_real_entries() {
     let fh = f.fs.opendir(&ctx(), ROOT, 0).unwrap().fh;
     let mut sink = Sink::new(usize::MAX);
     f.fs.readdirplus(&ctx(), ROOT, fh, 0, &mut sink).unwrap();
-    let a = sink.entries.iter().find(|e| e.0 == "a").unwrap().2;
-    let dot = sink.entries.iter().find(|e| e.0 == "..").unwrap().2;
+    let a = sink.get("a").entry;
+    let dot = sink.get("..").entry;
     assert_ne!(a.nodeid, NodeId::NONE);
     assert_eq!(dot.nodeid, NodeId(0));
     assert_eq!(f.fs.lookup_count(a.nodeid), Some(1));

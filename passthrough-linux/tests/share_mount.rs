@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use common::needs_root;
 use passthrough_linux::share_mount_warnings;
 
 /// A tmpfs mounted with `opts` on `dir`, lazily unmounted on drop.

@@ -36,7 +36,10 @@ fn readdir(
     fx.fs
         .readdir(&ctx(), nodeid, fh, offset, &mut sink)
         .unwrap();
-    sink.entries.into_iter().map(|e| (e.1, e.3)).collect()
+    sink.entries
+        .into_iter()
+        .map(|e| (e.name, e.offset))
+        .collect()
 }
 
 /// Every entry from `offset` on, in chunks of `chunk`, each READDIR continuing at the last

@@ -155,7 +155,7 @@ fn special_files_are_host_regular_files_with_their_type_in_the_override() {
     let fh = fx.fs.opendir(&ctx(), root(), 0).unwrap().fh;
     let mut sink = Sink::new(usize::MAX);
     fx.fs.readdir(&ctx(), root(), fh, 0, &mut sink).unwrap();
-    let typ = |n: &str| sink.entries.iter().find(|e| e.1 == n).unwrap().2;
+    let typ = |n: &str| sink.get(n).typ;
     assert_eq!(typ("tty"), mode::DT_CHR);
     assert_eq!(typ("fifo"), mode::DT_FIFO);
     assert_eq!(typ("sock"), mode::DT_SOCK);
@@ -322,9 +322,9 @@ fn readdir_offsets_are_stable_and_a_rewind_rereads() {
             break;
         }
         for e in &sink.entries {
-            assert_eq!(e.2, mode::DT_DIR);
-            seen.push(e.1.clone());
-            offset = e.3;
+            assert_eq!(e.typ, mode::DT_DIR);
+            seen.push(e.name.clone());
+            offset = e.offset;
         }
         // Changes during the stream do not shift it.
         if seen.len() == 3 {

@@ -7,8 +7,11 @@
 //! READ and WRITE move data through a backing file when one is set with [`TestFs::with_file`]
 //! (through the zero-copy traits, as a real backend does); otherwise READ returns 0 bytes and
 //! WRITE consumes nothing and reports `size`.
+//!
+//! [`harness`] drives a real backend from its tests.
 
 mod backend;
+pub mod harness;
 mod requests;
 
 use std::fs::File;
