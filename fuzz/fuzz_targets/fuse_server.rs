@@ -23,7 +23,7 @@ use fuse_abi::{InHeader, InitFlags, Opcode, OutHeader};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{NullFs, all_capabilities, init_payload, request};
 use fuse_server::{
-    Capabilities, NegotiationConfig, Completion, PosixAcl, Server, ServerConfig, TransportFacts,
+    Capabilities, Completion, NegotiationConfig, PosixAcl, Server, ServerConfig, TransportFacts,
 };
 use libfuzzer_sys::fuzz_target;
 use zerocopy::FromBytes;

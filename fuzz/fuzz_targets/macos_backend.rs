@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use fuse_abi::{InHeader, InitFlags, Opcode, OutHeader};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{NegotiationConfig, Completion, Server, ServerConfig, TransportFacts};
+use fuse_server::{Completion, NegotiationConfig, Server, ServerConfig, TransportFacts};
 use libfuzzer_sys::fuzz_target;
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
