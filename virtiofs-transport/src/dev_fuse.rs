@@ -137,7 +137,7 @@ impl Default for ChannelConfig {
 impl ChannelConfig {
     /// The request buffer: `max_write` plus header room, at least `FUSE_MIN_READ_BUFFER`.
     pub fn request_buffer(&self) -> usize {
-        (self.max_write as usize + HEADER_ROOM).max(fuse_abi::MIN_READ_BUFFER)
+        (self.max_write as usize + HEADER_ROOM).max(fuse_abi::limits::MIN_READ_BUFFER)
     }
 
     /// The reply buffer: `max_reply` plus the out header and reply arguments.
@@ -462,7 +462,7 @@ mod tests {
             max_write: 0,
             max_reply: 4096,
         };
-        assert_eq!(small.request_buffer(), fuse_abi::MIN_READ_BUFFER);
+        assert_eq!(small.request_buffer(), fuse_abi::limits::MIN_READ_BUFFER);
         assert_eq!(ChannelConfig::default().request_buffer(), (1 << 20) + 4096);
     }
 }
