@@ -28,7 +28,8 @@
 //! - the other flag words ([`OpenOutFlags`], [`SetattrValid`], [`AttrFlags`], ...);
 //! - [`Errno`]: error numbers in Linux numbering, independent of the host's libc;
 //! - [`compat`]: the sizes the kernel uses for a negotiated minor version;
-//! - [`limits`]: the kernel's size limits a server enforces (`PATH_MAX`, `XATTR_SIZE_MAX`, ...).
+//! - [`limits`]: every kernel limit a server enforces or sizes by (`PATH_MAX`,
+//!   `XATTR_SIZE_MAX`, `FUSE_MIN_READ_BUFFER`, the default and per-chain page counts, ...).
 //!
 //! # Cargo features
 //!
@@ -72,15 +73,9 @@ pub const ROOT_ID: u64 = 1;
 pub const INVALID_UIDGID: u32 = u32::MAX;
 /// Bit 63 of `unique`: a request the kernel resent after NOTIFY_RESEND (`FUSE_UNIQUE_RESEND`).
 pub const UNIQUE_RESEND: u64 = 1 << 63;
-/// The smallest buffer a `/dev/fuse` reader may pass to `read()` (`FUSE_MIN_READ_BUFFER`).
-pub const MIN_READ_BUFFER: usize = 8192;
-/// The most iovecs an ioctl reply may name (`FUSE_IOCTL_MAX_IOV`).
-pub const IOCTL_MAX_IOV: usize = 256;
-/// The largest CUSE device-info string (`CUSE_INIT_INFO_MAX`).
-pub const CUSE_INIT_INFO_MAX: usize = 4096;
-/// The fixed alignment of DAX mappings, as log2 (2 MiB chunks): the kernel fails a connection
-/// whose `map_alignment` is larger while a DAX window is active.
-pub const DAX_MAP_ALIGNMENT_MAX: u16 = 21;
+/// `FUSE_DEV_IOC_CLONE`, `_IOR(229, 0, uint32_t)`: the `/dev/fuse` ioctl that attaches a newly
+/// opened descriptor to an existing connection (the same number on x86-64 and arm64).
+pub const DEV_IOC_CLONE: u32 = 0x8004_e500;
 /// `FUSE_URING_IN_OUT_HEADER_SZ`.
 pub const URING_IN_OUT_HEADER_SZ: usize = 128;
 /// `FUSE_URING_OP_IN_OUT_SZ`.

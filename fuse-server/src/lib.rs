@@ -45,5 +45,5 @@ pub use negotiate::{
     CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,
     TransportKind,
 };
-pub use server::{Error, Outcome, RequestBuffer, Server, ServerConfig};
+pub use server::{Completion, Error, Server, ServerBuffers, ServerConfig};
 pub use types::*;

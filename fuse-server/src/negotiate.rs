@@ -29,6 +29,9 @@
 //! the server uses has its current size (see `fuse_abi::compat`), the INIT reply is 64 bytes,
 //! and RENAME2 exists. An INIT from an older kernel gets [`NegotiationError::MinorTooOld`].
 
+use fuse_abi::limits::{
+    DAX_MAP_ALIGNMENT_MAX, DEFAULT_MAX_PAGES, PAGE_SIZE, VIRTIO_FS_HEADER_OVERHEAD, XATTR_SIZE_MAX,
+};
 use fuse_abi::{InitFlags, InitOut, U16, U32};
 
 use crate::Capabilities;
@@ -40,12 +43,6 @@ pub const SERVER_MINOR: u32 = fuse_abi::KERNEL_MINOR_VERSION;
 pub const MIN_KERNEL_MINOR: u32 = 23;
 /// The minor that introduced the request-extension format (`total_extlen`) the server parses.
 pub const EXTENSIONS_MINOR: u32 = 38;
-/// Pages per request the kernel uses when the reply does not set MAX_PAGES.
-pub const DEFAULT_MAX_PAGES: u16 = 32;
-/// The page size the kernel counts `max_pages` in.
-pub const PAGE_SIZE: u32 = 4096;
-/// Descriptors of a request beyond its data pages (`kernel-fuse.md` §4).
-pub const CHAIN_OVERHEAD: u32 = 4;
 /// Bytes of a request beyond its data: header, fixed argument and names or extensions, with
 /// room to spare.
 pub const REQUEST_OVERHEAD: u32 = 8192;
@@ -344,7 +341,7 @@ impl Negotiation {
             .saturating_mul(PAGE_SIZE)
             .max(self.negotiated.max_write)
             // SETXATTR carries up to XATTR_SIZE_MAX bytes of value.
-            .max(65536);
+            .max(u32::try_from(XATTR_SIZE_MAX).unwrap_or(u32::MAX));
         data.saturating_add(REQUEST_OVERHEAD)
     }
 }
@@ -476,7 +473,7 @@ pub fn negotiate(
     // Rule 6: DAX alignment.
     let mut map_alignment = 0;
     if flags.contains(InitFlags::MAP_ALIGNMENT) {
-        if transport.dax_window && transport.map_alignment <= fuse_abi::DAX_MAP_ALIGNMENT_MAX {
+        if transport.dax_window && transport.map_alignment <= DAX_MAP_ALIGNMENT_MAX {
             map_alignment = transport.map_alignment;
         } else {
             flags.remove(InitFlags::MAP_ALIGNMENT);
@@ -484,7 +481,9 @@ pub fn negotiate(
     }
 
     // Rule 6: pages and write size.
-    let chain_pages = transport.max_chain_len.saturating_sub(CHAIN_OVERHEAD);
+    let chain_pages = transport
+        .max_chain_len
+        .saturating_sub(VIRTIO_FS_HEADER_OVERHEAD);
     let buffer_pages = transport.max_request_size.saturating_sub(REQUEST_OVERHEAD) / PAGE_SIZE;
     let page_limit = u32::from(caps.max_pages.min(config.max_pages))
         .min(chain_pages)

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
+use fuse_abi::limits::NAME_MAX;
 use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, SetattrValid};
-
-/// The longest name the server accepts (Linux `NAME_MAX`); longer gets ENAMETOOLONG.
-pub const NAME_MAX: usize = fuse_abi::limits::NAME_MAX;
 
 /// A node id: the guest's name for an inode, handed out in an [`Entry`] and valid until the
 /// lookup count the guest holds on it drops to zero (FORGET).
@@ -63,7 +61,8 @@ macro_rules! display_as_number {
 
 display_as_number!(NodeId, Handle, LockOwner);
 
-/// A file name from the guest, validated: non-empty, at most [`NAME_MAX`] bytes, no `/`, no NUL.
+/// A file name from the guest, validated: non-empty, at most Linux's [`NAME_MAX`] bytes (longer
+/// gets ENAMETOOLONG), no `/`, no NUL.
 ///
 /// `.` and `..` pass this check; operations that must not see them use
 /// [`Name::is_dot_or_dotdot`] (the server rejects them where the kernel never sends them).

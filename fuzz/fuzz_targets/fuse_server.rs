@@ -23,7 +23,7 @@ use fuse_abi::{InHeader, InitFlags, Opcode, OutHeader};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{NullFs, all_capabilities, init_payload, request};
 use fuse_server::{
-    Capabilities, NegotiationConfig, Outcome, PosixAcl, Server, ServerConfig, TransportFacts,
+    Capabilities, Completion, NegotiationConfig, PosixAcl, Server, ServerConfig, TransportFacts,
 };
 use libfuzzer_sys::fuzz_target;
 use zerocopy::FromBytes;
@@ -75,7 +75,7 @@ fn exchange(server: &Server<NullFs>, msg: &[u8], space: &mut [u8]) {
     let mut r = MemReader::new(msg);
     let mut w = MemWriter::new(space);
     match server.handle_message(&mut r, &mut w) {
-        Ok(Outcome::Replied { len }) => {
+        Ok(Completion::Replied { len }) => {
             let out = w.written();
             assert_eq!(len, out.len());
             let (h, _) = OutHeader::read_from_prefix(out).expect("a reply has a header");
@@ -98,7 +98,7 @@ fn exchange(server: &Server<NullFs>, msg: &[u8], space: &mut [u8]) {
                 );
             }
         }
-        Ok(Outcome::NoReply) => assert!(w.written().is_empty()),
+        Ok(Completion::NoReply) => assert!(w.written().is_empty()),
         Err(fuse_server::Error::ReplySpace { .. }) => assert!(room < 16),
         Err(e) => panic!("unexpected error over host memory: {e}"),
     }

@@ -22,7 +22,7 @@ use std::sync::OnceLock;
 use fuse_abi::{InHeader, InitFlags, Opcode, OutHeader};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{NegotiationConfig, Outcome, Server, ServerConfig, TransportFacts};
+use fuse_server::{Completion, NegotiationConfig, Server, ServerConfig, TransportFacts};
 use libfuzzer_sys::fuzz_target;
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
@@ -59,7 +59,7 @@ fn exchange(server: &Server<PassthroughFs<LinuxHost>>, msg: &[u8], space: &mut [
     let mut r = MemReader::new(msg);
     let mut w = MemWriter::new(space);
     match server.handle_message(&mut r, &mut w) {
-        Ok(Outcome::Replied { len }) => {
+        Ok(Completion::Replied { len }) => {
             let out = w.written();
             assert_eq!(len, out.len());
             let (h, _) = OutHeader::read_from_prefix(out).expect("a reply has a header");
@@ -77,7 +77,7 @@ fn exchange(server: &Server<PassthroughFs<LinuxHost>>, msg: &[u8], space: &mut [
             let e = h.error.get();
             assert!((-511..=0).contains(&e), "error {e}");
         }
-        Ok(Outcome::NoReply) => assert!(w.written().is_empty()),
+        Ok(Completion::NoReply) => assert!(w.written().is_empty()),
         Err(e) => panic!("unexpected error over host memory: {e}"),
     }
 }

@@ -526,7 +526,7 @@ impl<H: Host> PassthroughFs<H> {
         let raw = sc.name.strip_suffix(b"\0").unwrap_or(sc.name);
         let acceptable = raw.starts_with(b"security.")
             && xattr::check_guest_name(raw).is_ok()
-            && sc.value.len() <= xattr::linux::XATTR_SIZE_MAX;
+            && sc.value.len() <= fuse_abi::limits::XATTR_SIZE_MAX;
         if !acceptable {
             fuse_server::guest_warn!(
                 "security context {:?} ignored: not a security.* attribute the guest may set",
@@ -1327,7 +1327,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             return Err(Errno::ENOSYS);
         }
         xattr::check_guest_name(name.to_bytes())?;
-        if value.len() > xattr::linux::XATTR_SIZE_MAX {
+        if value.len() > fuse_abi::limits::XATTR_SIZE_MAX {
             return Err(Errno::E2BIG);
         }
         let options = xattr::set_options(flags)?;
@@ -1354,7 +1354,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             .host
             .getxattr(node, name, buf, xattr::HOST_OPTIONS)
             .map_err(guest)?;
-        if len > xattr::linux::XATTR_SIZE_MAX {
+        if len > fuse_abi::limits::XATTR_SIZE_MAX {
             return Err(Errno::E2BIG);
         }
         if buf.is_empty() {
@@ -1376,7 +1376,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         xattr::reply(
             list.get(..len).unwrap_or_default(),
             buf,
-            xattr::linux::XATTR_LIST_MAX,
+            fuse_abi::limits::XATTR_LIST_MAX,
         )
     }
 

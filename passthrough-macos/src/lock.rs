@@ -13,6 +13,7 @@
 //! whence}` with `len` 0 for "to the end of file". Values: reference/macos.md §2.9.
 
 use fuse_abi::Errno;
+use fuse_abi::limits::OFFSET_MAX;
 use fuse_server::Lock;
 
 use crate::darwin_abi;
@@ -38,10 +39,6 @@ pub mod linux {
     /// Unlock.
     pub const F_UNLCK: u32 = 2;
 }
-
-/// The largest file offset: FUSE's `end` for a lock that runs to the end of the file (the
-/// kernel's `OFFSET_MAX`; it rejects a reply with a larger `end`).
-pub const OFFSET_MAX: u64 = i64::MAX.unsigned_abs();
 
 /// Translates a guest lock type to the host's `l_type`; unknown types are `EINVAL`.
 pub const fn type_to_darwin(typ: u32) -> Result<i16, Errno> {

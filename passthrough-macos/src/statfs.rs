@@ -10,8 +10,9 @@ use fuse_server::StatFs;
 
 use crate::darwin_abi;
 
-/// Linux's (and FUSE's) longest name, used when `pathconf` has no answer.
+/// Linux's longest name ([`fuse_abi::limits::NAME_MAX`]), used when `pathconf` has no answer.
 pub const DEFAULT_NAMELEN: u32 = 255;
+const _: () = assert!(DEFAULT_NAMELEN as usize == fuse_abi::limits::NAME_MAX);
 
 /// The fields of Darwin's `struct statfs` the backend uses, portable; on macOS built from a
 /// `libc::statfs`.

@@ -30,18 +30,12 @@ use crate::darwin_abi;
 use crate::errno::DarwinErrno;
 use crate::override_stat;
 
-/// Linux `setxattr` flags and limits.
+/// Linux `setxattr` flags (the limits are [`fuse_abi::limits`]'s).
 pub mod linux {
     /// Fail if the attribute exists.
     pub const XATTR_CREATE: u32 = 1;
     /// Fail if the attribute does not exist.
     pub const XATTR_REPLACE: u32 = 2;
-    /// The largest value (`XATTR_SIZE_MAX`).
-    pub const XATTR_SIZE_MAX: usize = 65_536;
-    /// The largest name list (`XATTR_LIST_MAX`).
-    pub const XATTR_LIST_MAX: usize = 65_536;
-    /// The longest name (`XATTR_NAME_MAX`).
-    pub const XATTR_NAME_MAX: usize = 255;
 }
 
 /// The `options` every host xattr call passes: never follow a symlink.
@@ -173,8 +167,9 @@ where
 
 /// Answers a guest GETXATTR or LISTXATTR from the (already filtered) `data`: an empty `buf` is
 /// the guest's size probe ([`XattrReply::Size`]); otherwise the data is copied, or `ERANGE` if
-/// it does not fit. Data larger than `limit` (Linux's 64 KiB [`linux::XATTR_SIZE_MAX`] /
-/// [`linux::XATTR_LIST_MAX`]) is `E2BIG`, as Linux reports it.
+/// it does not fit. Data larger than `limit` (Linux's 64 KiB
+/// [`XATTR_SIZE_MAX`](fuse_abi::limits::XATTR_SIZE_MAX) /
+/// [`XATTR_LIST_MAX`](fuse_abi::limits::XATTR_LIST_MAX)) is `E2BIG`, as Linux reports it.
 pub fn reply(data: &[u8], buf: &mut [u8], limit: usize) -> Result<XattrReply, Errno> {
     if data.len() > limit {
         return Err(Errno::E2BIG);
@@ -202,6 +197,8 @@ const _: () = {
 
 #[cfg(test)]
 mod tests {
+    use fuse_abi::limits::{XATTR_LIST_MAX, XATTR_SIZE_MAX};
+
     use super::*;
 
     #[test]
@@ -383,32 +380,26 @@ mod tests {
     fn replies() {
         let data = b"user.a\0user.b\0";
         assert_eq!(
-            reply(data, &mut [], linux::XATTR_LIST_MAX),
+            reply(data, &mut [], XATTR_LIST_MAX),
             Ok(XattrReply::Size(14))
         );
         let mut exact = [0u8; 14];
         assert_eq!(
-            reply(data, &mut exact, linux::XATTR_LIST_MAX),
+            reply(data, &mut exact, XATTR_LIST_MAX),
             Ok(XattrReply::Data(14))
         );
         assert_eq!(&exact, data);
         let mut big = [0xaau8; 32];
         assert_eq!(
-            reply(data, &mut big, linux::XATTR_LIST_MAX),
+            reply(data, &mut big, XATTR_LIST_MAX),
             Ok(XattrReply::Data(14))
         );
         assert_eq!(&big[..14], data);
         let mut small = [0u8; 13];
-        assert_eq!(
-            reply(data, &mut small, linux::XATTR_LIST_MAX),
-            Err(Errno::ERANGE)
-        );
+        assert_eq!(reply(data, &mut small, XATTR_LIST_MAX), Err(Errno::ERANGE));
         assert_eq!(reply(b"", &mut [], 0), Ok(XattrReply::Size(0)));
         assert_eq!(reply(b"", &mut small, 0), Ok(XattrReply::Data(0)));
-        let huge = vec![1u8; linux::XATTR_SIZE_MAX + 1];
-        assert_eq!(
-            reply(&huge, &mut [], linux::XATTR_SIZE_MAX),
-            Err(Errno::E2BIG)
-        );
+        let huge = vec![1u8; XATTR_SIZE_MAX + 1];
+        assert_eq!(reply(&huge, &mut [], XATTR_SIZE_MAX), Err(Errno::E2BIG));
     }
 }

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Duration;
 
-use fuse_abi::{InitFlags, InitOut, OutHeader};
+use fuse_abi::{InitFlags, InitOut, Opcode, OutHeader};
 use fuse_server::NegotiationConfig;
 use fuse_server::test_utils::{init_payload, request};
 use passthrough_macos::{Config, PassthroughFs};
@@ -43,7 +43,6 @@ type Host = passthrough_macos::host::LinuxHost;
 type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 
 const QUEUE_SIZE: u16 = 64;
-const FUSE_INIT: u32 = 26;
 
 /// The VMM's interrupt line for the device: an interrupt status register (bit 0: used buffer
 /// notification, as virtio-mmio's InterruptStatus) and a wake-up of the VMM's loop, which
@@ -106,7 +105,7 @@ fn main() {
 
     // The guest puts FUSE_INIT on request queue 1 and notifies.
     let req = request(
-        FUSE_INIT,
+        Opcode::Init as u32,
         2,
         0,
         &init_payload(41, InitFlags::all(), 1 << 17),

@@ -466,8 +466,8 @@ where
         .map(u32::from_le_bytes);
     match opcode.and_then(|op| Opcode::try_from(op).ok()) {
         Some(Opcode::Forget | Opcode::BatchForget) => {
-            let outcome = server.handle_message(&mut MemReader::new(staging), writer)?;
-            if outcome != fuse_server::Outcome::NoReply {
+            let completion = server.handle_message(&mut MemReader::new(staging), writer)?;
+            if completion != fuse_server::Completion::NoReply {
                 fuse_server::guest_warn!("hiprio queue: the server replied to a FORGET");
             }
         }

@@ -4,13 +4,14 @@
 
 use std::ops::Deref;
 
+use fuse_abi::InHeaderPrefix;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
 
 use crate::error::{Error, Result};
 use crate::reader::ChainReader;
-use crate::reply::{Completion, RequestHead};
+use crate::reply::CheckedCompletion;
 use crate::sys::IoVecs;
 use crate::writer::ChainWriter;
 
@@ -99,15 +100,15 @@ impl ChainBuffers {
         mem: &'a M,
         table: DescTable,
         head: u16,
-    ) -> Result<Request<'a, M>> {
+    ) -> Result<ChainRequest<'a, M>> {
         let readable = walk(mem, table, head, &mut self.segments)?;
         let (read_segs, write_segs) = self.segments.split_at(readable);
         let reader = ChainReader::new(mem, read_segs, &mut self.read_iov);
-        let request = reader.peek_head();
+        let in_header = reader.peek_head();
         let writer = ChainWriter::new(mem, write_segs, &mut self.write_iov);
-        Ok(Request {
+        Ok(ChainRequest {
             head,
-            request,
+            in_header,
             reader,
             writer,
         })
@@ -123,7 +124,7 @@ impl ChainBuffers {
         &'a mut self,
         chain: &'a DescriptorChain<M>,
         table: DescTable,
-    ) -> Result<Request<'a, M::Target>>
+    ) -> Result<ChainRequest<'a, M::Target>>
     where
         M: Deref,
         M::Target: GuestMemory,
@@ -343,14 +344,15 @@ impl Iterator for Pieces<'_> {
 ///
 /// Give [`io`](Self::io) to the server, then [`finish`](Self::finish) to get the used length.
 #[derive(Debug)]
-pub struct Request<'a, M: GuestMemory + ?Sized> {
+pub struct ChainRequest<'a, M: GuestMemory + ?Sized> {
     head: u16,
-    request: Option<RequestHead>,
+    /// The first 16 bytes of the request, copied when the chain was walked (`None`: shorter).
+    in_header: Option<InHeaderPrefix>,
     reader: ChainReader<'a, M>,
     writer: ChainWriter<'a, M>,
 }
 
-impl<'a, M: GuestMemory + ?Sized> Request<'a, M> {
+impl<'a, M: GuestMemory + ?Sized> ChainRequest<'a, M> {
     /// The chain's head index (what goes into the used ring).
     pub fn head_index(&self) -> u16 {
         self.head
@@ -378,12 +380,12 @@ impl<'a, M: GuestMemory + ?Sized> Request<'a, M> {
     /// # Errors
     ///
     /// The rule the reply breaks; the device then reports used length 0.
-    pub fn finish(self) -> Result<Completion> {
+    pub fn finish(self) -> Result<CheckedCompletion> {
         let out = if self.writer.bytes_written() >= 16 {
             Some(self.writer.read_back_header()?)
         } else {
             None
         };
-        crate::reply::check(self.request, self.writer.bytes_written(), out)
+        crate::reply::check(self.in_header, self.writer.bytes_written(), out)
     }
 }

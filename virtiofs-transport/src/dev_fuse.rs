@@ -29,11 +29,12 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use fuse_server::Completion;
 use fuse_server::Writer as _;
 use fuse_server::mem::{MemReader, MemWriter};
 
 use crate::error::{Error, Result};
-use crate::reply::{self, Completion, RequestHead};
+use crate::reply::{self, CheckedCompletion};
 use crate::sys;
 
 /// Room for the request headers in front of WRITE data (in header, write_in, extensions),
@@ -136,7 +137,7 @@ impl Default for ChannelConfig {
 impl ChannelConfig {
     /// The request buffer: `max_write` plus header room, at least `FUSE_MIN_READ_BUFFER`.
     pub fn request_buffer(&self) -> usize {
-        (self.max_write as usize + HEADER_ROOM).max(fuse_abi::MIN_READ_BUFFER)
+        (self.max_write as usize + HEADER_ROOM).max(fuse_abi::limits::MIN_READ_BUFFER)
     }
 
     /// The reply buffer: `max_reply` plus the out header and reply arguments.
@@ -316,27 +317,27 @@ impl FuseChannel {
     /// # Errors
     ///
     /// A reply that breaks a rule (nothing is written), or [`Error::WriteReply`].
-    pub fn reply<H>(&mut self, len: usize, handle: H) -> Result<Completion>
+    pub fn reply<H>(&mut self, len: usize, handle: H) -> Result<CheckedCompletion>
     where
         H: FnOnce(&mut MemReader<'_>, &mut MemWriter<'_>),
     {
         let request = self.request.get(..len).unwrap_or(&self.request);
-        let head = request.first_chunk::<16>().map(RequestHead::decode);
+        let head = request.first_chunk::<16>().copied().map(reply::decode_head);
         let mut reader = MemReader::new(request);
         let mut writer = MemWriter::new(&mut self.reply);
         handle(&mut reader, &mut writer);
         let written = writer.bytes_written();
         let out = self.reply.first_chunk::<16>().copied();
-        let completion = reply::check(head, written, out)?;
-        if let Completion::Reply(r) = completion {
-            let bytes = self.reply.get(..r.used_len() as usize).unwrap_or_default();
+        let checked = reply::check(head, written, out)?;
+        if let Completion::Replied { len: used } = checked.completion() {
+            let bytes = self.reply.get(..used).unwrap_or_default();
             match (&self.fd).write_vectored(&[IoSlice::new(bytes)]) {
                 Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(Error::WriteReply(e)),
             }
         }
-        Ok(completion)
+        Ok(checked)
     }
 
     /// Serves requests until the filesystem is unmounted. A reply the check refuses is logged
@@ -461,7 +462,7 @@ mod tests {
             max_write: 0,
             max_reply: 4096,
         };
-        assert_eq!(small.request_buffer(), fuse_abi::MIN_READ_BUFFER);
+        assert_eq!(small.request_buffer(), fuse_abi::limits::MIN_READ_BUFFER);
         assert_eq!(ChannelConfig::default().request_buffer(), (1 << 20) + 4096);
     }
 }

@@ -12,12 +12,13 @@
 //! [`ChainBuffers::parse`] walks the descriptors — direct or through one indirect table — and
 //! checks every index, address and length the guest supplied (overflow, outside guest memory,
 //! readable after writable, loops, longer than the table): a malformed chain is a typed
-//! [`Error`], never a panic. The [`Request`] it returns holds a [`ChainReader`] over the
+//! [`Error`], never a panic. The [`ChainRequest`] it returns holds a [`ChainReader`] over the
 //! device-readable buffers and a [`ChainWriter`] over the device-writable ones; both implement
 //! fuse-server's I/O traits, file data moves with one `preadv`/`pwritev` over iovecs of the
 //! guest buffers, and every byte written into guest memory is marked dirty in vm-memory's
-//! bitmap. [`Request::finish`] checks the reply (`out_header.len` == bytes written, `unique`
-//! echoed, error in range) and is the only source of the used length ([`Completion`]).
+//! bitmap. [`ChainRequest::finish`] checks the reply (`out_header.len` == bytes written,
+//! `unique` echoed, error in range) and is the only source of the used length: a
+//! [`CheckedCompletion`], fuse-server's [`Completion`](fuse_server::Completion) once checked.
 //! [`RingState::pop`] takes chain heads off the avail ring after checking the driver's indices
 //! itself (`avail->idx` at most the queue size ahead, every head inside the table): a queue whose
 //! indices are impossible is broken, logged once and not polled again until it is reset or set up
@@ -69,9 +70,9 @@ mod reply;
 mod sys;
 mod writer;
 
-pub use chain::{ChainBuffers, DescTable, Request};
+pub use chain::{ChainBuffers, ChainRequest, DescTable};
 pub use error::{Error, Result};
 pub use queue::{Pop, QueueStats, RingState, add_used, process_queue, serve_chain};
 pub use reader::ChainReader;
-pub use reply::{Completion, FinishedReply};
+pub use reply::CheckedCompletion;
 pub use writer::ChainWriter;

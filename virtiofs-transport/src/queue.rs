@@ -19,7 +19,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 use crate::chain::{ChainBuffers, DescTable};
 use crate::error::{Error, Result};
 use crate::reader::ChainReader;
-use crate::reply::Completion;
+use crate::reply::CheckedCompletion;
 use crate::writer::ChainWriter;
 
 /// What one [`process_queue`] pass did.
@@ -208,7 +208,7 @@ pub fn add_used<Q: QueueT, M: GuestMemory>(
     queue: &mut Q,
     mem: &M,
     head: u16,
-    completion: Completion,
+    completion: CheckedCompletion,
 ) -> Result<()> {
     queue
         .add_used(mem, head, completion.used_len())
@@ -221,7 +221,7 @@ pub fn add_used<Q: QueueT, M: GuestMemory>(
 /// impossible indices is marked broken in `ring`, and a broken queue is not polled at all.
 ///
 /// `handle` gets each request's reader and writer (it calls the server); the reply is then
-/// checked ([`Request::finish`](crate::Request::finish)) and its used length reported. A
+/// checked ([`ChainRequest::finish`](crate::ChainRequest::finish)) and its used length reported. A
 /// malformed chain or a reply that breaks a rule is reported with used length 0, logged (under
 /// the shared rate limit) and counted, never fatal. `notify` signals the guest (an irqfd or
 /// vhost-user call) whenever the queue says a notification is due.
@@ -317,7 +317,7 @@ pub fn serve_chain<M, H>(
     buffers: &mut ChainBuffers,
     handle: &mut H,
     stats: &mut QueueStats,
-) -> Completion
+) -> CheckedCompletion
 where
     M: GuestMemory,
     H: FnMut(&mut ChainReader<'_, M>, &mut ChainWriter<'_, M>),
@@ -334,14 +334,14 @@ where
                 Err(e) => {
                     fuse_server::guest_warn!("chain {head}: reply refused: {e}");
                     stats.bad_replies += 1;
-                    Completion::NoReply
+                    CheckedCompletion::NO_REPLY
                 }
             }
         }
         Err(e) => {
             fuse_server::guest_warn!("chain {head}: dropped: {e}");
             stats.malformed += 1;
-            Completion::NoReply
+            CheckedCompletion::NO_REPLY
         }
     }
 }

@@ -3,13 +3,14 @@
 use std::io;
 use std::os::fd::BorrowedFd;
 
+use fuse_abi::InHeaderPrefix;
 use fuse_server::{Reader, ZeroCopyReader};
 use vm_memory::volatile_memory::PtrGuard;
 use vm_memory::{Bytes, GuestMemory, Permissions};
 
 use crate::chain::{Cursor, Segment};
 use crate::error::Error;
-use crate::reply::RequestHead;
+use crate::reply::decode_head;
 use crate::sys::IoVecs;
 
 /// Reads a request out of the device-readable part of a descriptor chain.
@@ -42,7 +43,7 @@ impl<'a, M: GuestMemory + ?Sized> ChainReader<'a, M> {
 
     /// Copies the first 16 bytes (`len`, `opcode`, `unique`) without consuming them, or `None`
     /// if the request is shorter or unreadable.
-    pub(crate) fn peek_head(&self) -> Option<RequestHead> {
+    pub(crate) fn peek_head(&self) -> Option<InHeaderPrefix> {
         let mut head = [0u8; 16];
         let mut done = 0;
         for (addr, len) in self.cur.pieces(16) {
@@ -51,7 +52,7 @@ impl<'a, M: GuestMemory + ?Sized> ChainReader<'a, M> {
                 .ok()?;
             done += len;
         }
-        (done == 16).then(|| RequestHead::decode(&head))
+        (done == 16).then(|| decode_head(head))
     }
 
     /// Bytes not yet consumed.

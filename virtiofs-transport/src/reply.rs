@@ -1,65 +1,53 @@
 //! The used length: a value only a checked, finished reply can produce.
 
 use fuse_abi::{InHeaderPrefix, Opcode, OutHeader};
+use fuse_server::Completion;
 
 use crate::error::{Error, Result};
 
-/// The first 16 bytes of `fuse_in_header`, copied from the request when it was taken.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct RequestHead {
-    pub(crate) opcode: u32,
-    pub(crate) unique: u64,
+/// The first 16 bytes of a request (`len`, `opcode`, `unique`), copied out when it was taken.
+pub(crate) fn decode_head(bytes: [u8; 16]) -> InHeaderPrefix {
+    zerocopy::transmute!(bytes)
 }
 
-impl RequestHead {
-    /// Decodes the first 16 bytes of a request.
-    pub(crate) fn decode(bytes: &[u8; 16]) -> Self {
-        let prefix: InHeaderPrefix = zerocopy::transmute!(*bytes);
-        Self {
-            opcode: prefix.opcode.get(),
-            unique: prefix.unique.get(),
-        }
-    }
-
-    /// Whether the kernel expects no reply (FORGET, BATCH_FORGET; INTERRUPT may go unanswered).
-    fn no_reply(self) -> bool {
-        Opcode::try_from(self.opcode).is_ok_and(|op| op.is_noreply() || op == Opcode::Interrupt)
-    }
+/// Whether the kernel expects no reply to `request` (FORGET, BATCH_FORGET; INTERRUPT may go
+/// unanswered).
+fn takes_no_reply(request: &InHeaderPrefix) -> bool {
+    Opcode::try_from(request.opcode.get())
+        .is_ok_and(|op| op.is_noreply() || op == Opcode::Interrupt)
 }
 
-/// A reply that passed every check: its used length is the bytes written, which equal
-/// `out_header.len`, and `out_header.unique` echoes the request.
+/// A request's [`Completion`] that passed the transport's check: a reply's used length is the
+/// bytes written, which equal `out_header.len`, and `out_header.unique` echoes the request.
 ///
-/// The only way to get one is `Request::finish` (virtqueue) or the `/dev/fuse` writer's own
-/// check; the device reports [`used_len`](Self::used_len) and nothing else.
+/// The only way to get one is [`ChainRequest::finish`](crate::ChainRequest::finish) (virtqueue),
+/// the `/dev/fuse` channel's own check, or a chain the transport answers without a reply
+/// (malformed, or its reply refused); the device reports [`used_len`](Self::used_len) and
+/// nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FinishedReply {
+#[must_use = "the used ring needs the completion's used length"]
+pub struct CheckedCompletion {
+    /// The checked length; 0 without a reply (a reply is never empty: it holds its 16-byte
+    /// out header).
     used_len: u32,
 }
 
-impl FinishedReply {
-    /// The length to put in the used ring (bytes written == `out_header.len`).
+impl CheckedCompletion {
+    /// No reply: FORGET and BATCH_FORGET, INTERRUPT, a request too short to answer, or a chain
+    /// the transport drops.
+    pub(crate) const NO_REPLY: CheckedCompletion = CheckedCompletion { used_len: 0 };
+
+    /// The length to put in the used ring: the reply's length (bytes written ==
+    /// `out_header.len`), or 0 without a reply.
     pub fn used_len(&self) -> u32 {
         self.used_len
     }
-}
 
-/// How a request ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use = "the used ring needs the completion's used length"]
-pub enum Completion {
-    /// A checked reply.
-    Reply(FinishedReply),
-    /// No reply: FORGET and BATCH_FORGET, INTERRUPT, or a request too short to answer.
-    NoReply,
-}
-
-impl Completion {
-    /// The used length: the reply's length, or 0 without a reply.
-    pub fn used_len(&self) -> u32 {
-        match self {
-            Completion::Reply(r) => r.used_len,
-            Completion::NoReply => 0,
+    /// What became of the request.
+    pub fn completion(&self) -> Completion {
+        match self.used_len {
+            0 => Completion::NoReply,
+            len => Completion::Replied { len: len as usize },
         }
     }
 }
@@ -67,14 +55,16 @@ impl Completion {
 /// Judges a reply of `written` bytes whose first 16 bytes are `out` (present when `written`
 /// ≥ 16) to `request` (absent when the request was shorter than 16 bytes).
 pub(crate) fn check(
-    request: Option<RequestHead>,
+    request: Option<InHeaderPrefix>,
     written: usize,
     out: Option<[u8; 16]>,
-) -> Result<Completion> {
+) -> Result<CheckedCompletion> {
     if written == 0 {
         return match request {
-            Some(req) if !req.no_reply() => Err(Error::MissingReply { opcode: req.opcode }),
-            _ => Ok(Completion::NoReply),
+            Some(req) if !takes_no_reply(&req) => Err(Error::MissingReply {
+                opcode: req.opcode.get(),
+            }),
+            _ => Ok(CheckedCompletion::NO_REPLY),
         };
     }
     let Some(req) = request else {
@@ -90,9 +80,9 @@ pub(crate) fn check(
     if header != used_len {
         return Err(Error::ReplyLength { header, written });
     }
-    if out.unique.get() != req.unique {
+    if out.unique != req.unique {
         return Err(Error::ReplyUnique {
-            request: req.unique,
+            request: req.unique.get(),
             reply: out.unique.get(),
         });
     }
@@ -100,14 +90,17 @@ pub(crate) fn check(
     if !(-511..=0).contains(&error) {
         return Err(Error::ReplyErrno { error });
     }
-    if req.no_reply() && Opcode::try_from(req.opcode) != Ok(Opcode::Interrupt) {
-        return Err(Error::UnexpectedReply { opcode: req.opcode });
+    let opcode = req.opcode.get();
+    if takes_no_reply(&req) && Opcode::try_from(opcode) != Ok(Opcode::Interrupt) {
+        return Err(Error::UnexpectedReply { opcode });
     }
-    Ok(Completion::Reply(FinishedReply { used_len }))
+    Ok(CheckedCompletion { used_len })
 }
 
 #[cfg(test)]
 mod tests {
+    use fuse_abi::{U32, U64};
+
     use super::*;
 
     fn out(len: u32, error: i32, unique: u64) -> [u8; 16] {
@@ -118,10 +111,16 @@ mod tests {
         b
     }
 
-    const GETATTR: RequestHead = RequestHead {
-        opcode: 3,
-        unique: 0x42,
-    };
+    /// The first 16 bytes of a request (its `len` plays no part in the check).
+    const fn head(opcode: u32, unique: u64) -> InHeaderPrefix {
+        InHeaderPrefix {
+            len: U32::new(0),
+            opcode: U32::new(opcode),
+            unique: U64::new(unique),
+        }
+    }
+
+    const GETATTR: InHeaderPrefix = head(3, 0x42);
 
     #[test]
     fn used_len_is_the_checked_length() {
@@ -164,15 +163,18 @@ mod tests {
             check(None, 16, Some(out(16, 0, 0))),
             Err(Error::ReplyWithoutRequest)
         ));
-        let forget = RequestHead {
-            opcode: 2,
-            unique: 7,
-        };
-        assert_eq!(check(Some(forget), 0, None).unwrap(), Completion::NoReply);
+        let forget = head(2, 7);
+        assert_eq!(
+            check(Some(forget), 0, None).unwrap().completion(),
+            Completion::NoReply
+        );
         assert!(matches!(
             check(Some(forget), 16, Some(out(16, 0, 7))),
             Err(Error::UnexpectedReply { opcode: 2 })
         ));
-        assert_eq!(check(None, 0, None).unwrap(), Completion::NoReply);
+        assert_eq!(
+            check(None, 0, None).unwrap().completion(),
+            Completion::NoReply
+        );
     }
 }

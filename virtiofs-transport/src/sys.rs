@@ -22,9 +22,9 @@ use vm_memory::volatile_memory::{PtrGuard, PtrGuardMut};
 /// The most iovecs one `preadv`/`pwritev` accepts (`UIO_MAXIOV` on Linux).
 pub(crate) const IOV_MAX: usize = 1024;
 
-/// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
+/// [`fuse_abi::DEV_IOC_CLONE`] as `ioctl` takes it.
 #[cfg(all(feature = "dev-fuse", target_os = "linux"))]
-const FUSE_DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
+const FUSE_DEV_IOC_CLONE: libc::c_ulong = fuse_abi::DEV_IOC_CLONE as libc::c_ulong;
 
 /// Reusable storage for the iovecs of one vectored call, and the vm-memory guards that keep
 /// their memory mapped while the call runs. `G` is [`PtrGuard`] (guest memory is read: the

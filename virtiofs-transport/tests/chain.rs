@@ -9,9 +9,10 @@ use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
 use common::*;
+use fuse_server::Completion;
 use fuse_server::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 use virtio_queue::desc::split::Descriptor;
-use virtiofs_transport::{ChainBuffers, Completion, DescTable, Error};
+use virtiofs_transport::{ChainBuffers, DescTable, Error};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM_SIZE: usize = 0x10_0000;
@@ -99,14 +100,14 @@ fn readable_only_and_writable_only_chains() {
     assert_eq!(r.writer().available(), 0);
     let mut hdr = [0u8; 40];
     r.reader().read_exact(&mut hdr).unwrap();
-    assert_eq!(r.finish().unwrap(), Completion::NoReply);
+    assert_eq!(r.finish().unwrap().completion(), Completion::NoReply);
 
     // No readable part: nothing to answer.
     let wr = place(&[64], true, &mut next, 0);
     let head = install(&mem, &wr, false);
     let mut r = bufs.parse(&mem, TABLE, head).unwrap();
     assert_eq!(Reader::remaining(r.reader()), 0);
-    assert_eq!(r.finish().unwrap(), Completion::NoReply);
+    assert_eq!(r.finish().unwrap().completion(), Completion::NoReply);
 }
 
 /// The used length can only come from a finished reply, and only when it equals the bytes

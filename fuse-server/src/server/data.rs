@@ -3,7 +3,7 @@
 //!
 //! READ and WRITE data never enter a server buffer: READ reserves the out header and lets the
 //! backend fill the reply through a [`ZeroCopyWriter`] bounded to the READ's size
-//! ([`Reply::Written`]); WRITE hands the backend the request's reader, bounded to the WRITE's
+//! ([`HandlerReply::Written`]); WRITE hands the backend the request's reader, bounded to the WRITE's
 //! size.
 
 use std::io;
@@ -17,19 +17,19 @@ use zerocopy::FromBytes;
 
 use super::Server;
 use super::encode::{open_out, put};
-use super::frame::{Args, Fail, OUT_HEADER_LEN, Out, Reply};
+use super::frame::{Args, Fail, HandlerReply, OUT_HEADER_LEN, Out};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 use crate::types::{Handle, LockOwner, NodeId};
 
 impl<F: FileSystem> Server<F> {
-    pub(super) fn open<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn open<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (oi, _): (OpenIn, _) = self.arg(&a.req, a.args)?;
         let flags = OpenInFlags::from_bits_retain(oi.open_flags.get());
         let o = self
             .fs
             .open(&a.req.ctx, a.req.nodeid, oi.flags.get(), flags)?;
-        Ok(Reply::Ok(put(out.fixed, &open_out(&o))))
+        Ok(HandlerReply::Ok(put(out.fixed, &open_out(&o))))
     }
 
     /// READ: the data goes straight into the reply; data already there is a short read,
@@ -39,7 +39,7 @@ impl<F: FileSystem> Server<F> {
         a: &Args<'o>,
         w: &mut W,
         start: usize,
-    ) -> Result<Reply<'o>, Fail> {
+    ) -> Result<HandlerReply<'o>, Fail> {
         let (ri, _): (ReadIn, _) = self.arg(&a.req, a.args)?;
         self.reserve_header(w)?;
         let size = ri.size.get();
@@ -69,7 +69,7 @@ impl<F: FileSystem> Server<F> {
             Err(e) if data == 0 => e.to_wire(),
             _ => 0,
         };
-        Ok(Reply::Written { error })
+        Ok(HandlerReply::Written { error })
     }
 
     /// WRITE: the argument is read from the request here (its data stays in the reader).
@@ -78,7 +78,7 @@ impl<F: FileSystem> Server<F> {
         a: &Args<'o>,
         out: Out<'o>,
         r: &mut R,
-    ) -> Result<Reply<'o>, Fail> {
+    ) -> Result<HandlerReply<'o>, Fail> {
         let mut arg = [0u8; std::mem::size_of::<WriteIn>()];
         let arg_len = fuse_abi::compat::write_in_size(a.req.minor).min(arg.len());
         if a.body_len < arg_len {
@@ -121,10 +121,10 @@ impl<F: FileSystem> Server<F> {
             size: U32::new(n),
             padding: U32::new(0),
         };
-        Ok(Reply::Ok(put(out.fixed, &wo)))
+        Ok(HandlerReply::Ok(put(out.fixed, &wo)))
     }
 
-    pub(super) fn flush<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn flush<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (fi, _): (FlushIn, _) = self.arg(&a.req, a.args)?;
         self.fs.flush(
             &a.req.ctx,
@@ -132,11 +132,11 @@ impl<F: FileSystem> Server<F> {
             Handle(fi.fh.get()),
             LockOwner(fi.lock_owner.get()),
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
     /// RELEASE: the lock owner is passed when the kernel asks for a flush or a flock release.
-    pub(super) fn release<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn release<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (ri, _): (ReleaseIn, _) = self.arg(&a.req, a.args)?;
         let rf = ReleaseFlags::from_bits_retain(ri.release_flags.get());
         let flush = rf.contains(ReleaseFlags::FLUSH);
@@ -151,19 +151,19 @@ impl<F: FileSystem> Server<F> {
             flock,
             owner,
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn fsync<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn fsync<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (fi, _): (FsyncIn, _) = self.arg(&a.req, a.args)?;
         let datasync =
             FsyncFlags::from_bits_retain(fi.fsync_flags.get()).contains(FsyncFlags::FDATASYNC);
         self.fs
             .fsync(&a.req.ctx, a.req.nodeid, Handle(fi.fh.get()), datasync)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn fallocate<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn fallocate<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (fi, _): (FallocateIn, _) = self.arg(&a.req, a.args)?;
         self.fs.fallocate(
             &a.req.ctx,
@@ -173,10 +173,10 @@ impl<F: FileSystem> Server<F> {
             fi.offset.get(),
             fi.length.get(),
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn lseek<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn lseek<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, _): (LseekIn, _) = self.arg(&a.req, a.args)?;
         let off = self.fs.lseek(
             &a.req.ctx,
@@ -188,12 +188,16 @@ impl<F: FileSystem> Server<F> {
         let lo = LseekOut {
             offset: U64::new(off),
         };
-        Ok(Reply::Ok(put(out.fixed, &lo)))
+        Ok(HandlerReply::Ok(put(out.fixed, &lo)))
     }
 
     /// COPY_FILE_RANGE (its length capped to 32 bits, a WRITE-style reply) and
     /// COPY_FILE_RANGE_64.
-    pub(super) fn copy_file_range<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn copy_file_range<'o>(
+        &self,
+        a: &Args<'o>,
+        out: Out<'o>,
+    ) -> FsResult<HandlerReply<'o>> {
         let (ci, _): (CopyFileRangeIn, _) = self.arg(&a.req, a.args)?;
         let wide = a.req.op == Opcode::CopyFileRange64;
         let len = if wide {
@@ -215,7 +219,7 @@ impl<F: FileSystem> Server<F> {
                 ci.flags.get(),
             )?
             .min(len);
-        Ok(Reply::Ok(if wide {
+        Ok(HandlerReply::Ok(if wide {
             let co = CopyFileRangeOut {
                 bytes_copied: U64::new(n),
             };
@@ -229,7 +233,7 @@ impl<F: FileSystem> Server<F> {
         }))
     }
 
-    pub(super) fn setupmapping<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn setupmapping<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (si, _): (SetupmappingIn, _) = self.arg(&a.req, a.args)?;
         self.fs.setupmapping(
             &a.req.ctx,
@@ -240,10 +244,10 @@ impl<F: FileSystem> Server<F> {
             si.flags.get(),
             si.moffset.get(),
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn removemapping<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn removemapping<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (ri, rest): (RemovemappingIn, _) = self.arg(&a.req, a.args)?;
         let count = usize::try_from(ri.count.get()).unwrap_or(usize::MAX);
         let one = std::mem::size_of::<RemovemappingOne>();
@@ -260,7 +264,7 @@ impl<F: FileSystem> Server<F> {
             .filter_map(|c| RemovemappingOne::read_from_bytes(c).ok())
             .map(|m| (m.moffset.get(), m.len.get()));
         self.fs.removemapping(&a.req.ctx, &mut it)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 }
 

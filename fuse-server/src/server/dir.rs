@@ -2,7 +2,7 @@
 //!
 //! READDIR and READDIRPLUS stream: the out header is reserved, the backend adds entries
 //! through a [`DirSink`]/[`DirPlusSink`] that encodes each one straight into the reply, and
-//! the handler answers [`Reply::Written`].
+//! the handler answers [`HandlerReply::Written`].
 
 use std::io;
 
@@ -12,16 +12,16 @@ use zerocopy::IntoBytes;
 
 use super::Server;
 use super::encode::{dirent, entry_out, open_out, put};
-use super::frame::{Args, Fail, Out, Reply};
+use super::frame::{Args, Fail, HandlerReply, Out};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::io::Writer;
 use crate::types::{DirEntry, DirPlusSink, DirSink, Entry, Handle};
 
 impl<F: FileSystem> Server<F> {
-    pub(super) fn opendir<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn opendir<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (oi, _): (OpenIn, _) = self.arg(&a.req, a.args)?;
         let o = self.fs.opendir(&a.req.ctx, a.req.nodeid, oi.flags.get())?;
-        Ok(Reply::Ok(put(out.fixed, &open_out(&o))))
+        Ok(HandlerReply::Ok(put(out.fixed, &open_out(&o))))
     }
 
     /// READDIR and READDIRPLUS. Entries already added are sent whatever the backend says
@@ -30,7 +30,7 @@ impl<F: FileSystem> Server<F> {
         &self,
         a: &Args<'o>,
         w: &mut W,
-    ) -> Result<Reply<'o>, Fail> {
+    ) -> Result<HandlerReply<'o>, Fail> {
         let (ri, _): (ReadIn, _) = self.arg(&a.req, a.args)?;
         self.reserve_header(w)?;
         let room = w.available();
@@ -74,10 +74,10 @@ impl<F: FileSystem> Server<F> {
             Ok(()) if bad_name => Errno::EIO.to_wire(),
             Ok(()) => 0,
         };
-        Ok(Reply::Written { error })
+        Ok(HandlerReply::Written { error })
     }
 
-    pub(super) fn releasedir<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn releasedir<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (ri, _): (ReleaseIn, _) = self.arg(&a.req, a.args)?;
         self.fs.releasedir(
             &a.req.ctx,
@@ -85,16 +85,16 @@ impl<F: FileSystem> Server<F> {
             Handle(ri.fh.get()),
             ri.flags.get(),
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn fsyncdir<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn fsyncdir<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (fi, _): (FsyncIn, _) = self.arg(&a.req, a.args)?;
         let datasync =
             FsyncFlags::from_bits_retain(fi.fsync_flags.get()).contains(FsyncFlags::FDATASYNC);
         self.fs
             .fsyncdir(&a.req.ctx, a.req.nodeid, Handle(fi.fh.get()), datasync)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 }
 

@@ -12,24 +12,24 @@ use zerocopy::FromBytes;
 use super::Server;
 use super::decode::set_attr;
 use super::encode::{attr_out, entry_out, open_out, put, put2, split_duration};
-use super::frame::{Args, Out, Reply, scratch_buf};
+use super::frame::{Args, HandlerReply, Out, scratch_buf};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::types::{Handle, NodeId};
 
 impl<F: FileSystem> Server<F> {
-    pub(super) fn lookup<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn lookup<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (name, _) = self.name(&a.req, a.args, true)?;
         let e = self.fs.lookup(&a.req.ctx, a.req.nodeid, name)?;
-        Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
+        Ok(HandlerReply::Ok(put(out.fixed, &entry_out(&e))))
     }
 
-    pub(super) fn forget<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn forget<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (fi, _): (ForgetIn, _) = self.arg(&a.req, a.args)?;
         self.fs.forget(&a.req.ctx, a.req.nodeid, fi.nlookup.get());
-        Ok(Reply::None)
+        Ok(HandlerReply::None)
     }
 
-    pub(super) fn batch_forget<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn batch_forget<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (bi, rest): (BatchForgetIn, _) = self.arg(&a.req, a.args)?;
         let count = usize::try_from(bi.count.get()).unwrap_or(usize::MAX);
         let one = std::mem::size_of::<ForgetOne>();
@@ -45,10 +45,10 @@ impl<F: FileSystem> Server<F> {
             .filter_map(|c| ForgetOne::read_from_bytes(c).ok())
             .map(|f| (NodeId(f.nodeid.get()), f.nlookup.get()));
         self.fs.batch_forget(&a.req.ctx, &mut it);
-        Ok(Reply::None)
+        Ok(HandlerReply::None)
     }
 
-    pub(super) fn getattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn getattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let fh = if fuse_abi::compat::getattr_in_size(a.req.minor) == 0 {
             None
         } else {
@@ -58,16 +58,16 @@ impl<F: FileSystem> Server<F> {
                 .then(|| Handle(gi.fh.get()))
         };
         let r = self.fs.getattr(&a.req.ctx, a.req.nodeid, fh)?;
-        Ok(Reply::Ok(put(out.fixed, &attr_out(&r))))
+        Ok(HandlerReply::Ok(put(out.fixed, &attr_out(&r))))
     }
 
-    pub(super) fn setattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn setattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (si, _): (SetattrIn, _) = self.arg(&a.req, a.args)?;
         let r = self.fs.setattr(&a.req.ctx, a.req.nodeid, &set_attr(&si))?;
-        Ok(Reply::Ok(put(out.fixed, &attr_out(&r))))
+        Ok(HandlerReply::Ok(put(out.fixed, &attr_out(&r))))
     }
 
-    pub(super) fn statx<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn statx<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (si, _): (StatxIn, _) = self.arg(&a.req, a.args)?;
         let fh = GetattrFlags::from_bits_retain(si.getattr_flags.get())
             .contains(GetattrFlags::FH)
@@ -86,16 +86,16 @@ impl<F: FileSystem> Server<F> {
             stat: s.statx,
             ..StatxOut::default()
         };
-        Ok(Reply::Ok(put(out.fixed, &so)))
+        Ok(HandlerReply::Ok(put(out.fixed, &so)))
     }
 
-    pub(super) fn readlink<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn readlink<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let buf = scratch_buf(out.scratch, PATH_MAX);
         let n = self.fs.readlink(&a.req.ctx, a.req.nodeid, buf)?;
-        Ok(Reply::Ok(buf.get(..n).ok_or(Errno::EIO)?))
+        Ok(HandlerReply::Ok(buf.get(..n).ok_or(Errno::EIO)?))
     }
 
-    pub(super) fn symlink<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn symlink<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (name, rest) = self.name(&a.req, a.args, false)?;
         let (target, _) = self.cstr(&a.req, rest)?;
         if target.is_empty() || target.to_bytes_with_nul().len() > PATH_MAX {
@@ -113,10 +113,10 @@ impl<F: FileSystem> Server<F> {
         let e = self
             .fs
             .symlink(&a.req.ctx, &cctx, a.req.nodeid, name, target)?;
-        Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
+        Ok(HandlerReply::Ok(put(out.fixed, &entry_out(&e))))
     }
 
-    pub(super) fn mknod<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn mknod<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (mi, rest): (MknodIn, _) = self.arg(&a.req, a.args)?;
         let (name, _) = self.name(&a.req, rest, false)?;
         let cctx = self.create_ctx(&a.req, mi.umask.get(), a.ext)?;
@@ -128,33 +128,33 @@ impl<F: FileSystem> Server<F> {
             mi.mode.get(),
             mi.rdev.get(),
         )?;
-        Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
+        Ok(HandlerReply::Ok(put(out.fixed, &entry_out(&e))))
     }
 
-    pub(super) fn mkdir<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn mkdir<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (mi, rest): (MkdirIn, _) = self.arg(&a.req, a.args)?;
         let (name, _) = self.name(&a.req, rest, false)?;
         let cctx = self.create_ctx(&a.req, mi.umask.get(), a.ext)?;
         let e = self
             .fs
             .mkdir(&a.req.ctx, &cctx, a.req.nodeid, name, mi.mode.get())?;
-        Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
+        Ok(HandlerReply::Ok(put(out.fixed, &entry_out(&e))))
     }
 
-    pub(super) fn unlink<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn unlink<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (name, _) = self.name(&a.req, a.args, false)?;
         self.fs.unlink(&a.req.ctx, a.req.nodeid, name)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn rmdir<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn rmdir<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (name, _) = self.name(&a.req, a.args, false)?;
         self.fs.rmdir(&a.req.ctx, a.req.nodeid, name)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
     /// RENAME and RENAME2 (RENAME is RENAME2 without flags).
-    pub(super) fn rename<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn rename<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (newdir, flags, rest) = if a.req.op == fuse_abi::Opcode::Rename {
             let (ri, rest): (RenameIn, _) = self.arg(&a.req, a.args)?;
             (NodeId(ri.newdir.get()), RenameFlags::empty(), rest)
@@ -170,19 +170,19 @@ impl<F: FileSystem> Server<F> {
         let (newname, _) = self.name(&a.req, rest, false)?;
         self.fs
             .rename(&a.req.ctx, a.req.nodeid, oldname, newdir, newname, flags)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
-    pub(super) fn link<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn link<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, rest): (LinkIn, _) = self.arg(&a.req, a.args)?;
         let (name, _) = self.name(&a.req, rest, false)?;
         let e = self
             .fs
             .link(&a.req.ctx, NodeId(li.oldnodeid.get()), a.req.nodeid, name)?;
-        Ok(Reply::Ok(put(out.fixed, &entry_out(&e))))
+        Ok(HandlerReply::Ok(put(out.fixed, &entry_out(&e))))
     }
 
-    pub(super) fn create<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn create<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (ci, rest): (CreateIn, _) = self.arg(&a.req, a.args)?;
         let (name, _) = self.name(&a.req, rest, false)?;
         let cctx = self.create_ctx(&a.req, ci.umask.get(), a.ext)?;
@@ -196,10 +196,14 @@ impl<F: FileSystem> Server<F> {
             ci.flags.get(),
             flags,
         )?;
-        Ok(Reply::Ok(put2(out.fixed, &entry_out(&e), &open_out(&o))))
+        Ok(HandlerReply::Ok(put2(
+            out.fixed,
+            &entry_out(&e),
+            &open_out(&o),
+        )))
     }
 
-    pub(super) fn tmpfile<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn tmpfile<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (ci, _): (CreateIn, _) = self.arg(&a.req, a.args)?;
         let cctx = self.create_ctx(&a.req, ci.umask.get(), a.ext)?;
         let (e, o) = self.fs.tmpfile(
@@ -209,6 +213,10 @@ impl<F: FileSystem> Server<F> {
             ci.mode.get(),
             ci.flags.get(),
         )?;
-        Ok(Reply::Ok(put2(out.fixed, &entry_out(&e), &open_out(&o))))
+        Ok(HandlerReply::Ok(put2(
+            out.fixed,
+            &entry_out(&e),
+            &open_out(&o),
+        )))
     }
 }

@@ -6,7 +6,7 @@ use std::io;
 use fuse_abi::{Errno, I32, InHeader, InHeaderPrefix, InitFlags, Opcode, OutHeader, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::{Error, Outcome, Server};
+use super::{Completion, Error, Server};
 use crate::filesystem::FileSystem;
 use crate::io::{Reader, Writer};
 use crate::negotiate::EXTENSIONS_MINOR;
@@ -58,8 +58,9 @@ pub(super) struct Out<'o> {
     pub(super) avail: usize,
 }
 
-/// What a handler answers.
-pub(super) enum Reply<'o> {
+/// What a handler answers, typed and not yet encoded: `Server::send` frames it (out header,
+/// body) and turns it into the request's [`Completion`](super::Completion).
+pub(super) enum HandlerReply<'o> {
     /// An error: the out header alone.
     Err(Errno),
     /// Success with this body (possibly empty).
@@ -75,7 +76,7 @@ pub(super) enum Reply<'o> {
     None,
 }
 
-/// Why a handler did not produce a [`Reply`]: an errno for the guest, or an I/O failure of
+/// Why a handler did not produce a [`HandlerReply`]: an errno for the guest, or an I/O failure of
 /// the transport that ends the request without a reply.
 pub(super) enum Fail {
     Errno(Errno),
@@ -194,17 +195,17 @@ impl<F: FileSystem> Server<F> {
         w: &mut W,
         start: usize,
         head: &Head,
-        reply: Reply<'_>,
-    ) -> Result<Outcome, Error> {
+        reply: HandlerReply<'_>,
+    ) -> Result<Completion, Error> {
         if head.no_reply {
-            return Ok(Outcome::NoReply);
+            return Ok(Completion::NoReply);
         }
         let unique = head.hdr.unique.get();
         let (error, body): (i32, &[u8]) = match reply {
-            Reply::Err(e) => (e.to_wire(), &[]),
-            Reply::Ok(body) => (0, body),
-            Reply::Written { error } => return finish(w, start, unique, error),
-            Reply::None => return Ok(Outcome::NoReply),
+            HandlerReply::Err(e) => (e.to_wire(), &[]),
+            HandlerReply::Ok(body) => (0, body),
+            HandlerReply::Written { error } => return finish(w, start, unique, error),
+            HandlerReply::None => return Ok(Completion::NoReply),
         };
         let needed = OUT_HEADER_LEN.saturating_add(body.len());
         let available = w.available();
@@ -227,7 +228,7 @@ impl<F: FileSystem> Server<F> {
     }
 
     /// Reserves the out header for a reply whose body is written in place
-    /// ([`Reply::Written`]).
+    /// ([`HandlerReply::Written`]).
     pub(super) fn reserve_header<W: Writer + ?Sized>(&self, w: &mut W) -> Result<(), Error> {
         let available = w.available();
         if available < OUT_HEADER_LEN {
@@ -277,7 +278,7 @@ fn finish<W: Writer + ?Sized>(
     start: usize,
     unique: u64,
     error: i32,
-) -> Result<Outcome, Error> {
+) -> Result<Completion, Error> {
     let len = w.bytes_written().saturating_sub(start);
     let hdr = OutHeader {
         len: U32::new(u32::try_from(len).unwrap_or(u32::MAX)),
@@ -285,7 +286,7 @@ fn finish<W: Writer + ?Sized>(
         unique: U64::new(unique),
     };
     w.write_at(start, hdr.as_bytes()).map_err(Error::Write)?;
-    Ok(Outcome::Replied { len })
+    Ok(Completion::Replied { len })
 }
 
 /// `len` bytes of the reusable scratch buffer.

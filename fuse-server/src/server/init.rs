@@ -1,7 +1,7 @@
 //! INIT and DESTROY: the connection's state changes, under the INIT lock.
 
 use super::encode::put;
-use super::frame::{Args, Out, Reply};
+use super::frame::{Args, HandlerReply, Out};
 use super::{Conn, Server};
 use crate::filesystem::FileSystem;
 use crate::negotiate::{self, InitReply, KernelOffer};
@@ -9,7 +9,7 @@ use crate::negotiate::{self, InitReply, KernelOffer};
 impl<F: FileSystem> Server<F> {
     /// INIT: [`negotiate`](crate::negotiate::negotiate) on the whole body, then
     /// [`FileSystem::init`]; a second INIT re-initialises the backend.
-    pub(super) fn init<'o>(&self, a: &Args<'o>, out: Out<'o>) -> Reply<'o> {
+    pub(super) fn init<'o>(&self, a: &Args<'o>, out: Out<'o>) -> HandlerReply<'o> {
         let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = KernelOffer::parse(a.body).and_then(|offer| {
             let caps = self.fs.capabilities();
@@ -24,7 +24,7 @@ impl<F: FileSystem> Server<F> {
             Ok(reply) => reply,
             Err(e) => {
                 log::warn!("FUSE_INIT refused: {e}");
-                return Reply::Err(e.errno());
+                return HandlerReply::Err(e.errno());
             }
         };
         if let InitReply::Accepted(n) = &reply {
@@ -32,7 +32,7 @@ impl<F: FileSystem> Server<F> {
             if let Err(e) = self.fs.init(&n.negotiated) {
                 log::warn!("FUSE_INIT: the backend failed to initialise: {e}");
                 self.set_conn(None);
-                return Reply::Err(e);
+                return HandlerReply::Err(e);
             }
             let max_request_len = usize::try_from(n.max_request_len()).unwrap_or(usize::MAX);
             self.set_conn(Some(Conn {
@@ -50,16 +50,16 @@ impl<F: FileSystem> Server<F> {
         }
         let init_out = *reply.out();
         let bytes = put(out.fixed, &init_out);
-        Reply::Ok(bytes.get(..reply.reply_len()).unwrap_or(bytes))
+        HandlerReply::Ok(bytes.get(..reply.reply_len()).unwrap_or(bytes))
     }
 
     /// DESTROY: [`FileSystem::destroy`] if a connection was set up; later requests get EIO
     /// until the next INIT.
-    pub(super) fn destroy<'o>(&self) -> Reply<'o> {
+    pub(super) fn destroy<'o>(&self) -> HandlerReply<'o> {
         let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
         if self.set_conn(None).is_some() {
             self.fs.destroy();
         }
-        Reply::Ok(&[])
+        HandlerReply::Ok(&[])
     }
 }

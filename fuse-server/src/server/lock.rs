@@ -5,12 +5,12 @@ use fuse_abi::{FileLock, LkFlags, LkIn, LkOut, Opcode, U32, U64};
 use super::Server;
 use super::decode::lock;
 use super::encode::put;
-use super::frame::{Args, Out, Reply};
+use super::frame::{Args, HandlerReply, Out};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::types::{Handle, LockOwner};
 
 impl<F: FileSystem> Server<F> {
-    pub(super) fn getlk<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn getlk<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
         let l = self.fs.getlk(
             &a.req.ctx,
@@ -27,11 +27,11 @@ impl<F: FileSystem> Server<F> {
                 pid: U32::new(l.pid),
             },
         };
-        Ok(Reply::Ok(put(out.fixed, &lo)))
+        Ok(HandlerReply::Ok(put(out.fixed, &lo)))
     }
 
     /// SETLK and SETLKW (which may sleep); FUSE_LK_FLOCK marks a flock(2) request.
-    pub(super) fn setlk<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn setlk<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
         let flock = LkFlags::from_bits_retain(li.lk_flags.get()).contains(LkFlags::FLOCK);
         let sleep = a.req.op == Opcode::Setlkw;
@@ -44,6 +44,6 @@ impl<F: FileSystem> Server<F> {
             sleep,
             flock,
         )?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 }

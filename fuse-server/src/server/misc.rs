@@ -9,12 +9,12 @@ use zerocopy::IntoBytes;
 
 use super::Server;
 use super::encode::put;
-use super::frame::{Args, Out, Reply, scratch_buf};
+use super::frame::{Args, HandlerReply, Out, scratch_buf};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::types::Handle;
 
 impl<F: FileSystem> Server<F> {
-    pub(super) fn statfs<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn statfs<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let s = self.fs.statfs(&a.req.ctx, a.req.nodeid)?;
         let so = StatfsOut {
             st: Kstatfs {
@@ -29,22 +29,22 @@ impl<F: FileSystem> Server<F> {
                 ..Kstatfs::default()
             },
         };
-        Ok(Reply::Ok(put(out.fixed, &so)))
+        Ok(HandlerReply::Ok(put(out.fixed, &so)))
     }
 
-    pub(super) fn access<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn access<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (ai, _): (AccessIn, _) = self.arg(&a.req, a.args)?;
         self.fs.access(&a.req.ctx, a.req.nodeid, ai.mask.get())?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
     /// INTERRUPT: never sent on virtio-fs; on `/dev/fuse`, ENOSYS makes the kernel stop
     /// sending it. Requests are never interrupted.
-    pub(super) fn interrupt<'o>(&self) -> Reply<'o> {
-        Reply::Err(Errno::ENOSYS)
+    pub(super) fn interrupt<'o>(&self) -> HandlerReply<'o> {
+        HandlerReply::Err(Errno::ENOSYS)
     }
 
-    pub(super) fn bmap<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn bmap<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (bi, _): (BmapIn, _) = self.arg(&a.req, a.args)?;
         let block = self
             .fs
@@ -52,12 +52,12 @@ impl<F: FileSystem> Server<F> {
         let bo = BmapOut {
             block: U64::new(block),
         };
-        Ok(Reply::Ok(put(out.fixed, &bo)))
+        Ok(HandlerReply::Ok(put(out.fixed, &bo)))
     }
 
     /// IOCTL: restricted ioctls only (unrestricted ones are CUSE's); the reply data follows
     /// the `fuse_ioctl_out` in the scratch buffer.
-    pub(super) fn ioctl<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn ioctl<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (ii, rest): (IoctlIn, _) = self.arg(&a.req, a.args)?;
         if IoctlFlags::from_bits_retain(ii.flags.get()).contains(IoctlFlags::UNRESTRICTED) {
             return Err(Errno::ENOSYS);
@@ -92,10 +92,10 @@ impl<F: FileSystem> Server<F> {
         };
         head.copy_from_slice(io.as_bytes());
         let total = io_len.saturating_add(n);
-        Ok(Reply::Ok(buf.get(..total).ok_or(Errno::EIO)?))
+        Ok(HandlerReply::Ok(buf.get(..total).ok_or(Errno::EIO)?))
     }
 
-    pub(super) fn poll<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn poll<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (pi, _): (PollIn, _) = self.arg(&a.req, a.args)?;
         let revents = self.fs.poll(
             &a.req.ctx,
@@ -109,16 +109,16 @@ impl<F: FileSystem> Server<F> {
             revents: U32::new(revents),
             padding: U32::new(0),
         };
-        Ok(Reply::Ok(put(out.fixed, &po)))
+        Ok(HandlerReply::Ok(put(out.fixed, &po)))
     }
 
     /// NOTIFY_REPLY: the answer to a NOTIFY_RETRIEVE, which this server never sends; dropped.
-    pub(super) fn notify_reply<'o>(&self) -> Reply<'o> {
-        Reply::None
+    pub(super) fn notify_reply<'o>(&self) -> HandlerReply<'o> {
+        HandlerReply::None
     }
 
-    pub(super) fn syncfs<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn syncfs<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         self.fs.syncfs(&a.req.ctx, a.req.nodeid)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 }

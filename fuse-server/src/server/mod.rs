@@ -8,7 +8,7 @@
 //!    maximum; `total_extlen` × 8 bytes of request extensions must fit inside it (7.38+);
 //! 2. it decodes the opcode (unknown → ENOSYS), answers EIO to anything but INIT before INIT;
 //! 3. it copies the rest of the request (except WRITE data, which stays in the reader for the
-//!    backend's zero-copy [`ZeroCopyReader`](crate::ZeroCopyReader)) into a per-thread reusable [`RequestBuffer`],
+//!    backend's zero-copy [`ZeroCopyReader`](crate::ZeroCopyReader)) into a per-thread reusable [`ServerBuffers`],
 //!    decodes the fixed argument per the negotiated minor and validates names;
 //! 4. it calls the backend and encodes the reply: a zero `fuse_out_header` first, then the
 //!    body, then the header again with [`Writer::write_at`], so `out_header.len` is exactly the
@@ -20,7 +20,7 @@
 //! |---|---|
 //! | INIT | [`negotiate`](crate::negotiate::negotiate), then [`FileSystem::init`]; a second INIT re-initialises the backend and succeeds |
 //! | DESTROY | [`FileSystem::destroy`], empty reply; later requests get EIO until the next INIT |
-//! | FORGET, BATCH_FORGET | to the backend, **no reply** ([`Outcome::NoReply`]) |
+//! | FORGET, BATCH_FORGET | to the backend, **no reply** ([`Completion::NoReply`]) |
 //! | INTERRUPT | ENOSYS, header only (never sent on virtio-fs; on `/dev/fuse` the kernel then stops sending interrupts; requests are never interrupted) |
 //! | NOTIFY_REPLY | ignored, **no reply** (the server never sends NOTIFY_RETRIEVE) |
 //! | CUSE_INIT | ENOSYS |
@@ -28,7 +28,7 @@
 //!
 //! # Buffers
 //!
-//! No allocation per request in steady state: each worker thread owns a [`RequestBuffer`]
+//! No allocation per request in steady state: each worker thread owns a [`ServerBuffers`]
 //! (a thread-local one behind [`Server::handle_message`], or an explicit one with
 //! [`Server::handle_message_with`]) that grows to the largest request seen and is reused.
 //! READ and WRITE data never enter it.
@@ -43,9 +43,9 @@
 //! # Layout
 //!
 //! One handler per opcode, grouped by the protocol's areas; every handler decodes its
-//! argument, calls the backend and returns a `Reply` that the framing layer
+//! argument, calls the backend and returns a `HandlerReply` that the framing layer
 //! sends. READ and READDIR stream their body straight into the reply and return
-//! `Reply::Written`; INIT and DESTROY change the connection state under the INIT lock.
+//! `HandlerReply::Written`; INIT and DESTROY change the connection state under the INIT lock.
 //!
 //! | file | what |
 //! |---|---|
@@ -82,7 +82,7 @@ use crate::filesystem::FileSystem;
 use crate::io::{Reader, Writer};
 use crate::negotiate::{NegotiationConfig, TransportFacts};
 
-use frame::{Args, Fail, OUT_HEADER_LEN, Out, Reply};
+use frame::{Args, Fail, HandlerReply, OUT_HEADER_LEN, Out};
 
 /// How a server is set up: the transport's facts and the operator's negotiation choices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -93,15 +93,17 @@ pub struct ServerConfig {
     pub negotiation: NegotiationConfig,
 }
 
-/// What [`Server::handle_message`] did.
+/// What became of a request: the one answer of [`Server::handle_message`], and the one type
+/// for it in the stack (a transport that checks the reply wraps this, it does not redefine it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Completion {
     /// A reply of `len` bytes was written (`len` == `out_header.len` == the bytes written).
     Replied {
         /// The reply's length: the used length to report.
         len: usize,
     },
-    /// The request takes no reply (FORGET, BATCH_FORGET, NOTIFY_REPLY).
+    /// No reply was written: the request takes none (FORGET, BATCH_FORGET, NOTIFY_REPLY), or
+    /// it is too short to name (no `unique`).
     NoReply,
 }
 
@@ -125,18 +127,18 @@ pub enum Error {
     Write(#[source] io::Error),
 }
 
-/// A worker's reusable request and reply scratch space. It grows to the largest request seen
-/// (bounded by the negotiated maximum) and is never shrunk.
+/// The server's per-worker buffers: reusable request and reply scratch space. They grow to the
+/// largest request seen (bounded by the negotiated maximum) and are never shrunk.
 #[derive(Debug, Default)]
-pub struct RequestBuffer {
+pub struct ServerBuffers {
     req: Vec<u8>,
     reply: Vec<u8>,
 }
 
-impl RequestBuffer {
-    /// An empty buffer; it allocates on first use.
-    pub const fn new() -> RequestBuffer {
-        RequestBuffer {
+impl ServerBuffers {
+    /// Empty buffers; they allocate on first use.
+    pub const fn new() -> ServerBuffers {
+        ServerBuffers {
             req: Vec::new(),
             reply: Vec::new(),
         }
@@ -144,7 +146,7 @@ impl RequestBuffer {
 }
 
 thread_local! {
-    static BUFFER: RefCell<RequestBuffer> = const { RefCell::new(RequestBuffer::new()) };
+    static BUFFER: RefCell<ServerBuffers> = const { RefCell::new(ServerBuffers::new()) };
 }
 
 /// The connection state INIT establishes.
@@ -209,13 +211,13 @@ impl<F: FileSystem> Server<F> {
         }
     }
 
-    /// Handles one request, using this thread's reusable [`RequestBuffer`].
+    /// Handles one request, using this thread's reusable [`ServerBuffers`].
     ///
     /// # Errors
     ///
     /// See [`Error`]: the reply space is too small for any reply, or the reader or the writer
     /// failed. A malformed request is not an error: it gets an errno reply.
-    pub fn handle_message<R, W>(&self, r: &mut R, w: &mut W) -> Result<Outcome, Error>
+    pub fn handle_message<R, W>(&self, r: &mut R, w: &mut W) -> Result<Completion, Error>
     where
         R: Reader + ?Sized,
         W: Writer + ?Sized,
@@ -223,7 +225,7 @@ impl<F: FileSystem> Server<F> {
         BUFFER.with(|cell| match cell.try_borrow_mut() {
             Ok(mut buf) => self.handle_message_with(&mut buf, r, w),
             // Re-entered from a backend on the same thread: use a fresh buffer.
-            Err(_) => self.handle_message_with(&mut RequestBuffer::new(), r, w),
+            Err(_) => self.handle_message_with(&mut ServerBuffers::new(), r, w),
         })
     }
 
@@ -234,10 +236,10 @@ impl<F: FileSystem> Server<F> {
     /// As [`handle_message`](Self::handle_message).
     pub fn handle_message_with<R, W>(
         &self,
-        buf: &mut RequestBuffer,
+        buf: &mut ServerBuffers,
         r: &mut R,
         w: &mut W,
-    ) -> Result<Outcome, Error>
+    ) -> Result<Completion, Error>
     where
         R: Reader + ?Sized,
         W: Writer + ?Sized,
@@ -246,10 +248,10 @@ impl<F: FileSystem> Server<F> {
         let head = frame::read_head(r)?;
         let (req, ext_len) = match self.check_head(&head, r.remaining()) {
             Ok(checked) => checked,
-            Err(None) => return Ok(Outcome::NoReply),
-            Err(Some(e)) => return self.send(w, start, &head, Reply::Err(e)),
+            Err(None) => return Ok(Completion::NoReply),
+            Err(Some(e)) => return self.send(w, start, &head, HandlerReply::Err(e)),
         };
-        let RequestBuffer {
+        let ServerBuffers {
             req: req_buf,
             reply: scratch,
         } = buf;
@@ -277,7 +279,7 @@ impl<F: FileSystem> Server<F> {
         };
         let reply = match self.dispatch(&a, out, r, w, start) {
             Ok(reply) => reply,
-            Err(Fail::Errno(e)) => Reply::Err(e),
+            Err(Fail::Errno(e)) => HandlerReply::Err(e),
             Err(Fail::Io(e)) => return Err(e),
         };
         self.send(w, start, &head, reply)
@@ -291,7 +293,7 @@ impl<F: FileSystem> Server<F> {
         r: &mut R,
         w: &mut W,
         start: usize,
-    ) -> Result<Reply<'o>, Fail>
+    ) -> Result<HandlerReply<'o>, Fail>
     where
         R: Reader + ?Sized,
         W: Writer + ?Sized,
@@ -345,7 +347,7 @@ impl<F: FileSystem> Server<F> {
             O::NotifyReply => self.notify_reply(),
             O::Syncfs => self.syncfs(a)?,
             // Refused by `check_head`.
-            O::CuseInit => Reply::Err(fuse_abi::Errno::ENOSYS),
+            O::CuseInit => HandlerReply::Err(fuse_abi::Errno::ENOSYS),
         })
     }
 

@@ -8,13 +8,13 @@ use fuse_abi::{
 
 use super::Server;
 use super::encode::put;
-use super::frame::{Args, Out, Reply, scratch_buf};
+use super::frame::{Args, HandlerReply, Out, scratch_buf};
 use crate::filesystem::{FileSystem, FsResult};
 use crate::types::XattrReply;
 
 impl<F: FileSystem> Server<F> {
     /// SETXATTR, in its SETXATTR_EXT form when that was negotiated.
-    pub(super) fn setxattr<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn setxattr<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (size, flags, sflags, rest) = if a.req.flags.contains(InitFlags::SETXATTR_EXT) {
             let (si, rest): (SetxattrIn, _) = self.arg(&a.req, a.args)?;
             let sf = SetxattrFlags::from_bits_retain(si.setxattr_flags.get());
@@ -31,11 +31,11 @@ impl<F: FileSystem> Server<F> {
         })?;
         self.fs
             .setxattr(&a.req.ctx, a.req.nodeid, name, value, flags, sflags)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 
     /// GETXATTR and LISTXATTR: size 0 asks for the size, otherwise for the data.
-    pub(super) fn getxattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn getxattr<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (gi, rest): (GetxattrIn, _) = self.arg(&a.req, a.args)?;
         let size = usize::try_from(gi.size.get()).unwrap_or(usize::MAX);
         let len = if size == 0 {
@@ -56,16 +56,18 @@ impl<F: FileSystem> Server<F> {
                     size: U32::new(s),
                     padding: U32::new(0),
                 };
-                Ok(Reply::Ok(put(out.fixed, &go)))
+                Ok(HandlerReply::Ok(put(out.fixed, &go)))
             }
-            XattrReply::Data(n) if size != 0 => Ok(Reply::Ok(buf.get(..n).ok_or(Errno::EIO)?)),
+            XattrReply::Data(n) if size != 0 => {
+                Ok(HandlerReply::Ok(buf.get(..n).ok_or(Errno::EIO)?))
+            }
             _ => Err(Errno::EIO),
         }
     }
 
-    pub(super) fn removexattr<'o>(&self, a: &Args<'o>) -> FsResult<Reply<'o>> {
+    pub(super) fn removexattr<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (name, _) = self.xattr_name(&a.req, a.args)?;
         self.fs.removexattr(&a.req.ctx, a.req.nodeid, name)?;
-        Ok(Reply::Ok(&[]))
+        Ok(HandlerReply::Ok(&[]))
     }
 }

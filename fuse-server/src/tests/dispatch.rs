@@ -11,10 +11,10 @@ use crate::mem::{MemReader, MemWriter};
 use crate::test_utils::{
     RecordingFs, TestFs, all_capabilities, init_payload, request, request_ext, sample_args,
 };
-use crate::{Capabilities, Error, Outcome, Server, ServerConfig};
+use crate::{Capabilities, Completion, Error, Server, ServerConfig};
 
 pub(crate) struct Sent {
-    pub(crate) result: Result<Outcome, Error>,
+    pub(crate) result: Result<Completion, Error>,
     pub(crate) reply: Vec<u8>,
 }
 
@@ -33,11 +33,11 @@ impl Sent {
         self.reply.get(16..).unwrap_or(&[])
     }
 
-    /// The reply is consistent: `out_header.len` == bytes written == `Outcome::Replied.len`,
+    /// The reply is consistent: `out_header.len` == bytes written == `Completion::Replied.len`,
     /// `unique` echoed, error in −511..=0.
     fn check(&self, unique: u64) {
         match &self.result {
-            Ok(Outcome::Replied { len }) => {
+            Ok(Completion::Replied { len }) => {
                 let h = self.header();
                 assert_eq!(*len, self.reply.len());
                 assert_eq!(h.len.get() as usize, self.reply.len());
@@ -47,7 +47,7 @@ impl Sent {
                     assert_eq!(self.reply.len(), 16, "an error reply carries no payload");
                 }
             }
-            Ok(Outcome::NoReply) => assert!(self.reply.is_empty()),
+            Ok(Completion::NoReply) => assert!(self.reply.is_empty()),
             Err(e) => panic!("no reply: {e}"),
         }
     }
@@ -164,7 +164,7 @@ fn every_opcode_reaches_the_backend_or_documented_handling() {
                 if !op.is_noreply() {
                     assert_eq!(sent.error(), 0, "{op}");
                 } else {
-                    assert_eq!(sent.result.ok(), Some(Outcome::NoReply), "{op}");
+                    assert_eq!(sent.result.ok(), Some(Completion::NoReply), "{op}");
                 }
             }
             Expect::Errno(e) => {
@@ -173,7 +173,7 @@ fn every_opcode_reaches_the_backend_or_documented_handling() {
             }
             Expect::Dropped => {
                 assert!(methods.is_empty(), "{op}: {methods:?}");
-                assert_eq!(sent.result.ok(), Some(Outcome::NoReply), "{op}");
+                assert_eq!(sent.result.ok(), Some(Completion::NoReply), "{op}");
             }
         }
     }
@@ -305,7 +305,7 @@ fn bad_lengths_get_einval() {
         let msg = request(Opcode::Getattr as u32, 12, 1, &[]);
         let before = s.bad_requests();
         let sent = send_raw(&s, &msg[..n], 4096);
-        assert!(matches!(sent.result, Ok(Outcome::NoReply)), "{n} bytes");
+        assert!(matches!(sent.result, Ok(Completion::NoReply)), "{n} bytes");
         assert!(sent.reply.is_empty(), "{n} bytes: {:?}", sent.reply);
         assert_eq!(s.bad_requests(), before + 1);
     }
@@ -329,7 +329,7 @@ fn short_arguments_get_einval() {
         for cut in [1, args.len() / 2, args.len() - 1] {
             let sent = send(&s, op as u32, 14, &args[..cut]);
             if op.is_noreply() || op == Opcode::NotifyReply {
-                assert_eq!(sent.result.ok(), Some(Outcome::NoReply), "{op}");
+                assert_eq!(sent.result.ok(), Some(Completion::NoReply), "{op}");
             } else {
                 // A cut may still leave a valid shorter request (a shorter name, fewer
                 // setxattr value bytes cannot: the size says how many): it is either
@@ -494,9 +494,12 @@ fn forget_never_replies_even_when_malformed() {
     init(&s);
     for op in [Opcode::Forget, Opcode::BatchForget] {
         let sent = send(&s, op as u32, 22, &[1, 2]);
-        assert_eq!(sent.result.ok(), Some(Outcome::NoReply));
+        assert_eq!(sent.result.ok(), Some(Completion::NoReply));
         let msg = header_with_len(op, 7, &[]);
-        assert_eq!(send_raw(&s, &msg, 64).result.ok(), Some(Outcome::NoReply));
+        assert_eq!(
+            send_raw(&s, &msg, 64).result.ok(),
+            Some(Completion::NoReply)
+        );
     }
     // A BATCH_FORGET whose count overruns forgets only what is there.
     let mut args = sample_args(Opcode::BatchForget);

@@ -16,7 +16,7 @@ use crate::negotiate::{
     TransportFacts, TransportKind,
 };
 use crate::test_utils::TestFs;
-use crate::{Capabilities, Outcome, Server, ServerConfig};
+use crate::{Capabilities, Completion, Server, ServerConfig};
 
 /// One generated INIT request and the world around it.
 #[derive(Clone, Debug)]
@@ -255,7 +255,7 @@ fn check_case(c: &Case) -> Result<(), TestCaseError> {
     // virtio-fs INIT: 80 writable bytes; /dev/fuse: the reply buffer is larger.
     let space = if c.mount().virtio { 80 } else { 4096 };
     let sent = send_raw(&server, &c.message(), space);
-    let Ok(Outcome::Replied { len }) = sent.result else {
+    let Ok(Completion::Replied { len }) = sent.result else {
         return Err(TestCaseError::fail(format!("no reply: {:?}", sent.result)));
     };
     let reply = &sent.reply;

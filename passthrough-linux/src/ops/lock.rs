@@ -20,14 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fuse_abi::Errno;
+use fuse_abi::limits::OFFSET_MAX;
 use fuse_server::{FsResult, Handle, Lock, LockOwner, NodeId};
 
 use crate::errno::errno;
 use crate::inode::{Inode, LockFd};
 use crate::{PassthroughFs, sys};
-
-/// `OFFSET_MAX`: the kernel's "to the end of file".
-const OFFSET_MAX: u64 = i64::MAX as u64;
 
 fn to_flock(lock: &Lock) -> FsResult<libc::flock> {
     let typ = match lock.typ {

@@ -29,7 +29,7 @@ use crate::{PassthroughFs, sys};
 /// them (EXPORT_SUPPORT is not declared), and `..` is the one component that could leave a
 /// directory.
 pub(crate) struct CName {
-    buf: [u8; fuse_server::NAME_MAX + 1],
+    buf: [u8; fuse_abi::limits::NAME_MAX + 1],
 }
 
 impl CName {
@@ -41,12 +41,12 @@ impl CName {
         // `Name` guarantees 1..=NAME_MAX bytes without NUL or '/'; checked again because this
         // is the last line of defence before a system call.
         if bytes.is_empty()
-            || bytes.len() > fuse_server::NAME_MAX
+            || bytes.len() > fuse_abi::limits::NAME_MAX
             || bytes.iter().any(|&b| b == 0 || b == b'/')
         {
             return Err(Errno::EINVAL);
         }
-        let mut buf = [0u8; fuse_server::NAME_MAX + 1];
+        let mut buf = [0u8; fuse_abi::limits::NAME_MAX + 1];
         buf[..bytes.len()].copy_from_slice(bytes);
         Ok(CName { buf })
     }

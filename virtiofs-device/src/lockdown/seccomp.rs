@@ -89,8 +89,8 @@ macro_rules! group {
     };
 }
 
-/// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)` (the same on both architectures).
-const FUSE_DEV_IOC_CLONE: u64 = 0x8004_e500;
+/// [`fuse_abi::DEV_IOC_CLONE`] as a seccomp argument.
+const FUSE_DEV_IOC_CLONE: u64 = fuse_abi::DEV_IOC_CLONE as u64;
 
 group!(
     /// The process itself: memory, threads, signals, time, exit. `unshare` is allowed only

@@ -17,9 +17,10 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use fuse_abi::ROOT_ID;
+use fuse_abi::{Dirent, EntryOut, ROOT_ID};
 use virtiofs_frontend::process::{CpuSample, Daemon};
 use virtiofs_frontend::{Config, Frontend, Pending, Queue, Reply, Request};
+use zerocopy::FromBytes;
 
 const USAGE: &str = "\
 usage: virtiofs-load --daemon PATH [--daemon-arg ARG]... [--workload W]... [--depth N]...
@@ -693,15 +694,15 @@ fn advance(slot: &mut Slot, forget: &mut u64, reply: &Reply, workload: Workload)
 /// The `off` of the last entry of a READDIRPLUS reply (where to continue); `None` when the
 /// reply holds no entry (the end of the directory).
 fn last_direntplus_offset(reply: &Reply) -> Option<u64> {
-    const ENTRY_OUT: usize = 128;
-    const DIRENT: usize = 24;
+    const ENTRY_OUT: usize = size_of::<EntryOut>();
+    const DIRENT: usize = size_of::<Dirent>();
     let body = reply.body().ok()?;
     let mut at = 0usize;
     let mut last = None;
     while at + ENTRY_OUT + DIRENT <= body.len() {
-        let d = &body[at + ENTRY_OUT..];
-        let off = u64::from_le_bytes(d[8..16].try_into().ok()?);
-        let namelen = usize::try_from(u32::from_le_bytes(d[16..20].try_into().ok()?)).ok()?;
+        let (d, _) = Dirent::read_from_prefix(&body[at + ENTRY_OUT..]).ok()?;
+        let off = d.off.get();
+        let namelen = usize::try_from(d.namelen.get()).ok()?;
         last = Some(off);
         at += (ENTRY_OUT + DIRENT + namelen).div_ceil(8) * 8;
     }
