@@ -9,6 +9,8 @@
 //!   with its contract (validation, lookup counts, Linux values, errnos) and a minimal backend;
 //!   `Box<F>` and `Arc<F>` implement it by forwarding;
 //! - [`Capabilities`]: what a backend declares it can honour; nothing else is ever negotiated;
+//! - [`HandleTable`]: the table of open files and directories a backend hands out
+//!   [`Handle`]s from (never 0, never reused while open, EBADF for unknown ones);
 //! - [`io`]: the [`Reader`]/[`Writer`] a transport implements, with the zero-copy pair
 //!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data; [`mem`] has host-memory versions;
 //! - [`Server`]: bytes in, bytes out, every opcode ([`server`] documents the server-side
@@ -27,6 +29,7 @@
 
 mod capabilities;
 mod filesystem;
+mod handles;
 pub mod io;
 pub mod limits;
 pub mod mem;
@@ -40,6 +43,7 @@ mod types;
 
 pub use capabilities::Capabilities;
 pub use filesystem::{FileSystem, FsResult};
+pub use handles::HandleTable;
 pub use io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 pub use negotiate::{
     CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,

@@ -1,11 +1,7 @@
-//! Open files and directories: the guest's `fh` values.
+//! Open files and directories, kept in a [`fuse_server::HandleTable`] under the guest's `fh`
+//! values.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-
-use fuse_abi::Errno;
-use fuse_server::Handle;
+use std::sync::{Arc, Mutex};
 
 use crate::inode::{FdPermit, Inode, Permit};
 use crate::open::IoFd;
@@ -66,59 +62,5 @@ impl OpenHandle {
     /// Whether the handle was opened for writing.
     pub(crate) fn writable(&self) -> bool {
         matches!(self.flags & libc::O_ACCMODE, libc::O_WRONLY | libc::O_RDWR)
-    }
-}
-
-/// The table of open handles.
-#[derive(Debug, Default)]
-pub(crate) struct HandleTable {
-    map: RwLock<HashMap<Handle, Arc<OpenHandle>>>,
-    next: AtomicU64,
-}
-
-impl HandleTable {
-    /// Registers a handle and returns its fh (never 0).
-    pub(crate) fn insert(&self, h: OpenHandle) -> Handle {
-        let fh = Handle(self.next.fetch_add(1, Ordering::Relaxed).wrapping_add(1));
-        self.map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(fh, Arc::new(h));
-        fh
-    }
-
-    /// The handle `fh`, or EBADF.
-    pub(crate) fn get(&self, fh: Handle) -> Result<Arc<OpenHandle>, Errno> {
-        self.map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&fh)
-            .cloned()
-            .ok_or(Errno::EBADF)
-    }
-
-    /// Removes `fh` (the descriptor closes when the last in-flight user is done).
-    pub(crate) fn remove(&self, fh: Handle) -> Result<Arc<OpenHandle>, Errno> {
-        self.map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&fh)
-            .ok_or(Errno::EBADF)
-    }
-
-    /// Drops every handle (a new connection).
-    pub(crate) fn clear(&self) {
-        self.map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-    }
-
-    /// Open handles.
-    pub(crate) fn len(&self) -> usize {
-        self.map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
     }
 }

@@ -96,13 +96,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use fuse_abi::InitFlags;
+use fuse_server::HandleTable;
 
 pub use config::{
     CachePolicy, Config, ConfigBuilder, ConfigError, DEFAULT_MAX_INODES, FileHandleMode,
 };
 pub use xattrmap::{XattrMap, XattrMapError};
 
-use handle::HandleTable;
+use handle::OpenHandle;
 use inode::{Budget, FdBudget, InodeKey, InodeRef, InodeStore, NewInode};
 
 /// Why the backend could not start.
@@ -166,7 +167,7 @@ pub fn share_mount_warnings(root: &std::path::Path) -> Vec<String> {
 pub struct PassthroughFs {
     cfg: Config,
     inodes: InodeStore,
-    handles: HandleTable,
+    handles: HandleTable<OpenHandle>,
     budget: Arc<FdBudget>,
     /// Inode table entries.
     inode_budget: Arc<Budget>,

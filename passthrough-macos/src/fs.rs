@@ -21,8 +21,8 @@ use fuse_abi::{AttrFlags, Errno, InitFlags, OpenInFlags, OpenOutFlags, RenameFla
 use fuse_server::limits::Budget;
 use fuse_server::{
     AttrReply, Capabilities, Context, CreateContext, DirEntry, DirSink, Entry, FileAttr,
-    FileSystem, FsResult, Handle, Lock, LockOwner, Name, Negotiated, NodeId, OpenReply, SetAttr,
-    StatFs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
+    FileSystem, FsResult, Handle, HandleTable, Lock, LockOwner, Name, Negotiated, NodeId,
+    OpenReply, SetAttr, StatFs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
 };
 use log::{debug, info, warn};
 
@@ -148,12 +148,11 @@ pub struct PassthroughFs<H: Host> {
     host: H,
     config: Config,
     inodes: Inodes,
-    handles: RwLock<HashMap<Handle, Arc<OpenHandle<H::DirStream>>>>,
+    handles: HandleTable<OpenHandle<H::DirStream>>,
     /// The descriptor budget ([`Config::max_fds`]), shared with the host adapter.
     fds: Arc<Budget>,
     /// The directory streams handles may keep ([`Config::max_dir_streams`]).
     dir_streams: Arc<Budget>,
-    next_handle: AtomicU64,
     locks: Mutex<LockFds>,
     /// The negotiated INIT flags.
     negotiated: AtomicU64,
@@ -211,8 +210,7 @@ impl<H: Host> PassthroughFs<H> {
             inodes: Inodes::new(root_id, Budget::new(config.max_inodes)),
             fds,
             dir_streams: Budget::new(config.max_dir_streams),
-            handles: RwLock::new(HashMap::new()),
-            next_handle: AtomicU64::new(1),
+            handles: HandleTable::new(),
             locks: Mutex::new(LockFds::default()),
             negotiated: AtomicU64::new(0),
             case_insensitive: RwLock::new(HashMap::new()),
@@ -237,7 +235,7 @@ impl<H: Host> PassthroughFs<H> {
     /// stream's buffer and at most one name): bounded by a constant, never by the directory's
     /// size. `None` for an unknown handle or a file.
     pub fn dir_handle_footprint(&self, fh: Handle) -> Option<usize> {
-        let handle = self.handle(fh).ok()?;
+        let handle = self.handles.get(fh).ok()?;
         let state = handle.dir.as_ref()?;
         let state = state
             .lock()
@@ -577,34 +575,6 @@ impl<H: Host> PassthroughFs<H> {
         (HostId::of(&opened) == inode.id).then_some((inode, fd))
     }
 
-    // --- Handles ----------------------------------------------------------------------------
-
-    fn add_handle(&self, handle: OpenHandle<H::DirStream>) -> Handle {
-        let fh = Handle(self.next_handle.fetch_add(1, Ordering::Relaxed));
-        self.handles
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(fh, Arc::new(handle));
-        fh
-    }
-
-    fn handle(&self, fh: Handle) -> FsResult<Arc<OpenHandle<H::DirStream>>> {
-        self.handles
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&fh)
-            .cloned()
-            .ok_or(Errno::EBADF)
-    }
-
-    fn remove_handle(&self, fh: Handle) -> FsResult<Arc<OpenHandle<H::DirStream>>> {
-        self.handles
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&fh)
-            .ok_or(Errno::EBADF)
-    }
-
     /// Opens `inode` with Darwin `flags`: through its stashed descriptor once it has no name
     /// (a duplicate: same access mode as the stash), else by identity. Only regular files and
     /// directories are ever opened on the host ([`open::open_io`]).
@@ -801,10 +771,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     }
 
     fn destroy(&self) {
-        self.handles
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        self.handles.clear();
         self.locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -826,13 +793,13 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
 
     fn getattr(&self, _ctx: &Context, nodeid: NodeId, fh: Option<Handle>) -> FsResult<AttrReply> {
         let inode = self.inodes.get(nodeid)?;
-        let handle = fh.and_then(|fh| self.handle(fh).ok());
+        let handle = fh.and_then(|fh| self.handles.get(fh).ok());
         self.attr_reply(self.attr_node(&inode, handle.as_deref()))
     }
 
     fn setattr(&self, _ctx: &Context, nodeid: NodeId, set: &SetAttr) -> FsResult<AttrReply> {
         let inode = self.inodes.get(nodeid)?;
-        let handle = set.fh.and_then(|fh| self.handle(fh).ok());
+        let handle = set.fh.and_then(|fh| self.handles.get(fh).ok());
         let node = self.attr_node(&inode, handle.as_deref());
         let (_, mut view) = self.stat(node)?;
 
@@ -1019,7 +986,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             self.host.set_nocache(fd.as_fd()).map_err(guest)?;
         }
         let dir = inode.is_dir();
-        let fh = self.add_handle(OpenHandle {
+        let fh = self.handles.insert(OpenHandle {
             inode,
             fd,
             access: host_flags & darwin_abi::O_ACCMODE,
@@ -1076,7 +1043,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         }
         let entry = self.lookup_child(&parent, name)?;
         let inode = self.inodes.get(entry.nodeid)?;
-        let fh = self.add_handle(OpenHandle {
+        let fh = self.handles.insert(OpenHandle {
             inode,
             fd,
             access: host_flags & darwin_abi::O_ACCMODE,
@@ -1096,7 +1063,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         _lock_owner: Option<LockOwner>,
         _flags: u32,
     ) -> FsResult<usize> {
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         w.write_from(handle.fd.as_fd(), size as usize, offset)
             .map_err(|e| guest(self.host.io_errno(&e)))
     }
@@ -1113,7 +1080,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         _write_flags: fuse_abi::WriteFlags,
         _flags: u32,
     ) -> FsResult<usize> {
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         r.read_to(handle.fd.as_fd(), size as usize, offset)
             .map_err(|e| guest(self.host.io_errno(&e)))
     }
@@ -1125,7 +1092,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         fh: Handle,
         lock_owner: LockOwner,
     ) -> FsResult<()> {
-        self.handle(fh)?;
+        self.handles.get(fh)?;
         // A close(2) in the guest: the owner's POSIX locks on the file go.
         self.locks
             .lock()
@@ -1145,7 +1112,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         flock_release: bool,
         lock_owner: Option<LockOwner>,
     ) -> FsResult<()> {
-        let handle = self.remove_handle(fh)?;
+        let handle = self.handles.remove(fh)?;
         if flock_release {
             // Unlocking cannot block; a failure leaves nothing to undo.
             let _ = self.host.flock(handle.fd.as_fd(), darwin_abi::LOCK_UN);
@@ -1161,7 +1128,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     }
 
     fn fsync(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _datasync: bool) -> FsResult<()> {
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         self.host
             .fsync(handle.fd.as_fd(), self.config.sync)
             .map_err(guest)
@@ -1173,7 +1140,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             return Err(Errno::ENOTDIR);
         }
         let fd = self.open_inode(&inode, darwin_abi::O_RDONLY | darwin_abi::O_DIRECTORY)?;
-        let fh = self.add_handle(OpenHandle {
+        let fh = self.handles.insert(OpenHandle {
             inode,
             fd,
             access: darwin_abi::O_RDONLY,
@@ -1190,7 +1157,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         offset: u64,
         sink: &mut dyn DirSink,
     ) -> FsResult<()> {
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         let state = handle.dir.as_ref().ok_or(Errno::ENOTDIR)?;
         let mut state = state
             .lock()
@@ -1300,7 +1267,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     }
 
     fn releasedir(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _flags: u32) -> FsResult<()> {
-        self.remove_handle(fh).map(drop)
+        self.handles.remove(fh).map(drop)
     }
 
     fn fsyncdir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
@@ -1408,7 +1375,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         if !self.config.posix_locks {
             return Err(Errno::ENOSYS);
         }
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         let fd = self.lock_fd(nodeid, &handle, owner)?;
         let mut host = HostFlock::from_fuse(&lock)?;
         self.host
@@ -1427,7 +1394,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         sleep: bool,
         flock: bool,
     ) -> FsResult<()> {
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         if flock {
             if !self.config.flock_locks {
                 return Err(Errno::ENOSYS);
@@ -1466,7 +1433,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         length: u64,
     ) -> FsResult<()> {
         let plan = fallocate::plan(fallocate_mode, offset, length)?;
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         self.fallocate_fd(handle.fd.as_fd(), plan)
     }
 
@@ -1480,7 +1447,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     ) -> FsResult<u64> {
         let whence = seek::to_darwin(whence)?;
         let offset = i64::try_from(offset).map_err(|_| Errno::EINVAL)?;
-        let handle = self.handle(fh)?;
+        let handle = self.handles.get(fh)?;
         self.host
             .lseek(handle.fd.as_fd(), offset, whence)
             .map_err(guest)
@@ -1501,8 +1468,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         if flags != 0 {
             return Err(Errno::EINVAL);
         }
-        let input = self.handle(fh_in)?;
-        let output = self.handle(fh_out)?;
+        let input = self.handles.get(fh_in)?;
+        let output = self.handles.get(fh_out)?;
         if output.access == darwin_abi::O_RDONLY || input.access == darwin_abi::O_WRONLY {
             return Err(Errno::EBADF);
         }
