@@ -5,12 +5,9 @@
 mod common;
 
 use common::*;
-use fuse_abi::{
-    CreateIn, EntryOut, InitFlags, MkdirIn, OpenOut, OutHeader, ReadIn, U32, U64, WriteIn,
-};
+use fuse_abi::{CreateIn, EntryOut, InitFlags, MkdirIn, OpenOut, ReadIn, U32, U64, WriteIn};
 use fuse_server::mem::{MemReader, MemWriter};
-use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts};
+use fuse_server::test_utils::request;
 use zerocopy::{FromBytes, IntoBytes};
 
 const LOOKUP: u32 = 1;
@@ -19,50 +16,27 @@ const SYMLINK: u32 = 6;
 const LINK: u32 = 13;
 const READ: u32 = 15;
 const WRITE: u32 = 16;
-const INIT: u32 = 26;
 const CREATE: u32 = 35;
 
 struct Rig {
     fx: Fixture,
-    server: Server<passthrough_linux::PassthroughFs>,
+    rig: ServerRig<passthrough_linux::PassthroughFs>,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = ServerRig<passthrough_linux::PassthroughFs>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.rig
+    }
 }
 
 impl Rig {
     fn new() -> Rig {
         let fx = Fixture::new();
         let fs = passthrough_linux::PassthroughFs::new(fx.fs.config().clone()).unwrap();
-        let config = ServerConfig {
-            transport: TransportFacts::virtio_fs(1024),
-            negotiation: NegotiationConfig::default(),
-        };
-        let rig = Rig {
-            fx,
-            server: Server::new(fs, config),
-        };
-        let (hdr, _) = rig.send(request(
-            INIT,
-            1,
-            0,
-            &init_payload(46, InitFlags::all(), 1 << 17),
-        ));
-        assert_eq!(hdr.error.get(), 0);
-        rig
-    }
-
-    /// Sends `req` as uid/gid 0 and returns the reply header and body.
-    fn send(&self, mut req: Vec<u8>) -> (OutHeader, Vec<u8>) {
-        req[24..32].copy_from_slice(&[0; 8]); // uid, gid
-        let mut out = vec![0u8; 1 << 21];
-        let mut r = MemReader::new(&req);
-        let mut w = MemWriter::new(&mut out);
-        self.server.handle_message(&mut r, &mut w).unwrap();
-        let written = w.written().to_vec();
-        let hdr = OutHeader::read_from_prefix(&written).unwrap().0;
-        (hdr, written[16..].to_vec())
-    }
-
-    fn errno(&self, req: Vec<u8>) -> i32 {
-        -self.send(req).0.error.get()
+        let rig = ServerRig::initialised(fs, InitFlags::all(), 46);
+        Rig { fx, rig }
     }
 }
 

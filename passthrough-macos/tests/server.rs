@@ -8,12 +8,10 @@ mod common;
 
 use common::*;
 use fuse_abi::{
-    CreateIn, EntryOut, InitFlags, InitOut, MkdirIn, OpenOut, OutHeader, ReadIn, SetattrIn, U32,
-    U64, WriteIn,
+    CreateIn, EntryOut, InitFlags, InitOut, MkdirIn, OpenOut, ReadIn, SetattrIn, U32, U64, WriteIn,
 };
-use fuse_server::mem::{MemReader, MemWriter};
-use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{NegotiationConfig, Server, ServerConfig, TransportFacts};
+use fuse_server::NegotiationConfig;
+use fuse_server::test_utils::request;
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
 use zerocopy::{FromBytes, IntoBytes};
@@ -32,7 +30,15 @@ const CREATE: u32 = 35;
 
 struct Rig {
     tmp: tempfile::TempDir,
-    server: Server<PassthroughFs<LinuxHost>>,
+    rig: ServerRig<PassthroughFs<LinuxHost>>,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = ServerRig<PassthroughFs<LinuxHost>>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.rig
+    }
 }
 
 impl Rig {
@@ -48,17 +54,8 @@ impl Rig {
         std::fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
         let config = f(Config::new(tmp.path().join("share")));
         let fs = PassthroughFs::new(LinuxHost::default(), config).unwrap();
-        let config = ServerConfig {
-            transport: TransportFacts::virtio_fs(1024),
-            negotiation: NegotiationConfig::default(),
-        };
-        let rig = Rig {
-            tmp,
-            server: Server::new(fs, config),
-        };
-        let (hdr, _) = rig.send(request(INIT, 1, 0, &init_payload(minor, offered, 1 << 17)));
-        assert_eq!(hdr.error.get(), 0);
-        rig
+        let rig = ServerRig::initialised(fs, offered, minor);
+        Rig { tmp, rig }
     }
 
     fn outside(&self) -> std::path::PathBuf {
@@ -67,22 +64,6 @@ impl Rig {
 
     fn share(&self) -> std::path::PathBuf {
         self.tmp.path().join("share")
-    }
-
-    /// Sends `req` as uid/gid 0 and returns the reply header and body.
-    fn send(&self, mut req: Vec<u8>) -> (OutHeader, Vec<u8>) {
-        req[24..32].copy_from_slice(&[0; 8]);
-        let mut out = vec![0u8; 1 << 21];
-        let mut r = MemReader::new(&req);
-        let mut w = MemWriter::new(&mut out);
-        self.server.handle_message(&mut r, &mut w).unwrap();
-        let written = w.written().to_vec();
-        let hdr = OutHeader::read_from_prefix(&written).unwrap().0;
-        (hdr, written[16..].to_vec())
-    }
-
-    fn errno(&self, req: Vec<u8>) -> i32 {
-        -self.send(req).0.error.get()
     }
 }
 
@@ -101,20 +82,9 @@ fn negotiated(f: impl FnOnce(Config) -> Config, offered: InitFlags, minor: u32) 
         ..NegotiationConfig::default()
     };
     let fs = PassthroughFs::new(LinuxHost::default(), config).unwrap();
-    let server = Server::new(
-        fs,
-        ServerConfig {
-            transport: TransportFacts::virtio_fs(1024),
-            negotiation,
-        },
-    );
-    let req = request(INIT, 1, 0, &init_payload(minor, offered, 1 << 17));
-    let mut out = vec![0u8; 4096];
-    let mut r = MemReader::new(&req);
-    let mut w = MemWriter::new(&mut out);
-    server.handle_message(&mut r, &mut w).unwrap();
-    let written = w.written().to_vec();
-    let init = InitOut::read_from_prefix(&written[16..]).unwrap().0;
+    let (hdr, body) = ServerRig::new(fs, negotiation).init(offered, minor);
+    assert_eq!(hdr.error.get(), 0);
+    let init = InitOut::read_from_prefix(&body).unwrap().0;
     InitFlags::from_wire(init.flags.get(), init.flags2.get())
 }
 

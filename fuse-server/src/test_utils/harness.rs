@@ -7,11 +7,13 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{InitFlags, OpenInFlags, SetxattrFlags};
+use fuse_abi::{InitFlags, OpenInFlags, OutHeader, SetxattrFlags};
+use zerocopy::FromBytes;
 
+use super::{init_payload, request};
 use crate::mem::{MemReader, MemWriter};
 use crate::types::*;
-use crate::{FileSystem, FsResult};
+use crate::{FileSystem, FsResult, NegotiationConfig, Server, ServerConfig, TransportFacts};
 
 /// The protocol minor and `max_write` [`Harness::negotiate`] tells the backend.
 pub const MINOR: u32 = 46;
@@ -222,6 +224,70 @@ impl<F: FileSystem> Harness<F> {
             .filter(|n| !n.is_empty())
             .map(|n| String::from_utf8_lossy(n).into_owned())
             .collect()
+    }
+}
+
+/// A backend behind a [`Server`] on a virtio-fs transport (a 1024-entry queue), driven with
+/// raw request bytes as a guest would send them (build them with [`request`]).
+#[derive(Debug)]
+pub struct ServerRig<F: FileSystem> {
+    /// The server, owning the backend (`server.filesystem()`).
+    pub server: Server<F>,
+}
+
+impl<F: FileSystem> ServerRig<F> {
+    /// A server on `fs` with the operator's `negotiation` policy, before any INIT.
+    pub fn new(fs: F, negotiation: NegotiationConfig) -> ServerRig<F> {
+        let config = ServerConfig {
+            transport: TransportFacts::virtio_fs(1024),
+            negotiation,
+        };
+        ServerRig {
+            server: Server::new(fs, config),
+        }
+    }
+
+    /// A server on `fs` with the default policy, after an INIT offering `offered` at `minor`
+    /// (`max_readahead` 128 KiB).
+    ///
+    /// # Panics
+    ///
+    /// If the INIT is refused.
+    pub fn initialised(fs: F, offered: InitFlags, minor: u32) -> ServerRig<F> {
+        let rig = ServerRig::new(fs, NegotiationConfig::default());
+        let (hdr, _) = rig.init(offered, minor);
+        assert_eq!(hdr.error.get(), 0, "INIT was refused");
+        rig
+    }
+
+    /// Sends an INIT offering `offered` at `minor`; the reply header and body.
+    pub fn init(&self, offered: InitFlags, minor: u32) -> (OutHeader, Vec<u8>) {
+        let payload = init_payload(minor, offered, 1 << 17);
+        self.send(request(fuse_abi::Opcode::Init as u32, 1, 0, &payload))
+    }
+
+    /// Sends `req` as uid and gid 0 (whatever its header says) into a 2 MiB reply space; the
+    /// reply header and body.
+    ///
+    /// # Panics
+    ///
+    /// If `req` is shorter than the uid/gid fields, or the server writes no reply.
+    pub fn send(&self, mut req: Vec<u8>) -> (OutHeader, Vec<u8>) {
+        req[24..32].fill(0); // fuse_in_header's uid and gid
+        let mut out = vec![0u8; 1 << 21];
+        let mut r = MemReader::new(&req);
+        let mut w = MemWriter::new(&mut out);
+        self.server
+            .handle_message(&mut r, &mut w)
+            .expect("the server produced no reply");
+        let written = w.written();
+        let (hdr, body) = OutHeader::read_from_prefix(written).expect("a reply without a header");
+        (hdr, body.to_vec())
+    }
+
+    /// Sends `req`; the reply's errno (positive, 0 for success).
+    pub fn errno(&self, req: Vec<u8>) -> i32 {
+        -self.send(req).0.error.get()
     }
 }
 
