@@ -7,7 +7,9 @@
 //!
 //! - [`FileSystem`]: what a backend implements, one method per operation, ENOSYS by default,
 //!   with its contract (validation, lookup counts, Linux values, errnos) and a minimal backend;
-//!   `Box<F>` and `Arc<F>` implement it by forwarding;
+//!   `Box<F>` and `Arc<F>` implement it by forwarding; the operations with many fields take
+//!   `#[non_exhaustive]` argument structs ([`ReadArgs`], [`WriteArgs`], [`CreateArgs`], ...),
+//!   so a field a later FUSE minor adds is not a breaking change;
 //! - [`Capabilities`]: what a backend declares it can honour; nothing else is ever negotiated;
 //! - [`io`]: the [`Reader`]/[`Writer`] a transport implements, with the zero-copy pair
 //!   [`ZeroCopyReader`]/[`ZeroCopyWriter`] for file data; [`mem`] has host-memory versions;
@@ -39,7 +41,10 @@ mod tests;
 mod types;
 
 pub use capabilities::Capabilities;
-pub use filesystem::{FileSystem, FsResult};
+pub use filesystem::{
+    CopyFileRangeArgs, CreateArgs, FileSystem, FsResult, IoctlArgs, LockArgs, OpenArgs, ReadArgs,
+    ReleaseArgs, SetupMappingArgs, SetxattrArgs, TmpfileArgs, WriteArgs,
+};
 pub use io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 pub use negotiate::{
     CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,

@@ -4,11 +4,11 @@
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{Errno, InitFlags, OpenInFlags};
+use fuse_abi::{Errno, InitFlags};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{
-    Context, CreateContext, DirEntry, DirPlusSink, DirSink, Entry, FileSystem, Handle, Name,
-    Negotiated, NodeId,
+    Context, CreateArgs, CreateContext, DirEntry, DirPlusSink, DirSink, Entry, FileSystem, Handle,
+    Name, Negotiated, NodeId, OpenArgs, ReadArgs, ReleaseArgs, WriteArgs,
 };
 use passthrough_linux::{Config, ConfigBuilder, PassthroughFs};
 
@@ -83,16 +83,9 @@ impl Fixture {
         mode: u32,
         flags: u32,
     ) -> Result<(Entry, Handle), Errno> {
+        let args = CreateArgs::new(name(n), mode, OpenArgs::new(flags));
         self.fs
-            .create(
-                &ctx(),
-                &cctx(),
-                parent,
-                name(n),
-                mode,
-                flags,
-                OpenInFlags::empty(),
-            )
+            .create(&ctx(), &cctx(), parent, &args)
             .map(|(e, o)| (e, o.fh))
     }
 
@@ -103,17 +96,8 @@ impl Fixture {
     pub fn write(&self, nodeid: NodeId, fh: Handle, off: u64, data: &[u8]) -> Result<usize, Errno> {
         let mut r = MemReader::new(data);
         let size = u32::try_from(data.len()).unwrap();
-        self.fs.write(
-            &ctx(),
-            nodeid,
-            fh,
-            &mut r,
-            size,
-            off,
-            None,
-            Default::default(),
-            0,
-        )
+        self.fs
+            .write(&ctx(), nodeid, &WriteArgs::new(fh, off, size), &mut r)
     }
 
     pub fn read(
@@ -125,29 +109,21 @@ impl Fixture {
     ) -> Result<Vec<u8>, Errno> {
         let mut buf = vec![0u8; size];
         let mut w = MemWriter::new(&mut buf);
-        let n = self.fs.read(
-            &ctx(),
-            nodeid,
-            fh,
-            &mut w,
-            u32::try_from(size).unwrap(),
-            off,
-            None,
-            0,
-        )?;
+        let args = ReadArgs::new(fh, off, u32::try_from(size).unwrap());
+        let n = self.fs.read(&ctx(), nodeid, &args, &mut w)?;
         buf.truncate(n);
         Ok(buf)
     }
 
     pub fn open(&self, nodeid: NodeId, flags: u32) -> Result<Handle, Errno> {
         self.fs
-            .open(&ctx(), nodeid, flags, OpenInFlags::empty())
+            .open(&ctx(), nodeid, &OpenArgs::new(flags))
             .map(|o| o.fh)
     }
 
     pub fn release(&self, nodeid: NodeId, fh: Handle) {
         self.fs
-            .release(&ctx(), nodeid, fh, 0, false, false, None)
+            .release(&ctx(), nodeid, &ReleaseArgs::new(fh))
             .unwrap();
     }
 

@@ -4,11 +4,12 @@
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{Errno, InitFlags, OpenInFlags};
+use fuse_abi::{Errno, InitFlags};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{
-    Context, CreateContext, DirEntry, DirSink, Entry, FileAttr, FileSystem, Handle, Name,
-    Negotiated, NodeId, SetAttr, XattrReply,
+    Context, CreateArgs, CreateContext, DirEntry, DirSink, Entry, FileAttr, FileSystem, Handle,
+    Name, Negotiated, NodeId, OpenArgs, ReadArgs, ReleaseArgs, SetAttr, SetxattrArgs, WriteArgs,
+    XattrReply,
 };
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, Host, HostId, Node, PassthroughFs};
@@ -117,10 +118,7 @@ impl Fixture {
                 ctx,
                 &cctx(),
                 parent,
-                name(n),
-                mode,
-                flags,
-                OpenInFlags::empty(),
+                &CreateArgs::new(name(n), mode, OpenArgs::new(flags)),
             )
             .map(|(e, o)| (e, o.fh))
     }
@@ -142,17 +140,8 @@ impl Fixture {
     pub fn write(&self, nodeid: NodeId, fh: Handle, off: u64, data: &[u8]) -> Result<usize, Errno> {
         let mut r = MemReader::new(data);
         let size = u32::try_from(data.len()).unwrap();
-        self.fs.write(
-            &ctx(),
-            nodeid,
-            fh,
-            &mut r,
-            size,
-            off,
-            None,
-            Default::default(),
-            0,
-        )
+        self.fs
+            .write(&ctx(), nodeid, &WriteArgs::new(fh, off, size), &mut r)
     }
 
     pub fn read(
@@ -167,20 +156,20 @@ impl Fixture {
         let size32 = u32::try_from(size).unwrap();
         let n = self
             .fs
-            .read(&ctx(), nodeid, fh, &mut w, size32, off, None, 0)?;
+            .read(&ctx(), nodeid, &ReadArgs::new(fh, off, size32), &mut w)?;
         buf.truncate(n);
         Ok(buf)
     }
 
     pub fn open(&self, nodeid: NodeId, flags: u32) -> Result<Handle, Errno> {
         self.fs
-            .open(&ctx(), nodeid, flags, OpenInFlags::empty())
+            .open(&ctx(), nodeid, &OpenArgs::new(flags))
             .map(|o| o.fh)
     }
 
     pub fn release(&self, nodeid: NodeId, fh: Handle) {
         self.fs
-            .release(&ctx(), nodeid, fh, 0, false, false, None)
+            .release(&ctx(), nodeid, &ReleaseArgs::new(fh))
             .unwrap();
     }
 
@@ -210,10 +199,7 @@ impl Fixture {
         self.fs.setxattr(
             &ctx(),
             nodeid,
-            &cstr(n),
-            value,
-            flags,
-            fuse_abi::SetxattrFlags::empty(),
+            &SetxattrArgs::new(&cstr(n), value).with_flags(flags),
         )
     }
 
