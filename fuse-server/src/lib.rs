@@ -7,7 +7,9 @@
 //!
 //! - [`FileSystem`]: what a backend implements, one method per operation, ENOSYS by default,
 //!   with its contract (validation, lookup counts, Linux values, errnos) and a minimal backend;
-//!   `Box<F>` and `Arc<F>` implement it by forwarding;
+//!   `Box<F>` and `Arc<F>` implement it by forwarding; the operations with many fields take
+//!   `#[non_exhaustive]` argument structs ([`ReadArgs`], [`WriteArgs`], [`CreateArgs`], ...),
+//!   so a field a later FUSE minor adds is not a breaking change;
 //! - [`Capabilities`]: what a backend declares it can honour; nothing else is ever negotiated;
 //! - [`HandleTable`]: the table of open files and directories a backend hands out
 //!   [`Handle`]s from (never 0, never reused while open, EBADF for unknown ones);
@@ -42,7 +44,10 @@ mod tests;
 mod types;
 
 pub use capabilities::Capabilities;
-pub use filesystem::{FileSystem, FsResult};
+pub use filesystem::{
+    CopyFileRangeArgs, CreateArgs, FileSystem, FsResult, IoctlArgs, LockArgs, OpenArgs, ReadArgs,
+    ReleaseArgs, SetupMappingArgs, SetxattrArgs, TmpfileArgs, WriteArgs,
+};
 pub use handles::HandleTable;
 pub use io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 pub use negotiate::{

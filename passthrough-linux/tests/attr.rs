@@ -8,7 +8,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{Errno, SetattrValid, mode};
-use fuse_server::{FileSystem, LockOwner, SetAttr, TimeOrNow, Timespec};
+use fuse_server::{
+    CopyFileRangeArgs, FileSystem, LockOwner, OpenArgs, SetAttr, TimeOrNow, Timespec, TmpfileArgs,
+};
 
 #[test]
 fn setattr_mode_uid_gid_apply() {
@@ -230,8 +232,13 @@ fn link_adds_a_name_and_a_reference() {
 fn tmpfile_is_unnamed_and_writable() {
     let f = Fixture::new();
     let (e, o) =
-        f.fs.tmpfile(&ctx(), &cctx(), ROOT, 0o600, libc::O_RDWR as u32)
-            .unwrap();
+        f.fs.tmpfile(
+            &ctx(),
+            &cctx(),
+            ROOT,
+            &TmpfileArgs::new(0o600, OpenArgs::new(libc::O_RDWR as u32)),
+        )
+        .unwrap();
     assert_eq!(e.attr.nlink, 0);
     assert_eq!(f.write(e.nodeid, o.fh, 0, b"tmp").unwrap(), 3);
     assert_eq!(f.list(ROOT).len(), 2); // only "." and ".."
@@ -276,8 +283,11 @@ fn copy_file_range_copies_between_handles() {
     let (b, fb) = f.create(ROOT, "b", 0o644, libc::O_RDWR as u32).unwrap();
     f.write(a.nodeid, fa, 0, b"hello world").unwrap();
     let n =
-        f.fs.copy_file_range(&ctx(), a.nodeid, fa, 6, b.nodeid, fb, 2, 5, 0)
-            .unwrap();
+        f.fs.copy_file_range(
+            &ctx(),
+            &CopyFileRangeArgs::new(a.nodeid, fa, 6, b.nodeid, fb, 2, 5),
+        )
+        .unwrap();
     assert_eq!(n, 5);
     assert_eq!(std::fs::read(f.host("b")).unwrap(), b"\0\0world");
 }

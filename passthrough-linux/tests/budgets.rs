@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Lock, LockOwner, NodeId};
+use fuse_server::{FileSystem, Lock, LockArgs, LockOwner, NodeId};
 use passthrough_linux::FileHandleMode;
 
 fn files(f: &Fixture, n: usize) {
@@ -96,30 +96,26 @@ fn lock_description_budget_is_enolck_then_recovers_on_flush() {
         f.fs.setlk(
             &ctx(),
             e.nodeid,
-            fh,
-            LockOwner(owner),
-            lock(owner),
-            false,
-            false,
+            &LockArgs::new(fh, LockOwner(owner), lock(owner)),
         )
         .unwrap();
     }
     assert_eq!(
-        f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(3), lock(3), false, false)
+        f.fs.setlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(3), lock(3)))
             .unwrap_err(),
         Errno::ENOLCK
     );
     assert_eq!(f.fs.lock_fds_in_use(), 2);
     // GETLK of a new owner needs a description too: the same errno, no panic.
     assert_eq!(
-        f.fs.getlk(&ctx(), e.nodeid, fh, LockOwner(4), lock(9))
+        f.fs.getlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(4), lock(9)))
             .unwrap_err(),
         Errno::ENOLCK
     );
     // FLUSH (close in the guest) of owner 1 drops its description.
     f.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     assert_eq!(f.fs.lock_fds_in_use(), 1);
-    f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(3), lock(3), false, false)
+    f.fs.setlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(3), lock(3)))
         .unwrap();
 }
 
@@ -133,7 +129,7 @@ fn lock_descriptions_go_with_the_node() {
         typ: 1,
         pid: 0,
     };
-    f.fs.setlk(&ctx(), e.nodeid, fh, LockOwner(7), lock, false, false)
+    f.fs.setlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(7), lock))
         .unwrap();
     assert_eq!(f.fs.lock_fds_in_use(), 1);
     f.release(e.nodeid, fh);

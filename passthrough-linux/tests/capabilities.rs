@@ -7,8 +7,11 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
-use fuse_abi::{INVALID_UIDGID, InitFlags, OpenInFlags, SetxattrFlags, WriteFlags};
-use fuse_server::{CreateContext, FileSystem, Lock, LockOwner, SecurityContext};
+use fuse_abi::{INVALID_UIDGID, InitFlags, SetxattrFlags, WriteFlags};
+use fuse_server::{
+    CreateContext, FileSystem, Lock, LockArgs, LockOwner, OpenArgs, SecurityContext, SetxattrArgs,
+    WriteArgs,
+};
 
 fn full() -> Fixture {
     Fixture::with(|b| {
@@ -174,10 +177,10 @@ fn posix_locks(f: &Fixture) {
         typ: 1,
         pid: 1,
     };
-    f.fs.setlk(&ctx(), e.nodeid, a, LockOwner(1), wr, false, false)
+    f.fs.setlk(&ctx(), e.nodeid, &LockArgs::new(a, LockOwner(1), wr))
         .unwrap();
     assert!(
-        f.fs.setlk(&ctx(), e.nodeid, b, LockOwner(2), wr, false, false)
+        f.fs.setlk(&ctx(), e.nodeid, &LockArgs::new(b, LockOwner(2), wr))
             .is_err()
     );
 }
@@ -191,11 +194,19 @@ fn flock_locks(f: &Fixture) {
         typ: 1,
         pid: 1,
     };
-    f.fs.setlk(&ctx(), e.nodeid, a, LockOwner(1), ex, false, true)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        e.nodeid,
+        &LockArgs::new(a, LockOwner(1), ex).with_flock(true),
+    )
+    .unwrap();
     assert!(
-        f.fs.setlk(&ctx(), e.nodeid, b, LockOwner(1), ex, false, true)
-            .is_err()
+        f.fs.setlk(
+            &ctx(),
+            e.nodeid,
+            &LockArgs::new(b, LockOwner(1), ex).with_flock(true)
+        )
+        .is_err()
     );
 }
 
@@ -232,8 +243,12 @@ fn acl(f: &Fixture) {
         v.extend_from_slice(&u32::MAX.to_le_bytes());
     }
     let name = c"system.posix_acl_access";
-    f.fs.setxattr(&ctx(), e.nodeid, name, &v, 0, SetxattrFlags::ACL_KILL_SGID)
-        .unwrap();
+    f.fs.setxattr(
+        &ctx(),
+        e.nodeid,
+        &SetxattrArgs::new(name, &v).with_setxattr_flags(SetxattrFlags::ACL_KILL_SGID),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::metadata(f.host("a")).unwrap().mode() & 0o7777,
         0o755
@@ -245,7 +260,7 @@ fn idmap(f: &Fixture) {
     let idm = ctx_as(INVALID_UIDGID, INVALID_UIDGID);
     let e = f.fs.lookup(&idm, ROOT, name("i")).unwrap();
     f.fs.getattr(&idm, e.nodeid, None).unwrap();
-    f.fs.open(&idm, e.nodeid, libc::O_RDONLY as u32, OpenInFlags::empty())
+    f.fs.open(&idm, e.nodeid, &OpenArgs::new(libc::O_RDONLY as u32))
         .unwrap();
     let r =
         f.fs.mkdir(&idm, &CreateContext::default(), ROOT, name("n"), 0o755);
@@ -271,13 +286,8 @@ fn killpriv(f: &Fixture) {
     f.fs.write(
         &ctx(),
         e.nodeid,
-        fh,
+        &WriteArgs::new(fh, 0, 1).with_write_flags(WriteFlags::KILL_SUIDGID),
         &mut r,
-        1,
-        0,
-        None,
-        WriteFlags::KILL_SUIDGID,
-        0,
     )
     .unwrap();
     assert_eq!(

@@ -8,8 +8,8 @@ mod common;
 use std::os::unix::fs::symlink;
 
 use common::*;
-use fuse_abi::{Errno, OpenInFlags, RenameFlags};
-use fuse_server::{FileSystem, Handle, Name, NodeId};
+use fuse_abi::{Errno, RenameFlags};
+use fuse_server::{FileSystem, Handle, Name, NodeId, OpenArgs, SetxattrArgs};
 
 #[test]
 fn name_with_slash_is_rejected_before_the_backend() {
@@ -239,7 +239,7 @@ fn xattr_on_symlink_does_not_reach_the_target() {
     let s = f.lookup(ROOT, "s").unwrap();
     // user.* xattrs are not allowed on symlinks: the call fails on the link itself.
     let r =
-        f.fs.setxattr(&ctx(), s.nodeid, c"user.x", b"v", 0, Default::default());
+        f.fs.setxattr(&ctx(), s.nodeid, &SetxattrArgs::new(c"user.x", b"v"));
     assert!(r.is_err());
     let mut buf = [0u8; 64];
     let n = std::fs::metadata(f.outside().join("secret"))
@@ -340,7 +340,7 @@ fn unknown_handles_and_nodes_are_errors_not_panics() {
         Errno::EBADF
     );
     assert_eq!(
-        f.fs.open(&ctx(), NodeId(777), 0, OpenInFlags::empty())
+        f.fs.open(&ctx(), NodeId(777), &OpenArgs::new(0))
             .unwrap_err(),
         Errno::ESTALE
     );

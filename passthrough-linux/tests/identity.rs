@@ -11,7 +11,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
 use fuse_abi::{Errno, INVALID_UIDGID, InitFlags, OpenInFlags, WriteFlags};
-use fuse_server::{CreateContext, FileSystem, NodeId, SetAttr};
+use fuse_server::{
+    CreateArgs, CreateContext, FileSystem, NodeId, OpenArgs, ReleaseArgs, SetAttr, WriteArgs,
+};
 
 fn world_writable_dir(f: &Fixture) -> NodeId {
     let d = f.mkdir(ROOT, "pub").unwrap();
@@ -30,10 +32,7 @@ fn create_runs_as_the_caller() {
             &ctx_as(1000, 1001),
             &cc,
             d,
-            name("f"),
-            0o644,
-            libc::O_RDWR as u32,
-            OpenInFlags::empty(),
+            &CreateArgs::new(name("f"), 0o644, OpenArgs::new(libc::O_RDWR as u32)),
         )
         .unwrap();
     assert_eq!((e.attr.uid, e.attr.gid), (1000, 1001));
@@ -85,7 +84,7 @@ fn non_creating_requests_with_unmapped_ids_work() {
     let e = f.fs.lookup(&idm, ROOT, name("f")).unwrap();
     f.fs.getattr(&idm, e.nodeid, None).unwrap();
     let fh =
-        f.fs.open(&idm, e.nodeid, libc::O_RDWR as u32, OpenInFlags::empty())
+        f.fs.open(&idm, e.nodeid, &OpenArgs::new(libc::O_RDWR as u32))
             .unwrap()
             .fh;
     f.fs.setattr(
@@ -99,8 +98,7 @@ fn non_creating_requests_with_unmapped_ids_work() {
     .unwrap();
     f.fs.access(&idm, e.nodeid, 0).unwrap();
     assert_eq!(f.fs.access(&idm, e.nodeid, 4).unwrap_err(), Errno::EACCES);
-    f.fs.release(&idm, e.nodeid, fh, 0, false, false, None)
-        .unwrap();
+    f.fs.release(&idm, e.nodeid, &ReleaseArgs::new(fh)).unwrap();
 }
 
 #[test]
@@ -155,13 +153,8 @@ fn killpriv_v2_write_clears_suid_and_group_exec_sgid() {
     f.fs.write(
         &ctx(),
         e.nodeid,
-        fh,
+        &WriteArgs::new(fh, 0, 1).with_write_flags(WriteFlags::KILL_SUIDGID),
         &mut r,
-        1,
-        0,
-        None,
-        WriteFlags::KILL_SUIDGID,
-        0,
     )
     .unwrap();
     assert_eq!(
@@ -189,8 +182,12 @@ fn open_trunc_with_kill_suidgid_clears_suid() {
     std::fs::set_permissions(f.host("f"), std::fs::Permissions::from_mode(0o4755)).unwrap();
     let e = f.lookup(ROOT, "f").unwrap();
     let flags = (libc::O_WRONLY | libc::O_TRUNC) as u32;
-    f.fs.open(&ctx(), e.nodeid, flags, OpenInFlags::KILL_SUIDGID)
-        .unwrap();
+    f.fs.open(
+        &ctx(),
+        e.nodeid,
+        &OpenArgs::new(flags).with_open_flags(OpenInFlags::KILL_SUIDGID),
+    )
+    .unwrap();
     assert_eq!(
         std::fs::metadata(f.host("f")).unwrap().permissions().mode() & 0o7777,
         0o755

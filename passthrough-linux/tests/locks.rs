@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Handle, Lock, LockOwner, NodeId};
+use fuse_server::{FileSystem, Handle, Lock, LockArgs, LockOwner, NodeId, ReleaseArgs};
 
 const RD: u32 = 0;
 const WR: u32 = 1;
@@ -34,34 +34,61 @@ fn setup() -> (Fixture, NodeId, Handle, Handle) {
 #[test]
 fn setlk_conflicting_owners_is_eagain() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 0, 99), false, false)
-        .unwrap();
-    let r =
-        f.fs.setlk(&ctx(), n, fh2, LockOwner(2), lock(WR, 50, 60), false, false);
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, 99)),
+    )
+    .unwrap();
+    let r = f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh2, LockOwner(2), lock(WR, 50, 60)),
+    );
     assert_eq!(r.unwrap_err(), Errno::EAGAIN);
 }
 
 #[test]
 fn setlk_same_owner_through_two_handles_does_not_conflict() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 0, 99), false, false)
-        .unwrap();
-    f.fs.setlk(&ctx(), n, fh2, LockOwner(1), lock(WR, 50, 60), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, 99)),
+    )
+    .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh2, LockOwner(1), lock(WR, 50, 60)),
+    )
+    .unwrap();
 }
 
 #[test]
 fn getlk_reports_the_conflicting_range() {
     let (f, n, fh1, fh2) = setup();
-    f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(RD, 10, 19), false, false)
-        .unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh1, LockOwner(1), lock(RD, 10, 19)),
+    )
+    .unwrap();
     let got =
-        f.fs.getlk(&ctx(), n, fh2, LockOwner(2), lock(WR, 0, TO_END))
-            .unwrap();
+        f.fs.getlk(
+            &ctx(),
+            n,
+            &LockArgs::new(fh2, LockOwner(2), lock(WR, 0, TO_END)),
+        )
+        .unwrap();
     assert_eq!((got.typ, got.start, got.end), (RD, 10, 19));
     let free =
-        f.fs.getlk(&ctx(), n, fh2, LockOwner(2), lock(RD, 0, TO_END))
-            .unwrap();
+        f.fs.getlk(
+            &ctx(),
+            n,
+            &LockArgs::new(fh2, LockOwner(2), lock(RD, 0, TO_END)),
+        )
+        .unwrap();
     assert_eq!(free.typ, UN);
 }
 
@@ -71,31 +98,19 @@ fn unlock_then_other_owner_locks() {
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)),
     )
     .unwrap();
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(UN, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh1, LockOwner(1), lock(UN, 0, TO_END)),
     )
     .unwrap();
     f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(2),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh2, LockOwner(2), lock(WR, 0, TO_END)),
     )
     .unwrap();
 }
@@ -106,22 +121,14 @@ fn flush_drops_the_owners_locks() {
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)),
     )
     .unwrap();
     f.fs.flush(&ctx(), n, fh1, LockOwner(1)).unwrap();
     f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(2),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh2, LockOwner(2), lock(WR, 0, TO_END)),
     )
     .unwrap();
 }
@@ -132,22 +139,14 @@ fn setlkw_blocked_returns_eintr_within_the_bound() {
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)),
     )
     .unwrap();
     let t = Instant::now();
     let r = f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(2),
-        lock(WR, 0, TO_END),
-        true,
-        false,
+        &LockArgs::new(fh2, LockOwner(2), lock(WR, 0, TO_END)).with_sleep(true),
     );
     assert_eq!(r.unwrap_err(), Errno::EINTR);
     // lock_wait is 200 ms: the worker is back well before a second.
@@ -161,11 +160,7 @@ fn setlkw_granted_when_released_meanwhile() {
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(WR, 0, TO_END),
-        false,
-        false,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)),
     )
     .unwrap();
     let f2 = std::sync::Arc::clone(&f);
@@ -175,22 +170,14 @@ fn setlkw_granted_when_released_meanwhile() {
             .setlk(
                 &ctx(),
                 n,
-                fh1,
-                LockOwner(1),
-                lock(UN, 0, TO_END),
-                false,
-                false,
+                &LockArgs::new(fh1, LockOwner(1), lock(UN, 0, TO_END)),
             )
             .unwrap();
     });
     f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(2),
-        lock(WR, 0, TO_END),
-        true,
-        false,
+        &LockArgs::new(fh2, LockOwner(2), lock(WR, 0, TO_END)).with_sleep(true),
     )
     .unwrap();
     t.join().unwrap();
@@ -202,32 +189,25 @@ fn flock_is_per_open_file() {
     f.fs.setlk(
         &ctx(),
         n,
-        fh1,
-        LockOwner(1),
-        lock(WR, 0, TO_END),
-        false,
-        true,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)).with_flock(true),
     )
     .unwrap();
     let r = f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(1),
-        lock(RD, 0, TO_END),
-        false,
-        true,
+        &LockArgs::new(fh2, LockOwner(1), lock(RD, 0, TO_END)).with_flock(true),
     );
     assert_eq!(r.unwrap_err(), Errno::EAGAIN);
-    f.fs.release(&ctx(), n, fh1, 0, false, true, None).unwrap();
+    f.fs.release(
+        &ctx(),
+        n,
+        &ReleaseArgs::new(fh1).with_flock_release(LockOwner(1)),
+    )
+    .unwrap();
     f.fs.setlk(
         &ctx(),
         n,
-        fh2,
-        LockOwner(1),
-        lock(RD, 0, TO_END),
-        false,
-        true,
+        &LockArgs::new(fh2, LockOwner(1), lock(RD, 0, TO_END)).with_flock(true),
     )
     .unwrap();
 }
@@ -236,13 +216,17 @@ fn flock_is_per_open_file() {
 fn lock_with_bad_type_or_range_is_einval() {
     let (f, n, fh1, _) = setup();
     assert_eq!(
-        f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(7, 0, 1), false, false)
+        f.fs.setlk(&ctx(), n, &LockArgs::new(fh1, LockOwner(1), lock(7, 0, 1)))
             .unwrap_err(),
         Errno::EINVAL
     );
     assert_eq!(
-        f.fs.setlk(&ctx(), n, fh1, LockOwner(1), lock(WR, 10, 5), false, false)
-            .unwrap_err(),
+        f.fs.setlk(
+            &ctx(),
+            n,
+            &LockArgs::new(fh1, LockOwner(1), lock(WR, 10, 5))
+        )
+        .unwrap_err(),
         Errno::EINVAL
     );
 }

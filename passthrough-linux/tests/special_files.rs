@@ -13,8 +13,8 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use common::*;
-use fuse_abi::{Errno, OpenInFlags};
-use fuse_server::FileSystem;
+use fuse_abi::Errno;
+use fuse_server::{CreateArgs, FileSystem, OpenArgs};
 
 /// The kernel's `new_encode_dev`, as the guest sends `rdev`.
 fn encode_dev(major: u32, minor: u32) -> u32 {
@@ -193,7 +193,7 @@ fn create_and_open_of_a_fifo_answer_promptly() {
     for acc in [libc::O_RDONLY, libc::O_WRONLY] {
         let g = Arc::clone(&f);
         let r = within_5s(move || {
-            g.fs.open(&ctx(), e.nodeid, flags(acc), OpenInFlags::empty())
+            g.fs.open(&ctx(), e.nodeid, &OpenArgs::new(flags(acc)))
                 .map(|o| o.fh)
         });
         assert_eq!(r.unwrap_err(), Errno::EACCES, "OPEN, access mode {acc:#o}");
@@ -246,10 +246,11 @@ fn create_existing_with_o_trunc_needs_the_callers_write_permission() {
         &ctx_as(1000, 1000),
         &cctx(),
         ROOT,
-        name("f"),
-        0o644,
-        flags(libc::O_WRONLY | libc::O_TRUNC),
-        OpenInFlags::empty(),
+        &CreateArgs::new(
+            name("f"),
+            0o644,
+            OpenArgs::new(flags(libc::O_WRONLY | libc::O_TRUNC)),
+        ),
     );
     assert_eq!(r.unwrap_err(), Errno::EACCES);
     assert_eq!(std::fs::read(f.host("f")).unwrap(), b"root's data");

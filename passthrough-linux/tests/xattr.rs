@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use fuse_abi::{Errno, InitFlags, SetxattrFlags};
-use fuse_server::{FileSystem, NodeId, XattrReply};
+use fuse_server::{FileSystem, NodeId, SetxattrArgs, XattrReply};
 use passthrough_linux::XattrMap;
 
 fn file(f: &Fixture) -> NodeId {
@@ -39,7 +39,7 @@ fn list(f: &Fixture, nodeid: NodeId) -> Vec<String> {
 fn set_get_list_remove_roundtrip() {
     let f = Fixture::new();
     let n = file(&f);
-    f.fs.setxattr(&ctx(), n, c"user.k", b"value", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"value"))
         .unwrap();
     assert_eq!(
         f.fs.getxattr(&ctx(), n, c"user.k", &mut []).unwrap(),
@@ -63,7 +63,7 @@ fn set_get_list_remove_roundtrip() {
 fn getxattr_small_buffer_is_erange() {
     let f = Fixture::new();
     let n = file(&f);
-    f.fs.setxattr(&ctx(), n, c"user.k", b"value", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"value"))
         .unwrap();
     assert_eq!(
         f.fs.getxattr(&ctx(), n, c"user.k", &mut [0u8; 2])
@@ -76,15 +76,12 @@ fn getxattr_small_buffer_is_erange() {
 fn setxattr_create_on_existing_is_eexist() {
     let f = Fixture::new();
     let n = file(&f);
-    f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"))
         .unwrap();
     let r = f.fs.setxattr(
         &ctx(),
         n,
-        c"user.k",
-        b"2",
-        libc::XATTR_CREATE as u32,
-        SetxattrFlags::empty(),
+        &SetxattrArgs::new(c"user.k", b"2").with_flags(libc::XATTR_CREATE as u32),
     );
     assert_eq!(r.unwrap_err(), Errno::EEXIST);
 }
@@ -94,7 +91,7 @@ fn xattr_disabled_is_eopnotsupp() {
     let f = Fixture::with(|b| b.xattr(false));
     let n = file(&f);
     let r =
-        f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty());
+        f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"));
     assert_eq!(r.unwrap_err(), Errno::EOPNOTSUPP);
     assert_eq!(
         f.fs.listxattr(&ctx(), n, &mut []).unwrap_err(),
@@ -129,10 +126,7 @@ fn posix_acl_set_updates_mode() {
     f.fs.setxattr(
         &ctx(),
         n,
-        c"system.posix_acl_access",
-        &acl,
-        0,
-        SetxattrFlags::empty(),
+        &SetxattrArgs::new(c"system.posix_acl_access", &acl),
     )
     .unwrap();
     assert_eq!(
@@ -150,10 +144,8 @@ fn posix_acl_kill_sgid_clears_sgid() {
     f.fs.setxattr(
         &ctx(),
         n,
-        c"system.posix_acl_access",
-        &acl,
-        0,
-        SetxattrFlags::ACL_KILL_SGID,
+        &SetxattrArgs::new(c"system.posix_acl_access", &acl)
+            .with_setxattr_flags(SetxattrFlags::ACL_KILL_SGID),
     )
     .unwrap();
     assert_eq!(
@@ -170,10 +162,7 @@ fn default_acl_is_inherited_by_host_kernel() {
     f.fs.setxattr(
         &ctx(),
         d.nodeid,
-        c"system.posix_acl_default",
-        &acl,
-        0,
-        SetxattrFlags::empty(),
+        &SetxattrArgs::new(c"system.posix_acl_default", &acl),
     )
     .unwrap();
     // With DONT_MASK the guest's umask (022) is ignored in favour of the default ACL.
@@ -192,7 +181,7 @@ fn xattrmap_prefixes_on_host_and_strips_for_guest() {
     let map = XattrMap::parse(":prefix:all:trusted.:user.virtiofs.: :ok:all:::").unwrap();
     let f = Fixture::with(|b| b.xattrmap(map));
     let n = file(&f);
-    f.fs.setxattr(&ctx(), n, c"trusted.x", b"1", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"trusted.x", b"1"))
         .unwrap();
     assert_eq!(
         xattr_get_host(&f.host("f"), "user.virtiofs.trusted.x"),
@@ -209,10 +198,7 @@ fn xattrmap_remapped_capability_cleared_on_write() {
     f.fs.setxattr(
         &ctx(),
         e.nodeid,
-        c"security.capability",
-        b"caps",
-        0,
-        SetxattrFlags::empty(),
+        &SetxattrArgs::new(c"security.capability", b"caps"),
     )
     .unwrap();
     assert!(xattr_get_host(&f.host("f"), "user.virtiofs.security.capability").is_some());
@@ -228,7 +214,7 @@ fn readonly_refuses_setxattr_and_writes() {
     let f = Fixture::with(|b| b.readonly(true));
     let n = file(&f);
     let r =
-        f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty());
+        f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"));
     assert_eq!(r.unwrap_err(), Errno::EROFS);
     assert_eq!(f.open(n, libc::O_RDWR as u32).unwrap_err(), Errno::EROFS);
     assert_eq!(f.mkdir(ROOT, "d").unwrap_err(), Errno::EROFS);
@@ -387,7 +373,7 @@ fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
             b"y"
         };
         assert_eq!(
-            f.fs.setxattr(&ctx(), n, name, value, 0, SetxattrFlags::empty())
+            f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(name, value))
                 .unwrap_err(),
             Errno::EPERM,
             "{name:?}"
@@ -418,21 +404,14 @@ fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
         "{names:?}"
     );
     // Other security.* names and user.* are unaffected.
-    f.fs.setxattr(
-        &ctx(),
-        n,
-        c"security.vtest",
-        b"1",
-        0,
-        SetxattrFlags::empty(),
-    )
-    .unwrap();
-    f.fs.setxattr(&ctx(), n, c"user.k", b"1", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"security.vtest", b"1"))
+        .unwrap();
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"))
         .unwrap();
     // An explicit map decides: this one passes everything.
     let f = Fixture::with(|b| b.xattrmap(XattrMap::parse(":ok:all:::").unwrap()));
     let n = file(&f);
-    f.fs.setxattr(&ctx(), n, c"trusted.x", b"y", 0, SetxattrFlags::empty())
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"trusted.x", b"y"))
         .unwrap();
     assert_eq!(
         xattr_get_host(&f.host("f"), "trusted.x"),

@@ -17,10 +17,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use fuse_abi::{InitFlags, OpenInFlags};
+use fuse_abi::InitFlags;
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{
-    Context, CreateContext, DirEntry, DirSink, FileSystem, Name, Negotiated, NodeId,
+    Context, CreateArgs, CreateContext, DirEntry, DirSink, FileSystem, Name, Negotiated, NodeId,
+    OpenArgs, ReadArgs, ReleaseArgs, WriteArgs,
 };
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
@@ -62,13 +63,10 @@ fn metadata(c: &mut Criterion) {
             &ctx,
             &cctx,
             ROOT,
-            name("f"),
-            0o644,
-            O_RDWR,
-            OpenInFlags::empty(),
+            &CreateArgs::new(name("f"), 0o644, OpenArgs::new(O_RDWR)),
         )
         .unwrap();
-    fs.release(&ctx, entry.nodeid, open.fh, 0, false, false, None)
+    fs.release(&ctx, entry.nodeid, &ReleaseArgs::new(open.fh))
         .unwrap();
 
     c.bench_function("lookup", |b| {
@@ -91,21 +89,17 @@ fn metadata(c: &mut Criterion) {
                     &ctx,
                     &cctx,
                     ROOT,
-                    name("g"),
-                    0o644,
-                    O_RDWR,
-                    OpenInFlags::empty(),
+                    &CreateArgs::new(name("g"), 0o644, OpenArgs::new(O_RDWR)),
                 )
                 .unwrap();
-            fs.release(&ctx, e.nodeid, o.fh, 0, false, false, None)
-                .unwrap();
+            fs.release(&ctx, e.nodeid, &ReleaseArgs::new(o.fh)).unwrap();
             fs.unlink(&ctx, ROOT, name("g")).unwrap();
             fs.forget(&ctx, e.nodeid, 1);
         });
     });
 
     let fh = fs
-        .open(&ctx, entry.nodeid, O_RDWR, OpenInFlags::empty())
+        .open(&ctx, entry.nodeid, &OpenArgs::new(O_RDWR))
         .unwrap()
         .fh;
     let data = vec![0x5a_u8; 4096];
@@ -114,22 +108,12 @@ fn metadata(c: &mut Criterion) {
         b.iter(|| {
             let mut r = MemReader::new(&data);
             let n = fs
-                .write(
-                    &ctx,
-                    entry.nodeid,
-                    fh,
-                    &mut r,
-                    4096,
-                    0,
-                    None,
-                    Default::default(),
-                    0,
-                )
+                .write(&ctx, entry.nodeid, &WriteArgs::new(fh, 0, 4096), &mut r)
                 .unwrap();
             assert_eq!(n, 4096);
             let mut w = MemWriter::new(&mut buf);
             let n = fs
-                .read(&ctx, entry.nodeid, fh, &mut w, 4096, 0, None, 0)
+                .read(&ctx, entry.nodeid, &ReadArgs::new(fh, 0, 4096), &mut w)
                 .unwrap();
             assert_eq!(n, 4096);
         });
@@ -143,14 +127,10 @@ fn metadata(c: &mut Criterion) {
                 &ctx,
                 &cctx,
                 d.nodeid,
-                name(&n),
-                0o644,
-                O_RDWR,
-                OpenInFlags::empty(),
+                &CreateArgs::new(name(&n), 0o644, OpenArgs::new(O_RDWR)),
             )
             .unwrap();
-        fs.release(&ctx, e.nodeid, o.fh, 0, false, false, None)
-            .unwrap();
+        fs.release(&ctx, e.nodeid, &ReleaseArgs::new(o.fh)).unwrap();
     }
     c.bench_function("readdir_100", |b| {
         b.iter(|| {

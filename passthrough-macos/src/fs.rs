@@ -17,12 +17,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use fuse_abi::{AttrFlags, Errno, InitFlags, OpenInFlags, OpenOutFlags, RenameFlags, mode};
+use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, RenameFlags, mode};
 use fuse_server::limits::Budget;
 use fuse_server::{
-    AttrReply, Capabilities, Context, CreateContext, DirEntry, DirSink, Entry, FileAttr,
-    FileSystem, FsResult, Handle, HandleTable, Lock, LockOwner, Name, Negotiated, NodeId,
-    OpenReply, SetAttr, StatFs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
+    AttrReply, Capabilities, Context, CopyFileRangeArgs, CreateArgs, CreateContext, DirEntry,
+    DirSink, Entry, FileAttr, FileSystem, FsResult, Handle, HandleTable, Lock, LockArgs, LockOwner,
+    Name, Negotiated, NodeId, OpenArgs, OpenReply, ReadArgs, ReleaseArgs, SetAttr, SetxattrArgs,
+    StatFs, WriteArgs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
 };
 use log::{debug, info, warn};
 
@@ -972,13 +973,8 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         self.lookup_child(&parent, newname)
     }
 
-    fn open(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        flags: u32,
-        _open_flags: OpenInFlags,
-    ) -> FsResult<OpenReply> {
+    fn open(&self, _ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
+        let flags = args.flags;
         let inode = self.inodes.get(nodeid)?;
         let (host_flags, nocache) = self.host_open_flags(flags)?;
         let fd = self.open_inode(&inode, host_flags)?;
@@ -1000,11 +996,14 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        name: Name<'_>,
-        request_mode: u32,
-        flags: u32,
-        _open_flags: OpenInFlags,
+        args: &CreateArgs<'_>,
     ) -> FsResult<(Entry, OpenReply)> {
+        let CreateArgs {
+            name,
+            mode: request_mode,
+            open: OpenArgs { flags, .. },
+            ..
+        } = *args;
         let (parent, dir, name, over) =
             self.prepare_new(ctx, cctx, parent, name, NewObject::File, request_mode)?;
         let (host_flags, nocache) = self.host_open_flags(flags)?;
@@ -1056,13 +1055,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         _ctx: &Context,
         _nodeid: NodeId,
-        fh: Handle,
+        args: &ReadArgs,
         w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        _lock_owner: Option<LockOwner>,
-        _flags: u32,
     ) -> FsResult<usize> {
+        let ReadArgs {
+            fh, offset, size, ..
+        } = *args;
         let handle = self.handles.get(fh)?;
         w.write_from(handle.fd.as_fd(), size as usize, offset)
             .map_err(|e| guest(self.host.io_errno(&e)))
@@ -1072,14 +1070,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         &self,
         _ctx: &Context,
         _nodeid: NodeId,
-        fh: Handle,
+        args: &WriteArgs,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        _lock_owner: Option<LockOwner>,
-        _write_flags: fuse_abi::WriteFlags,
-        _flags: u32,
     ) -> FsResult<usize> {
+        let WriteArgs {
+            fh, offset, size, ..
+        } = *args;
         let handle = self.handles.get(fh)?;
         r.read_to(handle.fd.as_fd(), size as usize, offset)
             .map_err(|e| guest(self.host.io_errno(&e)))
@@ -1102,16 +1098,13 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(())
     }
 
-    fn release(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        _flags: u32,
-        _flush: bool,
-        flock_release: bool,
-        lock_owner: Option<LockOwner>,
-    ) -> FsResult<()> {
+    fn release(&self, _ctx: &Context, nodeid: NodeId, args: &ReleaseArgs) -> FsResult<()> {
+        let ReleaseArgs {
+            fh,
+            flock_release,
+            lock_owner,
+            ..
+        } = *args;
         let handle = self.handles.remove(fh)?;
         if flock_release {
             // Unlocking cannot block; a failure leaves nothing to undo.
@@ -1281,15 +1274,10 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         Ok(st.to_statfs(self.host.name_max(node).ok()))
     }
 
-    fn setxattr(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        _setxattr_flags: fuse_abi::SetxattrFlags,
-    ) -> FsResult<()> {
+    fn setxattr(&self, _ctx: &Context, nodeid: NodeId, args: &SetxattrArgs<'_>) -> FsResult<()> {
+        let SetxattrArgs {
+            name, value, flags, ..
+        } = *args;
         if !self.config.xattr {
             return Err(Errno::ENOSYS);
         }
@@ -1364,14 +1352,10 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         access::check(&attr, ctx.uid, ctx.gid, mask)
     }
 
-    fn getlk(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-    ) -> FsResult<Lock> {
+    fn getlk(&self, _ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<Lock> {
+        let LockArgs {
+            fh, owner, lock, ..
+        } = *args;
         if !self.config.posix_locks {
             return Err(Errno::ENOSYS);
         }
@@ -1384,16 +1368,15 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
         host.to_fuse()
     }
 
-    fn setlk(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-        sleep: bool,
-        flock: bool,
-    ) -> FsResult<()> {
+    fn setlk(&self, _ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
+        let LockArgs {
+            fh,
+            owner,
+            lock,
+            sleep,
+            flock,
+            ..
+        } = *args;
         let handle = self.handles.get(fh)?;
         if flock {
             if !self.config.flock_locks {
@@ -1453,18 +1436,16 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             .map_err(guest)
     }
 
-    fn copy_file_range(
-        &self,
-        _ctx: &Context,
-        _nodeid_in: NodeId,
-        fh_in: Handle,
-        off_in: u64,
-        _nodeid_out: NodeId,
-        fh_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> FsResult<u64> {
+    fn copy_file_range(&self, _ctx: &Context, args: &CopyFileRangeArgs) -> FsResult<u64> {
+        let CopyFileRangeArgs {
+            fh_in,
+            off_in,
+            fh_out,
+            off_out,
+            len,
+            flags,
+            ..
+        } = *args;
         if flags != 0 {
             return Err(Errno::EINVAL);
         }

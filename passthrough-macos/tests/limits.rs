@@ -7,7 +7,7 @@ mod common;
 
 use common::{Fixture, Sink, ctx, root};
 use fuse_abi::Errno;
-use fuse_server::{FileSystem, Lock, LockOwner, NodeId};
+use fuse_server::{FileSystem, Lock, LockArgs, LockOwner, NodeId};
 
 const O_RDWR: u32 = 2;
 
@@ -70,7 +70,7 @@ fn lock_descriptions_count_against_the_descriptor_budget() {
     };
     let setlk = |owner: LockOwner, start| {
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh, owner, lock(start), false, false)
+            .setlk(&ctx(), e.nodeid, &LockArgs::new(fh, owner, lock(start)))
     };
     setlk(LockOwner(1), 0).unwrap();
     setlk(LockOwner(2), 1).unwrap();

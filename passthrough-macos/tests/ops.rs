@@ -8,7 +8,10 @@ mod common;
 
 use common::*;
 use fuse_abi::{Errno, InitFlags, RenameFlags, mode};
-use fuse_server::{FileSystem, Handle, LockOwner, NodeId, SetAttr, TimeOrNow, Timespec};
+use fuse_server::{
+    CopyFileRangeArgs, FileSystem, Handle, LockArgs, LockOwner, NodeId, SetAttr, TimeOrNow,
+    Timespec,
+};
 use passthrough_macos::{CasePolicy, Config};
 
 const O_RDWR: u32 = 2;
@@ -557,21 +560,17 @@ fn fallocate_seek_and_copy() {
         .fs
         .copy_file_range(
             &ctx(),
-            s.nodeid,
-            sfh,
-            (1 << 20) - 2,
-            d.nodeid,
-            dfh,
-            1,
-            100,
-            0,
+            &CopyFileRangeArgs::new(s.nodeid, sfh, (1 << 20) - 2, d.nodeid, dfh, 1, 100),
         )
         .unwrap();
     assert_eq!(n, 5);
     assert_eq!(fx.read(d.nodeid, dfh, 0, 10).unwrap(), b"\0\0\0end");
     assert_eq!(
         fx.fs
-            .copy_file_range(&ctx(), s.nodeid, sfh, 0, d.nodeid, dfh, 0, 1, 1)
+            .copy_file_range(
+                &ctx(),
+                &CopyFileRangeArgs::new(s.nodeid, sfh, 0, d.nodeid, dfh, 0, 1).with_flags(1)
+            )
             .unwrap_err(),
         Errno::EINVAL
     );
@@ -594,41 +593,53 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
         pid: 10,
     };
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh, LockOwner(1), write, false, false)
+        .setlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(1), write))
         .unwrap();
     // The same owner again: fine; another owner: conflict.
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh2, LockOwner(1), write, false, false)
+        .setlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(1), write))
         .unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, false, false)
+            .setlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(2), write))
             .unwrap_err(),
         Errno::EAGAIN
     );
     let got = fx
         .fs
-        .getlk(&ctx(), e.nodeid, fh2, LockOwner(2), write)
+        .getlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(2), write))
         .unwrap();
     assert_eq!((got.typ, got.start, got.end), (1, 0, 99));
     // A blocking request gives up with EINTR rather than holding the worker.
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, true, false)
+            .setlk(
+                &ctx(),
+                e.nodeid,
+                &LockArgs::new(fh2, LockOwner(2), write).with_sleep(true)
+            )
             .unwrap_err(),
         Errno::EINTR
     );
     fx.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh2, LockOwner(2), write, false, false)
+        .setlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(2), write))
         .unwrap();
     // flock locks belong to the open file.
     fx.fs
-        .setlk(&ctx(), e.nodeid, fh, LockOwner(0), write, false, true)
+        .setlk(
+            &ctx(),
+            e.nodeid,
+            &LockArgs::new(fh, LockOwner(0), write).with_flock(true),
+        )
         .unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh2, LockOwner(0), write, false, true)
+            .setlk(
+                &ctx(),
+                e.nodeid,
+                &LockArgs::new(fh2, LockOwner(0), write).with_flock(true)
+            )
             .unwrap_err(),
         Errno::EAGAIN
     );
@@ -638,7 +649,7 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
     let (e, fh) = fx.create(root(), "f", 0o644, O_RDWR).unwrap();
     assert_eq!(
         fx.fs
-            .setlk(&ctx(), e.nodeid, fh, LockOwner(1), write, false, false)
+            .setlk(&ctx(), e.nodeid, &LockArgs::new(fh, LockOwner(1), write))
             .unwrap_err(),
         Errno::ENOSYS
     );

@@ -6,8 +6,8 @@
 mod common;
 
 use common::{Fixture, ctx, name, root};
-use fuse_abi::{Errno, InitFlags, OpenInFlags};
-use fuse_server::{CreateContext, FileSystem, NodeId, SecurityContext};
+use fuse_abi::{Errno, InitFlags};
+use fuse_server::{CreateArgs, CreateContext, FileSystem, NodeId, OpenArgs, SecurityContext};
 use passthrough_macos::{Config, Host};
 
 const LABEL: &[u8] = b"system_u:object_r:guest_t:s0\0";
@@ -39,10 +39,7 @@ fn create_both(fx: &Fixture, n: &str, label_name: &'static [u8]) -> (NodeId, Nod
             &ctx(),
             &cctx,
             root(),
-            name(n),
-            0o644,
-            2,
-            OpenInFlags::empty(),
+            &CreateArgs::new(name(n), 0o644, OpenArgs::new(2)),
         )
         .unwrap();
     let d = fx

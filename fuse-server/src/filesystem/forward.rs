@@ -4,9 +4,12 @@
 use std::ffi::CStr;
 use std::sync::Arc;
 
-use fuse_abi::{OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags};
+use fuse_abi::RenameFlags;
 
-use super::{FileSystem, FsResult};
+use super::{
+    CopyFileRangeArgs, CreateArgs, FileSystem, FsResult, IoctlArgs, LockArgs, OpenArgs, ReadArgs,
+    ReleaseArgs, SetupMappingArgs, SetxattrArgs, TmpfileArgs, WriteArgs,
+};
 use crate::capabilities::Capabilities;
 use crate::io::{ZeroCopyReader, ZeroCopyWriter};
 use crate::types::*;
@@ -141,14 +144,8 @@ macro_rules! forward_filesystem {
                 (**self).link(ctx, nodeid, newparent, newname)
             }
 
-            fn open(
-                &self,
-                ctx: &Context,
-                nodeid: NodeId,
-                flags: u32,
-                open_flags: OpenInFlags,
-            ) -> FsResult<OpenReply> {
-                (**self).open(ctx, nodeid, flags, open_flags)
+            fn open(&self, ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
+                (**self).open(ctx, nodeid, args)
             }
 
             fn create(
@@ -156,12 +153,9 @@ macro_rules! forward_filesystem {
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
                 parent: NodeId,
-                name: Name<'_>,
-                mode: u32,
-                flags: u32,
-                open_flags: OpenInFlags,
+                args: &CreateArgs<'_>,
             ) -> FsResult<(Entry, OpenReply)> {
-                (**self).create(ctx, cctx, parent, name, mode, flags, open_flags)
+                (**self).create(ctx, cctx, parent, args)
             }
 
             fn tmpfile(
@@ -169,49 +163,29 @@ macro_rules! forward_filesystem {
                 ctx: &Context,
                 cctx: &CreateContext<'_>,
                 parent: NodeId,
-                mode: u32,
-                flags: u32,
+                args: &TmpfileArgs,
             ) -> FsResult<(Entry, OpenReply)> {
-                (**self).tmpfile(ctx, cctx, parent, mode, flags)
+                (**self).tmpfile(ctx, cctx, parent, args)
             }
 
             fn read(
                 &self,
                 ctx: &Context,
                 nodeid: NodeId,
-                fh: Handle,
+                args: &ReadArgs,
                 w: &mut dyn ZeroCopyWriter,
-                size: u32,
-                offset: u64,
-                lock_owner: Option<LockOwner>,
-                flags: u32,
             ) -> FsResult<usize> {
-                (**self).read(ctx, nodeid, fh, w, size, offset, lock_owner, flags)
+                (**self).read(ctx, nodeid, args, w)
             }
 
             fn write(
                 &self,
                 ctx: &Context,
                 nodeid: NodeId,
-                fh: Handle,
+                args: &WriteArgs,
                 r: &mut dyn ZeroCopyReader,
-                size: u32,
-                offset: u64,
-                lock_owner: Option<LockOwner>,
-                write_flags: WriteFlags,
-                flags: u32,
             ) -> FsResult<usize> {
-                (**self).write(
-                    ctx,
-                    nodeid,
-                    fh,
-                    r,
-                    size,
-                    offset,
-                    lock_owner,
-                    write_flags,
-                    flags,
-                )
+                (**self).write(ctx, nodeid, args, r)
             }
 
             fn flush(
@@ -224,17 +198,8 @@ macro_rules! forward_filesystem {
                 (**self).flush(ctx, nodeid, fh, lock_owner)
             }
 
-            fn release(
-                &self,
-                ctx: &Context,
-                nodeid: NodeId,
-                fh: Handle,
-                flags: u32,
-                flush: bool,
-                flock_release: bool,
-                lock_owner: Option<LockOwner>,
-            ) -> FsResult<()> {
-                (**self).release(ctx, nodeid, fh, flags, flush, flock_release, lock_owner)
+            fn release(&self, ctx: &Context, nodeid: NodeId, args: &ReleaseArgs) -> FsResult<()> {
+                (**self).release(ctx, nodeid, args)
             }
 
             fn fsync(
@@ -301,12 +266,9 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 nodeid: NodeId,
-                name: &CStr,
-                value: &[u8],
-                flags: u32,
-                setxattr_flags: SetxattrFlags,
+                args: &SetxattrArgs<'_>,
             ) -> FsResult<()> {
-                (**self).setxattr(ctx, nodeid, name, value, flags, setxattr_flags)
+                (**self).setxattr(ctx, nodeid, args)
             }
 
             fn getxattr(
@@ -336,28 +298,12 @@ macro_rules! forward_filesystem {
                 (**self).access(ctx, nodeid, mask)
             }
 
-            fn getlk(
-                &self,
-                ctx: &Context,
-                nodeid: NodeId,
-                fh: Handle,
-                owner: LockOwner,
-                lock: Lock,
-            ) -> FsResult<Lock> {
-                (**self).getlk(ctx, nodeid, fh, owner, lock)
+            fn getlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<Lock> {
+                (**self).getlk(ctx, nodeid, args)
             }
 
-            fn setlk(
-                &self,
-                ctx: &Context,
-                nodeid: NodeId,
-                fh: Handle,
-                owner: LockOwner,
-                lock: Lock,
-                sleep: bool,
-                flock: bool,
-            ) -> FsResult<()> {
-                (**self).setlk(ctx, nodeid, fh, owner, lock, sleep, flock)
+            fn setlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
+                (**self).setlk(ctx, nodeid, args)
             }
 
             fn bmap(
@@ -374,13 +320,10 @@ macro_rules! forward_filesystem {
                 &self,
                 ctx: &Context,
                 nodeid: NodeId,
-                fh: Handle,
-                cmd: u32,
-                arg: u64,
-                input: &[u8],
+                args: &IoctlArgs<'_>,
                 out: &mut [u8],
             ) -> FsResult<(i32, usize)> {
-                (**self).ioctl(ctx, nodeid, fh, cmd, arg, input, out)
+                (**self).ioctl(ctx, nodeid, args, out)
             }
 
             fn poll(
@@ -418,34 +361,17 @@ macro_rules! forward_filesystem {
                 (**self).lseek(ctx, nodeid, fh, offset, whence)
             }
 
-            fn copy_file_range(
-                &self,
-                ctx: &Context,
-                nodeid_in: NodeId,
-                fh_in: Handle,
-                off_in: u64,
-                nodeid_out: NodeId,
-                fh_out: Handle,
-                off_out: u64,
-                len: u64,
-                flags: u64,
-            ) -> FsResult<u64> {
-                (**self).copy_file_range(
-                    ctx, nodeid_in, fh_in, off_in, nodeid_out, fh_out, off_out, len, flags,
-                )
+            fn copy_file_range(&self, ctx: &Context, args: &CopyFileRangeArgs) -> FsResult<u64> {
+                (**self).copy_file_range(ctx, args)
             }
 
             fn setupmapping(
                 &self,
                 ctx: &Context,
                 nodeid: NodeId,
-                fh: Handle,
-                foffset: u64,
-                len: u64,
-                flags: u64,
-                moffset: u64,
+                args: &SetupMappingArgs,
             ) -> FsResult<()> {
-                (**self).setupmapping(ctx, nodeid, fh, foffset, len, flags, moffset)
+                (**self).setupmapping(ctx, nodeid, args)
             }
 
             fn removemapping(

@@ -6,13 +6,19 @@
 
 use std::ffi::CStr;
 
-use fuse_abi::{Errno, OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags};
+use fuse_abi::{Errno, RenameFlags};
 
 use crate::capabilities::Capabilities;
 use crate::io::{ZeroCopyReader, ZeroCopyWriter};
 use crate::types::*;
 
+mod args;
 mod forward;
+
+pub use args::{
+    CopyFileRangeArgs, CreateArgs, IoctlArgs, LockArgs, OpenArgs, ReadArgs, ReleaseArgs,
+    SetupMappingArgs, SetxattrArgs, TmpfileArgs, WriteArgs,
+};
 
 /// The result type of every backend operation: a value, or a Linux errno for the guest.
 pub type FsResult<T> = Result<T, Errno>;
@@ -179,94 +185,74 @@ pub trait FileSystem: Send + Sync {
 
     /// OPEN: opens `nodeid` and returns a handle the guest passes back until RELEASE.
     ///
-    /// `flags` are the guest's open(2) flags in Linux values (O_CREAT, O_EXCL and O_NOCTTY
-    /// already removed by the kernel); `open_flags` are FUSE_OPEN_* (KILL_SUIDGID). Lookup
-    /// counts are unchanged.
+    /// `args.flags` are the guest's open(2) flags in Linux values (O_CREAT, O_EXCL and
+    /// O_NOCTTY already removed by the kernel); `args.open_flags` are FUSE_OPEN_*
+    /// (KILL_SUIDGID). Lookup counts are unchanged.
     ///
     /// **O_APPEND under writeback**: with WRITEBACK_CACHE negotiated, the kernel computes
     /// append offsets itself and may read pages around a partial write, so the host file must
     /// be opened *without* O_APPEND (or every WRITE would land at the end, not at its offset)
     /// and with read access even for O_WRONLY. Without writeback, O_APPEND is passed on.
-    fn open(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        flags: u32,
-        open_flags: OpenInFlags,
-    ) -> FsResult<OpenReply> {
+    fn open(&self, ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
         Err(Errno::ENOSYS)
     }
 
-    /// CREATE: atomically creates (if absent) and opens `name` in `parent`; `mode`, `cctx`
-    /// as for MKNOD, `flags`/`open_flags` as for OPEN (O_CREAT and O_EXCL are meaningful
-    /// here). Takes one lookup reference on the node id on success. ENOSYS makes the kernel
-    /// use MKNOD + OPEN from then on.
-    #[allow(clippy::too_many_arguments)]
+    /// CREATE: atomically creates (if absent) and opens `args.name` in `parent`;
+    /// `args.mode`, `cctx` as for MKNOD, `args.open` as for OPEN (O_CREAT and O_EXCL are
+    /// meaningful here). Takes one lookup reference on the node id on success. ENOSYS makes
+    /// the kernel use MKNOD + OPEN from then on.
     fn create(
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        name: Name<'_>,
-        mode: u32,
-        flags: u32,
-        open_flags: OpenInFlags,
+        args: &CreateArgs<'_>,
     ) -> FsResult<(Entry, OpenReply)> {
         Err(Errno::ENOSYS)
     }
 
     /// TMPFILE (7.37): an unnamed regular file in directory `parent`, opened (O_TMPFILE);
-    /// `mode`, `flags`, `cctx` as for CREATE. Takes one lookup reference on the new node id on
-    /// success, though the file has no name.
+    /// `args.mode`, `args.open`, `cctx` as for CREATE. Takes one lookup reference on the new
+    /// node id on success, though the file has no name.
     fn tmpfile(
         &self,
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        mode: u32,
-        flags: u32,
+        args: &TmpfileArgs,
     ) -> FsResult<(Entry, OpenReply)> {
         Err(Errno::ENOSYS)
     }
 
-    /// READ: moves up to `size` bytes at `offset` of handle `fh` into `w` (zero-copy) and
-    /// returns the count; fewer than `size` is end of file. `lock_owner` is set when the
-    /// kernel names one (mandatory locking), `flags` are the handle's open flags.
+    /// READ: moves up to `args.size` bytes at `args.offset` of handle `args.fh` into `w`
+    /// (zero-copy) and returns the count; fewer than `size` is end of file.
+    /// `args.lock_owner` is set when the kernel names one (mandatory locking), `args.flags`
+    /// are the handle's open flags.
     ///
     /// `w` is bounded to `size` and the reply space. Data already moved into `w` is sent
     /// even if the method then returns an error (a short read).
-    #[allow(clippy::too_many_arguments)]
     fn read(
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
+        args: &ReadArgs,
         w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        lock_owner: Option<LockOwner>,
-        flags: u32,
     ) -> FsResult<usize> {
         Err(Errno::ENOSYS)
     }
 
-    /// WRITE: moves `size` bytes from `r` (zero-copy) to `offset` of handle `fh` and returns
-    /// the count (the server caps it at `size`). `write_flags` carries WRITE_CACHE (a
-    /// writeback page flush, whose caller is not the writer), WRITE_LOCKOWNER and
-    /// WRITE_KILL_SUIDGID (clear set-id bits); `lock_owner` is set with WRITE_LOCKOWNER.
-    /// `flags` are the handle's open flags. `r` holds exactly `size` bytes.
-    #[allow(clippy::too_many_arguments)]
+    /// WRITE: moves `args.size` bytes from `r` (zero-copy) to `args.offset` of handle
+    /// `args.fh` and returns the count (the server caps it at `size`). `args.write_flags`
+    /// carries WRITE_CACHE (a writeback page flush, whose caller is not the writer),
+    /// WRITE_LOCKOWNER and WRITE_KILL_SUIDGID (clear set-id bits); `args.lock_owner` is set
+    /// with WRITE_LOCKOWNER. `args.flags` are the handle's open flags. `r` holds exactly
+    /// `size` bytes.
     fn write(
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
+        args: &WriteArgs,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        lock_owner: Option<LockOwner>,
-        write_flags: WriteFlags,
-        flags: u32,
     ) -> FsResult<usize> {
         Err(Errno::ENOSYS)
     }
@@ -285,27 +271,17 @@ pub trait FileSystem: Send + Sync {
         Err(Errno::ENOSYS)
     }
 
-    /// RELEASE: the last reference to handle `fh` is gone; the handle must be dropped, and
-    /// any later use of `fh` answered EBADF. `flags` are the handle's open flags.
+    /// RELEASE: the last reference to handle `args.fh` is gone; the handle must be dropped,
+    /// and any later use of `fh` answered EBADF. `args.flags` are the handle's open flags.
     ///
-    /// - `flush` (FUSE_RELEASE_FLUSH): the kernel asks for the FLUSH work to be done as part
-    ///   of the release (drop `lock_owner`'s POSIX locks);
-    /// - `flock_release` (FUSE_RELEASE_FLOCK_UNLOCK, with FLOCK_LOCKS): the handle holds a
-    ///   flock(2) lock, which the release must drop;
-    /// - `lock_owner`: the owner for either, `Some` exactly when one of them is set.
+    /// - `args.flush` (FUSE_RELEASE_FLUSH): the kernel asks for the FLUSH work to be done as
+    ///   part of the release (drop `lock_owner`'s POSIX locks);
+    /// - `args.flock_release` (FUSE_RELEASE_FLOCK_UNLOCK, with FLOCK_LOCKS): the handle holds
+    ///   a flock(2) lock, which the release must drop;
+    /// - `args.lock_owner`: the owner for either, `Some` exactly when one of them is set.
     ///
     /// The kernel ignores the reply's errno; lookup counts are unchanged.
-    #[allow(clippy::too_many_arguments)]
-    fn release(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        flags: u32,
-        flush: bool,
-        flock_release: bool,
-        lock_owner: Option<LockOwner>,
-    ) -> FsResult<()> {
+    fn release(&self, ctx: &Context, nodeid: NodeId, args: &ReleaseArgs) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
@@ -367,20 +343,12 @@ pub trait FileSystem: Send + Sync {
         Err(Errno::ENOSYS)
     }
 
-    /// SETXATTR: sets attribute `name` of `nodeid` to `value`; `flags` are Linux
-    /// XATTR_CREATE/XATTR_REPLACE; `setxattr_flags` (SETXATTR_EXT) carry ACL_KILL_SGID.
-    /// EEXIST/ENODATA for the flags' conditions, ENOTSUP where the host has no xattrs, E2BIG
-    /// or ENOSPC for oversized values. ENOSYS makes the kernel stop sending xattr requests.
-    #[allow(clippy::too_many_arguments)]
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: SetxattrFlags,
-    ) -> FsResult<()> {
+    /// SETXATTR: sets attribute `args.name` of `nodeid` to `args.value`; `args.flags` are
+    /// Linux XATTR_CREATE/XATTR_REPLACE; `args.setxattr_flags` (SETXATTR_EXT) carry
+    /// ACL_KILL_SGID. EEXIST/ENODATA for the flags' conditions, ENOTSUP where the host has no
+    /// xattrs, E2BIG or ENOSPC for oversized values. ENOSYS makes the kernel stop sending
+    /// xattr requests.
+    fn setxattr(&self, ctx: &Context, nodeid: NodeId, args: &SetxattrArgs<'_>) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
@@ -416,36 +384,19 @@ pub trait FileSystem: Send + Sync {
         Err(Errno::ENOSYS)
     }
 
-    /// GETLK: the first POSIX lock that would conflict with `lock` taken by `owner` through
-    /// handle `fh`, or `lock` with type F_UNLCK if none. ENOSYS makes locks local to the
-    /// guest.
-    fn getlk(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-    ) -> FsResult<Lock> {
+    /// GETLK: the first POSIX lock that would conflict with `args.lock` taken by
+    /// `args.owner` through handle `args.fh`, or `lock` with type F_UNLCK if none
+    /// (`args.sleep` is `false`). ENOSYS makes locks local to the guest.
+    fn getlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<Lock> {
         Err(Errno::ENOSYS)
     }
 
-    /// SETLK and SETLKW (`sleep`): takes or releases (type F_UNLCK) `lock` for `owner`
-    /// through handle `fh`; `flock` for BSD flock(2) requests (FLOCK_LOCKS), where the lock
-    /// belongs to the handle rather than the owner. EAGAIN when a non-blocking request
-    /// conflicts; EDEADLK for a deadlock. A blocking request must not block a worker forever
-    /// (the guest cannot interrupt it on virtio-fs).
-    #[allow(clippy::too_many_arguments)]
-    fn setlk(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-        sleep: bool,
-        flock: bool,
-    ) -> FsResult<()> {
+    /// SETLK and SETLKW (`args.sleep`): takes or releases (type F_UNLCK) `args.lock` for
+    /// `args.owner` through handle `args.fh`; `args.flock` for BSD flock(2) requests
+    /// (FLOCK_LOCKS), where the lock belongs to the handle rather than the owner. EAGAIN when
+    /// a non-blocking request conflicts; EDEADLK for a deadlock. A blocking request must not
+    /// block a worker forever (the guest cannot interrupt it on virtio-fs).
+    fn setlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 
@@ -455,19 +406,16 @@ pub trait FileSystem: Send + Sync {
         Err(Errno::ENOSYS)
     }
 
-    /// IOCTL: restricted ioctl `cmd` with `arg` on handle `fh` (unrestricted ones are refused
-    /// by the server); `input` is the request's data, the reply data goes into `out` (the
-    /// guest's `out_size`, capped by the server). Returns (the ioctl's result, bytes of `out`
-    /// used). ENOTTY for unknown commands.
-    #[allow(clippy::too_many_arguments)]
+    /// IOCTL: restricted ioctl `args.cmd` with `args.arg` on handle `args.fh` (unrestricted
+    /// ones are refused by the server; `args.flags` carry the rest of FUSE_IOCTL_*);
+    /// `args.input` is the request's data, the reply data goes into `out` (the guest's
+    /// `out_size`, capped by the server). Returns (the ioctl's result, bytes of `out` used).
+    /// ENOTTY for unknown commands.
     fn ioctl(
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
-        cmd: u32,
-        arg: u64,
-        input: &[u8],
+        args: &IoctlArgs<'_>,
         out: &mut [u8],
     ) -> FsResult<(i32, usize)> {
         Err(Errno::ENOSYS)
@@ -517,41 +465,20 @@ pub trait FileSystem: Send + Sync {
         Err(Errno::ENOSYS)
     }
 
-    /// COPY_FILE_RANGE and COPY_FILE_RANGE_64: copies `len` bytes from `off_in` of handle
-    /// `fh_in` (of `nodeid_in`) to `off_out` of handle `fh_out` (of `nodeid_out`, which may be
-    /// another node); returns the bytes copied, which the server caps at `len` (and `len` at
-    /// `u32::MAX` for the 32-bit variant). `flags` are copy_file_range(2)'s, 0 today. EXDEV
-    /// across host filesystems (the kernel then copies itself); ENOSYS stops it for good.
-    #[allow(clippy::too_many_arguments)]
-    fn copy_file_range(
-        &self,
-        ctx: &Context,
-        nodeid_in: NodeId,
-        fh_in: Handle,
-        off_in: u64,
-        nodeid_out: NodeId,
-        fh_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> FsResult<u64> {
+    /// COPY_FILE_RANGE and COPY_FILE_RANGE_64: copies `args.len` bytes from `args.off_in` of
+    /// handle `args.fh_in` (of `args.nodeid_in`, the request's node id) to `args.off_out` of
+    /// handle `args.fh_out` (of `args.nodeid_out`, which may be another node); returns the
+    /// bytes copied, which the server caps at `len` (and `len` at `u32::MAX` for the 32-bit
+    /// variant). `args.flags` are copy_file_range(2)'s, 0 today. EXDEV across host
+    /// filesystems (the kernel then copies itself); ENOSYS stops it for good.
+    fn copy_file_range(&self, ctx: &Context, args: &CopyFileRangeArgs) -> FsResult<u64> {
         Err(Errno::ENOSYS)
     }
 
-    /// SETUPMAPPING (virtio-fs DAX): maps `len` bytes at `foffset` of handle `fh` at
-    /// `moffset` of the DAX window, read-only or writable per `flags`. Needs a DAX window,
-    /// which the device provides; backends without one keep the default.
-    #[allow(clippy::too_many_arguments)]
-    fn setupmapping(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        foffset: u64,
-        len: u64,
-        flags: u64,
-        moffset: u64,
-    ) -> FsResult<()> {
+    /// SETUPMAPPING (virtio-fs DAX): maps `args.len` bytes at `args.foffset` of handle
+    /// `args.fh` at `args.moffset` of the DAX window, read-only or writable per `args.flags`.
+    /// Needs a DAX window, which the device provides; backends without one keep the default.
+    fn setupmapping(&self, ctx: &Context, nodeid: NodeId, args: &SetupMappingArgs) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }
 

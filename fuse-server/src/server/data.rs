@@ -18,17 +18,19 @@ use zerocopy::FromBytes;
 use super::Server;
 use super::encode::{open_out, put};
 use super::frame::{Args, Fail, HandlerReply, OUT_HEADER_LEN, Out};
-use crate::filesystem::{FileSystem, FsResult};
+use crate::filesystem::{
+    CopyFileRangeArgs, FileSystem, FsResult, OpenArgs, ReadArgs, ReleaseArgs, SetupMappingArgs,
+    WriteArgs,
+};
 use crate::io::{Reader, Writer, ZeroCopyReader, ZeroCopyWriter};
 use crate::types::{Handle, LockOwner, NodeId};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn open<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (oi, _): (OpenIn, _) = self.arg(&a.req, a.args)?;
-        let flags = OpenInFlags::from_bits_retain(oi.open_flags.get());
-        let o = self
-            .fs
-            .open(&a.req.ctx, a.req.nodeid, oi.flags.get(), flags)?;
+        let args = OpenArgs::new(oi.flags.get())
+            .with_open_flags(OpenInFlags::from_bits_retain(oi.open_flags.get()));
+        let o = self.fs.open(&a.req.ctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(put(out.fixed, &open_out(&o))))
     }
 
@@ -48,19 +50,14 @@ impl<F: FileSystem> Server<F> {
             inner: w,
             left: usize::try_from(size).unwrap_or(usize::MAX).min(room),
         };
-        let lock_owner = ReadFlags::from_bits_retain(ri.read_flags.get())
-            .contains(ReadFlags::LOCKOWNER)
-            .then(|| LockOwner(ri.lock_owner.get()));
-        let result = self.fs.read(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(ri.fh.get()),
-            &mut limited,
-            size,
-            ri.offset.get(),
-            lock_owner,
-            ri.flags.get(),
-        );
+        let args = ReadArgs {
+            lock_owner: ReadFlags::from_bits_retain(ri.read_flags.get())
+                .contains(ReadFlags::LOCKOWNER)
+                .then(|| LockOwner(ri.lock_owner.get())),
+            flags: ri.flags.get(),
+            ..ReadArgs::new(Handle(ri.fh.get()), ri.offset.get(), size)
+        };
+        let result = self.fs.read(&a.req.ctx, a.req.nodeid, &args, &mut limited);
         let data = w
             .bytes_written()
             .saturating_sub(start)
@@ -98,24 +95,21 @@ impl<F: FileSystem> Server<F> {
             return Err(Errno::EINVAL.into());
         }
         let write_flags = WriteFlags::from_bits_retain(wi.write_flags.get());
-        let lock_owner = write_flags
-            .contains(WriteFlags::LOCKOWNER)
-            .then(|| LockOwner(wi.lock_owner.get()));
+        let args = WriteArgs {
+            lock_owner: write_flags
+                .contains(WriteFlags::LOCKOWNER)
+                .then(|| LockOwner(wi.lock_owner.get())),
+            write_flags,
+            flags: wi.flags.get(),
+            ..WriteArgs::new(Handle(wi.fh.get()), wi.offset.get(), size)
+        };
         let mut limited = LimitedReader {
             inner: r,
             left: size_usize,
         };
-        let n = self.fs.write(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(wi.fh.get()),
-            &mut limited,
-            size,
-            wi.offset.get(),
-            lock_owner,
-            write_flags,
-            wi.flags.get(),
-        )?;
+        let n = self
+            .fs
+            .write(&a.req.ctx, a.req.nodeid, &args, &mut limited)?;
         let n = u32::try_from(n.min(size_usize)).unwrap_or(size);
         let wo = WriteOut {
             size: U32::new(n),
@@ -140,17 +134,15 @@ impl<F: FileSystem> Server<F> {
         let (ri, _): (ReleaseIn, _) = self.arg(&a.req, a.args)?;
         let rf = ReleaseFlags::from_bits_retain(ri.release_flags.get());
         let flush = rf.contains(ReleaseFlags::FLUSH);
-        let flock = rf.contains(ReleaseFlags::FLOCK_UNLOCK);
-        let owner = (flush || flock).then(|| LockOwner(ri.lock_owner.get()));
-        self.fs.release(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(ri.fh.get()),
-            ri.flags.get(),
+        let flock_release = rf.contains(ReleaseFlags::FLOCK_UNLOCK);
+        let args = ReleaseArgs {
+            flags: ri.flags.get(),
             flush,
-            flock,
-            owner,
-        )?;
+            flock_release,
+            lock_owner: (flush || flock_release).then(|| LockOwner(ri.lock_owner.get())),
+            ..ReleaseArgs::new(Handle(ri.fh.get()))
+        };
+        self.fs.release(&a.req.ctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(&[]))
     }
 
@@ -205,20 +197,17 @@ impl<F: FileSystem> Server<F> {
         } else {
             ci.len.get().min(u64::from(u32::MAX))
         };
-        let n = self
-            .fs
-            .copy_file_range(
-                &a.req.ctx,
-                a.req.nodeid,
-                Handle(ci.fh_in.get()),
-                ci.off_in.get(),
-                NodeId(ci.nodeid_out.get()),
-                Handle(ci.fh_out.get()),
-                ci.off_out.get(),
-                len,
-                ci.flags.get(),
-            )?
-            .min(len);
+        let args = CopyFileRangeArgs::new(
+            a.req.nodeid,
+            Handle(ci.fh_in.get()),
+            ci.off_in.get(),
+            NodeId(ci.nodeid_out.get()),
+            Handle(ci.fh_out.get()),
+            ci.off_out.get(),
+            len,
+        )
+        .with_flags(ci.flags.get());
+        let n = self.fs.copy_file_range(&a.req.ctx, &args)?.min(len);
         Ok(HandlerReply::Ok(if wide {
             let co = CopyFileRangeOut {
                 bytes_copied: U64::new(n),
@@ -235,15 +224,14 @@ impl<F: FileSystem> Server<F> {
 
     pub(super) fn setupmapping<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (si, _): (SetupmappingIn, _) = self.arg(&a.req, a.args)?;
-        self.fs.setupmapping(
-            &a.req.ctx,
-            a.req.nodeid,
+        let args = SetupMappingArgs::new(
             Handle(si.fh.get()),
             si.foffset.get(),
             si.len.get(),
-            si.flags.get(),
             si.moffset.get(),
-        )?;
+        )
+        .with_flags(si.flags.get());
+        self.fs.setupmapping(&a.req.ctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(&[]))
     }
 

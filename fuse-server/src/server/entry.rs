@@ -13,7 +13,7 @@ use super::Server;
 use super::decode::set_attr;
 use super::encode::{attr_out, entry_out, open_out, put, put2, split_duration};
 use super::frame::{Args, HandlerReply, Out, scratch_buf};
-use crate::filesystem::{FileSystem, FsResult};
+use crate::filesystem::{CreateArgs, FileSystem, FsResult, OpenArgs, TmpfileArgs};
 use crate::types::{Handle, NodeId};
 
 impl<F: FileSystem> Server<F> {
@@ -186,16 +186,8 @@ impl<F: FileSystem> Server<F> {
         let (ci, rest): (CreateIn, _) = self.arg(&a.req, a.args)?;
         let (name, _) = self.name(&a.req, rest, false)?;
         let cctx = self.create_ctx(&a.req, ci.umask.get(), a.ext)?;
-        let flags = OpenInFlags::from_bits_retain(ci.open_flags.get());
-        let (e, o) = self.fs.create(
-            &a.req.ctx,
-            &cctx,
-            a.req.nodeid,
-            name,
-            ci.mode.get(),
-            ci.flags.get(),
-            flags,
-        )?;
+        let args = CreateArgs::new(name, ci.mode.get(), create_open(&ci));
+        let (e, o) = self.fs.create(&a.req.ctx, &cctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(put2(
             out.fixed,
             &entry_out(&e),
@@ -206,17 +198,18 @@ impl<F: FileSystem> Server<F> {
     pub(super) fn tmpfile<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (ci, _): (CreateIn, _) = self.arg(&a.req, a.args)?;
         let cctx = self.create_ctx(&a.req, ci.umask.get(), a.ext)?;
-        let (e, o) = self.fs.tmpfile(
-            &a.req.ctx,
-            &cctx,
-            a.req.nodeid,
-            ci.mode.get(),
-            ci.flags.get(),
-        )?;
+        let args = TmpfileArgs::new(ci.mode.get(), create_open(&ci));
+        let (e, o) = self.fs.tmpfile(&a.req.ctx, &cctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(put2(
             out.fixed,
             &entry_out(&e),
             &open_out(&o),
         )))
     }
+}
+
+/// The open part of a CREATE or TMPFILE argument.
+fn create_open(ci: &CreateIn) -> OpenArgs {
+    OpenArgs::new(ci.flags.get())
+        .with_open_flags(OpenInFlags::from_bits_retain(ci.open_flags.get()))
 }

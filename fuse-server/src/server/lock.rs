@@ -6,19 +6,14 @@ use super::Server;
 use super::decode::lock;
 use super::encode::put;
 use super::frame::{Args, HandlerReply, Out};
-use crate::filesystem::{FileSystem, FsResult};
+use crate::filesystem::{FileSystem, FsResult, LockArgs};
 use crate::types::{Handle, LockOwner};
 
 impl<F: FileSystem> Server<F> {
     pub(super) fn getlk<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
-        let l = self.fs.getlk(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(li.fh.get()),
-            LockOwner(li.owner.get()),
-            lock(&li.lk),
-        )?;
+        let args = LockArgs::new(Handle(li.fh.get()), LockOwner(li.owner.get()), lock(&li.lk));
+        let l = self.fs.getlk(&a.req.ctx, a.req.nodeid, &args)?;
         let lo = LkOut {
             lk: FileLock {
                 start: U64::new(l.start),
@@ -35,15 +30,10 @@ impl<F: FileSystem> Server<F> {
         let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
         let flock = LkFlags::from_bits_retain(li.lk_flags.get()).contains(LkFlags::FLOCK);
         let sleep = a.req.op == Opcode::Setlkw;
-        self.fs.setlk(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(li.fh.get()),
-            LockOwner(li.owner.get()),
-            lock(&li.lk),
-            sleep,
-            flock,
-        )?;
+        let args = LockArgs::new(Handle(li.fh.get()), LockOwner(li.owner.get()), lock(&li.lk))
+            .with_sleep(sleep)
+            .with_flock(flock);
+        self.fs.setlk(&a.req.ctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(&[]))
     }
 }

@@ -10,7 +10,7 @@ use zerocopy::IntoBytes;
 use super::Server;
 use super::encode::put;
 use super::frame::{Args, HandlerReply, Out, scratch_buf};
-use crate::filesystem::{FileSystem, FsResult};
+use crate::filesystem::{FileSystem, FsResult, IoctlArgs};
 use crate::types::Handle;
 
 impl<F: FileSystem> Server<F> {
@@ -59,7 +59,8 @@ impl<F: FileSystem> Server<F> {
     /// the `fuse_ioctl_out` in the scratch buffer.
     pub(super) fn ioctl<'o>(&self, a: &Args<'o>, out: Out<'o>) -> FsResult<HandlerReply<'o>> {
         let (ii, rest): (IoctlIn, _) = self.arg(&a.req, a.args)?;
-        if IoctlFlags::from_bits_retain(ii.flags.get()).contains(IoctlFlags::UNRESTRICTED) {
+        let flags = IoctlFlags::from_bits_retain(ii.flags.get());
+        if flags.contains(IoctlFlags::UNRESTRICTED) {
             return Err(Errno::ENOSYS);
         }
         let in_size = usize::try_from(ii.in_size.get()).unwrap_or(usize::MAX);
@@ -74,15 +75,9 @@ impl<F: FileSystem> Server<F> {
             .min(out.avail.saturating_sub(io_len));
         let buf = scratch_buf(out.scratch, io_len.saturating_add(room));
         let (head, data) = buf.split_at_mut(io_len);
-        let (result, n) = self.fs.ioctl(
-            &a.req.ctx,
-            a.req.nodeid,
-            Handle(ii.fh.get()),
-            ii.cmd.get(),
-            ii.arg.get(),
-            input,
-            data,
-        )?;
+        let args = IoctlArgs::new(Handle(ii.fh.get()), ii.cmd.get(), ii.arg.get(), input)
+            .with_flags(flags);
+        let (result, n) = self.fs.ioctl(&a.req.ctx, a.req.nodeid, &args, data)?;
         if n > data.len() {
             return Err(Errno::EIO);
         }

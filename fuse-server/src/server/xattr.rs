@@ -9,7 +9,7 @@ use fuse_abi::{
 use super::Server;
 use super::encode::put;
 use super::frame::{Args, HandlerReply, Out, scratch_buf};
-use crate::filesystem::{FileSystem, FsResult};
+use crate::filesystem::{FileSystem, FsResult, SetxattrArgs};
 use crate::types::XattrReply;
 
 impl<F: FileSystem> Server<F> {
@@ -29,8 +29,10 @@ impl<F: FileSystem> Server<F> {
             self.bad(format_args!("SETXATTR value of {size} bytes overruns"));
             Errno::EINVAL
         })?;
-        self.fs
-            .setxattr(&a.req.ctx, a.req.nodeid, name, value, flags, sflags)?;
+        let args = SetxattrArgs::new(name, value)
+            .with_flags(flags)
+            .with_setxattr_flags(sflags);
+        self.fs.setxattr(&a.req.ctx, a.req.nodeid, &args)?;
         Ok(HandlerReply::Ok(&[]))
     }
 

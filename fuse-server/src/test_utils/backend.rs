@@ -5,12 +5,15 @@ use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use fuse_abi::{Errno, OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags};
+use fuse_abi::{Errno, RenameFlags};
 
 use super::{DIR, REG, TestFs, opened, xattr_value};
 use crate::io::{ZeroCopyReader, ZeroCopyWriter};
 use crate::types::*;
-use crate::{Capabilities, FileSystem, FsResult};
+use crate::{
+    Capabilities, CopyFileRangeArgs, CreateArgs, FileSystem, FsResult, IoctlArgs, LockArgs,
+    OpenArgs, ReadArgs, ReleaseArgs, SetupMappingArgs, SetxattrArgs, TmpfileArgs, WriteArgs,
+};
 
 impl FileSystem for TestFs {
     fn capabilities(&self) -> Capabilities {
@@ -189,13 +192,8 @@ impl FileSystem for TestFs {
         Ok(self.entry(REG))
     }
 
-    fn open(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        flags: u32,
-        open_flags: OpenInFlags,
-    ) -> FsResult<OpenReply> {
+    fn open(&self, ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
+        let OpenArgs { flags, open_flags } = *args;
         self.rec(
             "open",
             ctx,
@@ -210,11 +208,10 @@ impl FileSystem for TestFs {
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        name: Name<'_>,
-        mode: u32,
-        flags: u32,
-        open_flags: OpenInFlags,
+        args: &CreateArgs<'_>,
     ) -> FsResult<(Entry, OpenReply)> {
+        let CreateArgs { name, mode, .. } = *args;
+        let OpenArgs { flags, open_flags } = args.open;
         self.rec(
             "create",
             ctx,
@@ -229,9 +226,9 @@ impl FileSystem for TestFs {
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        mode: u32,
-        flags: u32,
+        args: &TmpfileArgs,
     ) -> FsResult<(Entry, OpenReply)> {
+        let (mode, flags) = (args.mode, args.open.flags);
         self.rec(
             "tmpfile",
             ctx,
@@ -245,13 +242,16 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
+        args: &ReadArgs,
         w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        lock_owner: Option<LockOwner>,
-        flags: u32,
     ) -> FsResult<usize> {
+        let ReadArgs {
+            fh,
+            offset,
+            size,
+            lock_owner,
+            flags,
+        } = *args;
         self.rec(
             "read",
             ctx,
@@ -274,14 +274,17 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
+        args: &WriteArgs,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        lock_owner: Option<LockOwner>,
-        write_flags: WriteFlags,
-        flags: u32,
     ) -> FsResult<usize> {
+        let WriteArgs {
+            fh,
+            offset,
+            size,
+            lock_owner,
+            write_flags,
+            flags,
+        } = *args;
         self.rec(
             "write",
             ctx,
@@ -306,16 +309,14 @@ impl FileSystem for TestFs {
         Ok(())
     }
 
-    fn release(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        flags: u32,
-        flush: bool,
-        flock_release: bool,
-        lock_owner: Option<LockOwner>,
-    ) -> FsResult<()> {
+    fn release(&self, ctx: &Context, nodeid: NodeId, args: &ReleaseArgs) -> FsResult<()> {
+        let ReleaseArgs {
+            fh,
+            flags,
+            flush,
+            flock_release,
+            lock_owner,
+        } = *args;
         self.rec(
             "release",
             ctx,
@@ -379,15 +380,13 @@ impl FileSystem for TestFs {
         })
     }
 
-    fn setxattr(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: SetxattrFlags,
-    ) -> FsResult<()> {
+    fn setxattr(&self, ctx: &Context, nodeid: NodeId, args: &SetxattrArgs<'_>) -> FsResult<()> {
+        let SetxattrArgs {
+            name,
+            value,
+            flags,
+            setxattr_flags,
+        } = *args;
         self.rec(
             "setxattr",
             ctx,
@@ -428,28 +427,22 @@ impl FileSystem for TestFs {
         Ok(())
     }
 
-    fn getlk(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-    ) -> FsResult<Lock> {
+    fn getlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<Lock> {
+        let LockArgs {
+            fh, owner, lock, ..
+        } = *args;
         self.rec("getlk", ctx, nodeid, format_args!("{fh} {owner} {lock:?}"));
         Ok(Lock { typ: 2, ..lock })
     }
 
-    fn setlk(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-        sleep: bool,
-        flock: bool,
-    ) -> FsResult<()> {
+    fn setlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
+        let LockArgs {
+            fh,
+            owner,
+            lock,
+            sleep,
+            flock,
+        } = *args;
         let method = if sleep { "setlkw" } else { "setlk" };
         self.rec(
             method,
@@ -469,12 +462,16 @@ impl FileSystem for TestFs {
         &self,
         ctx: &Context,
         nodeid: NodeId,
-        fh: Handle,
-        cmd: u32,
-        arg: u64,
-        input: &[u8],
+        args: &IoctlArgs<'_>,
         out: &mut [u8],
     ) -> FsResult<(i32, usize)> {
+        let IoctlArgs {
+            fh,
+            cmd,
+            arg,
+            input,
+            ..
+        } = *args;
         self.rec(
             "ioctl",
             ctx,
@@ -536,18 +533,17 @@ impl FileSystem for TestFs {
         Ok(offset)
     }
 
-    fn copy_file_range(
-        &self,
-        ctx: &Context,
-        nodeid_in: NodeId,
-        fh_in: Handle,
-        off_in: u64,
-        nodeid_out: NodeId,
-        fh_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> FsResult<u64> {
+    fn copy_file_range(&self, ctx: &Context, args: &CopyFileRangeArgs) -> FsResult<u64> {
+        let CopyFileRangeArgs {
+            nodeid_in,
+            fh_in,
+            off_in,
+            nodeid_out,
+            fh_out,
+            off_out,
+            len,
+            flags,
+        } = *args;
         self.rec(
             "copy_file_range",
             ctx,
@@ -557,16 +553,14 @@ impl FileSystem for TestFs {
         Ok(len)
     }
 
-    fn setupmapping(
-        &self,
-        ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        foffset: u64,
-        len: u64,
-        flags: u64,
-        moffset: u64,
-    ) -> FsResult<()> {
+    fn setupmapping(&self, ctx: &Context, nodeid: NodeId, args: &SetupMappingArgs) -> FsResult<()> {
+        let SetupMappingArgs {
+            fh,
+            foffset,
+            len,
+            flags,
+            moffset,
+        } = *args;
         self.rec(
             "setupmapping",
             ctx,

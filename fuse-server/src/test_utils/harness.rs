@@ -7,13 +7,16 @@ use std::ffi::CString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use fuse_abi::{InitFlags, OpenInFlags, OutHeader, SetxattrFlags};
+use fuse_abi::{InitFlags, OutHeader};
 use zerocopy::FromBytes;
 
 use super::{init_payload, request};
 use crate::mem::{MemReader, MemWriter};
 use crate::types::*;
-use crate::{FileSystem, FsResult, NegotiationConfig, Server, ServerConfig, TransportFacts};
+use crate::{
+    CreateArgs, FileSystem, FsResult, NegotiationConfig, OpenArgs, ReadArgs, ReleaseArgs, Server,
+    ServerConfig, SetxattrArgs, TransportFacts, WriteArgs,
+};
 
 /// The protocol minor and `max_write` [`Harness::negotiate`] tells the backend.
 pub const MINOR: u32 = 46;
@@ -73,16 +76,9 @@ impl<F: FileSystem> Harness<F> {
         mode: u32,
         flags: u32,
     ) -> FsResult<(Entry, Handle)> {
+        let args = CreateArgs::new(name(n), mode, OpenArgs::new(flags));
         self.fs
-            .create(
-                ctx,
-                &cctx(),
-                parent,
-                name(n),
-                mode,
-                flags,
-                OpenInFlags::empty(),
-            )
+            .create(ctx, &cctx(), parent, &args)
             .map(|(e, o)| (e, o.fh))
     }
 
@@ -105,7 +101,7 @@ impl<F: FileSystem> Harness<F> {
     /// OPEN of `nodeid` with open(2) `flags`; the handle.
     pub fn open(&self, nodeid: NodeId, flags: u32) -> FsResult<Handle> {
         self.fs
-            .open(&ctx(), nodeid, flags, OpenInFlags::empty())
+            .open(&ctx(), nodeid, &OpenArgs::new(flags))
             .map(|o| o.fh)
     }
 
@@ -116,7 +112,7 @@ impl<F: FileSystem> Harness<F> {
     /// If the backend fails it.
     pub fn release(&self, nodeid: NodeId, fh: Handle) {
         self.fs
-            .release(&ctx(), nodeid, fh, 0, false, false, None)
+            .release(&ctx(), nodeid, &ReleaseArgs::new(fh))
             .expect("RELEASE failed");
     }
 
@@ -128,17 +124,8 @@ impl<F: FileSystem> Harness<F> {
     pub fn write(&self, nodeid: NodeId, fh: Handle, off: u64, data: &[u8]) -> FsResult<usize> {
         let mut r = MemReader::new(data);
         let size = u32::try_from(data.len()).expect("a WRITE of 4 GiB or more");
-        self.fs.write(
-            &ctx(),
-            nodeid,
-            fh,
-            &mut r,
-            size,
-            off,
-            None,
-            Default::default(),
-            0,
-        )
+        self.fs
+            .write(&ctx(), nodeid, &WriteArgs::new(fh, off, size), &mut r)
     }
 
     /// READ of up to `size` bytes at `off` through `fh`; the bytes read.
@@ -152,7 +139,7 @@ impl<F: FileSystem> Harness<F> {
         let size32 = u32::try_from(size).expect("a READ of 4 GiB or more");
         let n = self
             .fs
-            .read(&ctx(), nodeid, fh, &mut w, size32, off, None, 0)?;
+            .read(&ctx(), nodeid, &ReadArgs::new(fh, off, size32), &mut w)?;
         buf.truncate(n);
         Ok(buf)
     }
@@ -198,14 +185,9 @@ impl<F: FileSystem> Harness<F> {
 
     /// SETXATTR of `n` on `nodeid` to `value`, with Linux XATTR_CREATE/REPLACE `flags`.
     pub fn setxattr(&self, nodeid: NodeId, n: &str, value: &[u8], flags: u32) -> FsResult<()> {
-        self.fs.setxattr(
-            &ctx(),
-            nodeid,
-            &cstr(n),
-            value,
-            flags,
-            SetxattrFlags::empty(),
-        )
+        let n = cstr(n);
+        let args = SetxattrArgs::new(&n, value).with_flags(flags);
+        self.fs.setxattr(&ctx(), nodeid, &args)
     }
 
     /// LISTXATTR of `nodeid` into a 64 KiB buffer; the names.

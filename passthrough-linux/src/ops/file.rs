@@ -5,8 +5,8 @@ use std::os::fd::AsFd;
 
 use fuse_abi::{Errno, InitFlags, OpenInFlags, WriteFlags};
 use fuse_server::{
-    Context, CreateContext, Entry, FsResult, Handle, LockOwner, Name, NodeId, OpenReply,
-    ZeroCopyReader, ZeroCopyWriter,
+    Context, CopyFileRangeArgs, CreateContext, Entry, FsResult, Handle, LockOwner, Name, NodeId,
+    OpenReply, ZeroCopyReader, ZeroCopyWriter,
 };
 
 use super::CName;
@@ -88,8 +88,7 @@ impl PassthroughFs {
         Ok(self.open_reply(fh))
     }
 
-    /// CREATE (`name` given) and TMPFILE (`name` None).
-    #[allow(clippy::too_many_arguments)]
+    /// CREATE (`name` given) and TMPFILE (`name` None), with the guest's open(2) `flags`.
     pub(super) fn do_create(
         &self,
         ctx: &Context,
@@ -98,7 +97,6 @@ impl PassthroughFs {
         name: Option<Name<'_>>,
         mode: u32,
         flags: u32,
-        _open_flags: OpenInFlags,
     ) -> FsResult<(Entry, OpenReply)> {
         self.ro()?;
         let name = name.map(CName::new).transpose()?;
@@ -344,26 +342,18 @@ impl PassthroughFs {
         sys::lseek(h.file.as_fd(), offset, whence).map_err(errno)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn do_copy_file_range(
-        &self,
-        fh_in: Handle,
-        off_in: u64,
-        fh_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> FsResult<u64> {
+    /// COPY_FILE_RANGE between two handles; the node ids are not needed (handles name files).
+    pub(super) fn do_copy_file_range(&self, args: &CopyFileRangeArgs) -> FsResult<u64> {
         self.ro()?;
-        let hin = self.handles.get(fh_in)?;
-        let hout = self.handles.get(fh_out)?;
-        let flags = u32::try_from(flags).map_err(|_| Errno::EINVAL)?;
-        let len = usize::try_from(len).unwrap_or(usize::MAX).min(1 << 30);
+        let hin = self.handles.get(args.fh_in)?;
+        let hout = self.handles.get(args.fh_out)?;
+        let flags = u32::try_from(args.flags).map_err(|_| Errno::EINVAL)?;
+        let len = usize::try_from(args.len).unwrap_or(usize::MAX).min(1 << 30);
         let n = sys::copy_file_range(
             hin.file.as_fd(),
-            off_in,
+            args.off_in,
             hout.file.as_fd(),
-            off_out,
+            args.off_out,
             len,
             flags,
         )

@@ -11,13 +11,12 @@ use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-use fuse_abi::{
-    AttrFlags, Errno, InitFlags, OpenInFlags, RenameFlags, SetxattrFlags, WriteFlags, mode,
-};
+use fuse_abi::{AttrFlags, Errno, InitFlags, RenameFlags, mode};
 use fuse_server::{
-    AttrReply, Capabilities, Context, CreateContext, DirPlusSink, DirSink, Entry, FileAttr,
-    FileSystem, FsResult, Handle, Lock, LockOwner, Name, Negotiated, NodeId, OpenReply, SetAttr,
-    StatFs, StatxReply, Timespec, XattrReply, ZeroCopyReader, ZeroCopyWriter,
+    AttrReply, Capabilities, Context, CopyFileRangeArgs, CreateArgs, CreateContext, DirPlusSink,
+    DirSink, Entry, FileAttr, FileSystem, FsResult, Handle, Lock, LockArgs, LockOwner, Name,
+    Negotiated, NodeId, OpenArgs, OpenReply, ReadArgs, ReleaseArgs, SetAttr, SetxattrArgs, StatFs,
+    StatxReply, Timespec, TmpfileArgs, WriteArgs, XattrReply, ZeroCopyReader, ZeroCopyWriter,
 };
 
 use crate::credentials::Caller;
@@ -396,14 +395,8 @@ impl FileSystem for PassthroughFs {
         self.do_link(nodeid, newparent, newname)
     }
 
-    fn open(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        flags: u32,
-        open_flags: OpenInFlags,
-    ) -> FsResult<OpenReply> {
-        self.do_open(nodeid, flags, open_flags)
+    fn open(&self, _ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
+        self.do_open(nodeid, args.flags, args.open_flags)
     }
 
     fn create(
@@ -411,12 +404,16 @@ impl FileSystem for PassthroughFs {
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        name: Name<'_>,
-        mode: u32,
-        flags: u32,
-        open_flags: OpenInFlags,
+        args: &CreateArgs<'_>,
     ) -> FsResult<(Entry, OpenReply)> {
-        self.do_create(ctx, cctx, parent, Some(name), mode, flags, open_flags)
+        self.do_create(
+            ctx,
+            cctx,
+            parent,
+            Some(args.name),
+            args.mode,
+            args.open.flags,
+        )
     }
 
     fn tmpfile(
@@ -424,39 +421,29 @@ impl FileSystem for PassthroughFs {
         ctx: &Context,
         cctx: &CreateContext<'_>,
         parent: NodeId,
-        mode: u32,
-        flags: u32,
+        args: &TmpfileArgs,
     ) -> FsResult<(Entry, OpenReply)> {
-        self.do_create(ctx, cctx, parent, None, mode, flags, OpenInFlags::empty())
+        self.do_create(ctx, cctx, parent, None, args.mode, args.open.flags)
     }
 
     fn read(
         &self,
         _ctx: &Context,
         _nodeid: NodeId,
-        fh: Handle,
+        args: &ReadArgs,
         w: &mut dyn ZeroCopyWriter,
-        size: u32,
-        offset: u64,
-        _lock_owner: Option<LockOwner>,
-        _flags: u32,
     ) -> FsResult<usize> {
-        self.do_read(fh, w, size, offset)
+        self.do_read(args.fh, w, args.size, args.offset)
     }
 
     fn write(
         &self,
         _ctx: &Context,
         _nodeid: NodeId,
-        fh: Handle,
+        args: &WriteArgs,
         r: &mut dyn ZeroCopyReader,
-        size: u32,
-        offset: u64,
-        _lock_owner: Option<LockOwner>,
-        write_flags: WriteFlags,
-        _flags: u32,
     ) -> FsResult<usize> {
-        self.do_write(fh, r, size, offset, write_flags)
+        self.do_write(args.fh, r, args.size, args.offset, args.write_flags)
     }
 
     fn flush(
@@ -469,17 +456,8 @@ impl FileSystem for PassthroughFs {
         self.do_flush(nodeid, fh, lock_owner)
     }
 
-    fn release(
-        &self,
-        _ctx: &Context,
-        _nodeid: NodeId,
-        fh: Handle,
-        _flags: u32,
-        _flush: bool,
-        flock_release: bool,
-        _lock_owner: Option<LockOwner>,
-    ) -> FsResult<()> {
-        self.do_release(fh, flock_release)
+    fn release(&self, _ctx: &Context, _nodeid: NodeId, args: &ReleaseArgs) -> FsResult<()> {
+        self.do_release(args.fh, args.flock_release)
     }
 
     fn fsync(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
@@ -530,16 +508,14 @@ impl FileSystem for PassthroughFs {
         self.do_statfs(nodeid)
     }
 
-    fn setxattr(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        name: &CStr,
-        value: &[u8],
-        flags: u32,
-        setxattr_flags: SetxattrFlags,
-    ) -> FsResult<()> {
-        self.do_setxattr(nodeid, name, value, flags, setxattr_flags)
+    fn setxattr(&self, _ctx: &Context, nodeid: NodeId, args: &SetxattrArgs<'_>) -> FsResult<()> {
+        self.do_setxattr(
+            nodeid,
+            args.name,
+            args.value,
+            args.flags,
+            args.setxattr_flags,
+        )
     }
 
     fn getxattr(
@@ -564,28 +540,14 @@ impl FileSystem for PassthroughFs {
         self.do_access(ctx, nodeid, mask)
     }
 
-    fn getlk(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-    ) -> FsResult<Lock> {
-        self.do_getlk(nodeid, fh, owner, lock)
+    fn getlk(&self, _ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<Lock> {
+        self.do_getlk(nodeid, args.fh, args.owner, args.lock)
     }
 
-    fn setlk(
-        &self,
-        _ctx: &Context,
-        nodeid: NodeId,
-        fh: Handle,
-        owner: LockOwner,
-        lock: Lock,
-        sleep: bool,
-        flock: bool,
-    ) -> FsResult<()> {
-        self.do_setlk(nodeid, fh, owner, lock, sleep, flock)
+    fn setlk(&self, _ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
+        self.do_setlk(
+            nodeid, args.fh, args.owner, args.lock, args.sleep, args.flock,
+        )
     }
 
     fn fallocate(
@@ -611,19 +573,8 @@ impl FileSystem for PassthroughFs {
         self.do_lseek(fh, offset, whence)
     }
 
-    fn copy_file_range(
-        &self,
-        _ctx: &Context,
-        _nodeid_in: NodeId,
-        fh_in: Handle,
-        off_in: u64,
-        _nodeid_out: NodeId,
-        fh_out: Handle,
-        off_out: u64,
-        len: u64,
-        flags: u64,
-    ) -> FsResult<u64> {
-        self.do_copy_file_range(fh_in, off_in, fh_out, off_out, len, flags)
+    fn copy_file_range(&self, _ctx: &Context, args: &CopyFileRangeArgs) -> FsResult<u64> {
+        self.do_copy_file_range(args)
     }
 
     fn syncfs(&self, _ctx: &Context, nodeid: NodeId) -> FsResult<()> {

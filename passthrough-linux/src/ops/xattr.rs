@@ -222,8 +222,11 @@ impl PassthroughFs {
 
 #[cfg(test)]
 mod tests {
-    use fuse_abi::{Errno, OpenInFlags, SetxattrFlags};
-    use fuse_server::{Context, CreateContext, FileSystem, Name, Negotiated, NodeId, XattrReply};
+    use fuse_abi::Errno;
+    use fuse_server::{
+        Context, CreateArgs, CreateContext, FileSystem, Name, Negotiated, NodeId, OpenArgs,
+        SetxattrArgs, XattrReply,
+    };
 
     use crate::{Config, PassthroughFs, sys};
 
@@ -257,19 +260,15 @@ mod tests {
                 // As after the daemon's pivot_root: no /proc at all on this thread.
                 sys::hide_proc_on_this_thread_for_tests().unwrap();
                 assert!(std::fs::metadata("/proc/self/fd").is_err());
+                let args = CreateArgs::new(
+                    Name::new(b"f").unwrap(),
+                    0o644,
+                    OpenArgs::new(libc::O_RDWR as u32),
+                );
                 let (e, _) = fs
-                    .create(
-                        &ctx(),
-                        &CreateContext::default(),
-                        root,
-                        Name::new(b"f").unwrap(),
-                        0o644,
-                        libc::O_RDWR as u32,
-                        OpenInFlags::empty(),
-                    )
+                    .create(&ctx(), &CreateContext::default(), root, &args)
                     .unwrap();
-                let set =
-                    || fs.setxattr(&ctx(), e.nodeid, c"user.k", b"v", 0, SetxattrFlags::empty());
+                let set = || fs.setxattr(&ctx(), e.nodeid, &SetxattrArgs::new(c"user.k", b"v"));
                 // The absolute /proc/self/fd/N path (the only one before) is gone...
                 sys::force_xattr_path_for_tests(true);
                 assert_eq!(set().unwrap_err(), Errno::ENOENT);
