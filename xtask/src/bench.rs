@@ -4,10 +4,20 @@
 //! it, every package's benches run. Criterion prints each case's figures (time per iteration,
 //! throughput where set); reports are kept under `target/criterion/`.
 //!
-//! `cargo xtask bench --against virtiofsd` is the side-by-side run instead: the load generator
-//! (`virtiofs-load`) drives our release daemon and virtiofsd (from crates.io, into the cache)
-//! alternately, one fresh daemon per measurement, and prints one table with both figures and
-//! their ratio per row.
+//! `cargo xtask bench --against virtiofsd` is the side-by-side run instead, of our release
+//! daemon and virtiofsd 1.14 (from crates.io, into the cache), in two parts:
+//! - the load generator (`virtiofs-load`) drives both alternately, one fresh daemon per
+//!   measurement, and prints one table with both figures and their ratio per row (`--load`:
+//!   only this part, a few minutes);
+//! - the guest workloads ([`guest`]): fio, metadata, untar and a stat walk in the Debian guest
+//!   root of `cargo xtask fstests` under QEMU (TCG), one boot per daemon and vCPU count, the
+//!   daemons alternating; one table with both figures, their ratio, the daemon's CPU seconds
+//!   per row and its peak RSS (`--guest`: only this part, about 5 minutes a boot, 20 for the
+//!   default four boots).
+//!
+//! Without `--load` or `--guest` both parts run, the load generator first. Both daemons get
+//! their own defaults (cache `auto`, their default sandbox and seccomp filter) plus the
+//! `--ours-arg`s and `--virtiofsd-arg`s, in both parts.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,25 +28,46 @@ use crate::args::{Arg, Parser};
 use crate::provision;
 use crate::util::{self, cargo};
 
+mod guest;
+
 const USAGE: &str = "\
 usage: cargo xtask bench [CRATE] [--baseline NAME] [--save-baseline NAME] [-- CRITERION-ARGS]
-       cargo xtask bench --against virtiofsd [--workload W]... [--depth N]... [--queues Q]...
-                         [--secs S] [--rounds R] [--ours-arg ARG]... [--virtiofsd-arg ARG]...
+       cargo xtask bench --against virtiofsd [--load | --guest] [--rounds R]
+                         [--ours-arg ARG]... [--virtiofsd-arg ARG]...
+                         [--workload W]... [--depth N]... [--queues Q]... [--secs S]
+                         [--guest-workload W]... [--vcpus N,...] [--kernel K] [--fio-secs S]
 
   CRATE                 a package (virtiofs-transport) or its short name (transport)
   --baseline NAME       compare against a saved criterion baseline
   --save-baseline NAME  save this run as baseline NAME
 
-  --against virtiofsd   the load generator against our daemon and virtiofsd 1.14, alternately
+  --against virtiofsd   our daemon and virtiofsd 1.14, alternately: the load generator, then
+                        the guest workloads (both by default; about 25 minutes)
+  --load                only the load generator (a few minutes)
+  --guest               only the guest workloads (about 5 minutes a boot)
+  --rounds R            alternations per row; the best round of each daemon is shown (default 1)
+  --ours-arg ARG        one more argument for our daemon (repeatable)
+  --virtiofsd-arg ARG   one more argument for virtiofsd (repeatable)
+
+ the load generator (virtiofs-load):
   --workload W          getattr, lookup, read-4k, read-128k, write-4k, write-128k,
                         create-unlink, readdirplus (repeatable, comma lists; default all)
   --depth N             requests in flight per queue (default 1, 16, 128)
   --queues Q            request queues (default 1 and 2; virtiofsd offers one, so its rows
                         are 1-queue only)
   --secs S              measured seconds per measurement (default 3)
-  --rounds R            alternations per row; the best round of each daemon is shown (default 1)
-  --ours-arg ARG        one more argument for our daemon (repeatable)
-  --virtiofsd-arg ARG   one more argument for virtiofsd (repeatable)
+
+ the guest workloads (the Debian guest root of `cargo xtask fstests`, QEMU TCG, one share;
+ a boot per daemon and vCPU count; logs in .cache/e2e/bench/guest/, the table in
+ .cache/e2e/bench/guest-table.txt):
+  --guest-workload W    randread-4k-psync, randread-4k-libaio16, randwrite-4k-psync,
+                        randwrite-4k-libaio16, seqread-1m, seqwrite-1m (fio, O_DIRECT,
+                        256 MiB file), meta-1000, meta-10000 (create, stat, ls -l, rm),
+                        untar (the fstests source tree), walk (find + stat of that tree),
+                        all (repeatable, comma lists; default all)
+  --vcpus N,...         guest vCPUs (default 1,2)
+  --kernel K            guest kernel: 6.1, 6.12, 7.3 (default 6.12)
+  --fio-secs S          measured seconds of each fio job (default 15)
 ";
 
 /// The package a CRATE argument names: the exact name, or `fuse-*`/`virtiofs-*`/
@@ -105,6 +136,10 @@ struct Against {
     rounds: usize,
     ours_args: Vec<String>,
     virtiofsd_args: Vec<String>,
+    /// Run the load generator.
+    load: bool,
+    /// Run the guest workloads, with these options.
+    guest: Option<guest::Options>,
 }
 
 fn parse_against(args: &[String]) -> Result<Against> {
@@ -116,7 +151,11 @@ fn parse_against(args: &[String]) -> Result<Against> {
         rounds: 1,
         ours_args: Vec::new(),
         virtiofsd_args: Vec::new(),
+        load: false,
+        guest: None,
     };
+    let mut g = guest::Options::new()?;
+    let mut only_guest = false;
     let mut p = Parser::new(USAGE, args);
     while let Some(arg) = p.next()? {
         match arg {
@@ -138,8 +177,28 @@ fn parse_against(args: &[String]) -> Result<Against> {
             Arg::Long("rounds") => o.rounds = p.string()?.parse().context("--rounds")?,
             Arg::Long("ours-arg") => o.ours_args.push(p.string()?),
             Arg::Long("virtiofsd-arg") => o.virtiofsd_args.push(p.string()?),
+            Arg::Long("load") => o.load = true,
+            Arg::Long("guest") => only_guest = true,
+            Arg::Long("guest-workload") => g.add_workloads(p.value()?)?,
+            Arg::Long("vcpus") => g.add_vcpus(p.value()?)?,
+            Arg::Long("kernel") => g.kernel = guest::kernel(p.value()?)?,
+            Arg::Long("fio-secs") => {
+                g.fio_secs = p.parse()?;
+                if g.fio_secs == 0 {
+                    bail!("--fio-secs: at least 1");
+                }
+            }
             other => return Err(p.unexpected(other)),
         }
+    }
+    // Neither --load nor --guest: both parts.
+    if !o.load && !only_guest {
+        o.load = true;
+        only_guest = true;
+    }
+    if only_guest {
+        g.finish();
+        o.guest = Some(g);
     }
     if o.workloads.is_empty() {
         o.workloads.push("all".to_owned());
@@ -151,6 +210,9 @@ fn parse_against(args: &[String]) -> Result<Against> {
         o.queues.extend([1, 2]);
     }
     o.rounds = o.rounds.max(1);
+    if let Some(g) = &mut o.guest {
+        g.rounds = o.rounds;
+    }
     Ok(o)
 }
 
@@ -245,38 +307,53 @@ fn load(
 /// `cargo xtask bench --against virtiofsd ...`.
 fn against(args: &[String]) -> Result<()> {
     let o = parse_against(args)?;
-    util::step("build: the release daemon and the load generator");
+    util::step(if o.load {
+        "build: the release daemon and the load generator"
+    } else {
+        "build: the release daemon"
+    });
     let mut cmd = cargo();
     cmd.args(["build", "--locked", "--release", "-p", "virtiofs-device"]);
     util::run(cmd)?;
-    let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "virtiofs-frontend",
-        "--bin",
-        "virtiofs-load",
-    ]);
-    util::run(cmd)?;
+    if o.load {
+        let mut cmd = cargo();
+        cmd.args([
+            "build",
+            "--locked",
+            "--release",
+            "-p",
+            "virtiofs-frontend",
+            "--bin",
+            "virtiofs-load",
+        ]);
+        util::run(cmd)?;
+    }
     let release = util::root().join("target/release");
     let ours = release.join("virtiofs-device");
-    let load_bin = release.join("virtiofs-load");
     let virtiofsd = provision::ensure_stand_in(&provision::cache_dir()?)?;
+    if o.load {
+        against_load(&o, &release.join("virtiofs-load"), &ours, &virtiofsd)?;
+    }
+    if let Some(g) = &o.guest {
+        guest::run(g, (&ours, &o.ours_args), (&virtiofsd, &o.virtiofsd_args))?;
+    }
+    Ok(())
+}
 
+/// The load-generator part: every round, queue count and daemon, then the table.
+fn against_load(o: &Against, load_bin: &Path, ours: &Path, virtiofsd: &Path) -> Result<()> {
     let (mut mine, mut theirs) = (Results::new(), Results::new());
     for round in 1..=o.rounds {
         for &q in &o.queues {
             util::step(&format!("round {round}/{}: {q} queue(s)", o.rounds));
-            load(&load_bin, &ours, "ours", &o.ours_args, &o, q, &mut mine)?;
+            load(load_bin, ours, "ours", &o.ours_args, o, q, &mut mine)?;
             if q == 1 {
                 load(
-                    &load_bin,
-                    &virtiofsd,
+                    load_bin,
+                    virtiofsd,
                     "virtiofsd",
                     &o.virtiofsd_args,
-                    &o,
+                    o,
                     q,
                     &mut theirs,
                 )?;
@@ -331,4 +408,51 @@ fn print_table(mine: &Results, theirs: &Results) {
     println!(
         "(ratio: ours/virtiofsd requests per second; latency in us; CPU of the daemon per request)"
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Against> {
+        let args: Vec<String> = ["--against", "virtiofsd"]
+            .iter()
+            .chain(args)
+            .map(|a| (*a).to_owned())
+            .collect();
+        parse_against(&args)
+    }
+
+    #[test]
+    fn the_parts() -> Result<()> {
+        // Both by default, with the guest part's defaults.
+        let o = parse(&[])?;
+        assert!(o.load);
+        let g = o.guest.context("the guest part")?;
+        assert_eq!(g.vcpus, [1, 2]);
+        assert_eq!(g.workloads, guest::WORKLOADS);
+        assert_eq!(g.rounds, 1);
+        let o = parse(&["--load"])?;
+        assert!(o.load && o.guest.is_none());
+        let o = parse(&[
+            "--guest",
+            "--vcpus=1",
+            "--guest-workload",
+            "untar,meta-1000",
+            "--kernel=7.3",
+            "--fio-secs=5",
+            "--rounds=2",
+        ])?;
+        assert!(!o.load);
+        let g = o.guest.context("the guest part")?;
+        assert_eq!(g.vcpus, [1]);
+        assert_eq!(g.workloads, ["meta-1000", "untar"]);
+        assert_eq!((g.kernel.label, g.fio_secs, g.rounds), ("7.3", 5, 2));
+        let o = parse(&["--guest", "--load"])?;
+        assert!(o.load && o.guest.is_some());
+        assert!(parse(&["--guest-workload=fsync"]).is_err());
+        assert!(parse(&["--fio-secs=0"]).is_err());
+        assert!(parse(&["--kernel=4.19"]).is_err());
+        Ok(())
+    }
 }

@@ -1,6 +1,6 @@
 //! The daemon seen from the host: the unprivileged account `cargo xtask e2e --daemon-user`
 //! starts it as, the serving process behind a namespace sandbox's waiting parent, that
-//! process's identity (`/proc/PID/status`) and its CPU time (`/proc/PID/stat`).
+//! process's identity (`/proc/PID/status`), its CPU time (`/proc/PID/stat`) and peak RSS.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -137,7 +137,52 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
 /// The process that serves: the only child of `pid` (the waiting parent of a namespace
 /// sandbox), or `pid` itself when it has none (`--sandbox chroot|none`).
 pub(crate) fn serving_pid(pid: u32) -> u32 {
-    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+    match children(pid).as_slice() {
+        [child] => *child,
+        _ => pid,
+    }
+}
+
+/// `pid` and every process below it (a sandbox's waiting parent and its serving child).
+pub(crate) fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    // Bounded: a process tree of a daemon is a few processes deep.
+    while i < all.len() && all.len() < 64 {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    all
+}
+
+/// The user plus system CPU time of `pid` and every process below it so far; `None` once
+/// `pid` is gone.
+pub(crate) fn tree_cpu(pid: u32, ticks: u64) -> Option<Duration> {
+    let (user, system) = cpu_time(pid, ticks)?;
+    let below: Duration = tree(pid)
+        .into_iter()
+        .skip(1)
+        .filter_map(|p| cpu_time(p, ticks))
+        .map(|(u, s)| u + s)
+        .sum();
+    Some(user + system + below)
+}
+
+/// The largest peak resident set (`VmHWM`, KiB) of `pid` and the processes below it: the
+/// serving process's, for a sandboxed daemon; `None` once `pid` is gone.
+pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let value = status_field(p, "VmHWM:")?;
+            value.split_whitespace().next()?.parse().ok()
+        })
+        .max()
+}
+
+/// The children of `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
         .ok()
         .map(|text| {
             text.split_whitespace()
@@ -156,11 +201,7 @@ pub(crate) fn serving_pid(pid: u32) -> u32 {
                         .is_some_and(|f| f.get(1).map(String::as_str) == Some(&pid.to_string()))
                 })
                 .collect()
-        });
-    match children.as_slice() {
-        [child] => *child,
-        _ => pid,
-    }
+        })
 }
 
 /// A `/proc/PID/status` line's value (`Uid:` ...), as the host sees it.
@@ -259,6 +300,10 @@ mod tests {
         let (user, system) = cpu_time(me, clock_ticks()).unwrap();
         assert!(user + system < Duration::from_secs(24 * 3600));
         assert!(cpu_time(u32::MAX, 100).is_none());
+        assert!(tree_cpu(me, clock_ticks()).unwrap() >= user + system);
+        assert!(tree_cpu(u32::MAX, 100).is_none());
+        assert!(peak_rss_kib(me).unwrap() > 0);
+        assert_eq!(tree(me)[0], me);
         // Not in a user namespace of its own (and never uid 4294967294).
         let nobody = Account {
             name: "x".to_owned(),

@@ -1182,8 +1182,21 @@ pub(crate) fn qemu_command(
 /// QEMU (TCG, 2 CPUs, `memory` of shared memfd memory as vhost-user needs) booting `kernel`
 /// with `initramfs`, no devices yet.
 pub(crate) fn qemu_base(kernel: &Kernel, initramfs: &Path, append: &str, memory: &str) -> Command {
+    qemu_machine(kernel, initramfs, append, memory, 2)
+}
+
+/// [`qemu_base`] with `cpus` vCPUs.
+pub(crate) fn qemu_machine(
+    kernel: &Kernel,
+    initramfs: &Path,
+    append: &str,
+    memory: &str,
+    cpus: u32,
+) -> Command {
     let mut qemu = util::cmd("qemu-system-x86_64");
-    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", memory, "-smp", "2"])
+    qemu.args(["-accel", "tcg", "-cpu", "max", "-m", memory])
+        .arg("-smp")
+        .arg(cpus.to_string())
         .args(["-nodefaults", "-no-user-config", "-nographic", "-no-reboot"])
         .arg("-kernel")
         .arg(&kernel.vmlinuz)

@@ -15,21 +15,18 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
 use crate::args::{Arg, Parser};
-use crate::e2e::{self, Guarded};
+use crate::e2e;
+use crate::guest_boot::{self, KERNEL_ARGS, Share, is_kernel_line};
 use crate::guest_root::{self, GuestRoot};
 use crate::provision::{self, Kernel, KernelSpec};
-use crate::util::{self, display, step};
+use crate::util::{self, step};
 
 mod campaign;
 
@@ -96,16 +93,6 @@ pub(crate) const CI_TESTS: &[&str] = &[
 /// What every daemon gets before `--daemon-arg`s: xattrs and POSIX ACLs (fstests' acl and
 /// attr groups), and O_DIRECT honoured (its dio tests).
 const DEFAULT_DAEMON_ARGS: &[&str] = &["--xattr", "--posix-acl", "--allow-direct-io"];
-
-/// Guest kernel command line words of every boot: TCG is slow enough for the soft-lockup and
-/// RCU stall detectors to fire on a healthy guest, and check counts their warnings in dmesg
-/// as test failures.
-const KERNEL_ARGS: &[&str] = &[
-    "console=ttyS0",
-    "panic=-1",
-    "nowatchdog",
-    "rcupdate.rcu_cpu_stall_suppress=1",
-];
 
 /// The virtio-fs tags of the two shares.
 const TEST_TAG: &str = "fstests-test";
@@ -653,8 +640,7 @@ fn boot(
         .map(|a| (*a).to_owned())
         .collect();
     daemon_args.extend(options.daemon_args.iter().cloned());
-    let mut daemons = Vec::new();
-    let mut sockets = Vec::new();
+    let mut shares = Vec::new();
     for (share, tag) in [("test", TEST_TAG), ("scratch", SCRATCH_TAG)] {
         let shared = dir.join(share);
         fs::create_dir_all(&shared)?;
@@ -664,17 +650,16 @@ fn boot(
             std::process::id(),
             kernel.label
         ));
-        let _ = fs::remove_file(&socket);
         let log = dir.join(format!("daemon-{share}.log"));
-        daemons.push(e2e::start_daemon(
+        shares.push(Share::start(
+            share,
             daemon_path,
-            &socket,
             &shared,
             tag,
             &daemon_args,
+            socket,
             &log,
         )?);
-        sockets.push((socket, tag));
     }
 
     let mut append: Vec<String> = KERNEL_ARGS.iter().map(|a| (*a).to_owned()).collect();
@@ -698,118 +683,44 @@ fn boot(
             append.len()
         );
     }
-    let mut qemu = e2e::qemu_base(kernel, initramfs, &append, "2G");
-    qemu.arg("-drive").arg(format!(
-        "file={},format=raw,if=virtio,snapshot=on,cache=unsafe",
-        root.image.display()
-    ));
-    for (i, (socket, tag)) in sockets.iter().enumerate() {
-        e2e::add_vhost_user_fs(&mut qemu, &format!("char{i}"), socket, tag);
-    }
-    qemu.args(["-serial", "stdio", "-monitor", "none"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(File::create(dir.join("qemu.log"))?);
-    println!("$ {}", display(&qemu));
+    let qemu = guest_boot::qemu(
+        kernel,
+        initramfs,
+        root,
+        &append,
+        "2G",
+        2,
+        &shares,
+        &dir.join("qemu.log"),
+    )?;
     let bound = Duration::from_secs(options.limit.unwrap_or(if selection.groups.is_empty() {
         20 * 60 + 180 * selection.tests.len() as u64
     } else {
         10 * 3600
     }));
-    let started = Instant::now();
-    let mut qemu_child = Guarded {
-        name: "QEMU",
-        child: qemu
-            .spawn()
-            .context("cannot start qemu-system-x86_64 (apt-get install qemu-system-x86)")?,
-        status: None,
-    };
-    let stdout = qemu_child.child.stdout.take().context("QEMU's stdout")?;
-    let (tx, rx) = mpsc::channel::<String>();
-    let log_path = console.clone();
-    let reader = thread::spawn(move || -> Result<()> {
-        use std::io::Write as _;
-        let mut log = File::create(&log_path)?;
-        let mut stdout = BufReader::new(stdout);
-        let mut buf = Vec::new();
-        loop {
-            buf.clear();
-            if stdout.read_until(b'\n', &mut buf)? == 0 {
-                return Ok(());
-            }
-            log.write_all(&buf)?;
-            let line = String::from_utf8_lossy(&buf);
-            let _ = tx.send(line.trim_end_matches(['\r', '\n']).to_owned());
-        }
-    });
-
     let mut lines: Vec<String> = Vec::new();
-    let mut problems = Vec::new();
     let mut booted = false;
-    let drain = |lines: &mut Vec<String>, booted: &mut bool| {
-        while let Ok(line) = rx.try_recv() {
+    let ended = guest_boot::run(
+        qemu,
+        &console,
+        &mut shares,
+        bound,
+        "FSTESTS-DONE",
+        &mut |line| {
             if line.starts_with("FSTESTS-BOOTED") {
-                *booted = true;
+                booted = true;
             }
             // After the boot, check's own progress lines; the kernel's go to console.log.
-            let kernel_line = is_kernel_line(&line);
             if line.starts_with("FSTESTS-")
                 || line.starts_with("GUEST-ROOT-")
-                || *booted && !kernel_line
+                || booted && !is_kernel_line(line)
             {
                 println!("[{} {}] {line}", kernel.label, daemon.name());
             }
-            lines.push(line);
-        }
-    };
-    loop {
-        drain(&mut lines, &mut booted);
-        if qemu_child.poll().is_some() {
-            break;
-        }
-        if started.elapsed() > bound {
-            problems.push(format!("timeout: QEMU killed after {} s", bound.as_secs()));
-            let _ = qemu_child.child.kill();
-            let _ = qemu_child.child.wait();
-            break;
-        }
-        if let Some(i) = daemons.iter_mut().position(|d| d.poll().is_some()) {
-            // virtiofsd exits when QEMU disconnects at power-off: a problem only before DONE.
-            let exited = e2e::wait_for(&mut qemu_child, Duration::from_secs(10)).is_some();
-            drain(&mut lines, &mut booted);
-            if !exited || !lines.iter().any(|l| l.starts_with("FSTESTS-DONE")) {
-                problems.push(format!(
-                    "the {} daemon exited during the run ({:?})",
-                    ["test", "scratch"][i],
-                    daemons[i].status
-                ));
-            }
-            let _ = qemu_child.child.kill();
-            let _ = qemu_child.child.wait();
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let total = started.elapsed();
-    if reader.join().is_err() {
-        problems.push("the console reader panicked".to_owned());
-    }
-    drain(&mut lines, &mut booted);
-    for (i, d) in daemons.iter_mut().enumerate() {
-        let (status, signalled) = d.stop(Duration::from_secs(3));
-        if !signalled
-            && let Some(status) = status
-            && !status.success()
-        {
-            problems.push(format!(
-                "the {} daemon exited with {status}",
-                ["test", "scratch"][i]
-            ));
-        }
-    }
-    for (socket, _) in &sockets {
-        let _ = fs::remove_file(socket);
-    }
+            lines.push(line.to_owned());
+        },
+    )?;
+    let (total, mut problems) = (ended.total, ended.problems);
 
     let tests: Vec<TestResult> = lines.iter().filter_map(|l| parse_test_line(l)).collect();
     for line in &lines {
@@ -856,17 +767,6 @@ fn boot(
     };
     fs::write(run.dir.join("table.txt"), table(&run))?;
     Ok(run)
-}
-
-/// A kernel message on the console: `[   12.345678] ...` (check's own lines, even those that
-/// start with `[not run]`, are not).
-fn is_kernel_line(line: &str) -> bool {
-    line.strip_prefix('[')
-        .and_then(|rest| rest.split_once(']'))
-        .is_some_and(|(stamp, _)| {
-            let stamp = stamp.trim();
-            !stamp.is_empty() && stamp.chars().all(|c| c.is_ascii_digit() || c == '.')
-        })
 }
 
 /// Every test of a run, one line each (`table.txt`).
@@ -1118,18 +1018,6 @@ mod tests {
             .is_err()
         );
         Ok(())
-    }
-
-    #[test]
-    fn kernel_lines() {
-        assert!(is_kernel_line(
-            "[   12.137554] virtio_blk virtio2: [vda] 3014656 blocks"
-        ));
-        assert!(!is_kernel_line("[not run] O_TMPFILE is not supported"));
-        assert!(!is_kernel_line(
-            "generic/002        [   70.194644] run fstests"
-        ));
-        assert!(!is_kernel_line("Ran: generic/001"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod demo;
 mod e2e;
 mod fstests;
 mod fuzz;
+mod guest_boot;
 mod guest_root;
 mod host_tier;
 mod hostile;
