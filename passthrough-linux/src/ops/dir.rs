@@ -8,6 +8,7 @@
 //! a directory handle's memory does not grow with its directory.
 
 use std::cell::RefCell;
+use std::ffi::CStr;
 use std::os::fd::AsFd;
 
 use fuse_abi::Errno;
@@ -44,7 +45,8 @@ struct RawDirent<'a> {
     ino: u64,
     off: u64,
     typ: u8,
-    name: &'a [u8],
+    /// The name as the record holds it, NUL-terminated (so a lookup needs no copy).
+    name: &'a CStr,
 }
 
 /// Iterates over the records of a getdents64 buffer; stops at the first malformed one.
@@ -56,14 +58,13 @@ fn dirents(buf: &[u8]) -> impl Iterator<Item = RawDirent<'_>> {
         let off = u64::from_ne_bytes(rec.get(8..16)?.try_into().ok()?);
         let reclen = usize::from(u16::from_ne_bytes(rec.get(16..18)?.try_into().ok()?));
         let typ = *rec.get(18)?;
-        let name_area = rec.get(19..reclen)?;
-        let len = name_area.iter().position(|&b| b == 0)?;
+        let name = CStr::from_bytes_until_nul(rec.get(19..reclen)?).ok()?;
         pos += reclen;
         Some(RawDirent {
             ino,
             off,
             typ,
-            name: &name_area[..len],
+            name,
         })
     })
 }
@@ -127,7 +128,7 @@ impl PassthroughFs {
                 ino: d.ino,
                 offset: d.off,
                 typ: u32::from(d.typ),
-                name: d.name,
+                name: d.name.to_bytes(),
             })
         })
     }
@@ -139,24 +140,24 @@ impl PassthroughFs {
         sink: &mut dyn DirPlusSink,
     ) -> FsResult<()> {
         self.walk_dir(fh, offset, |h, d| {
-            if !sink.fits(d.name.len()) {
+            let name = d.name.to_bytes();
+            if !sink.fits(name.len()) {
                 return false;
             }
             let dirent = DirEntry {
                 ino: d.ino,
                 offset: d.off,
                 typ: u32::from(d.typ),
-                name: d.name,
+                name,
             };
             // "." and ".." carry no entry (node id 0: the kernel takes no reference); an entry
-            // that vanished or cannot be held (descriptor budget) is sent as a plain name.
-            let entry = if d.name == b"." || d.name == b".." {
+            // that vanished or cannot be held (descriptor budget) is sent as a plain name. The
+            // lookup takes the name straight from the getdents64 buffer: nothing is allocated
+            // per entry.
+            let entry = if name == b"." || name == b".." {
                 Entry::default()
             } else {
-                match std::ffi::CString::new(d.name) {
-                    Ok(name) => self.lookup_in(h.file.as_fd(), &name).unwrap_or_default(),
-                    Err(_) => Entry::default(),
-                }
+                self.lookup_in(h.file.as_fd(), d.name).unwrap_or_default()
             };
             let added = sink.add(dirent, &entry);
             if !added && entry.nodeid != NodeId::NONE {
@@ -176,6 +177,24 @@ mod tests {
         // A record claiming 40 bytes in a 24-byte buffer must not be read past the end.
         let mut buf = [0u8; 24];
         buf[16] = 40;
+        assert_eq!(dirents(&buf).count(), 0);
+    }
+
+    #[test]
+    fn dirents_yield_the_nul_terminated_name_in_place() {
+        // One 24-byte record: ino 7, d_off 9, type 8 (DT_REG), "ab" and its NUL, padding.
+        let mut buf = [0u8; 24];
+        buf[0] = 7;
+        buf[8] = 9;
+        buf[16] = 24;
+        buf[18] = 8;
+        buf[19..21].copy_from_slice(b"ab");
+        let got: Vec<_> = dirents(&buf)
+            .map(|d| (d.ino, d.off, d.typ, d.name))
+            .collect();
+        assert_eq!(got, [(7, 9, 8, c"ab")]);
+        // A name without its NUL ends the walk.
+        buf[21..].fill(b'x');
         assert_eq!(dirents(&buf).count(), 0);
     }
 }
