@@ -381,11 +381,9 @@ impl<'a, M: GuestMemory + ?Sized> ChainRequest<'a, M> {
     ///
     /// The rule the reply breaks; the device then reports used length 0.
     pub fn finish(self) -> Result<CheckedCompletion> {
-        let out = if self.writer.bytes_written() >= 16 {
-            Some(self.writer.read_back_header()?)
-        } else {
-            None
-        };
+        // The header as the writer wrote it, not as guest memory holds it now: the guest
+        // shares that memory and may have rewritten it since.
+        let out = self.writer.written_header();
         crate::reply::check(self.in_header, self.writer.bytes_written(), out)
     }
 }
