@@ -10,9 +10,12 @@
 //! 3. it copies the rest of the request (except WRITE data, which stays in the reader for the
 //!    backend's zero-copy [`ZeroCopyReader`](crate::ZeroCopyReader)) into a per-thread reusable [`ServerBuffers`],
 //!    decodes the fixed argument per the negotiated minor and validates names;
-//! 4. it calls the backend and encodes the reply: a zero `fuse_out_header` first, then the
-//!    body, then the header again with [`Writer::write_at`], so `out_header.len` is exactly the
-//!    bytes written; errors are always in −511..=−1.
+//! 4. it calls the backend and encodes the reply so that `out_header.len` is exactly the bytes
+//!    written: a fixed-size reply (an error, ATTR, ENTRY, OPEN, …) is the header and the body
+//!    in one write; a variable-size body built in the scratch buffer follows its header in a
+//!    second write; a body streamed into the reply in place (READ, READDIR) gets a zero header
+//!    first, filled in with [`Writer::write_at`] once the body's length is known. Errors are
+//!    always in −511..=−1.
 //!
 //! # Requests the server handles itself
 //!
