@@ -66,9 +66,10 @@ pub trait Reader: io::Read + ZeroCopyReader {
 
 /// The device-writable part of a request: where the reply goes.
 ///
-/// The server writes the reply body after reserving the out header, then fills the header in
-/// with [`Writer::write_at`] once the body's length is known, so `out_header.len` always
-/// equals the bytes written.
+/// The server writes a reply whose length it knows up front (most replies) as the out header
+/// and body, a fixed-size one in a single write. A body streamed in place (READ, READDIR)
+/// follows a reserved out header, which the server fills in with [`Writer::write_at`] once the
+/// body's length is known. Either way `out_header.len` equals the bytes written.
 pub trait Writer: io::Write + ZeroCopyWriter {
     /// Bytes of reply space left.
     fn available(&self) -> usize;

@@ -32,15 +32,15 @@
 //! the caller's thread, in ring order, before `kick` returns. The generation, the ring checks
 //! and the used-ring step are the same code as the workers'.
 
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::BorrowedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread;
 
 use fuse_abi::Opcode;
-use fuse_server::mem::MemReader;
-use fuse_server::{FileSystem, Server};
+use fuse_server::{FileSystem, Reader, Server, ZeroCopyReader};
 use log::debug;
 use virtio_queue::{Queue, QueueT};
 use virtiofs_transport::{
@@ -97,11 +97,10 @@ impl Stats {
     }
 }
 
-/// A worker's reusable state: the transport's chain buffers and the hiprio staging buffer.
+/// A worker's reusable state: the transport's chain buffers.
 #[derive(Debug, Default)]
 pub(crate) struct WorkerBuffers {
     chains: ChainBuffers,
-    hiprio: Vec<u8>,
 }
 
 /// One virtqueue's ring as the device shares it with whoever configures it: lock it briefly
@@ -350,7 +349,7 @@ where
         let mem: &A::M = &guard;
         let mut stats = QueueStats::default();
         let mut refused = 0u64;
-        let WorkerBuffers { chains, hiprio } = buffers;
+        let WorkerBuffers { chains } = buffers;
         let role = self.role;
         let server = &*self.server;
         let completion = serve_chain(
@@ -361,7 +360,7 @@ where
             &mut |reader: &mut ChainReader<'_, A::M>, writer: &mut ChainWriter<'_, A::M>| {
                 let answered = match role {
                     QueueRole::Request => server.handle_message(reader, writer).map(|_| ()),
-                    QueueRole::Hiprio => serve_hiprio(server, reader, writer, hiprio),
+                    QueueRole::Hiprio => serve_hiprio(server, reader, writer),
                 };
                 if let Err(e) = answered {
                     debug!("{role:?} queue: request not answered: {e:?}");
@@ -439,12 +438,13 @@ where
 }
 
 /// A hiprio message: FORGET or BATCH_FORGET go to the server (no reply); anything else is
-/// dropped, never executed.
+/// dropped, never executed. The opcode is the one the transport copied when it walked the
+/// chain, and the server reads that same copy ([`CheckedHead`]), so a guest that rewrites the
+/// header meanwhile cannot get another operation executed here.
 fn serve_hiprio<F, M>(
     server: &Server<F>,
     reader: &mut ChainReader<'_, M>,
     writer: &mut ChainWriter<'_, M>,
-    staging: &mut Vec<u8>,
 ) -> Result<(), fuse_server::server::Error>
 where
     F: FileSystem,
@@ -455,18 +455,16 @@ where
         fuse_server::guest_warn!("hiprio queue: dropping a {len}-byte message");
         return Ok(());
     }
-    staging.clear();
-    staging.resize(len, 0);
-    reader
-        .read_exact(staging)
-        .map_err(fuse_server::server::Error::Read)?;
-    let opcode = staging
-        .get(4..8)
-        .and_then(|b| <[u8; 4]>::try_from(b).ok())
-        .map(u32::from_le_bytes);
-    match opcode.and_then(|op| Opcode::try_from(op).ok()) {
-        Some(Opcode::Forget | Opcode::BatchForget) => {
-            let completion = server.handle_message(&mut MemReader::new(staging), writer)?;
+    let head = reader.request_head();
+    let opcode = head.map(|h| h.opcode.get());
+    match (head, opcode.and_then(|op| Opcode::try_from(op).ok())) {
+        (Some(head), Some(Opcode::Forget | Opcode::BatchForget)) => {
+            let mut checked = CheckedHead {
+                head: zerocopy::transmute!(head),
+                pos: 0,
+                rest: reader,
+            };
+            let completion = server.handle_message(&mut checked, writer)?;
             if completion != fuse_server::Completion::NoReply {
                 fuse_server::guest_warn!("hiprio queue: the server replied to a FORGET");
             }
@@ -476,4 +474,79 @@ where
         ),
     }
     Ok(())
+}
+
+/// A hiprio request as the server reads it: the chain's bytes, except that its first 16 come
+/// from the copy the transport took when it walked the chain (the opcode checked above).
+struct CheckedHead<'r, R> {
+    head: [u8; 16],
+    /// Bytes consumed so far.
+    pos: usize,
+    rest: &'r mut R,
+}
+
+impl<R: Read> Read for CheckedHead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.rest.read(buf)?;
+        // The part of what was read that lies in the header: replaced by the checked copy.
+        if let Some(head) = self.head.get(self.pos..) {
+            let k = head.len().min(n);
+            if let (Some(dst), Some(src)) = (buf.get_mut(..k), head.get(..k)) {
+                dst.copy_from_slice(src);
+            }
+        }
+        self.pos = self.pos.saturating_add(n);
+        Ok(n)
+    }
+}
+
+impl<R: ZeroCopyReader> ZeroCopyReader for CheckedHead<'_, R> {
+    fn read_to(&mut self, fd: BorrowedFd<'_>, count: usize, off: u64) -> io::Result<usize> {
+        // FORGETs carry no file data; the header never leaves through here.
+        if self.pos < self.head.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "zero-copy read inside the request header",
+            ));
+        }
+        let n = self.rest.read_to(fd, count, off)?;
+        self.pos = self.pos.saturating_add(n);
+        Ok(n)
+    }
+}
+
+impl<R: Reader> Reader for CheckedHead<'_, R> {
+    fn remaining(&self) -> usize {
+        self.rest.remaining()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use fuse_server::mem::MemReader;
+
+    use super::*;
+
+    /// The server reads the head the opcode was checked on, whatever the buffer says now.
+    #[test]
+    fn the_server_reads_the_checked_head() {
+        let mut now = [0xaau8; 40];
+        now[4..8].copy_from_slice(&(Opcode::Unlink as u32).to_le_bytes());
+        let mut checked = [0x11u8; 16];
+        checked[4..8].copy_from_slice(&(Opcode::Forget as u32).to_le_bytes());
+        let mut rest = MemReader::new(&now);
+        let mut r = CheckedHead {
+            head: checked,
+            pos: 0,
+            rest: &mut rest,
+        };
+        // In pieces that straddle the end of the head.
+        let mut got = [0u8; 40];
+        r.read_exact(&mut got[..10]).unwrap();
+        assert_eq!(r.remaining(), 30);
+        r.read_exact(&mut got[10..]).unwrap();
+        assert_eq!(got[..16], checked);
+        assert_eq!(got[16..], now[16..]);
+        assert_eq!(r.remaining(), 0);
+    }
 }

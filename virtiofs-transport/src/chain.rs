@@ -4,7 +4,6 @@
 
 use std::ops::Deref;
 
-use fuse_abi::InHeaderPrefix;
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory, Permissions};
@@ -104,11 +103,9 @@ impl ChainBuffers {
         let readable = walk(mem, table, head, &mut self.segments)?;
         let (read_segs, write_segs) = self.segments.split_at(readable);
         let reader = ChainReader::new(mem, read_segs, &mut self.read_iov);
-        let in_header = reader.peek_head();
         let writer = ChainWriter::new(mem, write_segs, &mut self.write_iov);
         Ok(ChainRequest {
             head,
-            in_header,
             reader,
             writer,
         })
@@ -346,8 +343,7 @@ impl Iterator for Pieces<'_> {
 #[derive(Debug)]
 pub struct ChainRequest<'a, M: GuestMemory + ?Sized> {
     head: u16,
-    /// The first 16 bytes of the request, copied when the chain was walked (`None`: shorter).
-    in_header: Option<InHeaderPrefix>,
+    /// Holds the first 16 bytes of the request, copied when the chain was walked.
     reader: ChainReader<'a, M>,
     writer: ChainWriter<'a, M>,
 }
@@ -381,11 +377,9 @@ impl<'a, M: GuestMemory + ?Sized> ChainRequest<'a, M> {
     ///
     /// The rule the reply breaks; the device then reports used length 0.
     pub fn finish(self) -> Result<CheckedCompletion> {
-        let out = if self.writer.bytes_written() >= 16 {
-            Some(self.writer.read_back_header()?)
-        } else {
-            None
-        };
-        crate::reply::check(self.in_header, self.writer.bytes_written(), out)
+        // The header as the writer wrote it, not as guest memory holds it now: the guest
+        // shares that memory and may have rewritten it since.
+        let out = self.writer.written_header();
+        crate::reply::check(self.reader.request_head(), self.writer.bytes_written(), out)
     }
 }

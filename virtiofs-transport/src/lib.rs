@@ -17,8 +17,10 @@
 //! fuse-server's I/O traits, file data moves with one `preadv`/`pwritev` over iovecs of the
 //! guest buffers, and every byte written into guest memory is marked dirty in vm-memory's
 //! bitmap. [`ChainRequest::finish`] checks the reply (`out_header.len` == bytes written,
-//! `unique` echoed, error in range) and is the only source of the used length: a
-//! [`CheckedCompletion`], fuse-server's [`Completion`](fuse_server::Completion) once checked.
+//! `unique` echoed, error in range) — the out header as the writer recorded it while writing,
+//! never read back from memory the guest can rewrite — and is the only source of the used
+//! length: a [`CheckedCompletion`], fuse-server's [`Completion`](fuse_server::Completion) once
+//! checked.
 //! [`RingState::pop`] takes chain heads off the avail ring after checking the driver's indices
 //! itself (`avail->idx` at most the queue size ahead, every head inside the table): a queue whose
 //! indices are impossible is broken, logged once and not polled again until it is reset or set up

@@ -22,6 +22,8 @@ pub struct ChainReader<'a, M: GuestMemory + ?Sized> {
     mem: &'a M,
     cur: Cursor<'a>,
     iov: &'a mut IoVecs<PtrGuard>,
+    /// The first 16 bytes, copied when the chain was walked (`None`: shorter or unreadable).
+    head: Option<InHeaderPrefix>,
 }
 
 impl<M: GuestMemory + ?Sized> std::fmt::Debug for ChainReader<'_, M> {
@@ -34,16 +36,28 @@ impl<M: GuestMemory + ?Sized> std::fmt::Debug for ChainReader<'_, M> {
 
 impl<'a, M: GuestMemory + ?Sized> ChainReader<'a, M> {
     pub(crate) fn new(mem: &'a M, segs: &'a [Segment], iov: &'a mut IoVecs<PtrGuard>) -> Self {
-        Self {
+        let mut reader = Self {
             mem,
             cur: Cursor::new(segs),
             iov,
-        }
+            head: None,
+        };
+        reader.head = reader.peek_head();
+        reader
+    }
+
+    /// The request's first 16 bytes (`len`, `opcode`, `unique`) as the transport copied them
+    /// when it walked the chain — the copy [`ChainRequest::finish`](crate::ChainRequest::finish)
+    /// checks the reply against — or `None` if the request is shorter. Reading does not
+    /// consume them; the guest may have changed its buffer since, so a caller that acts on the
+    /// opcode must see to it that the server reads these bytes too.
+    pub fn request_head(&self) -> Option<InHeaderPrefix> {
+        self.head
     }
 
     /// Copies the first 16 bytes (`len`, `opcode`, `unique`) without consuming them, or `None`
     /// if the request is shorter or unreadable.
-    pub(crate) fn peek_head(&self) -> Option<InHeaderPrefix> {
+    fn peek_head(&self) -> Option<InHeaderPrefix> {
         let mut head = [0u8; 16];
         let mut done = 0;
         for (addr, len) in self.cur.pieces(16) {

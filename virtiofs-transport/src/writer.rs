@@ -17,13 +17,23 @@ use crate::sys::IoVecs;
 /// Bytes are copied in (`io::Write`, [`Writer::write_at`]) or read from a host file straight
 /// into the guest buffers with one `preadv` ([`ZeroCopyWriter::write_from`]). Every byte
 /// written is marked dirty in the guest memory's bitmap, when it keeps one (live migration).
+///
+/// The writer keeps its own copy of the first 16 bytes it wrote (the `fuse_out_header`), and
+/// [`ChainRequest::finish`](crate::ChainRequest::finish) checks the reply against that copy:
+/// the check judges what the device wrote, never what the guest may have put in the shared
+/// buffer since.
 pub struct ChainWriter<'a, M: GuestMemory + ?Sized> {
     mem: &'a M,
     segs: &'a [Segment],
     cur: Cursor<'a>,
     capacity: usize,
     iov: &'a mut IoVecs<PtrGuardMut>,
+    /// The first [`HEADER_LEN`] bytes of the reply as written (valid up to `bytes_written`).
+    header: [u8; HEADER_LEN],
 }
+
+/// The bytes of the reply the writer records: `len`, `error`, `unique` of the out header.
+const HEADER_LEN: usize = 16;
 
 impl<M: GuestMemory + ?Sized> std::fmt::Debug for ChainWriter<'_, M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -43,6 +53,7 @@ impl<'a, M: GuestMemory + ?Sized> ChainWriter<'a, M> {
             capacity: cur.remaining(),
             cur,
             iov,
+            header: [0; HEADER_LEN],
         }
     }
 
@@ -63,17 +74,35 @@ impl<'a, M: GuestMemory + ?Sized> ChainWriter<'a, M> {
         cur
     }
 
-    /// Copies the first 16 bytes of the reply back from guest memory.
-    pub(crate) fn read_back_header(&self) -> Result<[u8; 16], Error> {
-        let mut out = [0u8; 16];
-        let mut done = 0;
-        for (addr, len) in self.cursor_at(0).pieces(16) {
-            self.mem
-                .read_slice(&mut out[done..done + len], addr)
-                .map_err(Error::GuestMemory)?;
+    /// The first 16 bytes of the reply as this writer wrote them (the out header), or `None`
+    /// while fewer than 16 bytes are written.
+    pub(crate) fn written_header(&self) -> Option<[u8; HEADER_LEN]> {
+        (self.bytes_written() >= HEADER_LEN).then_some(self.header)
+    }
+
+    /// Records the part of `data`, written at reply offset `offset`, that falls in the header.
+    fn record(&mut self, offset: usize, data: &[u8]) {
+        if let Some(dst) = self.header.get_mut(offset..) {
+            let n = dst.len().min(data.len());
+            dst[..n].copy_from_slice(&data[..n]);
+        }
+    }
+
+    /// Records the header bytes among the `n` bytes at `offset` that the host kernel wrote
+    /// straight into guest memory (a zero-copy read at the reply's start): guest memory holds
+    /// their only copy, so they are copied back once, right after the read.
+    fn record_from_guest(&mut self, offset: usize, n: usize) {
+        let Some(want) = HEADER_LEN.checked_sub(offset).map(|left| left.min(n)) else {
+            return;
+        };
+        let mut done = offset;
+        for (addr, len) in self.cursor_at(offset).pieces(want) {
+            // A failed copy leaves zeros, which the reply check refuses.
+            let _ = self
+                .mem
+                .read_slice(&mut self.header[done..done + len], addr);
             done += len;
         }
-        Ok(out)
     }
 
     /// Copies `data` to the guest ranges starting at `cur`; returns the bytes copied.
@@ -108,6 +137,7 @@ impl<'a, M: GuestMemory + ?Sized> ChainWriter<'a, M> {
 impl<M: GuestMemory + ?Sized> io::Write for ChainWriter<'_, M> {
     fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         let n = self.copy_in(&self.cur, data)?;
+        self.record(self.bytes_written(), &data[..n]);
         self.cur.advance(n);
         Ok(n)
     }
@@ -142,6 +172,10 @@ impl<M: GuestMemory + ?Sized> ZeroCopyWriter for ChainWriter<'_, M> {
         if size_of::<M::Bitmap>() != 0 {
             self.mark_dirty(n);
         }
+        let start = self.bytes_written();
+        if start < HEADER_LEN {
+            self.record_from_guest(start, n);
+        }
         self.cur.advance(n);
         Ok(n)
     }
@@ -168,6 +202,7 @@ impl<M: GuestMemory + ?Sized> Writer for ChainWriter<'_, M> {
         }
         let cur = self.cursor_at(offset);
         let n = self.copy_in(&cur, data)?;
+        self.record(offset, &data[..n]);
         if n == data.len() {
             Ok(())
         } else {

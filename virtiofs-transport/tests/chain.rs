@@ -173,6 +173,67 @@ fn used_length_is_bytes_written_and_header_len() {
     assert_eq!(r.finish().unwrap().used_len(), 36);
 }
 
+/// The reply is judged by the header the device wrote, not by what guest memory holds when
+/// the request finishes: the guest shares that memory and may rewrite it meanwhile.
+#[test]
+#[cfg_attr(miri, ignore = "preadv")]
+fn the_reply_check_uses_the_header_as_written() {
+    let mem = memory();
+    let mut next = DATA;
+    let rd = place(&[40], false, &mut next, 0);
+    // The out header straddles two descriptors.
+    let wr = place(&[6, 64], true, &mut next, 0);
+    let chain: Vec<Buf> = rd.iter().chain(&wr).copied().collect();
+    let head = install(&mem, &chain, false);
+    fill(&mem, &rd, &request_bytes(3, 0xabcd, &[0; 24]));
+    let mut bufs = ChainBuffers::new();
+
+    // A good reply that the guest then overwrites with a bad header: still good.
+    let mut r = bufs.parse(&mem, TABLE, head).unwrap();
+    let w = r.writer();
+    w.write_all(&out_header(36, 0, 0xabcd)).unwrap();
+    w.write_all(&[0xee; 20]).unwrap();
+    fill(&mem, &wr, &out_header(16, -600, 0x1111));
+    assert_eq!(r.finish().unwrap().used_len(), 36);
+
+    // A bad reply that the guest then "repairs": still refused.
+    let mut r = bufs.parse(&mem, TABLE, head).unwrap();
+    let w = r.writer();
+    w.write_all(&out_header(36, 0, 0xabce)).unwrap();
+    w.write_all(&[0xee; 20]).unwrap();
+    fill(&mem, &wr, &out_header(36, 0, 0xabcd));
+    assert!(matches!(
+        r.finish(),
+        Err(Error::ReplyUnique {
+            request: 0xabcd,
+            reply: 0xabce
+        })
+    ));
+
+    // The header patched with `write_at`, in pieces, is recorded as well.
+    let mut r = bufs.parse(&mem, TABLE, head).unwrap();
+    let w = r.writer();
+    w.write_all(&[0; 16 + 20]).unwrap();
+    let hdr = out_header(36, -2, 0xabcd);
+    w.write_at(0, &hdr[..3]).unwrap();
+    w.write_at(3, &hdr[3..]).unwrap();
+    fill(&mem, &wr, &[0; 16]);
+    assert_eq!(r.finish().unwrap().used_len(), 36);
+
+    // Header bytes read straight from a file into guest memory count as written then.
+    let file = tempfile::tempfile().unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &out_header(20, 0, 0xabcd), 0).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[7; 4], 16).unwrap();
+    let mut r = bufs.parse(&mem, TABLE, head).unwrap();
+    let w = r.writer();
+    let mut got = 0;
+    while got < 20 {
+        got += w.write_from(file.as_fd(), 20 - got, got as u64).unwrap();
+    }
+    fill(&mem, &wr, &out_header(16, 0, 0xabcd));
+    assert_eq!(r.finish().unwrap().used_len(), 20);
+}
+
 #[test]
 fn index_outside_the_table() {
     let mem = memory();

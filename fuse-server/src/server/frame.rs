@@ -222,9 +222,22 @@ impl<F: FileSystem> Server<F> {
             ));
             return Err(Error::ReplySpace { available, needed });
         };
-        w.write_all(&[0u8; OUT_HEADER_LEN]).map_err(Error::Write)?;
-        w.write_all(body).map_err(Error::Write)?;
-        finish(w, start, unique, error)
+        // The body's length is known: the header is final before anything is written.
+        let len = OUT_HEADER_LEN.saturating_add(body.len());
+        let hdr = out_header(len, unique, error);
+        let mut frame = [0u8; OUT_HEADER_LEN + FIXED_REPLY_MAX];
+        if let Some(frame) = frame.get_mut(..len) {
+            // A fixed-size reply: header and body in one write, one copy into the transport.
+            let (head, dst) = frame.split_at_mut(OUT_HEADER_LEN);
+            head.copy_from_slice(hdr.as_bytes());
+            dst.copy_from_slice(body);
+            w.write_all(frame).map_err(Error::Write)?;
+        } else {
+            // A variable-size body (READLINK, GETXATTR, IOCTL) stays where the handler built it.
+            w.write_all(hdr.as_bytes()).map_err(Error::Write)?;
+            w.write_all(body).map_err(Error::Write)?;
+        }
+        Ok(Completion::Replied { len })
     }
 
     /// Reserves the out header for a reply whose body is written in place
@@ -280,13 +293,18 @@ fn finish<W: Writer + ?Sized>(
     error: i32,
 ) -> Result<Completion, Error> {
     let len = w.bytes_written().saturating_sub(start);
-    let hdr = OutHeader {
+    w.write_at(start, out_header(len, unique, error).as_bytes())
+        .map_err(Error::Write)?;
+    Ok(Completion::Replied { len })
+}
+
+/// The out header of a `len`-byte reply.
+fn out_header(len: usize, unique: u64, error: i32) -> OutHeader {
+    OutHeader {
         len: U32::new(u32::try_from(len).unwrap_or(u32::MAX)),
         error: I32::new(error),
         unique: U64::new(unique),
-    };
-    w.write_at(start, hdr.as_bytes()).map_err(Error::Write)?;
-    Ok(Completion::Replied { len })
+    }
 }
 
 /// `len` bytes of the reusable scratch buffer.

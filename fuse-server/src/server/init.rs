@@ -1,8 +1,9 @@
 //! INIT and DESTROY: the connection's state changes, under the INIT lock.
 
+use super::Server;
+use super::conn::Conn;
 use super::encode::put;
 use super::frame::{Args, HandlerReply, Out};
-use super::{Conn, Server};
 use crate::filesystem::FileSystem;
 use crate::negotiate::{self, InitReply, KernelOffer};
 
@@ -10,7 +11,7 @@ impl<F: FileSystem> Server<F> {
     /// INIT: [`negotiate`](crate::negotiate::negotiate) on the whole body, then
     /// [`FileSystem::init`]; a second INIT re-initialises the backend.
     pub(super) fn init<'o>(&self, a: &Args<'o>, out: Out<'o>) -> HandlerReply<'o> {
-        let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = KernelOffer::parse(a.body).and_then(|offer| {
             let caps = self.fs.capabilities();
             negotiate::negotiate(
@@ -31,15 +32,18 @@ impl<F: FileSystem> Server<F> {
             // A second INIT (guest reboot without DESTROY) re-initialises the backend.
             if let Err(e) = self.fs.init(&n.negotiated) {
                 log::warn!("FUSE_INIT: the backend failed to initialise: {e}");
-                self.set_conn(None);
+                self.conn.store(&guard, None);
                 return HandlerReply::Err(e);
             }
             let max_request_len = usize::try_from(n.max_request_len()).unwrap_or(usize::MAX);
-            self.set_conn(Some(Conn {
-                minor: n.negotiated.minor,
-                flags: n.negotiated.flags,
-                max_request_len,
-            }));
+            self.conn.store(
+                &guard,
+                Some(Conn {
+                    minor: n.negotiated.minor,
+                    flags: n.negotiated.flags,
+                    max_request_len,
+                }),
+            );
             log::debug!(
                 "FUSE_INIT: 7.{} flags {:?} max_write {} max_pages {}",
                 n.negotiated.minor,
@@ -56,8 +60,8 @@ impl<F: FileSystem> Server<F> {
     /// DESTROY: [`FileSystem::destroy`] if a connection was set up; later requests get EIO
     /// until the next INIT.
     pub(super) fn destroy<'o>(&self) -> HandlerReply<'o> {
-        let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.set_conn(None).is_some() {
+        let guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.conn.store(&guard, None).is_some() {
             self.fs.destroy();
         }
         HandlerReply::Ok(&[])

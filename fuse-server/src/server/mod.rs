@@ -10,9 +10,12 @@
 //! 3. it copies the rest of the request (except WRITE data, which stays in the reader for the
 //!    backend's zero-copy [`ZeroCopyReader`](crate::ZeroCopyReader)) into a per-thread reusable [`ServerBuffers`],
 //!    decodes the fixed argument per the negotiated minor and validates names;
-//! 4. it calls the backend and encodes the reply: a zero `fuse_out_header` first, then the
-//!    body, then the header again with [`Writer::write_at`], so `out_header.len` is exactly the
-//!    bytes written; errors are always in −511..=−1.
+//! 4. it calls the backend and encodes the reply so that `out_header.len` is exactly the bytes
+//!    written: a fixed-size reply (an error, ATTR, ENTRY, OPEN, …) is the header and the body
+//!    in one write; a variable-size body built in the scratch buffer follows its header in a
+//!    second write; a body streamed into the reply in place (READ, READDIR) gets a zero header
+//!    first, filled in with [`Writer::write_at`] once the body's length is known. Errors are
+//!    always in −511..=−1.
 //!
 //! # Requests the server handles itself
 //!
@@ -49,6 +52,7 @@
 //!
 //! | file | what |
 //! |---|---|
+//! | `conn.rs` | the negotiated connection state, read per request without a lock |
 //! | `frame.rs` | the in header checks, the body copy, the reply kinds, the out header |
 //! | `decode.rs` | fixed arguments, names, xattr names, creation extensions, SETATTR |
 //! | `encode.rs` | the wire forms of entries, attributes, handles |
@@ -60,6 +64,7 @@
 //! | `lock.rs` | GETLK, SETLK, SETLKW |
 //! | `misc.rs` | STATFS, ACCESS, INTERRUPT, BMAP, IOCTL, POLL, NOTIFY_REPLY, SYNCFS |
 
+mod conn;
 mod data;
 mod decode;
 mod dir;
@@ -73,8 +78,8 @@ mod xattr;
 
 use std::cell::RefCell;
 use std::io;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
 
 use fuse_abi::{InitFlags, Opcode};
 
@@ -82,6 +87,7 @@ use crate::filesystem::FileSystem;
 use crate::io::{Reader, Writer};
 use crate::negotiate::{NegotiationConfig, TransportFacts};
 
+use conn::{Conn, ConnCell};
 use frame::{Args, Fail, HandlerReply, OUT_HEADER_LEN, Out};
 
 /// How a server is set up: the transport's facts and the operator's negotiation choices.
@@ -149,14 +155,6 @@ thread_local! {
     static BUFFER: RefCell<ServerBuffers> = const { RefCell::new(ServerBuffers::new()) };
 }
 
-/// The connection state INIT establishes.
-#[derive(Clone, Copy, Debug)]
-struct Conn {
-    minor: u32,
-    flags: InitFlags,
-    max_request_len: usize,
-}
-
 /// The FUSE server: decodes requests, calls the backend `F`, encodes replies.
 ///
 /// `Send + Sync`: share it between workers with an `Arc`.
@@ -164,7 +162,8 @@ struct Conn {
 pub struct Server<F> {
     fs: F,
     config: ServerConfig,
-    conn: RwLock<Option<Conn>>,
+    /// What INIT negotiated: read on every request without a lock, written under `init_lock`.
+    conn: ConnCell,
     init_lock: Mutex<()>,
     bad_requests: AtomicU64,
 }
@@ -175,7 +174,7 @@ impl<F: FileSystem> Server<F> {
         Server {
             fs,
             config,
-            conn: RwLock::new(None),
+            conn: ConnCell::new(),
             init_lock: Mutex::new(()),
             bad_requests: AtomicU64::new(0),
         }
@@ -204,8 +203,8 @@ impl<F: FileSystem> Server<F> {
     /// Device reset: releases the backend's state (if a connection was set up) and forgets the
     /// negotiation; the next request must be INIT.
     pub fn reset(&self) {
-        let _guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let was = self.set_conn(None);
+        let guard = self.init_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let was = self.conn.store(&guard, None);
         if was.is_some() {
             self.fs.destroy();
         }
@@ -352,12 +351,7 @@ impl<F: FileSystem> Server<F> {
     }
 
     fn conn(&self) -> Option<Conn> {
-        *self.conn.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn set_conn(&self, conn: Option<Conn>) -> Option<Conn> {
-        let mut guard = self.conn.write().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *guard, conn)
+        self.conn.load()
     }
 
     fn bad(&self, what: std::fmt::Arguments<'_>) {

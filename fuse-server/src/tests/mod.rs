@@ -3,5 +3,6 @@
 
 mod dispatch;
 mod forwarding;
+mod framing;
 mod kernel_model;
 mod negotiation_props;
