@@ -1650,6 +1650,21 @@ fn check_macos_flags(log: &str, writeback: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Prints why a guest-root boot did not finish: the guest kernel's first oops, if any, and
+/// the last 30 lines of its `console`.
+pub(crate) fn print_unfinished_boot(console: &Path) {
+    if let Some(oops) = kernel_oops(console) {
+        println!("  --- the guest kernel's first oops (console.log):");
+        for line in oops.lines() {
+            println!("  | {line}");
+        }
+    }
+    println!("  --- last lines of console.log:");
+    for line in tail(console, 30).lines() {
+        println!("  | {line}");
+    }
+}
+
 /// The guest kernel's first oops, warning or panic in a console log, from a few lines before
 /// it: what a CI log must show when a guest dies (the tail alone shows only the end of the
 /// backtrace).

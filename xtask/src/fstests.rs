@@ -735,16 +735,7 @@ fn boot(
     let check_secs = done.and_then(|d| d.split_whitespace().nth(1)?.parse().ok());
     if done.is_none() {
         problems.push("the guest did not finish (no FSTESTS-DONE)".to_owned());
-        if let Some(oops) = e2e::kernel_oops(&console) {
-            println!("  --- the guest kernel's first oops (console.log):");
-            for line in oops.lines() {
-                println!("  | {line}");
-            }
-        }
-        println!("  --- last lines of console.log:");
-        for line in e2e::tail(&console, 30).lines() {
-            println!("  | {line}");
-        }
+        e2e::print_unfinished_boot(&console);
     }
     if tests.is_empty() && problems.is_empty() {
         problems.push("no test ran".to_owned());

@@ -511,16 +511,7 @@ fn boot(
             .problems
             .push("the guest did not finish (no BENCH-DONE)".to_owned());
         let console = dir.join("console.log");
-        if let Some(oops) = e2e::kernel_oops(&console) {
-            println!("  --- the guest kernel's first oops (console.log):");
-            for line in oops.lines() {
-                println!("  | {line}");
-            }
-        }
-        println!("  --- last lines of console.log:");
-        for line in e2e::tail(&console, 30).lines() {
-            println!("  | {line}");
-        }
+        e2e::print_unfinished_boot(&console);
     }
     let _ = fs::remove_dir_all(&tmp);
     println!(
