@@ -316,17 +316,7 @@ fn against(args: &[String]) -> Result<()> {
     cmd.args(["build", "--locked", "--release", "-p", "virtiofs-device"]);
     util::run(cmd)?;
     if o.load {
-        let mut cmd = cargo();
-        cmd.args([
-            "build",
-            "--locked",
-            "--release",
-            "-p",
-            "virtiofs-frontend",
-            "--bin",
-            "virtiofs-load",
-        ]);
-        util::run(cmd)?;
+        util::build_frontend_bin("virtiofs-load")?;
     }
     let release = util::root().join("target/release");
     let ours = release.join("virtiofs-device");

@@ -62,17 +62,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             release.join("virtiofs-device")
         }
     };
-    let mut build = cargo();
-    build.args([
-        "build",
-        "--locked",
-        "--release",
-        "-p",
-        "virtiofs-frontend",
-        "--bin",
-        "virtiofs-hostile",
-    ]);
-    util::run(build)?;
+    util::build_frontend_bin("virtiofs-hostile")?;
     let mut hostile = util::cmd(release.join("virtiofs-hostile"));
     hostile.arg("--daemon").arg(&daemon).args(&pass);
     if list {

@@ -21,6 +21,22 @@ pub(crate) fn target_dir() -> PathBuf {
     }
 }
 
+/// Builds the test frontend's binary `bin` (`virtiofs-load`, `virtiofs-hostile`) in release
+/// mode.
+pub(crate) fn build_frontend_bin(bin: &str) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--locked",
+        "--release",
+        "-p",
+        "virtiofs-frontend",
+        "--bin",
+        bin,
+    ]);
+    run(cmd)
+}
+
 /// The cargo that runs us, so that toolchain overrides carry through.
 pub(crate) fn cargo() -> Command {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
