@@ -87,13 +87,15 @@
 //! * [`override_stat`]: the `user.containers.override_stat` codec (libkrun's format) and how the
 //!   guest's mode is composed; [`ownership`]: the override values the backend writes;
 //! * [`stat`]: host `stat` to `fuse_attr`; [`statfs`]: host `statfs` to the STATFS reply;
-//! * [`access`]: ACCESS decided from the guest's view; [`volfs`]: `/.vol/<dev>/<ino>` paths;
+//! * [`access`]: ACCESS decided from the guest's view; [`volfs`]: `/.vol/<dev>/<ino>` paths,
+//!   built in place in a [`cstr::CStrBuf`] as every path and name a host call takes;
 //! * [`capabilities`]: exactly the INIT flags the backend honours (never `POSIX_ACL` or
 //!   `ALLOW_IDMAP`).
 
 pub mod access;
 pub mod at_flags;
 pub mod capabilities;
+pub mod cstr;
 pub mod darwin_abi;
 pub mod dev;
 pub mod errno;

@@ -1,8 +1,9 @@
 //! [`DarwinHost`]: the [`Host`] on macOS, a thin layer over the system calls in [`sys`].
 //!
-//! Objects are named by volfs paths ([`crate::volfs`]): [`Node::Id`] is `/.vol/<dev>/<ino>`,
-//! [`Node::Child`] is `/.vol/<dev>/<ino>/<name>` (the name checked again: one component, no
-//! NUL), [`Node::Fd`] uses the `f*` form of the call on the descriptor. No path is followed
+//! Objects are named by volfs paths ([`crate::volfs`], built on the stack: no allocation per
+//! call): [`Node::Id`] is `/.vol/<dev>/<ino>`, [`Node::Child`] is `/.vol/<dev>/<ino>/<name>`
+//! (the name checked again: one component, no NUL), [`Node::Fd`] uses the `f*` form of the
+//! call on the descriptor. No path is followed
 //! through a symlink: `lstat`, `open` with `O_NOFOLLOW` (and `O_NOFOLLOW_ANY`), `XATTR_NOFOLLOW`,
 //! `AT_SYMLINK_NOFOLLOW` for `utimensat`/`fchmodat`, `linkat` without `AT_SYMLINK_FOLLOW`,
 //! `renamex_np`, `getattrlist` with `FSOPT_NOFOLLOW`. The calls that always follow a final
@@ -41,7 +42,7 @@ use crate::lock::HostFlock;
 use crate::stat::HostStat;
 use crate::statfs::HostStatfs;
 use crate::time::HostTimespec;
-use crate::volfs::{child_path, inode_path};
+use crate::volfs::{VolPath, child_path, inode_path};
 
 /// Open flags this layer never passes: `O_EXLOCK`/`O_SHLOCK` would take a `flock` at open
 /// time, on the host, that no guest operation releases.
@@ -101,9 +102,11 @@ const fn is_openable(st: &HostStat) -> bool {
 }
 
 /// What a volume-wide query is made on: a path that is not a symlink, or a descriptor.
+// A value for one call, on the stack: boxing the path would be the allocation it avoids.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Volume<'a> {
-    Path(CString),
+    Path(VolPath),
     Fd(BorrowedFd<'a>),
     Owned(OwnedFd),
 }
@@ -159,8 +162,10 @@ fn volume(node: Node<'_>) -> HostResult<Volume<'_>> {
 }
 
 /// The object a call acts on: a volfs path, or a descriptor.
+// A value for one call, on the stack: boxing the path would be the allocation it avoids.
+#[allow(clippy::large_enum_variant)]
 enum Target<'a> {
-    Path(CString),
+    Path(VolPath),
     Fd(BorrowedFd<'a>),
 }
 
@@ -174,7 +179,7 @@ fn target(node: Node<'_>) -> HostResult<Target<'_>> {
 
 /// `/.vol/<dev>/<ino>/<name>`: `EINVAL` for a name that is not one plain component (empty,
 /// `.`, `..`, with `/` or NUL), `ENAMETOOLONG` past `PATH_MAX`.
-fn child(dir: HostId, name: &[u8]) -> HostResult<CString> {
+fn child(dir: HostId, name: &[u8]) -> HostResult<VolPath> {
     child_path(dir.dev, dir.ino, name).map_err(|e| {
         if e == fuse_abi::Errno::ENAMETOOLONG {
             DarwinErrno::ENAMETOOLONG

@@ -44,6 +44,9 @@
 //!   order otherwise (stable for the life of the adapter). The mapping is injective.
 //! * **Ownership** never changes on the host (there is no `chown` here); modes are what the
 //!   backend asks for, under the process's umask as on macOS.
+//! * **Names** are at most 255 bytes (`NAME_MAX`, `ENAMETOOLONG` past it, as on macOS). Names,
+//!   attribute names and `/proc/self/fd/<N>` are built in fixed-size buffers
+//!   ([`crate::cstr::CStrBuf`]), so that no call on the request path allocates.
 //!
 //! Each registered identity keeps one `O_PATH` descriptor open until it is forgotten (or found
 //! unlinked); those descriptors count against the backend's descriptor budget
@@ -66,6 +69,7 @@ mod xlate;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString};
+use std::fmt::Write as _;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -77,6 +81,7 @@ use fuse_server::limits::{Budget, Permit};
 use libc::{c_int, c_uint, mode_t, off_t};
 
 use super::{DirStream, DirentRef, Host, HostId, HostResult, Node, SyncMode};
+use crate::cstr::CStrBuf;
 use crate::darwin_abi;
 use crate::errno::DarwinErrno;
 use crate::fallocate::HostFstore;
@@ -237,6 +242,9 @@ enum XattrAt<'a> {
     Fd(BorrowedFd<'a>),
 }
 
+/// `/proc/self/fd/<N>` or `<N>` (a descriptor's number has at most 10 digits), in place.
+pub(super) type ProcPath = CStrBuf<32>;
+
 /// `/proc/self/fd/<N>`: opening (or `chmod`, `*xattr`) through it reaches the object a
 /// descriptor refers to, without following it further even if it is a symlink. Named `<N>`
 /// beneath the held `/proc/self/fd` descriptor when there is one, else by the absolute path.
@@ -244,17 +252,22 @@ pub(super) struct ProcName<'a> {
     /// The held `/proc/self/fd` descriptor.
     pub(super) dir: Option<BorrowedFd<'a>>,
     /// `<N>`.
-    pub(super) rel: CString,
+    pub(super) rel: ProcPath,
     /// `/proc/self/fd/<N>`.
-    pub(super) abs: CString,
+    pub(super) abs: ProcPath,
 }
 
-/// `name` as a C string: `EINVAL` unless it is one plain component.
-fn component(name: &[u8]) -> HostResult<CString> {
+/// A name of one component with its NUL, in place: at most 255 bytes, `NAME_MAX` of Darwin
+/// (which answers `ENAMETOOLONG` for a longer one) and of Linux.
+type Component = CStrBuf<256>;
+
+/// `name` as a C string (no allocation): `EINVAL` unless it is one plain component,
+/// `ENAMETOOLONG` past 255 bytes.
+fn component(name: &[u8]) -> HostResult<Component> {
     if !xlate::is_component(name) {
         return Err(DarwinErrno::EINVAL);
     }
-    CString::new(name).map_err(|_| DarwinErrno::EINVAL)
+    Component::from_bytes(name).map_err(|_| DarwinErrno::ENAMETOOLONG)
 }
 
 /// A file offset or length for the kernel: `EINVAL` past `i64::MAX`.
@@ -280,10 +293,14 @@ impl LinuxHost {
     /// How to name `/proc/self/fd/<N>` of `fd`.
     fn proc_name(&self, fd: BorrowedFd<'_>) -> HostResult<ProcName<'_>> {
         let n = fd.as_raw_fd();
+        let mut rel = ProcPath::new();
+        let mut abs = ProcPath::new();
+        write!(rel, "{n}").map_err(|_| DarwinErrno::EIO)?;
+        write!(abs, "/proc/self/fd/{n}").map_err(|_| DarwinErrno::EIO)?;
         Ok(ProcName {
             dir: self.proc_dir(),
-            rel: CString::new(n.to_string()).map_err(|_| DarwinErrno::EIO)?,
-            abs: CString::new(format!("/proc/self/fd/{n}")).map_err(|_| DarwinErrno::EIO)?,
+            rel,
+            abs,
         })
     }
 
@@ -410,9 +427,8 @@ impl LinuxHost {
     }
 
     /// The Linux name of the Darwin attribute `name` on `object`.
-    fn xattr_name(object: &Object<'_>, name: &CStr) -> HostResult<CString> {
-        let name = xlate::xattr_name(xlate::xattr_prefix(&object.st), name.to_bytes())?;
-        CString::from_vec_with_nul(name).map_err(|_| DarwinErrno::EINVAL)
+    fn xattr_name(object: &Object<'_>, name: &CStr) -> HostResult<xlate::XattrName> {
+        xlate::xattr_name(xlate::xattr_prefix(&object.st), name.to_bytes())
     }
 
     /// The whole Linux attribute list of `at`, probing its size again (at most

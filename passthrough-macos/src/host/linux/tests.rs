@@ -63,20 +63,11 @@ fn is_root() -> bool {
 /// The raw Linux attribute `name` of the object at `path` (following a symlink: only used on
 /// regular files), or `None`.
 fn host_xattr(path: &std::path::Path, name: &CStr) -> Option<Vec<u8>> {
-    let path = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let file = fs::File::open(path).ok()?;
     let mut buf = vec![0u8; 256];
-    let len = sys::getxattr(&by_path(path), name, &mut buf).ok()?;
+    let len = sys::fgetxattr(file.as_fd(), name, &mut buf).ok()?;
     buf.truncate(len);
     Some(buf)
-}
-
-/// `path` for the path-based `*xattr` calls.
-fn by_path(path: CString) -> ProcName<'static> {
-    ProcName {
-        dir: None,
-        rel: CString::default(),
-        abs: path,
-    }
 }
 
 // --- Darwin numbers --------------------------------------------------------------------------
@@ -86,6 +77,18 @@ fn lstat_missing_name_is_darwin_enoent() {
     let fx = Fx::new();
     let err = fx.host.lstat(fx.child("missing")).unwrap_err();
     assert_eq!(err.raw(), 2);
+}
+
+#[test]
+fn names_past_name_max_are_enametoolong() {
+    let fx = Fx::new();
+    let name = [b'n'; 255];
+    fx.write(std::str::from_utf8(&name).unwrap(), b"");
+    assert!(fx.host.lstat(Node::Child(fx.root, &name)).is_ok());
+    assert_eq!(
+        fx.host.lstat(Node::Child(fx.root, &[b'n'; 256])),
+        Err(DarwinErrno::ENAMETOOLONG)
+    );
 }
 
 #[test]
@@ -480,10 +483,9 @@ fn other_host_namespaces_are_hidden() {
     }
     let fx = Fx::new();
     fx.write("f", b"");
-    let path = CString::new(fx.path("f").as_os_str().as_bytes()).unwrap();
-    let at = by_path(path);
-    sys::setxattr(&at, c"trusted.hidden", b"1", 0).unwrap();
-    sys::setxattr(&at, c"user.shown", b"2", 0).unwrap();
+    let file = fs::File::open(fx.path("f")).unwrap();
+    sys::fsetxattr(file.as_fd(), c"trusted.hidden", b"1", 0).unwrap();
+    sys::fsetxattr(file.as_fd(), c"user.shown", b"2", 0).unwrap();
     let mut list = [0u8; 64];
     let len = fx.host.listxattr(fx.child("f"), &mut list, 0).unwrap();
     assert_eq!(&list[..len], b"shown\0");

@@ -5,6 +5,7 @@ use std::ops::Range;
 
 use libc::{c_int, c_short, c_uint};
 
+use crate::cstr::CStrBuf;
 use crate::darwin_abi;
 use crate::dev::DevNum;
 use crate::errno::DarwinErrno;
@@ -218,29 +219,36 @@ pub(super) const fn xattr_check_options(options: i32) -> HostResult<()> {
     }
 }
 
+/// The namespace of attributes on anything but regular files and directories (the longer).
+const TRUSTED: &[u8] = b"trusted.";
+
 /// The Linux namespace a Darwin attribute name is stored under, by the object's type: `user.`
 /// for regular files and directories; `trusted.` for everything else (Linux refuses `user.`
 /// on symlinks and special files; `trusted.` needs `CAP_SYS_ADMIN`).
 pub(super) const fn xattr_prefix(st: &HostStat) -> &'static [u8] {
     match st.mode & darwin_abi::S_IFMT {
         darwin_abi::S_IFREG | darwin_abi::S_IFDIR => b"user.",
-        _ => b"trusted.",
+        _ => TRUSTED,
     }
 }
 
+/// A Linux attribute name in place: the longest prefix (`trusted.`), Darwin's longest name
+/// (127 bytes) and the NUL fit.
+pub(super) type XattrName = CStrBuf<{ TRUSTED.len() + darwin_abi::XATTR_MAXNAMELEN + 1 }>;
+
 /// The Linux name (`prefix` + `name`, NUL-terminated) for a Darwin attribute name. `EINVAL`
 /// for an empty name, `ENAMETOOLONG` past Darwin's 127 bytes.
-pub(super) fn xattr_name(prefix: &[u8], name: &[u8]) -> HostResult<Vec<u8>> {
+pub(super) fn xattr_name(prefix: &[u8], name: &[u8]) -> HostResult<XattrName> {
     if name.is_empty() || name.contains(&0) {
         return Err(DarwinErrno::EINVAL);
     }
     if name.len() > darwin_abi::XATTR_MAXNAMELEN {
         return Err(DarwinErrno::ENAMETOOLONG);
     }
-    let mut out = Vec::with_capacity(prefix.len() + name.len() + 1);
-    out.extend_from_slice(prefix);
-    out.extend_from_slice(name);
-    out.push(0);
+    let mut out = XattrName::new();
+    out.push(prefix)
+        .and_then(|()| out.push(name))
+        .map_err(|_| DarwinErrno::ENAMETOOLONG)?;
     Ok(out)
 }
 
@@ -592,14 +600,21 @@ mod tests {
 
     #[test]
     fn xattr_names_and_lists() {
-        assert_eq!(xattr_name(b"user.", b"a.b").unwrap(), b"user.a.b\0");
-        assert_eq!(xattr_name(b"trusted.", b"x").unwrap(), b"trusted.x\0");
+        assert_eq!(
+            xattr_name(b"user.", b"a.b").unwrap().to_bytes_with_nul(),
+            b"user.a.b\0"
+        );
+        assert_eq!(
+            xattr_name(b"trusted.", b"x").unwrap().to_bytes_with_nul(),
+            b"trusted.x\0"
+        );
         assert_eq!(xattr_name(b"user.", b""), Err(DarwinErrno::EINVAL));
         assert_eq!(
             xattr_name(b"user.", &[b'n'; 128]),
             Err(DarwinErrno::ENAMETOOLONG)
         );
         assert!(xattr_name(b"user.", &[b'n'; 127]).is_ok());
+        assert!(xattr_name(b"trusted.", &[b'n'; 127]).is_ok());
         let linux = b"user.a\0security.selinux\0trusted.t\0user.\0user.user.b\0system.x\0";
         assert_eq!(xattr_list(linux, b"user."), b"a\0user.b\0");
         assert_eq!(xattr_list(linux, b"trusted."), b"t\0");
