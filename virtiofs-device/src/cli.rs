@@ -45,9 +45,12 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "virtiofs")]
     pub(crate) tag: String,
 
-    /// Worker threads per request queue (1 to 64): requests complete out of order, so a slow
-    /// one holds one worker while the others go on. 0 (the default) means 4; 1 serves each
-    /// queue in order (virtiofsd's default).
+    /// Worker threads in each request queue's pool (1 to 64). The thread that takes requests
+    /// off a queue serves them itself, except those that may block (FSYNC, FSYNCDIR, SETLKW,
+    /// FLUSH, COPY_FILE_RANGE, FALLOCATE, SYNCFS) and the excess of a burst, which go to the
+    /// pool and complete out of order; a request stuck on the serving thread for over a
+    /// millisecond hands the queue to the pool too. 0 (the default) means 4. Accepted as
+    /// virtiofsd's flag; 1 is still a pool of one beside the serving thread.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub(crate) thread_pool_size: usize,
 

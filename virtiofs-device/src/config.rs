@@ -27,11 +27,11 @@ pub const DEFAULT_QUEUE_SIZE: u16 = 1024;
 /// The largest queue size virtio split rings allow.
 pub const MAX_QUEUE_SIZE: u16 = 32768;
 
-/// Worker threads per request queue unless configured: enough that a few slow requests do not
-/// hold up the quick ones behind them.
+/// Pool workers per request queue unless configured: enough that a few requests that block
+/// (FSYNC, SETLKW, ...) run side by side while the serving thread goes on with the rest.
 pub const DEFAULT_WORKERS_PER_QUEUE: usize = 4;
 
-/// The most worker threads per request queue.
+/// The most pool workers per request queue.
 pub const MAX_WORKERS_PER_QUEUE: usize = 64;
 
 /// `struct virtio_fs_config`: what the driver reads from the device's config space.
@@ -144,8 +144,9 @@ impl DeviceConfig {
         self.queue_size
     }
 
-    /// Worker threads per request queue (the hiprio queue has one): requests on a queue run
-    /// concurrently on them and complete out of order.
+    /// Pool workers per request queue (the hiprio queue has one): the thread that kicks a
+    /// queue serves it, and hands requests that may block and the excess of a burst to them;
+    /// they run concurrently and complete out of order.
     pub fn workers_per_queue(&self) -> usize {
         self.workers_per_queue
     }
@@ -218,21 +219,21 @@ impl DeviceConfigBuilder {
         self
     }
 
-    /// Sets the worker threads per request queue (1..=[`MAX_WORKERS_PER_QUEUE`]; default
-    /// [`DEFAULT_WORKERS_PER_QUEUE`]). A slow request (fsync, a blocking lock) occupies one of
-    /// them while the others serve the rest of the queue.
+    /// Sets the pool workers per request queue (1..=[`MAX_WORKERS_PER_QUEUE`]; default
+    /// [`DEFAULT_WORKERS_PER_QUEUE`]). A request that may block (fsync, a lock that waits)
+    /// occupies one of them while the kicking thread serves the rest of the queue.
     pub fn workers_per_queue(mut self, n: usize) -> Self {
         self.workers_per_queue = n;
         self
     }
 
-    /// Serve on the caller's thread (default `false`): the in-process device starts no worker
-    /// threads, and [`VirtioFs::process_queue`](crate::VirtioFs::process_queue) serves every
-    /// request it takes off the ring, in ring order, before it returns (a slow request then
-    /// holds up the ones behind it, and the call lasts as long as the guest keeps the ring
-    /// full). For a VMM that wants every request on a thread of its own choosing, or a
-    /// deterministic test. [`workers_per_queue`](Self::workers_per_queue) is then unused; the
-    /// vhost-user backend always uses workers.
+    /// Serve only on the caller's thread (default `false`): the in-process device starts no
+    /// pool, and [`VirtioFs::process_queue`](crate::VirtioFs::process_queue) serves every
+    /// request it takes off the ring, in ring order, before it returns — requests that may
+    /// block too (a slow request then holds up the ones behind it, and the call lasts as long
+    /// as the guest keeps the ring full). For a VMM that wants every request on a thread of its
+    /// own choosing, or a deterministic test. [`workers_per_queue`](Self::workers_per_queue) is
+    /// then unused; the vhost-user backend always has a pool.
     pub fn inline(mut self, inline: bool) -> Self {
         self.inline = inline;
         self

@@ -1,6 +1,7 @@
 //! The in-process device a VMM embeds: config space, activation with the guest's queues, the
-//! VMM-driven entry point ([`VirtioFs::process_queue`]), a small pool of request workers per
-//! queue (or inline serving on the caller's thread), optional kick threads (Linux), and reset.
+//! VMM-driven entry point ([`VirtioFs::process_queue`], which serves the queue on the caller's
+//! thread), a small pool of workers per queue for requests that may block (none when inline),
+//! optional kick threads (Linux), and reset.
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,9 +28,10 @@ const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 ///
 /// The device calls [`signal`](Self::signal) after it put used elements on a queue and the
 /// driver asked to be told (VRING_AVAIL_F_NO_INTERRUPT and EVENT_IDX are already taken into
-/// account). It is called from whichever thread completed the request: one of the queue's
-/// request workers, or the thread inside [`VirtioFs::process_queue`] when the device serves
-/// inline. It must not block for long and must not call back into the device.
+/// account), once for the completions of a batch. It is called from whichever thread completed
+/// the requests: the thread inside [`VirtioFs::process_queue`] (or a kick thread), one of the
+/// queue's pool workers, or its watchdog. It must not block for long and must not call back
+/// into the device.
 ///
 /// [`EventNotifier`] implements it (an eventfd on Linux, a pipe elsewhere), and so does any
 /// `Fn(usize) -> io::Result<()> + Send + Sync` closure.
@@ -135,11 +137,13 @@ where
     M: GuestAddressSpace + Clone + Send + 'static,
 {
     /// The driver kicked this queue (or the VMM polls it): takes every available chain off the
-    /// ring, with every index checked. With request workers, it hands them over and returns
-    /// without waiting for any; the workers complete them out of order and interrupt the
-    /// driver. Inline ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)),
-    /// it serves them on this thread and returns when the ring is empty. A queue whose indices
-    /// are impossible is broken (logged once) and costs nothing until it is reset.
+    /// ring, with every index checked, serves it on this thread and returns when the ring is
+    /// empty. Requests that may block (FSYNC, SETLKW, FLUSH, ...) and the excess of a burst go
+    /// to the queue's pool instead, which completes them out of order; the completions of a
+    /// batch share one interrupt. Inline
+    /// ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) there is no pool:
+    /// every request is served here. A queue whose indices are impossible is broken (logged
+    /// once) and costs nothing until it is reset.
     pub fn process(&self) {
         self.core.kick(&self.ring, &self.mem);
     }
@@ -178,12 +182,14 @@ impl<F: FileSystem, M: GuestAddressSpace> std::fmt::Debug for QueueHandle<F, M> 
 /// call it) → [`reset`](Self::reset) (the driver wrote status 0) stops serving and clears all
 /// backend state → `activate` again.
 ///
-/// The device owns no event loop. A kick only takes chains off the ring; each request queue's
-/// small pool of workers ([`DeviceConfig::workers_per_queue`]; one for hiprio) serves them and
-/// completes them out of order, interrupting the driver through the queue's [`Interrupt`]. With
-/// [`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline) there are no workers:
-/// `process_queue` serves on the caller's thread. [`reset`](Self::reset) never waits for a
-/// request: one still running is discarded when it completes, never written to the ring.
+/// The device owns no event loop. A kick serves the queue on the kicking thread; each queue's
+/// small pool of workers ([`DeviceConfig::workers_per_queue`]; one for hiprio) takes the
+/// requests that may block and the excess of a burst, and a watchdog hands the ring to the pool
+/// while the kicking thread is stuck in one request; requests complete out of order,
+/// interrupting the driver through the queue's [`Interrupt`]. With
+/// [`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline) there is no pool:
+/// `process_queue` serves everything on the caller's thread. [`reset`](Self::reset) never waits
+/// for a request: one still running is discarded when it completes, never written to the ring.
 pub struct VirtioFs<F: FileSystem, M: GuestAddressSpace> {
     config: DeviceConfig,
     server: Arc<Server<F>>,
@@ -325,8 +331,8 @@ where
     }
 
     /// The VMM-driven entry point: the driver kicked queue `index` (0 is hiprio), or the VMM
-    /// polls it. Takes every available chain off the ring and hands it to the queue's workers
-    /// (returning at once), or, inline, serves them all on this thread before returning; see
+    /// polls it. Takes every available chain off the ring and serves it on this thread (those
+    /// that may block go to the queue's pool), returning when the ring is empty; see
     /// [`QueueHandle::process`]. Call it from the VMM's event loop on every kick; calls for
     /// different queues, or for the same queue from several threads, may run concurrently.
     ///
@@ -399,19 +405,20 @@ where
     /// the root and every open handle), so a rebooted guest starts afresh. Requests still
     /// running are discarded when they complete; [`QueueHandle`]s kept by the VMM become inert.
     pub fn reset(&mut self) {
-        self.stop_kick_threads();
+        // Rings first: a kick thread inside a request stops taking heads when it returns.
         for handle in self.active.drain(..) {
             handle.ring.stop();
         }
         for queue in &self.queues {
             queue.restart(false);
         }
+        self.stop_kick_threads();
         self.indirect = false;
         self.server.reset();
     }
 
-    /// The queues' request workers (none when inline), started at the first activation and kept
-    /// until the device is dropped.
+    /// The queues' pools and watchdogs (none when inline), started at the first activation and
+    /// kept until the device is dropped.
     fn start_queues(&self) -> Result<Vec<LocalQueue<F, M>>> {
         (0..self.config.num_queues())
             .map(|index| {
@@ -436,23 +443,20 @@ where
 
     fn stop_kick_threads(&mut self) {
         #[cfg(target_os = "linux")]
-        for thread in self.kick_threads.drain(..) {
-            thread.stop();
-        }
+        crate::kick::KickThread::stop_all(self.kick_threads.drain(..));
     }
 }
 
 impl<F: FileSystem, M: GuestAddressSpace> Drop for VirtioFs<F, M> {
     fn drop(&mut self) {
-        // The kick threads never wait for a request, so joining them is prompt; the request
-        // workers end once their queue is gone (after the request they may be running).
-        #[cfg(target_os = "linux")]
-        for thread in self.kick_threads.drain(..) {
-            thread.stop();
-        }
+        // Rings first, then the kick threads (briefly waited for: one inside a request ends
+        // after it); the pool workers end once their queue is gone (after the request they
+        // may be running).
         for handle in self.active.drain(..) {
             handle.ring.stop();
         }
+        #[cfg(target_os = "linux")]
+        crate::kick::KickThread::stop_all(self.kick_threads.drain(..));
     }
 }
 

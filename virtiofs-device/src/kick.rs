@@ -1,12 +1,16 @@
 //! Linux's built-in kick threads: one per queue, waiting (epoll) for the driver's kick eventfd
 //! and calling the queue's [`QueueHandle::process`], the same entry point a VMM's own event
-//! loop calls. They only take chains off the ring, so stopping one is prompt.
+//! loop calls. A kick thread serves the requests that do not block itself, so stopping one
+//! waits for it only briefly ([`STOP_WAIT`]): one still inside a request is left to finish
+//! it (its completion is discarded, its queue stopped) and then ends on its own.
 
 use std::os::fd::AsRawFd;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use fuse_server::FileSystem;
-use log::error;
+use log::{debug, error};
 use vm_memory::GuestAddressSpace;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::event::{
@@ -19,10 +23,15 @@ use crate::error::{Error, Result};
 const KICK: u64 = 0;
 const STOP: u64 = 1;
 
+/// How long stopping a kick thread waits for it to end.
+const STOP_WAIT: Duration = Duration::from_millis(200);
+
 /// A running kick thread and how to stop it.
 pub(crate) struct KickThread {
     stop: EventNotifier,
     thread: JoinHandle<()>,
+    /// Disconnected when the thread ends.
+    ended: Receiver<()>,
 }
 
 impl KickThread {
@@ -57,21 +66,47 @@ impl KickThread {
             epoll,
             _stop: stop_consumer,
         };
+        let (alive, ended) = channel::<()>();
         let thread = thread::Builder::new()
             .name(format!("virtiofs-kick{index}"))
-            .spawn(move || context.run())
+            .spawn(move || {
+                let _alive = alive;
+                context.run();
+            })
             .map_err(Error::SpawnWorker)?;
-        Ok(KickThread { stop, thread })
+        Ok(KickThread {
+            stop,
+            thread,
+            ended,
+        })
     }
 
-    /// Stops the thread and waits for it (prompt: it never waits for a request).
-    pub(crate) fn stop(self) {
-        if let Err(e) = self.stop.notify() {
-            error!("cannot stop a kick thread: {e}");
-            return;
-        }
-        if self.thread.join().is_err() {
-            error!("a kick thread panicked");
+    /// Stops the threads, waiting at most [`STOP_WAIT`] in all for them: a thread still
+    /// inside a request (stop its queue first) ends by itself once the request returns.
+    pub(crate) fn stop_all(threads: impl IntoIterator<Item = KickThread>) {
+        let threads: Vec<KickThread> = threads
+            .into_iter()
+            .filter(|t| match t.stop.notify() {
+                Ok(()) => true,
+                Err(e) => {
+                    error!("cannot stop a kick thread: {e}");
+                    false
+                }
+            })
+            .collect();
+        let deadline = Instant::now() + STOP_WAIT;
+        for t in threads {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match t.ended.recv_timeout(left) {
+                Err(RecvTimeoutError::Timeout) => {
+                    debug!("a kick thread is still inside a request: it ends after it");
+                }
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                    if t.thread.join().is_err() {
+                        error!("a kick thread panicked");
+                    }
+                }
+            }
         }
     }
 }

@@ -1,24 +1,28 @@
-//! The virtio-fs device: config space, the hiprio queue and N request queues with a small pool
-//! of workers each, and the `virtiofs-device` daemon's vhost-user backend.
+//! The virtio-fs device: config space, the hiprio queue and N request queues, each served by the
+//! thread that kicks it with a small pool of workers for requests that may block, and the
+//! `virtiofs-device` daemon's vhost-user backend.
 //!
 //! ```text
 //! fuse-server, virtiofs-transport, passthrough-*  ◄──  virtiofs-device
 //! ```
 //!
 //! A VMM embeds [`VirtioFs`]: it builds a [`DeviceConfig`] (tag, request queues, queue size,
-//! workers per queue), answers the driver's config reads with [`VirtioFs::read_config`], passes
+//! pool workers per queue), answers the driver's config reads with [`VirtioFs::read_config`], passes
 //! the driver's features to [`VirtioFs::ack_features`], hands over guest memory and the queues,
 //! each with its [`Interrupt`], at [`VirtioFs::activate`], calls [`VirtioFs::process_queue`]
 //! whenever the driver kicks a queue, and calls [`VirtioFs::reset`] when the driver resets the
 //! device. The device owns no event loop: the VMM's loop drives it. Requests are answered on the
 //! queue they came from; queue 0 (hiprio) carries FORGET only and never gets a reply.
 //!
-//! A kick only takes chains off the ring (with every index checked: a queue whose indices are
-//! impossible is broken until reset); the queue's workers serve them and complete them out of
-//! order, so neither a reset nor a vhost-user message (GET_VRING_BASE, SET_VRING_CALL,
-//! SET_MEM_TABLE, a disconnect) ever waits for a slow request, and a request that completes after
-//! its queue was stopped is discarded. With [`DeviceConfigBuilder::inline`] there are no workers
-//! and `process_queue` serves on the caller's thread. A vhost-user memory table whose regions
+//! A kick takes chains off the ring (with every index checked: a queue whose indices are
+//! impossible is broken until reset) and serves them on the kicking thread, except requests that
+//! may block (FSYNC, SETLKW, FLUSH, ...) and the excess of a burst, which go to the queue's pool
+//! of workers; requests complete out of order, the completions of a batch share one interrupt,
+//! and a watchdog hands the ring to the pool while the kicking thread is stuck in one request.
+//! Neither a reset nor a vhost-user message (GET_VRING_BASE, SET_VRING_CALL, SET_MEM_TABLE, a
+//! disconnect) ever waits for a slow request, and a request that completes after its queue was
+//! stopped is discarded. With [`DeviceConfigBuilder::inline`] there is no pool and
+//! `process_queue` serves everything on the caller's thread. A vhost-user memory table whose regions
 //! run past the end of their backing file is refused (touching it would be SIGBUS).
 //!
 //! # Embedding on macOS
@@ -78,6 +82,7 @@ mod queue;
 #[cfg(all(feature = "vhost-user", target_os = "linux"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "vhost-user", target_os = "linux"))))]
 pub mod vhost_user;
+mod watch;
 
 pub use config::{
     DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,

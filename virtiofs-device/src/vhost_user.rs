@@ -2,10 +2,12 @@
 //! device over a Unix socket while the rings live in shared guest memory.
 //!
 //! [`VhostUserFs`] implements `vhost_user_backend::VhostUserBackend`: vhost-user-backend's epoll
-//! thread per queue only takes chains off the ring, and the backend's own workers (a pool per
-//! request queue, kept across connections) serve them, so the vhost-user control thread never
-//! waits for a request. [`serve`] accepts frontends one after the other on a listener, so the
-//! daemon outlives a frontend's disconnect, even while a request of the old one is stuck.
+//! thread per queue serves the queue itself, and hands requests that may block (and the excess
+//! of a burst) to the backend's own workers (a pool per queue, kept across connections); the
+//! vhost-user control thread never waits for a request. [`serve`] accepts frontends one after
+//! the other on a listener, so the daemon outlives a frontend's disconnect, even while a
+//! request of the old one is stuck (on a worker or on an epoll thread: the old connection's
+//! rings are stopped and its threads left to end after it).
 //!
 //! What the frontend supplies is checked: a memory table whose regions run past the end of their
 //! backing file is refused (SET_MEM_TABLE and ADD_MEM_REG fail and the connection ends), a
@@ -24,7 +26,7 @@ use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::{
     VhostUserBackend, VhostUserDaemon, VringMutex, VringStateGuard, VringStateMutGuard, VringT,
 };
-use virtio_queue::Queue;
+use virtio_queue::{Queue, QueueT};
 use vm_memory::{
     GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
@@ -189,6 +191,9 @@ macro_rules! frontend_info {
 /// A checked snapshot of the frontend's memory table, owned by the requests that use it.
 type Snapshot = Arc<GuestMemoryMmap<()>>;
 
+/// How long a disconnect waits for the old connection's epoll threads.
+const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// VIRTIO_RING_F_INDIRECT_DESC.
 const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
 /// VIRTIO_RING_F_EVENT_IDX.
@@ -234,11 +239,12 @@ struct Inner<F> {
 
 /// The virtio-fs device as a vhost-user backend. Cheap to clone (shared state).
 ///
-/// vhost-user-backend's epoll threads only dispatch: a kick takes the available chains off the
-/// ring with the vring locked for a moment, and the requests run on the backend's own worker
-/// threads (`workers_per_queue` per request queue, one for hiprio). No vhost-user message and
-/// no reconnect waits for a request; a request that completes after its queue was stopped is
-/// discarded (see the `queue` module of this crate).
+/// vhost-user-backend's epoll threads serve their queue: a kick takes the available chains off
+/// the ring, the vring locked only to take a head or put used elements, and serves them on the
+/// epoll thread; requests that may block and the excess of a burst run on the backend's own
+/// worker threads (`workers_per_queue` per request queue, one for hiprio). No vhost-user
+/// message and no reconnect waits for a request; a request that completes after its queue was
+/// stopped is discarded (see the `queue` module of this crate).
 pub struct VhostUserFs<F> {
     inner: Arc<Inner<F>>,
 }
@@ -321,6 +327,20 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
         for queue in &self.inner.queues {
             queue.restart(indirect);
         }
+    }
+
+    /// Stops the rings of a connection that ended: a thread still serving one (an epoll
+    /// thread inside a request) takes no more heads off it and never writes to it.
+    fn stop_rings(&self) {
+        for queue in &self.inner.queues {
+            if let Some(ring) = queue.current_ring() {
+                ring.with_queue(|queue| {
+                    queue.set_ready(false);
+                    ((), false)
+                });
+            }
+        }
+        self.restart_queues();
     }
 
     /// Forgets the connection: requests in flight are discarded, backend state and the guest
@@ -514,7 +534,7 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
             guest_warn!("queue {thread_id}: kicked with the invalid size {refused}: not served");
             return Ok(());
         }
-        // Only takes the chains off the ring; the queue's workers serve them.
+        // Serves the ring here; requests that may block go to the queue's workers.
         queue.kick(vring, &mem);
         Ok(())
     }
@@ -555,7 +575,26 @@ pub fn serve<F: FileSystem + 'static>(
             )) => frontend_info!("vhost-user frontend disconnected"),
             Err(e) => guest_warn!("vhost-user frontend connection ended: {e}"),
         }
-        drop(daemon);
+        // The epoll threads serve requests themselves, and dropping the daemon joins them:
+        // stop their rings first, and wait only briefly (one inside a request ends after it).
+        backend.stop_rings();
+        let (ended, wait) = std::sync::mpsc::channel::<()>();
+        let reaper = std::thread::Builder::new()
+            .name(String::from("virtiofs-reaper"))
+            .spawn(move || {
+                drop(daemon);
+                drop(ended);
+            });
+        match reaper {
+            Ok(_) => {
+                if wait.recv_timeout(DISCONNECT_WAIT)
+                    == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                {
+                    frontend_info!("a request of the old frontend is still running: not waiting");
+                }
+            }
+            Err(e) => error!("cannot start a thread to end the old connection: {e}"),
+        }
         backend.disconnect();
         frontend_info!("waiting for the next frontend");
     }

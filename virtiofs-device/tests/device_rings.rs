@@ -1,6 +1,7 @@
 //! The in-process device over mock queues (virtio-queue's `MockSplitQueue`) for the ring
 //! cases: impossible indices break one queue without a spinning worker, a reset never waits for
-//! a stuck request (whose completion is then discarded), indirect descriptors need the feature,
+//! a stuck request (whose completion is then discarded), a request stuck on the thread that
+//! serves the ring does not stop its queue, indirect descriptors need the feature,
 //! and a flood of bad hiprio messages costs at most the shared rate limit's burst of log lines.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -274,6 +275,23 @@ fn reset_never_waits_for_a_stuck_request_and_its_completion_is_discarded() {
         now, old_used,
         "a completion was written to the ring of a reset device"
     );
+}
+
+#[test]
+fn a_request_stuck_on_the_serving_thread_does_not_stop_its_queue() {
+    let mut g = Guest::new();
+    g.activate(0);
+    g.init(1);
+    // GETATTR is not known to block: the kick thread serves it, and it gets stuck there.
+    g.submit(1, &request(Opcode::Getattr as u32, 4, 1, &[0u8; 16]));
+    g.entered
+        .recv_timeout(TIMEOUT)
+        .expect("GETATTR reaches the backend");
+    // The watchdog hands what comes next to the pool.
+    g.submit(1, &request(Opcode::Statfs as u32, 6, 1, &[]));
+    g.wait_used(1, 2);
+    g.release.send(()).unwrap();
+    g.wait_used(1, 3);
 }
 
 #[test]

@@ -74,7 +74,9 @@ mod writer;
 
 pub use chain::{ChainBuffers, ChainRequest, DescTable};
 pub use error::{Error, Result};
-pub use queue::{Pop, QueueStats, RingState, add_used, process_queue, serve_chain};
+pub use queue::{
+    Pop, QueueStats, RingState, add_used, drop_malformed, process_queue, serve_chain, serve_request,
+};
 pub use reader::ChainReader;
 pub use reply::CheckedCompletion;
 pub use writer::ChainWriter;

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use virtio_queue::QueueT;
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemory};
 
-use crate::chain::{ChainBuffers, DescTable};
+use crate::chain::{ChainBuffers, ChainRequest, DescTable};
 use crate::error::{Error, Result};
 use crate::reader::ChainReader;
 use crate::reply::CheckedCompletion;
@@ -323,25 +323,44 @@ where
     H: FnMut(&mut ChainReader<'_, M>, &mut ChainWriter<'_, M>),
 {
     match buffers.parse(mem, table, head) {
-        Ok(mut request) => {
-            let (reader, writer) = request.io();
-            handle(reader, writer);
-            match request.finish() {
-                Ok(c) => {
-                    stats.completed += 1;
-                    c
-                }
-                Err(e) => {
-                    fuse_server::guest_warn!("chain {head}: reply refused: {e}");
-                    stats.bad_replies += 1;
-                    CheckedCompletion::NO_REPLY
-                }
-            }
+        Ok(request) => serve_request(request, handle, stats),
+        Err(e) => drop_malformed(head, &e, stats),
+    }
+}
+
+/// The second half of [`serve_chain`], for a caller that walked the chain itself (to look at
+/// its [`request_head`](ChainReader::request_head) first): lets `handle` answer `request` and
+/// checks the reply. A refused reply is logged (rate-limited), counted in `stats`, and completes
+/// without a reply.
+pub fn serve_request<M, H>(
+    mut request: ChainRequest<'_, M>,
+    handle: &mut H,
+    stats: &mut QueueStats,
+) -> CheckedCompletion
+where
+    M: GuestMemory + ?Sized,
+    H: FnMut(&mut ChainReader<'_, M>, &mut ChainWriter<'_, M>),
+{
+    let head = request.head_index();
+    let (reader, writer) = request.io();
+    handle(reader, writer);
+    match request.finish() {
+        Ok(c) => {
+            stats.completed += 1;
+            c
         }
         Err(e) => {
-            fuse_server::guest_warn!("chain {head}: dropped: {e}");
-            stats.malformed += 1;
+            fuse_server::guest_warn!("chain {head}: reply refused: {e}");
+            stats.bad_replies += 1;
             CheckedCompletion::NO_REPLY
         }
     }
+}
+
+/// What [`serve_chain`] reports for the chain at `head` that [`ChainBuffers::parse`] refused
+/// with `error`: logged (rate-limited), counted in `stats`, completed without a reply.
+pub fn drop_malformed(head: u16, error: &Error, stats: &mut QueueStats) -> CheckedCompletion {
+    fuse_server::guest_warn!("chain {head}: dropped: {error}");
+    stats.malformed += 1;
+    CheckedCompletion::NO_REPLY
 }
