@@ -273,6 +273,11 @@ fn load(
     for d in &o.depths {
         cmd.arg(format!("--depth={d}"));
     }
+    // Our daemon offers one request queue unless told otherwise (virtiofsd offers one and
+    // runs only with one).
+    if queues > 1 {
+        cmd.arg(format!("--daemon-arg=--queues={queues}"));
+    }
     for a in args {
         cmd.arg(format!("--daemon-arg={a}"));
     }
