@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fuse_abi::{
-    EntryOut, GetattrIn, InitFlags, Opcode, OpenIn, OpenOut, OutHeader, ReadIn, U32, U64, WriteIn,
+    EntryOut, FsyncIn, GetattrIn, InitFlags, Opcode, OpenIn, OpenOut, OutHeader, ReadIn, U32, U64,
+    WriteIn,
 };
 use fuse_server::test_utils::{init_payload, request};
 use fuse_server::{FileSystem, NegotiationConfig};
@@ -326,7 +327,22 @@ pub(crate) fn play<F: FileSystem + 'static>(
         read_in(dir_fh, 4096).as_bytes(),
     );
 
+    // FSYNC is one of the requests that may block: a device with workers serves it on its pool
+    // (the others are served by the thread that takes them off the ring), so this case is
+    // what covers the pool's path.
+    let fsync = request(
+        Opcode::Fsync as u32,
+        11,
+        file.nodeid.get(),
+        FsyncIn {
+            fh,
+            ..FsyncIn::default()
+        }
+        .as_bytes(),
+    );
+
     let mut cases: Vec<(&str, &[u8], usize)> = vec![
+        ("FSYNC (served by the pool when there is one)", &fsync, 0),
         ("GETATTR", &getattr, size_of::<fuse_abi::AttrOut>()),
         ("LOOKUP of a known name", &lookup, size_of::<EntryOut>()),
         ("READ of 4 KiB", &read, IO_SIZE),
@@ -392,6 +408,12 @@ pub(crate) fn play<F: FileSystem + 'static>(
         }
     }
     assert!(failures.is_empty(), "{failures}");
+    if let Serving::Workers(_) = guest.serving {
+        assert!(
+            guest.device.stats().pooled.load(Ordering::Relaxed) > 0,
+            "no request was served by the pool"
+        );
+    }
     assert!(
         INTERRUPTS.load(Ordering::Relaxed) > 0,
         "the device interrupted"

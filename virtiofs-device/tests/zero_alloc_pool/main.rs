@@ -1,7 +1,8 @@
 //! No heap allocation per request in steady state on the worker pool path (ARCHITECTURE.md,
 //! "Performance"): the same guest, requests and backends as `zero_alloc`, but the device has
-//! request workers, so a request is taken off the ring by the thread that kicks, handed over a
-//! channel, served and completed on a worker, and the reply's used element written from there.
+//! request workers. Most requests are still served by the thread that kicks; FSYNC, one of
+//! those that may block, is handed over the pool's channel, served and completed on a worker,
+//! and its used element written from there (the test checks that the pool served some).
 //!
 //! The counting global allocator counts every allocation and reallocation of **every thread**
 //! while armed (a global flag and counter), so the kicking thread, the workers and anything
