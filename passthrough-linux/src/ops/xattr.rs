@@ -31,6 +31,19 @@ fn host_reserved(name: &[u8]) -> bool {
 }
 
 impl PassthroughFs {
+    /// The four xattr requests without `--xattr`: ENOSYS, which the guest kernel remembers for
+    /// the connection (`no_getxattr` and its siblings) and answers EOPNOTSUPP itself from then
+    /// on. EOPNOTSUPP from here would not be remembered: the kernel would ask again on every
+    /// write (the file-capability check before each WRITE is a GETXATTR of
+    /// `security.capability`), a round trip per write for nothing.
+    fn xattr_enabled(&self) -> FsResult<()> {
+        if self.cfg.xattr {
+            Ok(())
+        } else {
+            Err(Errno::ENOSYS)
+        }
+    }
+
     /// The host name for a guest name, after the enable switches, the map, and (without a
     /// map) the refusal of host-reserved names (EPERM).
     pub(super) fn host_xattr_name(&self, name: &CStr) -> FsResult<HostName> {
@@ -123,6 +136,7 @@ impl PassthroughFs {
         flags: u32,
         sflags: SetxattrFlags,
     ) -> FsResult<()> {
+        self.xattr_enabled()?;
         self.ro()?;
         let flags = libc::c_int::try_from(flags & 0x3).map_err(|_| Errno::EINVAL)?;
         let inode = self.inodes.get(nodeid)?;
@@ -147,6 +161,7 @@ impl PassthroughFs {
         name: &CStr,
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
+        self.xattr_enabled()?;
         let hname = match self.host_xattr_name(name) {
             Err(Errno::EPERM) if self.cfg.xattrmap.is_none() => return Err(Errno::ENODATA),
             r => r?,
@@ -166,9 +181,7 @@ impl PassthroughFs {
     }
 
     pub(super) fn do_listxattr(&self, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
-        if !self.cfg.xattr {
-            return Err(Errno::EOPNOTSUPP);
-        }
+        self.xattr_enabled()?;
         let inode = self.inodes.get(nodeid)?;
         let fd = inode.path_fd().map_err(errno)?;
         let reply = |n: usize, query: bool| -> FsResult<XattrReply> {
@@ -211,6 +224,7 @@ impl PassthroughFs {
     }
 
     pub(super) fn do_removexattr(&self, nodeid: NodeId, name: &CStr) -> FsResult<()> {
+        self.xattr_enabled()?;
         self.ro()?;
         let hname = self.host_xattr_name(name)?;
         let inode = self.inodes.get(nodeid)?;
