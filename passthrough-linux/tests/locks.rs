@@ -230,3 +230,73 @@ fn lock_with_bad_type_or_range_is_einval() {
         Errno::EINVAL
     );
 }
+
+/// A guest OFD lock: its owner is the guest's open file, so no FLUSH ever names it, and
+/// RELEASE of the handle is what ends it (issue 14, generic/478).
+#[test]
+fn release_drops_the_descriptions_used_through_the_handle() {
+    let (f, n, fh1, fh2) = setup();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh1, LockOwner(0x1111), lock(WR, 0, TO_END)),
+    )
+    .unwrap();
+    assert_eq!(f.fs.lock_fds_in_use(), 1);
+    // The guest closes the file: FLUSH carries the process's owner, not the lock's.
+    f.fs.flush(&ctx(), n, fh1, LockOwner(0x2222)).unwrap();
+    assert_eq!(
+        f.fs.setlk(
+            &ctx(),
+            n,
+            &LockArgs::new(fh2, LockOwner(0x3333), lock(WR, 0, TO_END)),
+        )
+        .unwrap_err(),
+        Errno::EAGAIN
+    );
+    f.fs.release(&ctx(), n, &ReleaseArgs::new(fh1)).unwrap();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh2, LockOwner(0x3333), lock(UN, 0, TO_END)),
+    )
+    .unwrap();
+    assert_eq!(
+        f.fs.lock_fds_in_use(),
+        1,
+        "only owner Y's description is left"
+    );
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh2, LockOwner(0x3333), lock(WR, 0, TO_END)),
+    )
+    .unwrap();
+    f.fs.release(&ctx(), n, &ReleaseArgs::new(fh2)).unwrap();
+    assert_eq!(f.fs.lock_fds_in_use(), 0);
+}
+
+/// A process's POSIX lock through one handle survives the RELEASE of another handle it never
+/// locked through.
+#[test]
+fn release_keeps_descriptions_used_through_other_handles() {
+    let (f, n, fh1, fh2) = setup();
+    f.fs.setlk(
+        &ctx(),
+        n,
+        &LockArgs::new(fh1, LockOwner(1), lock(WR, 0, TO_END)),
+    )
+    .unwrap();
+    f.fs.release(&ctx(), n, &ReleaseArgs::new(fh2)).unwrap();
+    assert_eq!(f.fs.lock_fds_in_use(), 1);
+    let fh3 = f.open(n, libc::O_RDWR as u32).unwrap();
+    assert_eq!(
+        f.fs.setlk(
+            &ctx(),
+            n,
+            &LockArgs::new(fh3, LockOwner(2), lock(WR, 0, TO_END)),
+        )
+        .unwrap_err(),
+        Errno::EAGAIN
+    );
+}

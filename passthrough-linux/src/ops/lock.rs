@@ -12,8 +12,25 @@
 //! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
 //!
 //! Lock descriptions are bounded by [`Config::max_lock_fds`](crate::Config) (ENOLCK past it)
-//! and count against the descriptor budget; FLUSH of the owner or FORGET of the node gives
-//! them back.
+//! and count against the descriptor budget; FLUSH of the owner, RELEASE of a handle the
+//! description was used through, or FORGET of the node gives them back.
+//!
+//! # Why RELEASE drops descriptions
+//!
+//! A guest OFD lock (`F_OFD_SETLK`) has the guest's open file as its lock owner, and the guest
+//! kernel never tells us when such a lock ends with its file: `fuse_flush` carries the closing
+//! process's `files_struct` as the owner (never the file), and the last `fput` runs
+//! `locks_remove_file` → `locks_remove_posix(filp, filp)`, which sends nothing because a FUSE
+//! file's remote locks are not recorded in the guest inode's lock context. RELEASE of the
+//! handle is the one message that says the open file is gone. So each description remembers
+//! the handles it was used through, and RELEASE of any of them drops it.
+//!
+//! That never drops a process's POSIX locks too early: a process that locked through `fh` had
+//! `fh` open then, and RELEASE of `fh` comes only after the last descriptor of that open file
+//! is closed, including the process's own; that `close(2)` sent a FLUSH for the process (the
+//! kernel flushes on every close), which already dropped the description and all its locks,
+//! as POSIX requires. A lock the process takes afterwards through another handle makes a new
+//! description that remembers only that handle.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
@@ -74,11 +91,13 @@ fn wait_for(limit: Duration, mut attempt: impl FnMut() -> std::io::Result<()>) -
 }
 
 impl PassthroughFs {
-    /// Runs `f` on the lock description of (`inode`, `owner`), creating it if `create`.
+    /// Runs `f` on the lock description of (`inode`, `owner`), creating it if `create`; the
+    /// description remembers that it was used through `fh`.
     fn with_owner_fd<T>(
         &self,
         inode: &Inode,
         owner: LockOwner,
+        fh: Handle,
         create: bool,
         f: impl FnOnce(Option<BorrowedFd<'_>>) -> FsResult<T>,
     ) -> FsResult<T> {
@@ -102,10 +121,16 @@ impl PassthroughFs {
                         fd: Arc::new(fd),
                         _fd_permit: fd_permit,
                         _lock_permit: lock_permit,
+                        handles: Vec::new(),
                     },
                 );
             }
-            fds.get(&owner).map(|l| Arc::clone(&l.fd))
+            fds.get_mut(&owner).map(|l| {
+                if !l.handles.contains(&fh) {
+                    l.handles.push(fh);
+                }
+                Arc::clone(&l.fd)
+            })
         };
         // The table is not locked while `f` runs: a SETLKW waiting here must not keep the
         // owner of the conflicting lock from unlocking.
@@ -121,7 +146,7 @@ impl PassthroughFs {
     ) -> FsResult<Lock> {
         let h = self.handles.get(fh)?;
         let mut fl = to_flock(&lock)?;
-        self.with_owner_fd(&h.inode, owner, true, |fd| {
+        self.with_owner_fd(&h.inode, owner, fh, true, |fd| {
             let fd = fd.ok_or(Errno::EBADF)?;
             sys::ofd_lock(fd, libc::F_OFD_GETLK, &mut fl).map_err(errno)
         })?;
@@ -171,7 +196,7 @@ impl PassthroughFs {
         }
         let fl = to_flock(&lock)?;
         let unlock = lock.typ == 2;
-        self.with_owner_fd(&h.inode, owner, !unlock, |fd| {
+        self.with_owner_fd(&h.inode, owner, fh, !unlock, |fd| {
             let Some(fd) = fd else { return Ok(()) }; // unlock without any lock: nothing to do
             let try_once = || sys::ofd_lock(fd, libc::F_OFD_SETLK, &mut { fl });
             if sleep && !unlock {
@@ -180,5 +205,15 @@ impl PassthroughFs {
                 try_once().map_err(errno)
             }
         })
+    }
+
+    /// RELEASE (or RELEASEDIR) of `fh` on `inode`: drops the lock descriptions used through it
+    /// (see the module docs for why that is right for OFD and POSIX locks alike).
+    pub(super) fn drop_lock_fds_of(&self, inode: &Inode, fh: Handle) {
+        inode
+            .lock_fds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, l| !l.handles.contains(&fh));
     }
 }
