@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, RenameFlags, mode};
 use fuse_server::limits::Budget;
@@ -56,8 +56,6 @@ const STORED_NAME_MAX: usize = 1024;
 const COPY_MAX: u64 = 8 << 20;
 /// The buffer COPY_FILE_RANGE copies through.
 const COPY_BUF: usize = 128 * 1024;
-/// How long a blocking lock request (SETLKW) keeps retrying before answering EINTR.
-const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// Zeros written over the unaligned edges of a punched hole.
 static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
@@ -725,23 +723,14 @@ impl<H: Host> PassthroughFs<H> {
             .retain(|_, o| !o.handles.contains(&fh));
     }
 
-    /// Retries a non-blocking lock attempt while it conflicts, for at most [`LOCK_WAIT`]; then
-    /// `EINTR` (the worker never blocks in the host kernel).
-    fn wait_lock(&self, mut attempt: impl FnMut() -> HostResult<()>) -> FsResult<()> {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match attempt() {
-                Ok(()) => return Ok(()),
-                Err(DarwinErrno::EAGAIN | DarwinErrno::EACCES) => {
-                    if start.elapsed() >= LOCK_WAIT {
-                        return Err(Errno::EINTR);
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(guest(e)),
-            }
+    /// One attempt of a sleeping request (SETLKW): a conflict is EAGAIN, which the server
+    /// turns into a pending request that the transport asks again later (the worker never
+    /// blocks in the host kernel).
+    fn try_sleeping(attempt: HostResult<()>) -> FsResult<()> {
+        match attempt {
+            Ok(()) => Ok(()),
+            Err(DarwinErrno::EAGAIN | DarwinErrno::EACCES) => Err(Errno::EAGAIN),
+            Err(e) => Err(guest(e)),
         }
     }
 
@@ -1435,7 +1424,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             if !sleep {
                 return self.host.flock(fd, operation).map_err(guest);
             }
-            return self.wait_lock(|| self.host.flock(fd, operation));
+            return Self::try_sleeping(self.host.flock(fd, operation));
         }
         if !self.config.posix_locks {
             return Err(Errno::ENOSYS);
@@ -1448,7 +1437,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             self.host.lock(fd.as_fd(), cmd, &mut host)
         };
         if sleep {
-            self.wait_lock(attempt)
+            Self::try_sleeping(attempt())
         } else {
             attempt().map_err(guest)
         }

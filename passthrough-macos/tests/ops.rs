@@ -610,7 +610,8 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
         .getlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(2), write))
         .unwrap();
     assert_eq!((got.typ, got.start, got.end), (1, 0, 99));
-    // A blocking request gives up with EINTR rather than holding the worker.
+    // A sleeping request tries once and answers EAGAIN ("ask again") rather than holding the
+    // worker.
     assert_eq!(
         fx.fs
             .setlk(
@@ -619,7 +620,7 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
                 &LockArgs::new(fh2, LockOwner(2), write).with_sleep(true)
             )
             .unwrap_err(),
-        Errno::EINTR
+        Errno::EAGAIN
     );
     fx.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     fx.fs

@@ -7,9 +7,9 @@
 //! which drops all of the owner's locks on the file as POSIX requires. flock locks belong to the
 //! open file and are taken on the handle's own descriptor.
 //!
-//! A blocking request (SETLKW) never blocks the worker in the host kernel: it retries the
-//! non-blocking form with growing pauses for at most [`Config::lock_wait`](crate::Config), then
-//! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
+//! A sleeping request (SETLKW) never blocks the worker in the host kernel: it tries the
+//! non-blocking form once and answers EAGAIN when the lock is held, which the server turns
+//! into a pending request that the transport asks again later (see `FileSystem::setlk`).
 //!
 //! Lock descriptions are bounded by [`Config::max_lock_fds`](crate::Config) (ENOLCK past it)
 //! and count against the descriptor budget; FLUSH of the owner, RELEASE of a handle the
@@ -34,7 +34,6 @@
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use fuse_abi::Errno;
 use fuse_abi::limits::OFFSET_MAX;
@@ -69,24 +68,15 @@ fn to_flock(lock: &Lock) -> FsResult<libc::flock> {
     })
 }
 
-/// Retries `attempt` while it answers EAGAIN/EACCES, up to `limit`; EINTR after that.
-fn wait_for(limit: Duration, mut attempt: impl FnMut() -> std::io::Result<()>) -> FsResult<()> {
-    let start = Instant::now();
-    let deadline = start.checked_add(limit).unwrap_or(start);
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match attempt() {
-            Ok(()) => return Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(Errno::EINTR);
-                }
-                std::thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(e) => return Err(errno(e)),
+/// One attempt of a sleeping request: a conflict (EAGAIN, or EACCES as F_SETLK may report
+/// it) is EAGAIN, "ask again later".
+fn try_sleeping(attempt: std::io::Result<()>) -> FsResult<()> {
+    match attempt {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+            Err(Errno::EAGAIN)
         }
+        Err(e) => Err(errno(e)),
     }
 }
 
@@ -189,7 +179,7 @@ impl PassthroughFs {
             };
             let try_once = || sys::flock(h.file.as_fd(), op | libc::LOCK_NB);
             return if sleep {
-                wait_for(self.cfg.lock_wait, try_once)
+                try_sleeping(try_once())
             } else {
                 try_once().map_err(errno)
             };
@@ -200,7 +190,7 @@ impl PassthroughFs {
             let Some(fd) = fd else { return Ok(()) }; // unlock without any lock: nothing to do
             let try_once = || sys::ofd_lock(fd, libc::F_OFD_SETLK, &mut { fl });
             if sleep && !unlock {
-                wait_for(self.cfg.lock_wait, try_once)
+                try_sleeping(try_once())
             } else {
                 try_once().map_err(errno)
             }
