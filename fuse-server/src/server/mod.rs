@@ -114,7 +114,7 @@ pub enum Completion {
     NoReply,
     /// Nothing was written and the request is not done: a SETLKW whose lock is held (the
     /// backend answered EAGAIN to a sleeping request, see
-    /// [`FileSystem::setlk`](crate::FileSystem::setlk)). The transport keeps the request (on
+    /// [`FileSystem::setlk`]). The transport keeps the request (on
     /// virtio-fs its chain stays owned by the device) and serves it again later, from the
     /// start; it must not report a used length for it now.
     Pending,
