@@ -85,7 +85,7 @@ pub mod vhost_user;
 mod watch;
 
 pub use config::{
-    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,
+    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder, MAX_POLL_US,
     MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES, MAX_WORKERS_PER_QUEUE, TAG_LEN, Tag, VirtioFsConfig,
 };
 pub use device::{Interrupt, QueueHandle, QueueResources, VirtioFs};

@@ -286,6 +286,7 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
                     Arc::clone(&stats),
                     workers,
                     usize::from(config.queue_size()),
+                    config.poll(),
                 ) {
                     Ok(core) => Some(core),
                     Err(e) => {
