@@ -242,8 +242,9 @@ fn parse_against(args: &[String]) -> Result<Against> {
 #[derive(Clone, Debug, Default)]
 struct Row {
     rps: f64,
-    p50: u64,
-    p99: u64,
+    /// Microseconds, with the load generator's one decimal.
+    p50: f64,
+    p99: f64,
     cpu: f64,
     rss_kib: u64,
     errors: u64,
@@ -444,11 +445,8 @@ fn print_row(key: &(String, usize, usize), variant: &str, m: &Row, t: Option<&Ro
     let dash = || "-".to_owned();
     let ratio = t.map_or_else(dash, |t| format!("{:.2}", m.rps / t.rps.max(1e-9)));
     let vrps = t.map_or_else(dash, |t| format!("{:.0}", t.rps));
-    let vlat = t.map_or_else(dash, |t| format!("{}/{}", t.p50, t.p99));
-    #[allow(clippy::cast_precision_loss)] // microseconds
-    let p50x = t.map_or_else(dash, |t| {
-        format!("{:.2}", m.p50 as f64 / (t.p50 as f64).max(1.0))
-    });
+    let vlat = t.map_or_else(dash, |t| format!("{:.1}/{:.0}", t.p50, t.p99));
+    let p50x = t.map_or_else(dash, |t| format!("{:.2}", m.p50 / t.p50.max(0.1)));
     let vcpu = t.map_or_else(dash, |t| format!("{:.1}", t.cpu));
     let rss = t.map_or_else(
         || format!("{}", m.rss_kib / 1024),
@@ -458,7 +456,7 @@ fn print_row(key: &(String, usize, usize), variant: &str, m: &Row, t: Option<&Ro
     println!(
         "{workload:<20} {q:>2} {depth:>5} | {:>9.0} {vrps:>9} {ratio:>6} | {:>13} {vlat:>13} {p50x:>5} | {:>11.1} {vcpu:>11} | {rss:>9}{}",
         m.rps,
-        format!("{}/{}", m.p50, m.p99),
+        format!("{:.1}/{:.0}", m.p50, m.p99),
         m.cpu,
         if errors > 0 {
             format!("  ({errors} errors)")

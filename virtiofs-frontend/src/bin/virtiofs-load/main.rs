@@ -315,7 +315,7 @@ struct Measurement {
     requests: u64,
     errors: u64,
     secs: f64,
-    latencies_us: Vec<u32>,
+    latencies_ns: Vec<u32>,
     cpu: Duration,
     peak_rss: u64,
 }
@@ -323,11 +323,11 @@ struct Measurement {
 impl Measurement {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // a rank in 0..len
     fn percentile(&self, p: f64) -> u32 {
-        if self.latencies_us.is_empty() {
+        if self.latencies_ns.is_empty() {
             return 0;
         }
-        let rank = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
-        self.latencies_us[rank.min(self.latencies_us.len() - 1)]
+        let rank = ((self.latencies_ns.len() - 1) as f64 * p).round() as usize;
+        self.latencies_ns[rank.min(self.latencies_ns.len() - 1)]
     }
 
     fn print(&self, args: &Args, workload: Workload, depth: usize) {
@@ -335,10 +335,14 @@ impl Measurement {
         let driver_poll_us = args.driver_poll.as_micros();
         let rps = self.requests as f64 / self.secs;
         let cpu_us = self.cpu.as_secs_f64() * 1e6 / (self.requests.max(1) as f64);
-        let (p50, p99) = (self.percentile(0.50), self.percentile(0.99));
+        // Nanoseconds recorded, microseconds with one decimal shown.
+        let (p50, p99) = (
+            f64::from(self.percentile(0.50)) / 1e3,
+            f64::from(self.percentile(0.99)) / 1e3,
+        );
         println!(
-            "{label:>12} {:>14} q{queues} d{depth:<4} {rps:>9.0} req/s  p50 {p50:>6} us  p99 \
-             {p99:>6} us  cpu {cpu_us:>6.1} us/req  rss {} MiB{}{}",
+            "{label:>12} {:>14} q{queues} d{depth:<4} {rps:>9.0} req/s  p50 {p50:>7.1} us  p99 \
+             {p99:>7.1} us  cpu {cpu_us:>6.1} us/req  rss {} MiB{}{}",
             workload.name(),
             self.peak_rss / (1024 * 1024),
             if driver_poll_us > 0 {
@@ -354,7 +358,7 @@ impl Measurement {
         );
         println!(
             "RESULT label={label} workload={} queues={queues} depth={depth} requests={} \
-             errors={} secs={:.3} rps={rps:.1} p50_us={p50} p99_us={p99} cpu_us_per_req={cpu_us:.2} \
+             errors={} secs={:.3} rps={rps:.1} p50_us={p50:.1} p99_us={p99:.1} cpu_us_per_req={cpu_us:.2} \
              peak_rss_kib={} driver_poll_us={driver_poll_us}",
             workload.name(),
             self.requests,
@@ -451,7 +455,7 @@ fn measure(
         requests: 0,
         errors: 0,
         secs: args.secs.as_secs_f64(),
-        latencies_us: Vec::new(),
+        latencies_ns: Vec::new(),
         cpu: Duration::ZERO,
         peak_rss,
     };
@@ -460,9 +464,9 @@ fn measure(
         m.requests += lane.requests;
         m.errors += lane.errors;
         m.cpu += lane.cpu;
-        m.latencies_us.extend(lane.latencies_us);
+        m.latencies_ns.extend(lane.latencies_ns);
     }
-    m.latencies_us.sort_unstable();
+    m.latencies_ns.sort_unstable();
     drop(f);
     drop(daemon);
     Ok(m)
@@ -497,7 +501,7 @@ fn setup(q: &mut Queue, workload: Workload) -> Result<Nodes> {
 struct Lane {
     requests: u64,
     errors: u64,
-    latencies_us: Vec<u32>,
+    latencies_ns: Vec<u32>,
     cpu: Duration,
 }
 
@@ -593,7 +597,7 @@ fn drive(
     let mut out = Lane {
         requests: 0,
         errors: 0,
-        latencies_us: Vec::with_capacity(1 << 20),
+        latencies_ns: Vec::with_capacity(1 << 20),
         cpu: Duration::ZERO,
     };
     // FORGET needs the node of the file just unlinked: kept per slot.
@@ -654,8 +658,8 @@ fn drive(
             let done = Instant::now();
             if done >= measure_from && done < until {
                 out.requests += 1;
-                let us = done.duration_since(sent).as_micros();
-                out.latencies_us.push(u32::try_from(us).unwrap_or(u32::MAX));
+                let ns = done.duration_since(sent).as_nanos();
+                out.latencies_ns.push(u32::try_from(ns).unwrap_or(u32::MAX));
             }
             let next = advance(&mut slots[i], &mut forget_node[i], &reply, workload)?;
             if !next {
