@@ -435,6 +435,7 @@ where
                     Arc::clone(&self.stats),
                     workers,
                     usize::from(self.config.queue_size()),
+                    self.config.poll(),
                 )
                 .map_err(Error::SpawnWorker)
             })

@@ -2,7 +2,9 @@
 //! and calling the queue's [`QueueHandle::process`], the same entry point a VMM's own event
 //! loop calls. A kick thread serves the requests that do not block itself, so stopping one
 //! waits for it only briefly ([`STOP_WAIT`]): one still inside a request is left to finish
-//! it (its completion is discarded, its queue stopped) and then ends on its own.
+//! it (its completion is discarded, its queue stopped) and then ends on its own. A kick thread
+//! that polls its drained ring (a poll window, `DeviceConfigBuilder::poll_us`) stops polling
+//! as soon as a reset stops its queue, well within that wait.
 
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
