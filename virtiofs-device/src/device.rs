@@ -140,7 +140,7 @@ where
 {
     /// The driver kicked this queue (or the VMM polls it): takes every available chain off the
     /// ring, with every index checked, serves it on this thread and returns when the ring is
-    /// empty. Requests that may block (FSYNC, SETLKW, FLUSH, ...) and the excess of a burst go
+    /// empty. Requests that may block (FSYNC, FLUSH, ...) and the excess of a burst go
     /// to the queue's pool instead, which completes them out of order; the completions of a
     /// batch share one interrupt. Inline
     /// ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) there is no pool:
@@ -485,6 +485,7 @@ where
                     &self.hub,
                     workers,
                     usize::from(self.config.queue_size()),
+                    self.config.poll(),
                 )
                 .map_err(Error::SpawnWorker)
             })

@@ -22,6 +22,9 @@ pub enum Error {
     /// The worker count per queue is out of range.
     #[error("invalid number of workers per queue {0}: must be 1 to 64")]
     InvalidWorkers(usize),
+    /// The poll window is too long.
+    #[error("invalid poll window {0} us: must be 0 (off) to 1000")]
+    InvalidPoll(u32),
     /// `activate` was given the wrong number of queues.
     #[error(
         "activation needs hiprio and 1 to {max_request_queues} request queues, got {got} queues"

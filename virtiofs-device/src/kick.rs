@@ -3,8 +3,9 @@
 //! loop calls. A kick thread serves the requests that do not block itself, so stopping one
 //! waits for it only briefly ([`STOP_WAIT`]): one still inside a request is left to finish
 //! it (its completion is discarded, its queue stopped) and then ends on its own. A kick thread
-//! also drives its queue's parked requests ([`crate::park`]): its wait ends when the next one
-//! is due.
+//! that polls its drained ring (a poll window, `DeviceConfigBuilder::poll_us`) stops polling
+//! as soon as a reset stops its queue, well within that wait. A kick thread also drives its
+//! queue's parked requests ([`crate::park`]): its wait ends when the next one is due.
 
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};

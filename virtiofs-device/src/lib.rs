@@ -64,7 +64,9 @@
 //! `--cache`, `--xattr`, `--posix-acl`, `--xattrmap`, `--readonly`, `--announce-submounts`,
 //! `--inode-file-handles`, `--writeback`, `--allow-direct-io`, `--sandbox none`,
 //! `--log-level`, `--thread-pool-size`, `--seccomp kill|log|trap|none`), plus `--landlock
-//! auto|on|off`, `--queues N`, `--queue-size N`, and
+//! auto|on|off`, `--queues N`, `--queue-size N`, `--poll-us N` (a request queue's serving
+//! thread polls the drained ring for up to N µs, at most 1000, before it sleeps:
+//! [`DeviceConfigBuilder::poll_us`] for embedders), and
 //! `--fuse-mount DIR` (serve the same backend through the host's `/dev/fuse` at DIR, with
 //! `--fuse-option` mount options). The daemon serves one frontend after another on its socket
 //! (a QEMU exit or guest shutdown is not the end), and a guest reboot's second FUSE_INIT
@@ -95,7 +97,7 @@ pub mod vhost_user;
 mod watch;
 
 pub use config::{
-    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder,
+    DEFAULT_QUEUE_SIZE, DEFAULT_WORKERS_PER_QUEUE, DeviceConfig, DeviceConfigBuilder, MAX_POLL_US,
     MAX_QUEUE_SIZE, MAX_REQUEST_QUEUES, MAX_WORKERS_PER_QUEUE, TAG_LEN, Tag, VirtioFsConfig,
 };
 pub use device::{Interrupt, QueueHandle, QueueResources, VirtioFs};

@@ -90,13 +90,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     check_directory("--shared-dir", shared_dir)?;
     let mut config = DeviceConfig::builder(&cli.tag)
         .request_queues(cli.queues)
-        .queue_size(cli.queue_size);
+        .queue_size(cli.queue_size)
+        .poll_us(cli.poll_us);
     if cli.thread_pool_size > 0 {
         config = config.workers_per_queue(cli.thread_pool_size);
     }
     let config = config
         .build()
-        .context("--thread-pool-size, --queues or --queue-size")?;
+        .context("--thread-pool-size, --queues, --queue-size or --poll-us")?;
     if !cli.fuse_option.is_empty() && cli.fuse_mount.is_none() {
         bail!("--fuse-option needs --fuse-mount");
     }
@@ -256,11 +257,13 @@ fn serve_backend<F: FileSystem + 'static>(
             sandboxed.enter()?;
             let backend = VhostUserFs::new(config, fs, negotiation);
             info!(
-                "serving {} as tag {:?} with {} request queue(s) of {} worker(s), backend {}",
+                "serving {} as tag {:?} with {} request queue(s) of {} worker(s), poll window \
+                 {} us, backend {}",
                 sandboxed.shared_dir.display(),
                 backend.config().tag().as_str(),
                 backend.config().request_queues(),
                 backend.config().workers_per_queue(),
+                backend.config().poll_us(),
                 backend_name(cli.backend)
             );
             serve(&backend, &mut listener)?;

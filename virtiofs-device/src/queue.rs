@@ -52,6 +52,27 @@
 //! [`SIGNAL_BATCH`] completions — and signals once. The serving thread and the pool workers do
 //! the same (a worker counts the jobs already waiting for it as its batch).
 //!
+//! # Polling before sleeping
+//!
+//! A request queue configured with a poll window
+//! ([`DeviceConfigBuilder::poll_us`](crate::DeviceConfigBuilder::poll_us), the daemon's
+//! `--poll-us`) keeps the thread that kicked it for up to that long after it drains the ring:
+//! instead of re-enabling notifications and returning, [`QueueCore::serve`] signals the
+//! completions it has, leaves the driver told not to kick (VRING_USED_F_NO_NOTIFY; with
+//! EVENT_IDX the avail event stays behind the requests the driver adds) and, with no lock
+//! held, reads the avail index with `std::hint::spin_loop` between reads (no system call; the
+//! clock is read every [`POLL_CLOCK_EVERY`] spins). A request that arrives is taken and served
+//! at once, as a new batch, and the next empty ring starts a new window. When a window ends
+//! the thread re-enables notifications and looks at the ring once more under the lock (virtio's
+//! lost-wakeup rule: a request published just before notifications came back on is served,
+//! not left for a kick that never comes). The window stops early when the queue's generation
+//! changes (reset, GET_VRING_BASE, disconnect, a new activation), so a thread that stops a
+//! queue never waits for a poller; it is bounded by [`MAX_POLL_US`](crate::MAX_POLL_US)
+//! (1 ms), which is also the longest the vhost-user epoll thread that polls leaves its exit
+//! event unread. Only the serving thread of a kick that took at least one request polls: not
+//! the hiprio queue, not the pool, not the watchdog, not a kick that found nothing (a stale
+//! kick would otherwise buy a window of its own).
+//!
 //! Both the in-process device and the vhost-user backend use this machinery; they differ in
 //! what a ring is ([`Ring`]) and how kicks arrive. A queue made with no workers (the in-process
 //! device's [`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) has no pool
@@ -75,7 +96,7 @@ use virtiofs_transport::{
     ChainBuffers, ChainReader, ChainRequest, ChainWriter, CheckedCompletion, DescTable, Pop,
     QueueStats, RingState, add_used, drop_malformed, serve_request_or_pend,
 };
-use vm_memory::{GuestAddressSpace, GuestMemory};
+use vm_memory::{Address, Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
 
 use crate::park::{Hub, Parked, ParkedSet, Timer, Wake};
 use crate::watch::Watch;
@@ -147,6 +168,10 @@ const SIGNAL_BATCH: u32 = 8;
 /// the batch to the pool (see [`QueueCore::serve`]): about two thread wake-ups on a virtual
 /// machine, the price of a hand-off.
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
+
+/// Spins between two reads of the clock while a serving thread polls an empty ring: the avail
+/// index is read every spin, the clock (`Instant::now`, vDSO) only this often.
+const POLL_CLOCK_EVERY: u32 = 16;
 
 /// Whether a request may block the thread serving it for long (a disk flush, a lock that
 /// waits for another owner, a large copy): such requests go to the queue's pool, never onto
@@ -229,9 +254,19 @@ enum Take<'b, M: GuestMemory> {
     ),
     /// It went to the pool.
     Pooled,
+    /// The ring is empty and this thread polls it (see [`QueueCore::poll`]): notifications are
+    /// still off.
+    Idle(Idle),
     /// Nothing more to take: the ring is empty with notifications on, broken or stopped, the
     /// queue was restarted, or the pool is full.
     Stop,
+}
+
+/// Where a poller looks: the avail ring's index field and the index it is waiting to move.
+#[derive(Clone, Copy)]
+struct Idle {
+    avail_idx: GuestAddress,
+    next_avail: u16,
 }
 
 /// Where one thread's pass over a ring stands (see [`QueueCore::serve`]).
@@ -242,6 +277,12 @@ struct Pass {
     busy: Duration,
     /// The rest of the current batch goes to the pool.
     offloading: bool,
+    /// This thread polls an empty ring before it re-enables notifications (a kick's serving
+    /// thread on a request queue with a poll window).
+    poll: bool,
+    /// A head was taken since the last window ended (or since the pass began): the next
+    /// empty ring opens a window.
+    took: bool,
 }
 
 /// A completion on its way to the used ring, and the stats of the request.
@@ -296,6 +337,10 @@ pub(crate) struct QueueCore<F, A, R> {
     stats: Arc<Stats>,
     served: AtomicU64,
     control: Mutex<Control<A, R>>,
+    /// `control.generation`, for a poller to read without the lock.
+    epoch: AtomicU64,
+    /// The poll window ([`Duration::ZERO`]: none).
+    poll: Duration,
     /// `None` for a queue without a pool: everything is served by whoever kicks.
     pool: Option<SyncSender<Job<A, R>>>,
     watch: Arc<Watch>,
@@ -315,7 +360,8 @@ where
 {
     /// Queue `index` with a pool of `workers` threads (and a watchdog) and room for `depth`
     /// requests waiting for them; with `workers == 0`, no thread: each [`kick`](Self::kick)
-    /// serves everything on its caller's thread.
+    /// serves everything on its caller's thread. `poll` is the poll window of a request queue
+    /// (ignored on hiprio; [`Duration::ZERO`]: off).
     ///
     /// # Errors
     ///
@@ -327,6 +373,7 @@ where
         hub: &Arc<Hub>,
         workers: usize,
         depth: usize,
+        poll: Duration,
     ) -> std::io::Result<Arc<Self>> {
         let (pool, rx) = if workers == 0 {
             (None, None)
@@ -334,9 +381,10 @@ where
             let (tx, rx) = sync_channel(depth.max(1));
             (Some(tx), Some(rx))
         };
+        let role = QueueRole::of_index(index);
         let core = Arc::new(QueueCore {
             index,
-            role: QueueRole::of_index(index),
+            role,
             server,
             stats,
             served: AtomicU64::new(0),
@@ -346,6 +394,12 @@ where
                 starved: false,
                 current: None,
             }),
+            epoch: AtomicU64::new(0),
+            poll: if role == QueueRole::Request {
+                poll
+            } else {
+                Duration::ZERO
+            },
             pool,
             watch: Arc::new(Watch::default()),
             parked: Mutex::new(ParkedSet::with_capacity(depth)),
@@ -473,6 +527,7 @@ where
     pub(crate) fn restart(&self, indirect: bool) {
         let mut control = self.control();
         control.generation = control.generation.wrapping_add(1);
+        self.epoch.store(control.generation, Ordering::SeqCst);
         control.ring.reset();
         control.ring.set_indirect(indirect);
         control.starved = false;
@@ -501,7 +556,8 @@ where
     /// that may block (and the excess of a backlog) to the pool. See the module docs.
     pub(crate) fn kick(&self, ring: &R, mem: &A) {
         self.watch.kicked(self.pool.is_some());
-        with_serving(|chains| self.serve(ring, mem, chains, true));
+        let poll = !self.poll.is_zero();
+        with_serving(|chains| self.serve(ring, mem, chains, true, poll));
     }
 
     /// The watchdog found the serving thread inside one request for a whole tick: takes the
@@ -509,7 +565,7 @@ where
     fn take_over(&self) {
         let current = self.control().current.clone();
         if let Some((ring, mem)) = current {
-            with_serving(|chains| self.serve(&ring, &mem, chains, false));
+            with_serving(|chains| self.serve(&ring, &mem, chains, false, false));
         }
     }
 
@@ -524,7 +580,10 @@ where
     /// batch goes to the pool, in ring order. A request at a time, or a batch of quick ones, is
     /// served inline with no hand-off; a long burst, or the heads that piled up while a slow
     /// host filesystem kept this thread busy, spread over the pool.
-    fn serve(&self, ring: &R, mem: &A, chains: &mut ChainBuffers, inline: bool) {
+    ///
+    /// With `poll` (a kick on a request queue with a poll window), an empty ring is polled
+    /// before notifications are re-enabled; see the module docs and [`poll`](Self::poll).
+    fn serve(&self, ring: &R, mem: &A, chains: &mut ChainBuffers, inline: bool, poll: bool) {
         let guard = mem.memory();
         let m: &A::M = &guard;
         let mut generation = None;
@@ -534,6 +593,8 @@ where
             inline,
             busy: Duration::ZERO,
             offloading: false,
+            poll,
+            took: false,
         };
         loop {
             let first = generation.is_none();
@@ -565,7 +626,7 @@ where
                 }
                 let take = self.take(queue, &mut control, (ring, mem, m), chains, &mut pass);
                 let signal = if unsignaled > 0
-                    && (matches!(take, Take::Stop) || unsignaled >= SIGNAL_BATCH)
+                    && (matches!(take, Take::Stop | Take::Idle(_)) || unsignaled >= SIGNAL_BATCH)
                 {
                     unsignaled = 0;
                     match queue.needs_notification(m) {
@@ -594,6 +655,22 @@ where
             Stats::add(&self.stats.notifications, u64::from(signaled));
             match take {
                 Take::Stop => return,
+                Take::Idle(idle) => {
+                    let Some(generation) = generation else {
+                        return;
+                    };
+                    if self.poll(m, idle, generation) {
+                        // A request came: a new batch (and, once it is drained, a new window),
+                        // and for the watchdog as good as a kick.
+                        self.watch.kicked(self.pool.is_some());
+                        pass.offloading = false;
+                        pass.busy = Duration::ZERO;
+                    } else {
+                        // The window ended (or the queue stopped): notifications back on, and
+                        // one more look at the ring under the lock.
+                        pass.took = false;
+                    }
+                }
                 Take::Pooled => Stats::add(&self.stats.pooled, 1),
                 Take::Inline(head, table, request) => {
                     let started = Instant::now();
@@ -610,6 +687,30 @@ where
                     self.wake_after(&served, chains);
                 }
             }
+        }
+    }
+
+    /// Polls an empty ring with no lock held: reads the avail index until the driver moves it
+    /// (`true`), or the window ends or the queue is stopped (`false`). No system call: a
+    /// `spin_loop` hint between reads, the clock read every [`POLL_CLOCK_EVERY`] spins.
+    fn poll(&self, m: &A::M, idle: Idle, generation: u64) -> bool {
+        let deadline = Instant::now() + self.poll;
+        let mut spins = 0u32;
+        loop {
+            match m.load::<u16>(idle.avail_idx, Ordering::Acquire) {
+                Ok(idx) if u16::from_le(idx) != idle.next_avail => return true,
+                Ok(_) => {}
+                // The ring's memory went away: leave it to the lock and `pop`.
+                Err(_) => return false,
+            }
+            if self.epoch.load(Ordering::Acquire) != generation {
+                return false;
+            }
+            spins = spins.wrapping_add(1);
+            if spins % POLL_CLOCK_EVERY == 0 && Instant::now() >= deadline {
+                return false;
+            }
+            std::hint::spin_loop();
         }
     }
 
@@ -637,6 +738,17 @@ where
                     let _ = queue.enable_notification(m);
                     return Take::Stop;
                 }
+                Pop::Empty if pass.poll && pass.took => {
+                    // Notifications stay off while this thread polls (see `poll`).
+                    let Some(avail_idx) = GuestAddress(queue.avail_ring()).checked_add(2) else {
+                        pass.took = false;
+                        continue;
+                    };
+                    return Take::Idle(Idle {
+                        avail_idx,
+                        next_avail: queue.next_avail(),
+                    });
+                }
                 Pop::Empty => match queue.enable_notification(m) {
                     // The driver added chains meanwhile: look again, a new batch.
                     Ok(true) => {
@@ -653,6 +765,7 @@ where
                 },
             }
         };
+        pass.took = true;
         let table = control.ring.table(queue);
         let Some(pool) = &self.pool else {
             return Take::Inline(head, table, chains.parse(m, table, head));
@@ -756,7 +869,7 @@ where
             control.current.clone()
         };
         if let Some((ring, mem)) = current {
-            self.serve(&ring, &mem, chains, true);
+            self.serve(&ring, &mem, chains, true, false);
         }
     }
 

@@ -9,6 +9,12 @@
 //! request of the old one is stuck (on a worker or on an epoll thread: the old connection's
 //! rings are stopped and its threads left to end after it).
 //!
+//! With a poll window (`--poll-us`, [`DeviceConfig::poll`]) the epoll thread of a request
+//! queue polls the drained ring before it goes back to `epoll_wait`. That thread also watches
+//! the queue's exit event, which it then reads up to one window late: the window is bounded
+//! by [`MAX_POLL_US`](crate::MAX_POLL_US) (1 ms), and a disconnect or GET_VRING_BASE ends it at
+//! once (the queue's generation changes), so neither waits for a poller.
+//!
 //! What the frontend supplies is checked: a memory table whose regions run past the end of their
 //! backing file is refused (SET_MEM_TABLE and ADD_MEM_REG fail and the connection ends), a
 //! SET_VRING_NUM that is not a power of two leaves the queue unserved (see [`Vring`]), and
@@ -288,6 +294,7 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
                     &hub,
                     workers,
                     usize::from(config.queue_size()),
+                    config.poll(),
                 ) {
                     Ok(core) => Some(core),
                     Err(e) => {

@@ -388,6 +388,24 @@ impl Queue {
         Ok(())
     }
 
+    /// Kicks unless the device asked not to be (VRING_USED_F_NO_NOTIFY), as Linux's
+    /// `virtqueue_kick_prepare` decides after publishing (this frontend does not negotiate
+    /// EVENT_IDX): a full fence between the avail index just stored and the flags read, so a
+    /// device that re-enables notifications and then looks at the ring cannot miss the
+    /// request. Returns whether it kicked.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when the used ring cannot be read, [`Error::Io`] when the write fails.
+    pub fn kick_if_needed(&self) -> Result<bool, Error> {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        if self.used_flags()? & USED_F_NO_NOTIFY != 0 {
+            return Ok(false);
+        }
+        self.kick()?;
+        Ok(true)
+    }
+
     /// Waits up to `timeout` for `pending`'s reply and returns it; its descriptors are free
     /// again. On [`Error::Timeout`] the descriptors stay with the device (never reused).
     ///

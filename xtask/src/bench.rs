@@ -15,6 +15,12 @@
 //!   per row and its peak RSS (`--guest`: only this part, about 5 minutes a boot, 20 for the
 //!   default four boots).
 //!
+//! `--poll-us N` adds our daemon with `--poll-us N` (its poll window) to the load generator's
+//! part, as rows of their own (`+pollN`) beside the plain ones, with the p50 latency ratio to
+//! virtiofsd; `--driver-poll-us N` makes the load generator model a guest driver that polls
+//! the used ring instead of sleeping on the interrupt (for every daemon; labelled under the
+//! table), which the Linux virtio-fs driver does not do.
+//!
 //! Without `--load` or `--guest` both parts run, the load generator first. Both daemons get
 //! their own defaults (cache `auto`, their default sandbox and seccomp filter) plus the
 //! `--ours-arg`s and `--virtiofsd-arg`s, in both parts.
@@ -35,6 +41,7 @@ usage: cargo xtask bench [CRATE] [--baseline NAME] [--save-baseline NAME] [-- CR
        cargo xtask bench --against virtiofsd [--load | --guest] [--rounds R]
                          [--ours-arg ARG]... [--virtiofsd-arg ARG]...
                          [--workload W]... [--depth N]... [--queues Q]... [--secs S]
+                         [--poll-us N] [--driver-poll-us N]
                          [--guest-workload W]... [--vcpus N,...] [--kernel K] [--fio-secs S]
 
   CRATE                 a package (virtiofs-transport) or its short name (transport)
@@ -56,6 +63,11 @@ usage: cargo xtask bench [CRATE] [--baseline NAME] [--save-baseline NAME] [-- CR
   --queues Q            request queues (default 1 and 2; virtiofsd offers one, so its rows
                         are 1-queue only)
   --secs S              measured seconds per measurement (default 3)
+  --poll-us N           also run our daemon with --poll-us N (its poll window), shown as
+                        rows of their own (W +pollN) with the p50 ratio to virtiofsd
+  --driver-poll-us N    the load generator models a polling guest driver: it reads the used
+                        ring for up to N us before sleeping on the call eventfd (every
+                        daemon; Linux's virtio-fs driver sleeps at once; default 0)
 
  the guest workloads (the Debian guest root of `cargo xtask fstests`, QEMU TCG, one share;
  a boot per daemon and vCPU count; logs in .cache/e2e/bench/guest/, the table in
@@ -134,6 +146,10 @@ struct Against {
     queues: Vec<usize>,
     secs: String,
     rounds: usize,
+    /// Our daemon's poll window for the extra rows (`None`: no such rows).
+    poll_us: Option<u32>,
+    /// The load generator's `--driver-poll-us`.
+    driver_poll_us: u32,
     ours_args: Vec<String>,
     virtiofsd_args: Vec<String>,
     /// Run the load generator.
@@ -149,6 +165,8 @@ fn parse_against(args: &[String]) -> Result<Against> {
         queues: Vec::new(),
         secs: "3".to_owned(),
         rounds: 1,
+        poll_us: None,
+        driver_poll_us: 0,
         ours_args: Vec::new(),
         virtiofsd_args: Vec::new(),
         load: false,
@@ -175,6 +193,10 @@ fn parse_against(args: &[String]) -> Result<Against> {
             }
             Arg::Long("secs") => o.secs = p.string()?,
             Arg::Long("rounds") => o.rounds = p.string()?.parse().context("--rounds")?,
+            Arg::Long("poll-us") => o.poll_us = Some(p.string()?.parse().context("--poll-us")?),
+            Arg::Long("driver-poll-us") => {
+                o.driver_poll_us = p.string()?.parse().context("--driver-poll-us")?;
+            }
             Arg::Long("ours-arg") => o.ours_args.push(p.string()?),
             Arg::Long("virtiofsd-arg") => o.virtiofsd_args.push(p.string()?),
             Arg::Long("load") => o.load = true,
@@ -220,8 +242,9 @@ fn parse_against(args: &[String]) -> Result<Against> {
 #[derive(Clone, Debug, Default)]
 struct Row {
     rps: f64,
-    p50: u64,
-    p99: u64,
+    /// Microseconds, with the load generator's one decimal.
+    p50: f64,
+    p99: f64,
     cpu: f64,
     rss_kib: u64,
     errors: u64,
@@ -266,7 +289,8 @@ fn load(
     let mut cmd = util::cmd(load_bin);
     cmd.arg("--daemon").arg(daemon).args(["--label", label]);
     cmd.arg(format!("--queues={queues}"))
-        .arg(format!("--secs={}", o.secs));
+        .arg(format!("--secs={}", o.secs))
+        .arg(format!("--driver-poll-us={}", o.driver_poll_us));
     for w in &o.workloads {
         cmd.arg(format!("--workload={w}"));
     }
@@ -337,11 +361,19 @@ fn against(args: &[String]) -> Result<()> {
 
 /// The load-generator part: every round, queue count and daemon, then the table.
 fn against_load(o: &Against, load_bin: &Path, ours: &Path, virtiofsd: &Path) -> Result<()> {
-    let (mut mine, mut theirs) = (Results::new(), Results::new());
+    let (mut mine, mut polled, mut theirs) = (Results::new(), Results::new(), Results::new());
+    let poll_args = o.poll_us.map(|us| {
+        let mut args = o.ours_args.clone();
+        args.push(format!("--poll-us={us}"));
+        args
+    });
     for round in 1..=o.rounds {
         for &q in &o.queues {
             util::step(&format!("round {round}/{}: {q} queue(s)", o.rounds));
             load(load_bin, ours, "ours", &o.ours_args, o, q, &mut mine)?;
+            if let Some(args) = &poll_args {
+                load(load_bin, ours, "ours+poll", args, o, q, &mut polled)?;
+            }
             if q == 1 {
                 load(
                     load_bin,
@@ -355,14 +387,28 @@ fn against_load(o: &Against, load_bin: &Path, ours: &Path, virtiofsd: &Path) -> 
             }
         }
     }
-    print_table(&mine, &theirs);
+    let polled = o.poll_us.map(|us| (format!("+poll{us}"), polled));
+    print_table(
+        &mine,
+        polled.as_ref().map(|(label, r)| (label.as_str(), r)),
+        &theirs,
+    );
+    if o.driver_poll_us > 0 {
+        println!(
+            "(the load generator polled the used ring for up to {} us before sleeping on the \
+             call eventfd: a polling guest driver, not Linux's)",
+            o.driver_poll_us
+        );
+    }
     Ok(())
 }
 
-fn print_table(mine: &Results, theirs: &Results) {
+/// The table: a row per workload, queue count and depth with our figures beside virtiofsd's,
+/// and with `polled` (its label and results) a row of our daemon with its poll window below.
+fn print_table(mine: &Results, polled: Option<(&str, &Results)>, theirs: &Results) {
     println!();
     println!(
-        "{:<14} {:>2} {:>5} | {:>9} {:>9} {:>6} | {:>13} {:>13} | {:>11} {:>11} | {:>9}",
+        "{:<20} {:>2} {:>5} | {:>9} {:>9} {:>6} | {:>13} {:>13} {:>5} | {:>11} {:>11} | {:>9}",
         "workload",
         "q",
         "depth",
@@ -371,37 +417,52 @@ fn print_table(mine: &Results, theirs: &Results) {
         "ratio",
         "ours p50/p99",
         "vfsd p50/p99",
+        "p50 x",
         "ours us/req",
         "vfsd us/req",
         "RSS MiB"
     );
     for (key, m) in mine {
-        let (workload, q, depth) = key;
-        let t = theirs.get(key);
-        let dash = || "-".to_owned();
-        let ratio = t.map_or_else(dash, |t| format!("{:.2}", m.rps / t.rps.max(1e-9)));
-        let vrps = t.map_or_else(dash, |t| format!("{:.0}", t.rps));
-        let vlat = t.map_or_else(dash, |t| format!("{}/{}", t.p50, t.p99));
-        let vcpu = t.map_or_else(dash, |t| format!("{:.1}", t.cpu));
-        let rss = t.map_or_else(
-            || format!("{}", m.rss_kib / 1024),
-            |t| format!("{}/{}", m.rss_kib / 1024, t.rss_kib / 1024),
-        );
-        let errors = m.errors + t.map_or(0, |t| t.errors);
-        println!(
-            "{workload:<14} {q:>2} {depth:>5} | {:>9.0} {vrps:>9} {ratio:>6} | {:>13} {vlat:>13} | {:>11.1} {vcpu:>11} | {rss:>9}{}",
-            m.rps,
-            format!("{}/{}", m.p50, m.p99),
-            m.cpu,
-            if errors > 0 {
-                format!("  ({errors} errors)")
-            } else {
-                String::new()
-            }
-        );
+        print_row(key, "", m, theirs.get(key));
+        if let Some(p) = polled.and_then(|(label, r)| r.get(key).map(|p| (label, p))) {
+            print_row(key, p.0, p.1, theirs.get(key));
+        }
     }
     println!(
-        "(ratio: ours/virtiofsd requests per second; latency in us; CPU of the daemon per request)"
+        "(ratio: ours/virtiofsd requests per second; p50 x: ours/virtiofsd p50 latency; latency \
+         in us; CPU of the daemon per request)"
+    );
+}
+
+/// One row of [`print_table`]: `m` (ours, `variant` after the workload's name) beside `t`.
+fn print_row(key: &(String, usize, usize), variant: &str, m: &Row, t: Option<&Row>) {
+    let (workload, q, depth) = key;
+    let workload = if variant.is_empty() {
+        workload.clone()
+    } else {
+        format!("{workload} {variant}")
+    };
+    let dash = || "-".to_owned();
+    let ratio = t.map_or_else(dash, |t| format!("{:.2}", m.rps / t.rps.max(1e-9)));
+    let vrps = t.map_or_else(dash, |t| format!("{:.0}", t.rps));
+    let vlat = t.map_or_else(dash, |t| format!("{:.1}/{:.0}", t.p50, t.p99));
+    let p50x = t.map_or_else(dash, |t| format!("{:.2}", m.p50 / t.p50.max(0.1)));
+    let vcpu = t.map_or_else(dash, |t| format!("{:.1}", t.cpu));
+    let rss = t.map_or_else(
+        || format!("{}", m.rss_kib / 1024),
+        |t| format!("{}/{}", m.rss_kib / 1024, t.rss_kib / 1024),
+    );
+    let errors = m.errors + t.map_or(0, |t| t.errors);
+    println!(
+        "{workload:<20} {q:>2} {depth:>5} | {:>9.0} {vrps:>9} {ratio:>6} | {:>13} {vlat:>13} {p50x:>5} | {:>11.1} {vcpu:>11} | {rss:>9}{}",
+        m.rps,
+        format!("{:.1}/{:.0}", m.p50, m.p99),
+        m.cpu,
+        if errors > 0 {
+            format!("  ({errors} errors)")
+        } else {
+            String::new()
+        }
     );
 }
 
@@ -448,6 +509,10 @@ mod tests {
         assert!(parse(&["--guest-workload=fsync"]).is_err());
         assert!(parse(&["--fio-secs=0"]).is_err());
         assert!(parse(&["--kernel=4.19"]).is_err());
+        let o = parse(&["--load", "--poll-us=50", "--driver-poll-us", "20"])?;
+        assert_eq!((o.poll_us, o.driver_poll_us), (Some(50), 20));
+        assert_eq!(parse(&["--load"])?.poll_us, None);
+        assert!(parse(&["--poll-us=x"]).is_err());
         Ok(())
     }
 }

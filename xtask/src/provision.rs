@@ -47,7 +47,7 @@ const STAND_IN_PACKAGES: &[&str] = &["libcap-ng-dev", "libseccomp-dev"];
 const TOOLS: &[(&str, &str)] = &[("pjdfstest", "0.2.2"), ("fsx", "0.3.2")];
 
 /// The stand-in vhost-user-fs daemon (dev only; not in bookworm's archive).
-const STAND_IN: (&str, &str) = ("virtiofsd", "1.14.0");
+pub(crate) const STAND_IN: (&str, &str) = ("virtiofsd", "1.14.0");
 
 /// Host binaries copied into the guest at the same path (the guest's PATH puts `/usr/bin`
 /// before busybox's `/bin`). pjdfstest's ETXTBSY tests copy and execute `which sleep`: a copy of

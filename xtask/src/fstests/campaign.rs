@@ -176,6 +176,9 @@ pub(super) struct Campaign {
     boots: PathBuf,
     of: usize,
     tests: Vec<String>,
+    /// What our daemon was built from: `git describe --always --dirty` of the tree at
+    /// `open` (the release build a boot uses is rebuilt from it), recorded in each `run.txt`.
+    revision: String,
 }
 
 impl Campaign {
@@ -215,6 +218,7 @@ impl Campaign {
             boots,
             of,
             tests,
+            revision: revision(repo),
         })
     }
 
@@ -279,7 +283,7 @@ impl Campaign {
         fs::create_dir_all(&dest)?;
         let table = fs::read_to_string(run.dir.join(TABLE_FILE)).unwrap_or_default();
         fs::write(dest.join(TABLE_FILE), table)?;
-        fs::write(dest.join(RUN_FILE), run_text(run))?;
+        fs::write(dest.join(RUN_FILE), run_text(run, &self.revision))?;
         Ok(())
     }
 }
@@ -290,13 +294,33 @@ const RUN_FILE: &str = "run.txt";
 /// A boot's results, one test a line.
 const TABLE_FILE: &str = "table.txt";
 
-/// `run.txt`: the boot's wall time, check's time, and its problems.
-fn run_text(run: &Run) -> String {
+/// `git describe --always --dirty` of `repo`, or `unknown` outside a git checkout.
+fn revision(repo: &Path) -> String {
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["describe", "--always", "--dirty"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map_or_else(|| "unknown".to_owned(), |s| s.trim().to_owned())
+}
+
+/// `run.txt`: the boot's wall time, check's time, which daemon build ran (ours: the tree's
+/// `revision`; virtiofsd: its crates.io version), and its problems.
+fn run_text(run: &Run, revision: &str) -> String {
+    let built = if run.daemon == crate::provision::STAND_IN.0 {
+        crate::provision::STAND_IN.1
+    } else {
+        revision
+    };
     let mut text = format!(
-        "total {}\ncheck {}\n",
+        "total {}\ncheck {}\nbuild {}\n",
         run.total.as_secs(),
         run.check_secs
-            .map_or_else(|| "-".to_owned(), |s| s.to_string())
+            .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+        built
     );
     for p in &run.problems {
         let _ = writeln!(text, "problem {p}");
@@ -658,6 +682,9 @@ mod tests {
             dir: boot,
         };
         c.record(1, &run).unwrap();
+        let run_file = c.record.join("6.12-ours/shard-1").join(RUN_FILE);
+        let recorded = fs::read_to_string(&run_file).unwrap();
+        assert!(recorded.contains("build unknown\n"), "{recorded}"); // not a git checkout
         assert_eq!(c.picked(&Pick::All, "6.12", "ours"), [2]);
         assert_eq!(c.picked(&Pick::All, "6.12", "virtiofsd"), [1, 2]);
         assert_eq!(c.picked(&Pick::List(vec![1]), "6.12", "ours"), [1]);
@@ -686,6 +713,9 @@ mod tests {
             ..run
         };
         c.record(1, &run).unwrap();
+        let run_file = c.record.join("6.12-virtiofsd/shard-1").join(RUN_FILE);
+        let recorded = fs::read_to_string(&run_file).unwrap();
+        assert!(recorded.contains("build 1.14.0\n"), "{recorded}");
         assert_eq!(report(&repo, &groups, 2).unwrap(), ["generic/004"]);
         let table = fs::read_to_string(c.record.join("report-6.12.txt")).unwrap();
         assert!(table.contains("generic/004"), "{table}");
