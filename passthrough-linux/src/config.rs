@@ -143,8 +143,6 @@ pub struct Config {
     /// holds one descriptor (counted in `max_open_fds` too). Default: a quarter of
     /// `max_open_fds`. Past it: ENOLCK.
     pub max_lock_fds: usize,
-    /// Longest time a SETLKW (blocking lock) keeps a worker before answering EINTR.
-    pub lock_wait: Duration,
     /// The INIT flags the backend may declare at most: [`crate::PassthroughFs::declared_flags`]
     /// is intersected with it (all flags by default).
     pub declare_at_most: InitFlags,
@@ -174,7 +172,6 @@ impl Config {
                 max_inodes: DEFAULT_MAX_INODES,
                 max_dir_handles: 0,
                 max_lock_fds: 0,
-                lock_wait: Duration::from_secs(1),
                 declare_at_most: InitFlags::all(),
             },
         }
@@ -290,13 +287,6 @@ impl ConfigBuilder {
     #[must_use]
     pub fn max_lock_fds(mut self, n: usize) -> Self {
         self.config.max_lock_fds = n;
-        self
-    }
-
-    /// Longest SETLKW wait.
-    #[must_use]
-    pub fn lock_wait(mut self, d: Duration) -> Self {
-        self.config.lock_wait = d;
         self
     }
 

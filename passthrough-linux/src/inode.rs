@@ -15,7 +15,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::{Errno, ROOT_ID, mode};
-use fuse_server::{LockOwner, NodeId};
+use fuse_server::{Handle, LockOwner, NodeId};
 
 use crate::sys::{self, FileHandleBuf};
 
@@ -37,6 +37,11 @@ pub(crate) struct LockFd {
     pub(crate) _fd_permit: FdPermit,
     /// Its lock description.
     pub(crate) _lock_permit: Permit,
+    /// The guest handles the description was used through (GETLK, SETLK, SETLKW): RELEASE of
+    /// any of them drops it (see `ops::lock`). Only live handles are ever listed, since a
+    /// release removes the whole description, so it is bounded by the handle table; it
+    /// allocates only when the owner uses a handle it has not used before.
+    pub(crate) handles: Vec<Handle>,
 }
 
 /// What identifies a host inode.

@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fuse_abi::{AttrFlags, Errno, InitFlags, OpenOutFlags, RenameFlags, mode};
 use fuse_server::limits::Budget;
@@ -56,8 +56,6 @@ const STORED_NAME_MAX: usize = 1024;
 const COPY_MAX: u64 = 8 << 20;
 /// The buffer COPY_FILE_RANGE copies through.
 const COPY_BUF: usize = 128 * 1024;
-/// How long a blocking lock request (SETLKW) keeps retrying before answering EINTR.
-const LOCK_WAIT: Duration = Duration::from_secs(1);
 
 /// Zeros written over the unaligned edges of a punched hole.
 static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
@@ -138,9 +136,24 @@ impl<S: DirStream> DirState<S> {
 
 /// The descriptors holding a guest lock owner's POSIX locks on one inode (open file
 /// description locks on a description of their own, so owners conflict as processes do).
+///
+/// Each description remembers the guest handles it was used through, and RELEASE of any of
+/// them drops it: a guest OFD lock's owner is the guest's open file, which no FLUSH ever names
+/// (FLUSH carries the closing process), so RELEASE is the one message that ends it. A process's
+/// POSIX locks are never dropped too early by that: the process had the handle open when it
+/// locked through it, and closed it (a FLUSH of its owner, which dropped the description)
+/// before the handle's RELEASE.
 #[derive(Debug, Default)]
 struct LockFds {
-    by_owner: HashMap<(NodeId, LockOwner), Arc<IoFd>>,
+    by_owner: HashMap<(NodeId, LockOwner), OwnerFd>,
+}
+
+/// One owner's lock description and the handles it was used through (live handles only: a
+/// release drops the whole description).
+#[derive(Debug)]
+struct OwnerFd {
+    fd: Arc<IoFd>,
+    handles: Vec<Handle>,
 }
 
 /// A [`FileSystem`] serving the host directory [`Config::root`] through a [`Host`].
@@ -247,6 +260,15 @@ impl<H: Host> PassthroughFs<H> {
     /// The descriptor budget: (units in use, its size).
     pub fn fd_budget(&self) -> (usize, usize) {
         (self.fds.used(), self.fds.limit())
+    }
+
+    /// Lock descriptions currently held (one per inode and POSIX lock owner).
+    pub fn lock_fds_in_use(&self) -> usize {
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_owner
+            .len()
     }
 
     fn negotiated(&self) -> InitFlags {
@@ -660,9 +682,11 @@ impl<H: Host> PassthroughFs<H> {
     // --- Locks ------------------------------------------------------------------------------
 
     /// The descriptor holding `owner`'s POSIX locks on the inode of `handle`.
+    /// The description remembers that it was used through `fh`.
     fn lock_fd(
         &self,
         nodeid: NodeId,
+        fh: Handle,
         handle: &OpenHandle<H::DirStream>,
         owner: LockOwner,
     ) -> FsResult<Arc<IoFd>> {
@@ -670,33 +694,43 @@ impl<H: Host> PassthroughFs<H> {
             .locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(fd) = locks.by_owner.get(&(nodeid, owner)) {
-            return Ok(Arc::clone(fd));
+        if let Some(o) = locks.by_owner.get_mut(&(nodeid, owner)) {
+            if !o.handles.contains(&fh) {
+                o.handles.push(fh);
+            }
+            return Ok(Arc::clone(&o.fd));
         }
         // A description of its own, with the handle's access mode (a write lock needs write
         // access).
         let fd = Arc::new(self.open_inode(&handle.inode, handle.access)?);
-        locks.by_owner.insert((nodeid, owner), Arc::clone(&fd));
+        locks.by_owner.insert(
+            (nodeid, owner),
+            OwnerFd {
+                fd: Arc::clone(&fd),
+                handles: vec![fh],
+            },
+        );
         Ok(fd)
     }
 
-    /// Retries a non-blocking lock attempt while it conflicts, for at most [`LOCK_WAIT`]; then
-    /// `EINTR` (the worker never blocks in the host kernel).
-    fn wait_lock(&self, mut attempt: impl FnMut() -> HostResult<()>) -> FsResult<()> {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(1);
-        loop {
-            match attempt() {
-                Ok(()) => return Ok(()),
-                Err(DarwinErrno::EAGAIN | DarwinErrno::EACCES) => {
-                    if start.elapsed() >= LOCK_WAIT {
-                        return Err(Errno::EINTR);
-                    }
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(50));
-                }
-                Err(e) => return Err(guest(e)),
-            }
+    /// RELEASE or RELEASEDIR of `fh`: the lock descriptions used through it go (see
+    /// [`LockFds`]).
+    fn drop_lock_fds_of(&self, fh: Handle) {
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .by_owner
+            .retain(|_, o| !o.handles.contains(&fh));
+    }
+
+    /// One attempt of a sleeping request (SETLKW): a conflict is EAGAIN, which the server
+    /// turns into a pending request that the transport asks again later (the worker never
+    /// blocks in the host kernel).
+    fn try_sleeping(attempt: HostResult<()>) -> FsResult<()> {
+        match attempt {
+            Ok(()) => Ok(()),
+            Err(DarwinErrno::EAGAIN | DarwinErrno::EACCES) => Err(Errno::EAGAIN),
+            Err(e) => Err(guest(e)),
         }
     }
 
@@ -1117,6 +1151,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
                 .by_owner
                 .remove(&(nodeid, owner));
         }
+        self.drop_lock_fds_of(fh);
         Ok(())
     }
 
@@ -1260,7 +1295,9 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
     }
 
     fn releasedir(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _flags: u32) -> FsResult<()> {
-        self.handles.remove(fh).map(drop)
+        self.handles.remove(fh)?;
+        self.drop_lock_fds_of(fh);
+        Ok(())
     }
 
     fn fsyncdir(&self, ctx: &Context, nodeid: NodeId, fh: Handle, datasync: bool) -> FsResult<()> {
@@ -1360,7 +1397,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             return Err(Errno::ENOSYS);
         }
         let handle = self.handles.get(fh)?;
-        let fd = self.lock_fd(nodeid, &handle, owner)?;
+        let fd = self.lock_fd(nodeid, fh, &handle, owner)?;
         let mut host = HostFlock::from_fuse(&lock)?;
         self.host
             .lock(fd.as_fd(), lock::command(true, false, true), &mut host)
@@ -1387,12 +1424,12 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             if !sleep {
                 return self.host.flock(fd, operation).map_err(guest);
             }
-            return self.wait_lock(|| self.host.flock(fd, operation));
+            return Self::try_sleeping(self.host.flock(fd, operation));
         }
         if !self.config.posix_locks {
             return Err(Errno::ENOSYS);
         }
-        let fd = self.lock_fd(nodeid, &handle, owner)?;
+        let fd = self.lock_fd(nodeid, fh, &handle, owner)?;
         let host = HostFlock::from_fuse(&lock)?;
         let cmd = lock::command(false, false, true);
         let attempt = || {
@@ -1400,7 +1437,7 @@ impl<H: Host> FileSystem for PassthroughFs<H> {
             self.host.lock(fd.as_fd(), cmd, &mut host)
         };
         if sleep {
-            self.wait_lock(attempt)
+            Self::try_sleeping(attempt())
         } else {
             attempt().map_err(guest)
         }

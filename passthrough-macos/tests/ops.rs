@@ -9,8 +9,8 @@ mod common;
 use common::*;
 use fuse_abi::{Errno, InitFlags, RenameFlags, mode};
 use fuse_server::{
-    CopyFileRangeArgs, FileSystem, Handle, LockArgs, LockOwner, NodeId, SetAttr, TimeOrNow,
-    Timespec,
+    CopyFileRangeArgs, FileSystem, Handle, LockArgs, LockOwner, NodeId, ReleaseArgs, SetAttr,
+    TimeOrNow, Timespec,
 };
 use passthrough_macos::{CasePolicy, Config};
 
@@ -610,7 +610,8 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
         .getlk(&ctx(), e.nodeid, &LockArgs::new(fh2, LockOwner(2), write))
         .unwrap();
     assert_eq!((got.typ, got.start, got.end), (1, 0, 99));
-    // A blocking request gives up with EINTR rather than holding the worker.
+    // A sleeping request tries once and answers EAGAIN ("ask again") rather than holding the
+    // worker.
     assert_eq!(
         fx.fs
             .setlk(
@@ -619,7 +620,7 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
                 &LockArgs::new(fh2, LockOwner(2), write).with_sleep(true)
             )
             .unwrap_err(),
-        Errno::EINTR
+        Errno::EAGAIN
     );
     fx.fs.flush(&ctx(), e.nodeid, fh, LockOwner(1)).unwrap();
     fx.fs
@@ -653,6 +654,59 @@ fn posix_locks_conflict_between_owners_and_flush_drops_them() {
             .unwrap_err(),
         Errno::ENOSYS
     );
+}
+
+/// A guest OFD lock's owner is its open file, which no FLUSH names: RELEASE of the handle it
+/// was taken through ends it (issue 14, generic/478).
+#[test]
+fn release_drops_the_lock_descriptions_used_through_the_handle() {
+    let fx = Fixture::with(|c| Config {
+        posix_locks: true,
+        ..c
+    });
+    let (e, fh) = fx.create(root(), "f", 0o644, O_RDWR).unwrap();
+    let fh2 = fx.open(e.nodeid, O_RDWR).unwrap();
+    let write = fuse_server::Lock {
+        start: 0,
+        end: u64::MAX >> 1,
+        typ: 1,
+        pid: 10,
+    };
+    fx.fs
+        .setlk(
+            &ctx(),
+            e.nodeid,
+            &LockArgs::new(fh, LockOwner(0x1111), write),
+        )
+        .unwrap();
+    fx.fs
+        .flush(&ctx(), e.nodeid, fh, LockOwner(0x2222))
+        .unwrap();
+    assert_eq!(
+        fx.fs
+            .setlk(
+                &ctx(),
+                e.nodeid,
+                &LockArgs::new(fh2, LockOwner(0x3333), write)
+            )
+            .unwrap_err(),
+        Errno::EAGAIN
+    );
+    fx.fs
+        .release(&ctx(), e.nodeid, &ReleaseArgs::new(fh))
+        .unwrap();
+    fx.fs
+        .setlk(
+            &ctx(),
+            e.nodeid,
+            &LockArgs::new(fh2, LockOwner(0x3333), write),
+        )
+        .unwrap();
+    assert_eq!(fx.fs.lock_fds_in_use(), 1);
+    fx.fs
+        .release(&ctx(), e.nodeid, &ReleaseArgs::new(fh2))
+        .unwrap();
+    assert_eq!(fx.fs.lock_fds_in_use(), 0);
 }
 
 #[test]

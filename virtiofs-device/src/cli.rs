@@ -46,7 +46,7 @@ pub(crate) struct Cli {
     pub(crate) tag: String,
 
     /// Worker threads in each request queue's pool (1 to 64). The thread that takes requests
-    /// off a queue serves them itself, except those that may block (FSYNC, FSYNCDIR, SETLKW,
+    /// off a queue serves them itself, except those that may block (FSYNC, FSYNCDIR,
     /// FLUSH, COPY_FILE_RANGE, FALLOCATE, SYNCFS) and the excess of a burst, which go to the
     /// pool and complete out of order; a request stuck on the serving thread for over a
     /// millisecond hands the queue to the pool too. 0 (the default) means 4. Accepted as

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use fuse_server::{FileSystem, NegotiationConfig, Server, guest_warn};
 use virtio_queue::{Queue, QueueT};
@@ -13,6 +14,7 @@ use vmm_sys_util::event::EventNotifier;
 
 use crate::config::DeviceConfig;
 use crate::error::{Error, Result};
+use crate::park::Hub;
 use crate::queue::{QueueCore, Ring, Stats};
 
 /// VIRTIO_RING_F_INDIRECT_DESC.
@@ -138,7 +140,7 @@ where
 {
     /// The driver kicked this queue (or the VMM polls it): takes every available chain off the
     /// ring, with every index checked, serves it on this thread and returns when the ring is
-    /// empty. Requests that may block (FSYNC, SETLKW, FLUSH, ...) and the excess of a burst go
+    /// empty. Requests that may block (FSYNC, FLUSH, ...) and the excess of a burst go
     /// to the queue's pool instead, which completes them out of order; the completions of a
     /// batch share one interrupt. Inline
     /// ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) there is no pool:
@@ -146,6 +148,18 @@ where
     /// once) and costs nothing until it is reset.
     pub fn process(&self) {
         self.core.kick(&self.ring, &self.mem);
+    }
+
+    /// When a parked request of this queue (a SETLKW waiting for a lock) is next due to be
+    /// tried again, if any is parked; see [`VirtioFs::next_retry`].
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.core.next_retry()
+    }
+
+    /// Tries this queue's parked requests that are due, on this thread; see
+    /// [`VirtioFs::retry_parked`]. Returns when the next one is due.
+    pub fn retry_parked(&self) -> Option<Instant> {
+        self.core.retry_parked_here()
     }
 
     /// The queue's index (0 is hiprio).
@@ -194,6 +208,7 @@ pub struct VirtioFs<F: FileSystem, M: GuestAddressSpace> {
     config: DeviceConfig,
     server: Arc<Server<F>>,
     stats: Arc<Stats>,
+    hub: Arc<Hub>,
     indirect: bool,
     queues: Vec<LocalQueue<F, M>>,
     active: Vec<QueueHandle<F, M>>,
@@ -214,6 +229,7 @@ where
             config,
             server: Arc::new(server),
             stats: Arc::new(Stats::default()),
+            hub: Arc::new(Hub::default()),
             indirect: false,
             queues: Vec::new(),
             active: Vec::new(),
@@ -349,6 +365,39 @@ where
         Ok(())
     }
 
+    /// When a parked request is next due to be tried again, if any is parked.
+    ///
+    /// A SETLKW whose lock is held is *parked*: the device keeps its chain (nothing goes on
+    /// the used ring) and tries it again when a request that may free a lock completes on any
+    /// queue (at once, on the thread that served that request), and on a backoff timer (1 ms
+    /// doubling to 200 ms per request) for locks held outside the guest. A device with pools
+    /// has a retry thread per queue for the timer, and the kick threads of
+    /// [`spawn_kick_threads`](Self::spawn_kick_threads) wait no longer than this; a VMM that
+    /// calls [`process_queue`](Self::process_queue) itself on an inline device
+    /// ([`DeviceConfigBuilder::inline`](crate::DeviceConfigBuilder::inline)) arms a timer in
+    /// its event loop for this instant and calls [`retry_parked`](Self::retry_parked) when it
+    /// fires (ask again after every `process_queue` and `retry_parked`). `None` when nothing
+    /// is parked, or the device is not active.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.active.iter().filter_map(QueueHandle::next_retry).min()
+    }
+
+    /// Tries the parked requests that are due, on this thread (see
+    /// [`next_retry`](Self::next_retry)); each is granted and completed, or parked again with a
+    /// longer pause. Returns when the next one is due. Harmless at any time, and from any
+    /// thread.
+    pub fn retry_parked(&self) -> Option<Instant> {
+        self.active
+            .iter()
+            .filter_map(QueueHandle::retry_parked)
+            .min()
+    }
+
+    /// Requests parked now (SETLKW waiting for a lock), over all queues.
+    pub fn parked(&self) -> usize {
+        self.queues.iter().map(|q| q.parked_now()).sum()
+    }
+
     /// A handle on active queue `index`, for a VMM that processes queues on threads of its own
     /// (the handle's [`process`](QueueHandle::process) is what
     /// [`process_queue`](Self::process_queue) calls); `None` if the queue is not active.
@@ -433,6 +482,7 @@ where
                     index,
                     Arc::clone(&self.server),
                     Arc::clone(&self.stats),
+                    &self.hub,
                     workers,
                     usize::from(self.config.queue_size()),
                     self.config.poll(),

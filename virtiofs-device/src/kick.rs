@@ -4,7 +4,8 @@
 //! waits for it only briefly ([`STOP_WAIT`]): one still inside a request is left to finish
 //! it (its completion is discarded, its queue stopped) and then ends on its own. A kick thread
 //! that polls its drained ring (a poll window, `DeviceConfigBuilder::poll_us`) stops polling
-//! as soon as a reset stops its queue, well within that wait.
+//! as soon as a reset stops its queue, well within that wait. A kick thread also drives its
+//! queue's parked requests ([`crate::park`]): its wait ends when the next one is due.
 
 use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -130,7 +131,14 @@ where
         self.handle.process();
         let mut events = [EpollEvent::default(); 2];
         loop {
-            let n = match self.epoll.wait(-1, &mut events) {
+            // Parked requests (a SETLKW waiting for a lock) are tried again when due: the
+            // wait ends then (an inline device has no retry thread of its own).
+            let timeout = self.handle.next_retry().map_or(-1, |at| {
+                let left = at.saturating_duration_since(Instant::now());
+                // Rounded up: waking before it is due would spin.
+                i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+            });
+            let n = match self.epoll.wait(timeout, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -150,6 +158,13 @@ where
                         self.handle.process();
                     }
                 }
+            }
+            if self
+                .handle
+                .next_retry()
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.handle.retry_parked();
             }
         }
     }

@@ -16,13 +16,22 @@
 //!
 //! A kick takes chains off the ring (with every index checked: a queue whose indices are
 //! impossible is broken until reset) and serves them on the kicking thread, except requests that
-//! may block (FSYNC, SETLKW, FLUSH, ...) and the excess of a burst, which go to the queue's pool
+//! may block (FSYNC, FLUSH, ...) and the excess of a burst, which go to the queue's pool
 //! of workers; requests complete out of order, the completions of a batch share one interrupt,
 //! and a watchdog hands the ring to the pool while the kicking thread is stuck in one request.
 //! Neither a reset nor a vhost-user message (GET_VRING_BASE, SET_VRING_CALL, SET_MEM_TABLE, a
 //! disconnect) ever waits for a slow request, and a request that completes after its queue was
 //! stopped is discarded. With [`DeviceConfigBuilder::inline`] there is no pool and
-//! `process_queue` serves everything on the caller's thread. A vhost-user memory table whose regions
+//! `process_queue` serves everything on the caller's thread.
+//!
+//! A SETLKW whose lock is held waits on no thread: the backend tries it once, and the device
+//! *parks* the chain (its head stays with the device, nothing goes on the used ring) and serves
+//! it again when a request that may free a lock completes on any queue, and on a per-request
+//! backoff timer (1 ms doubling to 200 ms) for locks held outside the guest. A device with pools
+//! runs the timer on a retry thread per queue (and the kick threads wait no longer than it);
+//! a VMM driving an inline device arms its own timer for [`VirtioFs::next_retry`] and calls
+//! [`VirtioFs::retry_parked`] when it fires. A reset drops parked requests; a queue never has
+//! more than its size of them ([`Stats::parked`] counts them). A vhost-user memory table whose regions
 //! run past the end of their backing file is refused (touching it would be SIGBUS).
 //!
 //! # Embedding on macOS
@@ -80,6 +89,7 @@ mod device;
 mod error;
 #[cfg(target_os = "linux")]
 mod kick;
+mod park;
 mod queue;
 #[cfg(all(feature = "vhost-user", target_os = "linux"))]
 #[cfg_attr(docsrs, doc(cfg(all(feature = "vhost-user", target_os = "linux"))))]

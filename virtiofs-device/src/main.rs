@@ -458,9 +458,11 @@ fn serve_fuse<F: FileSystem>(
         },
     );
     info!("serving through /dev/fuse");
-    dev_fuse::serve_channels(channels, |r, w| {
-        if let Err(e) = server.handle_message(r, w) {
+    dev_fuse::serve_channels(channels, |r, w| match server.handle_message(r, w) {
+        Ok(completion) => completion == fuse_server::Completion::Pending,
+        Err(e) => {
             log::debug!("request not answered: {e:?}");
+            false
         }
     })
     .context("/dev/fuse")?;

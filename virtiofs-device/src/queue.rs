@@ -15,8 +15,9 @@
 //! ring; the worker walks the chain again):
 //!
 //! - requests that may block, known from the opcode the transport copied while walking the
-//!   chain ([`ChainReader::request_head`], no second guest read): FSYNC, FSYNCDIR, SETLKW,
-//!   FLUSH, COPY_FILE_RANGE, FALLOCATE and SYNCFS ([`may_block`]);
+//!   chain ([`ChainReader::request_head`], no second guest read): FSYNC, FSYNCDIR, FLUSH,
+//!   COPY_FILE_RANGE, FALLOCATE and SYNCFS ([`may_block`]). Not SETLKW: the backend tries it
+//!   once, and one whose lock is held is *parked* ([`crate::park`]), not waited for;
 //! - the rest of a batch that has kept the serving thread busy for more than [`INLINE_BUDGET`]
 //!   (200 µs, about two thread wake-ups here; a batch is what the thread takes until it finds
 //!   the ring empty), in ring order. A request at a time, or a batch of quick ones, is served
@@ -93,10 +94,11 @@ use log::debug;
 use virtio_queue::{Queue, QueueT};
 use virtiofs_transport::{
     ChainBuffers, ChainReader, ChainRequest, ChainWriter, CheckedCompletion, DescTable, Pop,
-    QueueStats, RingState, add_used, drop_malformed, serve_request,
+    QueueStats, RingState, add_used, drop_malformed, serve_request_or_pend,
 };
 use vm_memory::{Address, Bytes, GuestAddress, GuestAddressSpace, GuestMemory};
 
+use crate::park::{Hub, Parked, ParkedSet, Timer, Wake};
 use crate::watch::Watch;
 
 /// The largest message accepted on the hiprio queue: a BATCH_FORGET of ~4000 entries.
@@ -138,8 +140,13 @@ pub struct Stats {
     /// completed: discarded, never put on a ring.
     pub discarded: AtomicU64,
     /// Requests handed to a queue's pool rather than served by the thread that took them off
-    /// the ring: those that may block (FSYNC, SETLKW, ...) and the excess of a backlog.
+    /// the ring: those that may block (FSYNC, FLUSH, ...) and the excess of a backlog.
     pub pooled: AtomicU64,
+    /// Requests parked: a SETLKW whose lock was held, kept (its head owned by the device)
+    /// and served again later (counted once per request).
+    pub parked: AtomicU64,
+    /// Attempts at parked requests that found the lock still held.
+    pub reparked: AtomicU64,
 }
 
 impl Stats {
@@ -178,7 +185,6 @@ pub(crate) fn may_block(head: Option<InHeaderPrefix>) -> bool {
         opcode,
         Opcode::Fsync
             | Opcode::Fsyncdir
-            | Opcode::Setlkw
             | Opcode::Flush
             | Opcode::CopyFileRange
             | Opcode::Fallocate
@@ -236,9 +242,16 @@ struct Control<A, R> {
 }
 
 /// What the serving thread does with the head it took off the ring.
+// A value on the serving thread's stack for one head at a time, never stored or moved in bulk:
+// boxing the large variant would allocate per request.
+#[allow(clippy::large_enum_variant)]
 enum Take<'b, M: GuestMemory> {
     /// Serve it on this thread (the chain as walked, or why it could not be).
-    Inline(u16, Result<ChainRequest<'b, M>, virtiofs_transport::Error>),
+    Inline(
+        u16,
+        DescTable,
+        Result<ChainRequest<'b, M>, virtiofs_transport::Error>,
+    ),
     /// It went to the pool.
     Pooled,
     /// The ring is empty and this thread polls it (see [`QueueCore::poll`]): notifications are
@@ -279,6 +292,42 @@ struct Done {
     stats: QueueStats,
 }
 
+/// What became of one request served: done (a completion for the used ring) or pending (to
+/// park), and the node whose parked requests to wake (a request that may have freed a lock).
+struct Served {
+    head: u16,
+    /// `None`: pending (nothing written; the head stays with the device).
+    completion: Option<CheckedCompletion>,
+    stats: QueueStats,
+    nodeid: Option<u64>,
+    frees_locks: bool,
+}
+
+impl Served {
+    fn done(&self) -> Option<Done> {
+        self.completion.map(|completion| Done {
+            head: self.head,
+            completion,
+            stats: self.stats,
+        })
+    }
+}
+
+/// Whether a completed request of `opcode` may have freed a lock someone waits for.
+fn frees_locks(opcode: Option<Opcode>) -> bool {
+    matches!(
+        opcode,
+        Some(
+            Opcode::Setlk
+                | Opcode::Setlkw
+                | Opcode::Flush
+                | Opcode::Release
+                | Opcode::Releasedir
+                | Opcode::Forget
+        )
+    )
+}
+
 /// One queue: its role, its control state, the sending end of its pool's channel and the
 /// watchdog's state.
 pub(crate) struct QueueCore<F, A, R> {
@@ -295,6 +344,12 @@ pub(crate) struct QueueCore<F, A, R> {
     /// `None` for a queue without a pool: everything is served by whoever kicks.
     pool: Option<SyncSender<Job<A, R>>>,
     watch: Arc<Watch>,
+    /// Requests waiting for a lock ([`crate::park`]).
+    parked: Mutex<ParkedSet>,
+    /// The retry thread's alarm (queues with a pool; the others are driven by their callers).
+    timer: Option<Arc<Timer>>,
+    /// The device's queues, for wake-ups across them.
+    hub: Arc<Hub>,
 }
 
 impl<F, A, R> QueueCore<F, A, R>
@@ -315,6 +370,7 @@ where
         index: usize,
         server: Arc<Server<F>>,
         stats: Arc<Stats>,
+        hub: &Arc<Hub>,
         workers: usize,
         depth: usize,
         poll: Duration,
@@ -346,7 +402,12 @@ where
             },
             pool,
             watch: Arc::new(Watch::default()),
+            parked: Mutex::new(ParkedSet::with_capacity(depth)),
+            timer: (workers > 0).then(|| Arc::new(Timer::default())),
+            hub: Arc::clone(hub),
         });
+        let weak: Weak<dyn Wake> = Arc::downgrade(&core) as Weak<dyn Wake>;
+        hub.register(weak);
         let Some(rx) = rx else {
             return Ok(core);
         };
@@ -369,11 +430,95 @@ where
                     }
                 });
             })?;
+        if let Some(timer) = &core.timer {
+            let weak = Arc::downgrade(&core);
+            let timer = Arc::clone(timer);
+            thread::Builder::new()
+                .name(format!("virtiofs-q{index}.retry"))
+                .spawn(move || {
+                    timer.run(|| {
+                        let core = weak.upgrade()?;
+                        with_serving(|chains| core.retry_parked(chains))
+                    });
+                })?;
+        }
         Ok(core)
     }
 
     fn control(&self) -> MutexGuard<'_, Control<A, R>> {
         self.control.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn parked(&self) -> MutexGuard<'_, ParkedSet> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Keeps a pending request's head (see [`crate::park`]); its retry is due after the first
+    /// pause.
+    fn park(&self, p: Parked) {
+        let due = p.due;
+        self.parked().park(p);
+        if let Some(timer) = &self.timer {
+            timer.arm(due);
+        }
+    }
+
+    /// When a parked request is next due, if any is parked.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        self.parked().next_due()
+    }
+
+    /// [`retry_parked`](Self::retry_parked) with this thread's buffers.
+    pub(crate) fn retry_parked_here(&self) -> Option<Instant> {
+        with_serving(|chains| self.retry_parked(chains))
+    }
+
+    /// Requests parked now.
+    pub(crate) fn parked_now(&self) -> usize {
+        self.parked().len()
+    }
+
+    /// Serves the parked requests that are due (or woken) again, on this thread: each is
+    /// granted (completed), or parked again with a longer pause, or dropped if the queue
+    /// restarted since it was parked. Returns when the next one is due.
+    pub(crate) fn retry_parked(&self, chains: &mut ChainBuffers) -> Option<Instant> {
+        let now = Instant::now();
+        loop {
+            // Taken out before it is served: no other thread can serve it twice.
+            let Some(p) = self.parked().take_due(now) else {
+                break;
+            };
+            self.retry_one(p, chains);
+        }
+        self.next_retry()
+    }
+
+    fn retry_one(&self, p: Parked, chains: &mut ChainBuffers) {
+        let current = {
+            let control = self.control();
+            if control.generation == p.generation {
+                control.current.clone()
+            } else {
+                None
+            }
+        };
+        let Some((ring, mem)) = current else {
+            Stats::add(&self.stats.discarded, 1);
+            return;
+        };
+        let guard = mem.memory();
+        let m: &A::M = &guard;
+        let served = self.serve_one(p.head, chains.parse(m, p.table, p.head));
+        match served.done() {
+            None => {
+                Stats::add(&self.stats.reparked, 1);
+                self.park(p.again(Instant::now()));
+            }
+            Some(d) => {
+                let mut unsignaled = 0;
+                self.complete(&ring, m, p.generation, d, &mut unsignaled, false);
+            }
+        }
     }
 
     /// Stops the queue: every request in flight is discarded when it completes, a thread still
@@ -387,6 +532,9 @@ where
         control.ring.set_indirect(indirect);
         control.starved = false;
         control.current = None;
+        // Parked requests belong to the old generation: dropped, never answered.
+        let dropped = self.parked().clear();
+        Stats::add(&self.stats.discarded, dropped as u64);
     }
 
     /// The ring of the last kick, if any (the vhost-user backend stops it at a disconnect).
@@ -524,13 +672,19 @@ where
                     }
                 }
                 Take::Pooled => Stats::add(&self.stats.pooled, 1),
-                Take::Inline(head, request) => {
+                Take::Inline(head, table, request) => {
                     let started = Instant::now();
                     self.watch.inline_begins();
-                    let d = self.serve_one(head, request);
+                    let served = self.serve_one(head, request);
                     self.watch.inline_ends();
                     pass.busy = pass.busy.saturating_add(started.elapsed());
-                    done = Some(d);
+                    done = served.done();
+                    if done.is_none() {
+                        let generation = generation.unwrap_or_default();
+                        Stats::add(&self.stats.parked, 1);
+                        self.park(Parked::new(head, table, generation, served.nodeid, started));
+                    }
+                    self.wake_after(&served, chains);
                 }
             }
         }
@@ -614,7 +768,7 @@ where
         pass.took = true;
         let table = control.ring.table(queue);
         let Some(pool) = &self.pool else {
-            return Take::Inline(head, chains.parse(m, table, head));
+            return Take::Inline(head, table, chains.parse(m, table, head));
         };
         // The backlog rule, then the opcode the transport copied while walking the chain.
         pass.offloading = pass.offloading || pass.busy > INLINE_BUDGET;
@@ -626,7 +780,7 @@ where
                     .as_mut()
                     .is_ok_and(|r| may_block(r.reader().request_head()));
             if !blocks {
-                return Take::Inline(head, request);
+                return Take::Inline(head, table, request);
             }
         }
         let job = Job {
@@ -653,34 +807,55 @@ where
         &self,
         head: u16,
         request: Result<ChainRequest<'_, A::M>, virtiofs_transport::Error>,
-    ) -> Done {
+    ) -> Served {
         let mut stats = QueueStats::default();
         let mut refused = 0u64;
+        let mut nodeid = None;
+        let mut opcode = None;
         let role = self.role;
         let server = &*self.server;
         let completion = match request {
-            Ok(request) => serve_request(
+            Ok(request) => serve_request_or_pend(
                 request,
                 &mut |reader: &mut ChainReader<'_, A::M>, writer: &mut ChainWriter<'_, A::M>| {
+                    nodeid = reader.request_nodeid();
+                    opcode = reader
+                        .request_head()
+                        .and_then(|h| Opcode::try_from(h.opcode.get()).ok());
                     let answered = match role {
-                        QueueRole::Request => server.handle_message(reader, writer).map(|_| ()),
-                        QueueRole::Hiprio => serve_hiprio(server, reader, writer),
+                        QueueRole::Request => server.handle_message(reader, writer),
+                        QueueRole::Hiprio => serve_hiprio(server, reader, writer)
+                            .map(|()| fuse_server::Completion::NoReply),
                     };
-                    if let Err(e) = answered {
-                        debug!("{role:?} queue: request not answered: {e:?}");
-                        refused += 1;
+                    match answered {
+                        Ok(completion) => completion == fuse_server::Completion::Pending,
+                        Err(e) => {
+                            debug!("{role:?} queue: request not answered: {e:?}");
+                            refused += 1;
+                            false
+                        }
                     }
                 },
                 &mut stats,
             ),
-            Err(e) => drop_malformed(head, &e, &mut stats),
+            Err(e) => Some(drop_malformed(head, &e, &mut stats)),
         };
         Stats::add(&self.stats.dropped, refused + stats.bad_replies);
         Stats::add(&self.stats.malformed, stats.malformed);
-        Done {
+        Served {
             head,
+            frees_locks: completion.is_some() && frees_locks(opcode),
             completion,
             stats,
+            nodeid,
+        }
+    }
+
+    /// After `served` completed: wakes the parked requests of its node on every queue of the
+    /// device if it may have freed a lock.
+    fn wake_after(&self, served: &Served, chains: &mut ChainBuffers) {
+        if let (true, Some(nodeid)) = (served.frees_locks, served.nodeid) {
+            self.hub.wake(nodeid, chains);
         }
     }
 
@@ -716,21 +891,53 @@ where
         }
         let guard = job.mem.memory();
         let mem: &A::M = &guard;
-        let d = self.serve_one(job.head, chains.parse(mem, job.table, job.head));
+        let served = self.serve_one(job.head, chains.parse(mem, job.table, job.head));
         let next = next();
-        let more = next
-            .as_ref()
-            .is_some_and(|n| n.generation == job.generation);
-        let (used, signaled) = job.ring.with_queue(|queue| {
+        match served.done() {
+            None => {
+                Stats::add(&self.stats.parked, 1);
+                self.park(Parked::new(
+                    job.head,
+                    job.table,
+                    job.generation,
+                    served.nodeid,
+                    Instant::now(),
+                ));
+            }
+            Some(d) => {
+                let more = next
+                    .as_ref()
+                    .is_some_and(|n| n.generation == job.generation);
+                self.complete(&job.ring, mem, job.generation, d, unsignaled, more);
+            }
+        }
+        self.wake_after(&served, chains);
+        self.redispatch(chains);
+        next
+    }
+
+    /// Puts a completion of generation `generation` on `ring` (discarded if the queue was
+    /// stopped since); asks the driver about an interrupt unless `more` completions follow and
+    /// fewer than [`SIGNAL_BATCH`] are unsignaled.
+    fn complete(
+        &self,
+        ring: &R,
+        mem: &A::M,
+        generation: u64,
+        d: Done,
+        unsignaled: &mut u32,
+        more: bool,
+    ) {
+        let (used, signaled) = ring.with_queue(|queue| {
             let mut control = self.control();
             // A queue stopped meanwhile (GET_VRING_BASE, reset, disconnect) never sees it.
-            if control.generation != job.generation || !queue.ready() {
+            if control.generation != generation || !queue.ready() {
                 return ((false, false), false);
             }
             if control.ring.is_broken(queue) {
                 return ((true, false), false);
             }
-            let signal = add_used(queue, mem, job.head, d.completion).and_then(|()| {
+            let signal = add_used(queue, mem, d.head, d.completion).and_then(|()| {
                 *unsignaled += 1;
                 if more && *unsignaled < SIGNAL_BATCH {
                     return Ok(false);
@@ -756,8 +963,25 @@ where
         } else {
             Stats::add(&self.stats.discarded, 1);
         }
-        self.redispatch(chains);
-        next
+    }
+}
+
+impl<F, A, R> Wake for QueueCore<F, A, R>
+where
+    F: FileSystem + 'static,
+    A: GuestAddressSpace + Clone + Send + 'static,
+    R: Ring,
+{
+    fn wake(&self, nodeid: u64, chains: &mut ChainBuffers) {
+        if !self.parked().wake(nodeid, Instant::now()) {
+            return;
+        }
+        match &self.timer {
+            Some(timer) => timer.arm(Instant::now()),
+            None => {
+                self.retry_parked(chains);
+            }
+        }
     }
 }
 
@@ -773,6 +997,9 @@ impl<F, A, R> std::fmt::Debug for QueueCore<F, A, R> {
 impl<F, A, R> Drop for QueueCore<F, A, R> {
     fn drop(&mut self) {
         self.watch.stop();
+        if let Some(timer) = &self.timer {
+            timer.stop();
+        }
     }
 }
 

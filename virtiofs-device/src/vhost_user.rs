@@ -279,6 +279,7 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
     pub fn new(config: DeviceConfig, fs: F, negotiation: NegotiationConfig) -> VhostUserFs<F> {
         let server = Arc::new(Server::new(fs, config.server_config(negotiation)));
         let stats = Arc::new(Stats::default());
+        let hub = Arc::new(crate::park::Hub::default());
         let queues = (0..config.num_queues())
             .filter_map(|index| {
                 let workers = if index == 0 {
@@ -290,6 +291,7 @@ impl<F: FileSystem + 'static> VhostUserFs<F> {
                     index,
                     Arc::clone(&server),
                     Arc::clone(&stats),
+                    &hub,
                     workers,
                     usize::from(config.queue_size()),
                     config.poll(),

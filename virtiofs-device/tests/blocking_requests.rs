@@ -1,9 +1,8 @@
 //! Requests that may block go to the queue's pool, everything else is served by the thread that
 //! takes heads off the ring: through the in-process device, its kick threads and the real
-//! server with `PassthroughFs`, a SETLKW that waits for a lock held by another owner does not
-//! hold up a GETATTR on the same queue, even with a pool of one worker (the old dispatch-only
-//! path made the GETATTR wait behind it); and the completions of one batch share one
-//! interrupt.
+//! server with `PassthroughFs`, a SETLKW that waits for a lock held by another owner (parked,
+//! see `tests/parked_locks.rs`) does not hold up a GETATTR on the same queue, even with a pool
+//! of one worker; and the completions of one batch share one interrupt.
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
@@ -62,13 +61,7 @@ impl Guest {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let fs = PassthroughFs::new(
-            Config::builder(dir.path())
-                .lock_wait(TIMEOUT)
-                .build()
-                .unwrap(),
-        )
-        .unwrap();
+        let fs = PassthroughFs::new(Config::builder(dir.path()).build().unwrap()).unwrap();
         let mut config = DeviceConfig::builder("blocking").queue_size(QUEUE_SIZE);
         config = match workers {
             Some(n) => config.workers_per_queue(n),
@@ -276,7 +269,7 @@ fn a_waiting_setlkw_does_not_hold_up_a_getattr_on_its_queue() {
     assert_eq!(err, 0, "unlock of owner 1");
     g.wait(setlkw);
     assert_eq!(g.reply(setlkw, setlkw_unique).0, 0, "SETLKW granted");
-    assert!(g.device.stats().pooled.load(Ordering::Relaxed) >= 1);
+    assert!(g.device.stats().parked.load(Ordering::Relaxed) >= 1);
 }
 
 #[test]

@@ -103,6 +103,7 @@ fn stat_root_through(server: &Server<TestFs>, forced: InitFlags) -> Result<(), i
     let mount = FuseMount::mount(dir.path(), &options, ChannelConfig::default()).unwrap();
     let handler = |r: &mut MemReader<'_>, w: &mut MemWriter<'_>| {
         force_init_flags(server, forced, r, w);
+        false
     };
     std::thread::scope(|s| {
         let served = s.spawn(|| serve(&mount, 1, handler));

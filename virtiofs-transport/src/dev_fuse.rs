@@ -5,8 +5,9 @@
 //! # use virtiofs_transport::dev_fuse::{FuseMount, MountOptions, ChannelConfig, serve};
 //! let options = MountOptions { allow_other: true, ..MountOptions::default() };
 //! let mount = FuseMount::mount(Path::new("/mnt/x"), &options, ChannelConfig::default())?;
-//! // `handle` calls the server: `server.handle_message(reader, writer)`.
-//! serve(&mount, 4, |reader, writer| { /* ... */ })?;
+//! // `handle` calls the server, `server.handle_message(reader, writer)`, and returns whether
+//! // it left the request pending (`Completion::Pending`).
+//! serve(&mount, 4, |reader, writer| { /* ... */ false })?;
 //! # Ok::<(), virtiofs_transport::Error>(())
 //! ```
 //!
@@ -26,9 +27,12 @@ use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use fuse_abi::Opcode;
 use fuse_server::Completion;
 use fuse_server::Writer as _;
 use fuse_server::mem::{MemReader, MemWriter};
@@ -266,20 +270,57 @@ impl Drop for FuseMount {
     }
 }
 
+/// Opened non-blocking: a channel with parked requests waits in `poll(2)` for a request *or*
+/// its next retry, and a read that another channel won answers EAGAIN instead of waiting.
 fn open_dev() -> Result<File> {
     File::options()
         .read(true)
         .write(true)
+        .custom_flags(libc::O_NONBLOCK)
         .open("/dev/fuse")
         .map_err(Error::OpenDevice)
 }
 
-/// One reader of a mount's requests: a descriptor and the buffers it reuses.
+/// Requests a channel keeps pending at most (a SETLKW whose lock is held); past it, a
+/// sleeping lock request that cannot be granted now is answered ENOLCK.
+pub const MAX_PARKED: usize = 256;
+/// The first pause before a pending request is tried again, doubled after each attempt...
+const FIRST_DELAY: Duration = Duration::from_millis(1);
+/// ... up to this.
+const MAX_DELAY: Duration = Duration::from_millis(200);
+
+/// A pending request: a copy of its bytes, and when to try it again.
+#[derive(Debug)]
+struct Parked {
+    request: Vec<u8>,
+    delay: Duration,
+    due: Instant,
+}
+
+/// One reader of a mount's requests: a descriptor and the buffers it reuses, and the requests
+/// it keeps pending.
+///
+/// A request the server leaves pending ([`Completion::Pending`]: a SETLKW whose lock is held)
+/// is copied aside and served again — at once after this channel served a request that may
+/// free a lock (SETLK, SETLKW, FLUSH, RELEASE, RELEASEDIR, FORGET), and otherwise after a
+/// pause of 1 ms doubled per attempt up to 200 ms (locks freed through another channel, or by
+/// a host process) — while the channel goes on serving other requests. The kernel cannot
+/// interrupt it: the server answers FUSE_INTERRUPT ENOSYS, so the kernel sends none (a
+/// signalled waiter is woken by the grant, as with a local lock that only SIGKILL ends).
 #[derive(Debug)]
 pub struct FuseChannel {
     fd: File,
     request: Vec<u8>,
     reply: Vec<u8>,
+    parked: Vec<Parked>,
+}
+
+/// What one read of the device found.
+enum Received {
+    Request(usize),
+    Unmounted,
+    /// Nothing before the deadline.
+    Timeout,
 }
 
 impl FuseChannel {
@@ -288,90 +329,247 @@ impl FuseChannel {
             fd,
             request: vec![0; config.request_buffer()],
             reply: vec![0; config.reply_buffer()],
+            parked: Vec::new(),
         }
     }
 
     /// Reads the next request into the channel's buffer: `Ok(Some(len))`, or `Ok(None)` once
-    /// the filesystem is unmounted (ENODEV). EINTR and EAGAIN are retried.
+    /// the filesystem is unmounted (ENODEV). EINTR and EAGAIN are retried (waiting in
+    /// `poll(2)` for the next request).
     ///
     /// # Errors
     ///
     /// [`Error::ReadRequest`] for any other error.
     pub fn receive(&mut self) -> Result<Option<usize>> {
+        match self.receive_until(None)? {
+            Received::Request(n) => Ok(Some(n)),
+            Received::Unmounted | Received::Timeout => Ok(None),
+        }
+    }
+
+    /// [`receive`](Self::receive), waiting no later than `deadline`.
+    fn receive_until(&mut self, deadline: Option<Instant>) -> Result<Received> {
         loop {
             match self.fd.read(&mut self.request) {
-                Ok(n) => return Ok(Some(n)),
+                Ok(n) => return Ok(Received::Request(n)),
                 Err(e) => match e.raw_os_error() {
-                    Some(libc::EINTR | libc::EAGAIN) => {}
-                    Some(libc::ENODEV) => return Ok(None),
+                    Some(libc::EINTR) => {}
+                    Some(libc::EAGAIN) => {
+                        if !self.wait_readable(deadline)? {
+                            return Ok(Received::Timeout);
+                        }
+                    }
+                    Some(libc::ENODEV) => return Ok(Received::Unmounted),
                     _ => return Err(Error::ReadRequest(e)),
                 },
             }
         }
     }
 
+    /// Waits until the device is readable (`true`) or `deadline` passes (`false`).
+    fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let timeout = match deadline {
+            None => PollTimeout::NONE,
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                // Rounded up to whole milliseconds: waking early would spin.
+                let ms = left.as_micros().div_ceil(1000);
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) => Ok(false),
+            Ok(_) => Ok(true),
+            Err(nix::errno::Errno::EINTR) => Ok(true),
+            Err(e) => Err(Error::ReadRequest(io::Error::from(e))),
+        }
+    }
+
+    /// Requests this channel keeps pending now.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
+    }
+
     /// Serves the request of `len` bytes last received: `handle` gets its reader and a writer
-    /// for the reply; the reply is checked (length, unique, errno) and written with one
-    /// `writev`. ENOENT on the write (interrupted request) is normal.
+    /// for the reply, and says whether the server left the request pending
+    /// ([`Completion::Pending`]); the reply is checked (length, unique, errno) and written with
+    /// one `writev`. ENOENT on the write (interrupted request) is normal. A pending request is
+    /// kept and served again later (see [`FuseChannel`]), and `Ok(None)` comes back.
     ///
     /// # Errors
     ///
     /// A reply that breaks a rule (nothing is written), or [`Error::WriteReply`].
-    pub fn reply<H>(&mut self, len: usize, handle: H) -> Result<CheckedCompletion>
+    pub fn reply<H>(&mut self, len: usize, handle: H) -> Result<Option<CheckedCompletion>>
     where
-        H: FnOnce(&mut MemReader<'_>, &mut MemWriter<'_>),
+        H: FnOnce(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool,
     {
         let request = self.request.get(..len).unwrap_or(&self.request);
-        let head = request.first_chunk::<16>().copied().map(reply::decode_head);
-        let mut reader = MemReader::new(request);
-        let mut writer = MemWriter::new(&mut self.reply);
-        handle(&mut reader, &mut writer);
-        let written = writer.bytes_written();
-        let out = self.reply.first_chunk::<16>().copied();
-        let checked = reply::check(head, written, out)?;
-        if let Completion::Replied { len: used } = checked.completion() {
-            let bytes = self.reply.get(..used).unwrap_or_default();
-            match (&self.fd).write_vectored(&[IoSlice::new(bytes)]) {
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                Err(e) => return Err(Error::WriteReply(e)),
+        match answer(&self.fd, request, &mut self.reply, handle)? {
+            Some(checked) => Ok(Some(checked)),
+            None => {
+                if self.parked.len() >= MAX_PARKED {
+                    let unique = request
+                        .get(8..16)
+                        .map_or(0, |u| u64::from_le_bytes(u.try_into().unwrap_or_default()));
+                    fuse_server::guest_warn!(
+                        "/dev/fuse: {MAX_PARKED} requests pending already: ENOLCK"
+                    );
+                    send_error(&self.fd, unique, fuse_abi::Errno::ENOLCK)?;
+                    return Ok(None);
+                }
+                let now = Instant::now();
+                self.parked.push(Parked {
+                    request: request.to_vec(),
+                    delay: FIRST_DELAY,
+                    due: now + FIRST_DELAY,
+                });
+                Ok(None)
             }
         }
-        Ok(checked)
+    }
+
+    /// Serves the pending requests that are due again (all of them if `all`): each is
+    /// answered, or kept with a doubled pause.
+    fn retry_parked<H>(&mut self, handle: &H, all: bool) -> Result<()>
+    where
+        H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool + ?Sized,
+    {
+        let now = Instant::now();
+        let mut i = 0;
+        while let Some(p) = self.parked.get_mut(i) {
+            if !all && p.due > now {
+                i += 1;
+                continue;
+            }
+            match answer(&self.fd, &p.request, &mut self.reply, |r, w| handle(r, w)) {
+                Ok(None) => {
+                    p.delay = p.delay.saturating_mul(2).min(MAX_DELAY);
+                    p.due = Instant::now() + p.delay;
+                    i += 1;
+                }
+                Ok(Some(_)) => {
+                    self.parked.swap_remove(i);
+                }
+                Err(Error::WriteReply(e)) => return Err(Error::WriteReply(e)),
+                Err(e) => {
+                    fuse_server::guest_warn!("/dev/fuse: reply refused: {e}");
+                    self.parked.swap_remove(i);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Serves requests until the filesystem is unmounted. A reply the check refuses is logged
-    /// and dropped (the request stays pending in the kernel until unmount).
+    /// and dropped (the request stays pending in the kernel until unmount). Pending requests
+    /// are served again as [`FuseChannel`] says.
     ///
     /// # Errors
     ///
     /// Read or write errors other than the normal ones.
     pub fn run<H>(&mut self, handle: &H) -> Result<()>
     where
-        H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + ?Sized,
+        H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool + ?Sized,
     {
-        while let Some(len) = self.receive()? {
+        loop {
+            let deadline = self.parked.iter().map(|p| p.due).min();
+            let len = match self.receive_until(deadline)? {
+                Received::Request(len) => len,
+                Received::Unmounted => return Ok(()),
+                Received::Timeout => {
+                    self.retry_parked(handle, false)?;
+                    continue;
+                }
+            };
+            let frees = self
+                .request
+                .get(4..8)
+                .and_then(|op| Opcode::try_from(u32::from_le_bytes(op.try_into().ok()?)).ok())
+                .is_some_and(frees_locks);
             match self.reply(len, |r, w| handle(r, w)) {
                 Ok(_) => {}
                 Err(Error::WriteReply(e)) => return Err(Error::WriteReply(e)),
                 Err(e) => fuse_server::guest_warn!("/dev/fuse: reply refused: {e}"),
             }
+            if !self.parked.is_empty() {
+                self.retry_parked(handle, frees)?;
+            }
         }
-        Ok(())
     }
+}
+
+/// Whether a request of `op` may free a lock a pending request waits for.
+fn frees_locks(op: Opcode) -> bool {
+    matches!(
+        op,
+        Opcode::Setlk
+            | Opcode::Setlkw
+            | Opcode::Flush
+            | Opcode::Release
+            | Opcode::Releasedir
+            | Opcode::Forget
+    )
+}
+
+/// Lets `handle` answer `request` into `reply` and writes the checked reply to `fd`; `None`
+/// if the server left it pending (nothing written).
+fn answer<H>(
+    fd: &File,
+    request: &[u8],
+    reply: &mut [u8],
+    handle: H,
+) -> Result<Option<CheckedCompletion>>
+where
+    H: FnOnce(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool,
+{
+    let head = request.first_chunk::<16>().copied().map(reply::decode_head);
+    let mut reader = MemReader::new(request);
+    let mut writer = MemWriter::new(reply);
+    let pending = handle(&mut reader, &mut writer);
+    let written = writer.bytes_written();
+    if pending && written == 0 {
+        return Ok(None);
+    }
+    let out = reply.first_chunk::<16>().copied();
+    let checked = reply::check(head, written, out)?;
+    if let Completion::Replied { len: used } = checked.completion() {
+        let bytes = reply.get(..used).unwrap_or_default();
+        write_reply(fd, bytes)?;
+    }
+    Ok(Some(checked))
+}
+
+fn write_reply(mut fd: &File, bytes: &[u8]) -> Result<()> {
+    match fd.write_vectored(&[IoSlice::new(bytes)]) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        Err(e) => Err(Error::WriteReply(e)),
+    }
+}
+
+/// An error reply (the out header alone) to the request `unique`.
+fn send_error(fd: &File, unique: u64, errno: fuse_abi::Errno) -> Result<()> {
+    let mut out = [0u8; 16];
+    out[..4].copy_from_slice(&16u32.to_le_bytes());
+    out[4..8].copy_from_slice(&errno.to_wire().to_le_bytes());
+    out[8..].copy_from_slice(&unique.to_le_bytes());
+    write_reply(fd, &out)
 }
 
 /// Serves `mount` with `threads` threads (at least one), each on its own channel (the first
 /// on the mount's descriptor, the others cloned), until the filesystem is unmounted.
 ///
-/// `handle` calls the server for each request: `|r, w| { server.handle_message(r, w); }`.
+/// `handle` calls the server for each request and says whether it left it pending:
+/// `|r, w| matches!(server.handle_message(r, w), Ok(Completion::Pending))`.
 ///
 /// # Errors
 ///
 /// The first channel error, or [`Error::Thread`] if a thread could not start or panicked.
 pub fn serve<H>(mount: &FuseMount, threads: usize, handle: H) -> Result<()>
 where
-    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync,
+    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool + Sync,
 {
     serve_channels(mount.channels(threads)?, handle)
 }
@@ -384,7 +582,7 @@ where
 /// As [`serve`].
 pub fn serve_channels<H>(channels: Vec<FuseChannel>, handle: H) -> Result<()>
 where
-    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync,
+    H: Fn(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool + Sync,
 {
     let handle = &handle;
     std::thread::scope(|s| {

@@ -75,7 +75,8 @@ mod writer;
 pub use chain::{ChainBuffers, ChainRequest, DescTable};
 pub use error::{Error, Result};
 pub use queue::{
-    Pop, QueueStats, RingState, add_used, drop_malformed, process_queue, serve_chain, serve_request,
+    Pop, QueueStats, RingState, add_used, drop_malformed, process_queue, serve_chain,
+    serve_request, serve_request_or_pend,
 };
 pub use reader::ChainReader;
 pub use reply::CheckedCompletion;

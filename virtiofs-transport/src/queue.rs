@@ -229,6 +229,12 @@ pub fn add_used<Q: QueueT, M: GuestMemory>(
 /// On every return, notifications from the driver are enabled again (a broken queue never
 /// leaves `VRING_USED_F_NO_NOTIFY` set).
 ///
+/// This loop completes every chain it takes: it has no place to keep a pending request
+/// ([`Completion::Pending`](fuse_server::Completion::Pending), a SETLKW whose lock is held),
+/// which it would report as a missing reply. A device whose server may leave requests pending
+/// takes heads itself and serves them with [`serve_request_or_pend`], as `virtiofs-device`
+/// does.
+///
 /// # Errors
 ///
 /// Only failures of the queue itself (the queue is then broken) or of `notify`.
@@ -333,7 +339,7 @@ where
 /// checks the reply. A refused reply is logged (rate-limited), counted in `stats`, and completes
 /// without a reply.
 pub fn serve_request<M, H>(
-    mut request: ChainRequest<'_, M>,
+    request: ChainRequest<'_, M>,
     handle: &mut H,
     stats: &mut QueueStats,
 ) -> CheckedCompletion
@@ -341,10 +347,39 @@ where
     M: GuestMemory + ?Sized,
     H: FnMut(&mut ChainReader<'_, M>, &mut ChainWriter<'_, M>),
 {
+    serve_request_or_pend(
+        request,
+        &mut |r: &mut ChainReader<'_, M>, w: &mut ChainWriter<'_, M>| {
+            handle(r, w);
+            false
+        },
+        stats,
+    )
+    .unwrap_or(CheckedCompletion::NO_REPLY)
+}
+
+/// [`serve_request`] for a server that may leave a request pending
+/// ([`Completion::Pending`](fuse_server::Completion::Pending): a SETLKW whose lock is held).
+/// `handle` returns `true` when the request is pending: nothing was written, so the reply is
+/// not checked and `None` comes back; the caller keeps the chain's head (it must not put it on
+/// the used ring) and serves the chain again later, from the start (the chain is still in
+/// guest memory, unchanged as far as the device is concerned). Otherwise the reply is checked
+/// as by [`serve_request`].
+pub fn serve_request_or_pend<M, H>(
+    mut request: ChainRequest<'_, M>,
+    handle: &mut H,
+    stats: &mut QueueStats,
+) -> Option<CheckedCompletion>
+where
+    M: GuestMemory + ?Sized,
+    H: FnMut(&mut ChainReader<'_, M>, &mut ChainWriter<'_, M>) -> bool,
+{
     let head = request.head_index();
     let (reader, writer) = request.io();
-    handle(reader, writer);
-    match request.finish() {
+    if handle(reader, writer) && writer.bytes_written() == 0 {
+        return None;
+    }
+    Some(match request.finish() {
         Ok(c) => {
             stats.completed += 1;
             c
@@ -354,7 +389,7 @@ where
             stats.bad_replies += 1;
             CheckedCompletion::NO_REPLY
         }
-    }
+    })
 }
 
 /// What [`serve_chain`] reports for the chain at `head` that [`ChainBuffers::parse`] refused

@@ -24,6 +24,8 @@ pub struct ChainReader<'a, M: GuestMemory + ?Sized> {
     iov: &'a mut IoVecs<PtrGuard>,
     /// The first 16 bytes, copied when the chain was walked (`None`: shorter or unreadable).
     head: Option<InHeaderPrefix>,
+    /// The header's `nodeid` (bytes 16..24), copied with them.
+    nodeid: Option<u64>,
 }
 
 impl<M: GuestMemory + ?Sized> std::fmt::Debug for ChainReader<'_, M> {
@@ -41,8 +43,9 @@ impl<'a, M: GuestMemory + ?Sized> ChainReader<'a, M> {
             cur: Cursor::new(segs),
             iov,
             head: None,
+            nodeid: None,
         };
-        reader.head = reader.peek_head();
+        (reader.head, reader.nodeid) = reader.peek_head();
         reader
     }
 
@@ -55,18 +58,36 @@ impl<'a, M: GuestMemory + ?Sized> ChainReader<'a, M> {
         self.head
     }
 
-    /// Copies the first 16 bytes (`len`, `opcode`, `unique`) without consuming them, or `None`
-    /// if the request is shorter or unreadable.
-    fn peek_head(&self) -> Option<InHeaderPrefix> {
-        let mut head = [0u8; 16];
+    /// The header's `nodeid` as copied with [`request_head`](Self::request_head), or `None` if
+    /// the request is shorter than 24 bytes. A hint for the device (which parked requests a
+    /// completion may concern); the server reads its own copy.
+    pub fn request_nodeid(&self) -> Option<u64> {
+        self.nodeid
+    }
+
+    /// Copies the first 24 bytes (`len`, `opcode`, `unique`, `nodeid`) without consuming them:
+    /// the first 16 if there are that many, the node id if there are 24.
+    fn peek_head(&self) -> (Option<InHeaderPrefix>, Option<u64>) {
+        let mut head = [0u8; 24];
         let mut done = 0;
-        for (addr, len) in self.cur.pieces(16) {
-            self.mem
-                .read_slice(head.get_mut(done..done + len)?, addr)
-                .ok()?;
+        for (addr, len) in self.cur.pieces(24) {
+            let Some(dst) = head.get_mut(done..done + len) else {
+                break;
+            };
+            if self.mem.read_slice(dst, addr).is_err() {
+                break;
+            }
             done += len;
         }
-        (done == 16).then(|| decode_head(head))
+        let prefix = head
+            .first_chunk::<16>()
+            .filter(|_| done >= 16)
+            .map(|h| decode_head(*h));
+        let nodeid = head
+            .last_chunk::<8>()
+            .filter(|_| done == 24)
+            .map(|n| u64::from_le_bytes(*n));
+        (prefix, nodeid)
     }
 
     /// Bytes not yet consumed.

@@ -88,14 +88,22 @@ fn abort_connection(dir: &Path) {
 
 /// Runs `check` on the mounted directory with a watchdog.
 fn with_mount(threads: usize, options: MountOptions, check: impl FnOnce(&Path) + Send) {
-    with_mount_served(threads, options, &|r, w| handle(r, w), check);
+    with_mount_served(
+        threads,
+        options,
+        &|r, w| {
+            handle(r, w);
+            false
+        },
+        check,
+    );
 }
 
 /// [`with_mount`] with any request handler.
 fn with_mount_served(
     threads: usize,
     options: MountOptions,
-    handler: &(dyn Fn(&mut MemReader<'_>, &mut MemWriter<'_>) + Sync),
+    handler: &(dyn Fn(&mut MemReader<'_>, &mut MemWriter<'_>) -> bool + Sync),
     check: impl FnOnce(&Path) + Send,
 ) {
     let _ = std::process::Command::new("mount")
@@ -192,7 +200,10 @@ fn fuse_server_over_dev_fuse() {
         ..MountOptions::default()
     };
     let handler = |r: &mut MemReader<'_>, w: &mut MemWriter<'_>| {
-        let _ = server.handle_message(r, w);
+        matches!(
+            server.handle_message(r, w),
+            Ok(fuse_server::Completion::Pending)
+        )
     };
     with_mount_served(2, options, &handler, |dir| {
         assert!(std::fs::metadata(dir).unwrap().is_dir());
@@ -271,7 +282,11 @@ fn allow_other_never_lets_other_users_read_root_files() {
         allow_other: true,
         ..MountOptions::default()
     };
-    with_mount_served(1, options, &|r, w| secret_handler(r, w), |dir| {
+    let handler = |r: &mut MemReader<'_>, w: &mut MemWriter<'_>| {
+        secret_handler(r, w);
+        false
+    };
+    with_mount_served(1, options, &handler, |dir| {
         let secret = dir.join("secret");
         assert_eq!(
             std::fs::read(&secret).unwrap(),

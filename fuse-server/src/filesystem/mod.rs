@@ -394,8 +394,16 @@ pub trait FileSystem: Send + Sync {
     /// SETLK and SETLKW (`args.sleep`): takes or releases (type F_UNLCK) `args.lock` for
     /// `args.owner` through handle `args.fh`; `args.flock` for BSD flock(2) requests
     /// (FLOCK_LOCKS), where the lock belongs to the handle rather than the owner. EAGAIN when
-    /// a non-blocking request conflicts; EDEADLK for a deadlock. A blocking request must not
-    /// block a worker forever (the guest cannot interrupt it on virtio-fs).
+    /// a non-blocking request conflicts; EDEADLK for a deadlock.
+    ///
+    /// A sleeping request (SETLKW, `args.sleep`) should not block either: a backend answers
+    /// it **EAGAIN** when the lock is not free now, having changed nothing. The server then
+    /// writes no reply and returns [`Completion::Pending`](crate::Completion::Pending): the
+    /// transport keeps the request and calls again later (when a request that may free a lock
+    /// completes, and on a backoff timer), until the answer is something else. So EAGAIN to
+    /// a sleeping request means "ask again", never an error the guest sees; a backend that
+    /// blocks instead holds a worker for as long as the lock is held (the guest cannot
+    /// interrupt it on virtio-fs).
     fn setlk(&self, ctx: &Context, nodeid: NodeId, args: &LockArgs) -> FsResult<()> {
         Err(Errno::ENOSYS)
     }

@@ -74,6 +74,8 @@ pub(super) enum HandlerReply<'o> {
     },
     /// No reply at all (FORGET, BATCH_FORGET, NOTIFY_REPLY).
     None,
+    /// Not done: ask again later ([`Completion::Pending`](super::Completion::Pending)).
+    Pending,
 }
 
 /// Why a handler did not produce a [`HandlerReply`]: an errno for the guest, or an I/O failure of
@@ -206,6 +208,7 @@ impl<F: FileSystem> Server<F> {
             HandlerReply::Ok(body) => (0, body),
             HandlerReply::Written { error } => return finish(w, start, unique, error),
             HandlerReply::None => return Ok(Completion::NoReply),
+            HandlerReply::Pending => return Ok(Completion::Pending),
         };
         let needed = OUT_HEADER_LEN.saturating_add(body.len());
         let available = w.available();

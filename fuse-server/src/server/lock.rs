@@ -25,7 +25,8 @@ impl<F: FileSystem> Server<F> {
         Ok(HandlerReply::Ok(put(out.fixed, &lo)))
     }
 
-    /// SETLK and SETLKW (which may sleep); FUSE_LK_FLOCK marks a flock(2) request.
+    /// SETLK and SETLKW (which may sleep: EAGAIN from the backend makes it pending);
+    /// FUSE_LK_FLOCK marks a flock(2) request.
     pub(super) fn setlk<'o>(&self, a: &Args<'o>) -> FsResult<HandlerReply<'o>> {
         let (li, _): (LkIn, _) = self.arg(&a.req, a.args)?;
         let flock = LkFlags::from_bits_retain(li.lk_flags.get()).contains(LkFlags::FLOCK);
@@ -33,7 +34,11 @@ impl<F: FileSystem> Server<F> {
         let args = LockArgs::new(Handle(li.fh.get()), LockOwner(li.owner.get()), lock(&li.lk))
             .with_sleep(sleep)
             .with_flock(flock);
-        self.fs.setlk(&a.req.ctx, a.req.nodeid, &args)?;
-        Ok(HandlerReply::Ok(&[]))
+        match self.fs.setlk(&a.req.ctx, a.req.nodeid, &args) {
+            // A sleeping request whose lock is held: the transport asks again later.
+            Err(fuse_abi::Errno::EAGAIN) if sleep => Ok(HandlerReply::Pending),
+            Err(e) => Err(e),
+            Ok(()) => Ok(HandlerReply::Ok(&[])),
+        }
     }
 }

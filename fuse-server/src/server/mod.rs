@@ -26,6 +26,7 @@
 //! | FORGET, BATCH_FORGET | to the backend, **no reply** ([`Completion::NoReply`]) |
 //! | INTERRUPT | ENOSYS, header only (never sent on virtio-fs; on `/dev/fuse` the kernel then stops sending interrupts; requests are never interrupted) |
 //! | NOTIFY_REPLY | ignored, **no reply** (the server never sends NOTIFY_RETRIEVE) |
+//! | SETLKW the backend answers EAGAIN | **nothing written**, [`Completion::Pending`]: the transport keeps it and asks again |
 //! | CUSE_INIT | ENOSYS |
 //! | IOCTL with FUSE_IOCTL_UNRESTRICTED | ENOSYS (CUSE only) |
 //!
@@ -111,6 +112,12 @@ pub enum Completion {
     /// No reply was written: the request takes none (FORGET, BATCH_FORGET, NOTIFY_REPLY), or
     /// it is too short to name (no `unique`).
     NoReply,
+    /// Nothing was written and the request is not done: a SETLKW whose lock is held (the
+    /// backend answered EAGAIN to a sleeping request, see
+    /// [`FileSystem::setlk`]). The transport keeps the request (on
+    /// virtio-fs its chain stays owned by the device) and serves it again later, from the
+    /// start; it must not report a used length for it now.
+    Pending,
 }
 
 /// Why no reply could be produced. The transport decides what to do with the request (count

@@ -47,7 +47,7 @@ impl Sent {
                     assert_eq!(self.reply.len(), 16, "an error reply carries no payload");
                 }
             }
-            Ok(Completion::NoReply) => assert!(self.reply.is_empty()),
+            Ok(Completion::NoReply | Completion::Pending) => assert!(self.reply.is_empty()),
             Err(e) => panic!("no reply: {e}"),
         }
     }
@@ -596,4 +596,36 @@ fn readdir_stops_when_full() {
 fn server_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Server<TestFs>>();
+}
+
+/// A backend whose every lock is held by someone else.
+struct Busy;
+
+impl crate::FileSystem for Busy {
+    fn capabilities(&self) -> Capabilities {
+        all_capabilities()
+    }
+
+    fn setlk(
+        &self,
+        _ctx: &crate::Context,
+        _nodeid: crate::NodeId,
+        _args: &crate::LockArgs,
+    ) -> crate::FsResult<()> {
+        Err(Errno::EAGAIN)
+    }
+}
+
+/// EAGAIN to a sleeping SETLKW is "ask again": nothing written, `Pending`; to a SETLK it is
+/// the guest's EAGAIN.
+#[test]
+fn setlkw_the_backend_cannot_grant_now_is_pending() {
+    let s = Server::new(Busy, ServerConfig::default());
+    init(&s);
+    let args = sample_args(Opcode::Setlkw);
+    let sent = send_raw(&s, &request(Opcode::Setlkw as u32, 7, 1, &args), 4096);
+    assert!(matches!(sent.result, Ok(Completion::Pending)));
+    assert!(sent.reply.is_empty());
+    let sent = send(&s, Opcode::Setlk as u32, 8, &args);
+    assert_eq!(sent.error(), Errno::EAGAIN.to_wire());
 }

@@ -307,6 +307,7 @@ impl PassthroughFs {
         if flock_release {
             let _ = sys::flock(h.file.as_fd(), libc::LOCK_UN);
         }
+        self.drop_lock_fds_of(&h.inode, fh);
         Ok(())
     }
 

@@ -7,17 +7,33 @@
 //! which drops all of the owner's locks on the file as POSIX requires. flock locks belong to the
 //! open file and are taken on the handle's own descriptor.
 //!
-//! A blocking request (SETLKW) never blocks the worker in the host kernel: it retries the
-//! non-blocking form with growing pauses for at most [`Config::lock_wait`](crate::Config), then
-//! answers EINTR (the guest's `fcntl` reports an interrupted wait, which callers retry).
+//! A sleeping request (SETLKW) never blocks the worker in the host kernel: it tries the
+//! non-blocking form once and answers EAGAIN when the lock is held, which the server turns
+//! into a pending request that the transport asks again later (see `FileSystem::setlk`).
 //!
 //! Lock descriptions are bounded by [`Config::max_lock_fds`](crate::Config) (ENOLCK past it)
-//! and count against the descriptor budget; FLUSH of the owner or FORGET of the node gives
-//! them back.
+//! and count against the descriptor budget; FLUSH of the owner, RELEASE of a handle the
+//! description was used through, or FORGET of the node gives them back.
+//!
+//! # Why RELEASE drops descriptions
+//!
+//! A guest OFD lock (`F_OFD_SETLK`) has the guest's open file as its lock owner, and the guest
+//! kernel never tells us when such a lock ends with its file: `fuse_flush` carries the closing
+//! process's `files_struct` as the owner (never the file), and the last `fput` runs
+//! `locks_remove_file` → `locks_remove_posix(filp, filp)`, which sends nothing because a FUSE
+//! file's remote locks are not recorded in the guest inode's lock context. RELEASE of the
+//! handle is the one message that says the open file is gone. So each description remembers
+//! the handles it was used through, and RELEASE of any of them drops it.
+//!
+//! That never drops a process's POSIX locks too early: a process that locked through `fh` had
+//! `fh` open then, and RELEASE of `fh` comes only after the last descriptor of that open file
+//! is closed, including the process's own; that `close(2)` sent a FLUSH for the process (the
+//! kernel flushes on every close), which already dropped the description and all its locks,
+//! as POSIX requires. A lock the process takes afterwards through another handle makes a new
+//! description that remembers only that handle.
 
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use fuse_abi::Errno;
 use fuse_abi::limits::OFFSET_MAX;
@@ -52,33 +68,26 @@ fn to_flock(lock: &Lock) -> FsResult<libc::flock> {
     })
 }
 
-/// Retries `attempt` while it answers EAGAIN/EACCES, up to `limit`; EINTR after that.
-fn wait_for(limit: Duration, mut attempt: impl FnMut() -> std::io::Result<()>) -> FsResult<()> {
-    let start = Instant::now();
-    let deadline = start.checked_add(limit).unwrap_or(start);
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match attempt() {
-            Ok(()) => return Ok(()),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
-                let now = Instant::now();
-                if now >= deadline {
-                    return Err(Errno::EINTR);
-                }
-                std::thread::sleep(pause.min(deadline - now));
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(e) => return Err(errno(e)),
+/// One attempt of a sleeping request: a conflict (EAGAIN, or EACCES as F_SETLK may report
+/// it) is EAGAIN, "ask again later".
+fn try_sleeping(attempt: std::io::Result<()>) -> FsResult<()> {
+    match attempt {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {
+            Err(Errno::EAGAIN)
         }
+        Err(e) => Err(errno(e)),
     }
 }
 
 impl PassthroughFs {
-    /// Runs `f` on the lock description of (`inode`, `owner`), creating it if `create`.
+    /// Runs `f` on the lock description of (`inode`, `owner`), creating it if `create`; the
+    /// description remembers that it was used through `fh`.
     fn with_owner_fd<T>(
         &self,
         inode: &Inode,
         owner: LockOwner,
+        fh: Handle,
         create: bool,
         f: impl FnOnce(Option<BorrowedFd<'_>>) -> FsResult<T>,
     ) -> FsResult<T> {
@@ -102,10 +111,16 @@ impl PassthroughFs {
                         fd: Arc::new(fd),
                         _fd_permit: fd_permit,
                         _lock_permit: lock_permit,
+                        handles: Vec::new(),
                     },
                 );
             }
-            fds.get(&owner).map(|l| Arc::clone(&l.fd))
+            fds.get_mut(&owner).map(|l| {
+                if !l.handles.contains(&fh) {
+                    l.handles.push(fh);
+                }
+                Arc::clone(&l.fd)
+            })
         };
         // The table is not locked while `f` runs: a SETLKW waiting here must not keep the
         // owner of the conflicting lock from unlocking.
@@ -121,7 +136,7 @@ impl PassthroughFs {
     ) -> FsResult<Lock> {
         let h = self.handles.get(fh)?;
         let mut fl = to_flock(&lock)?;
-        self.with_owner_fd(&h.inode, owner, true, |fd| {
+        self.with_owner_fd(&h.inode, owner, fh, true, |fd| {
             let fd = fd.ok_or(Errno::EBADF)?;
             sys::ofd_lock(fd, libc::F_OFD_GETLK, &mut fl).map_err(errno)
         })?;
@@ -164,21 +179,31 @@ impl PassthroughFs {
             };
             let try_once = || sys::flock(h.file.as_fd(), op | libc::LOCK_NB);
             return if sleep {
-                wait_for(self.cfg.lock_wait, try_once)
+                try_sleeping(try_once())
             } else {
                 try_once().map_err(errno)
             };
         }
         let fl = to_flock(&lock)?;
         let unlock = lock.typ == 2;
-        self.with_owner_fd(&h.inode, owner, !unlock, |fd| {
+        self.with_owner_fd(&h.inode, owner, fh, !unlock, |fd| {
             let Some(fd) = fd else { return Ok(()) }; // unlock without any lock: nothing to do
             let try_once = || sys::ofd_lock(fd, libc::F_OFD_SETLK, &mut { fl });
             if sleep && !unlock {
-                wait_for(self.cfg.lock_wait, try_once)
+                try_sleeping(try_once())
             } else {
                 try_once().map_err(errno)
             }
         })
+    }
+
+    /// RELEASE (or RELEASEDIR) of `fh` on `inode`: drops the lock descriptions used through it
+    /// (see the module docs for why that is right for OFD and POSIX locks alike).
+    pub(super) fn drop_lock_fds_of(&self, inode: &Inode, fh: Handle) {
+        inode
+            .lock_fds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, l| !l.handles.contains(&fh));
     }
 }

@@ -491,7 +491,9 @@ impl FileSystem for PassthroughFs {
     }
 
     fn releasedir(&self, _ctx: &Context, _nodeid: NodeId, fh: Handle, _flags: u32) -> FsResult<()> {
-        self.handles.remove(fh).map(drop)
+        let h = self.handles.remove(fh)?;
+        self.drop_lock_fds_of(&h.inode, fh);
+        Ok(())
     }
 
     fn fsyncdir(
