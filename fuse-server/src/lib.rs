@@ -54,5 +54,5 @@ pub use negotiate::{
     CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,
     TransportKind,
 };
-pub use server::{Completion, Error, Server, ServerBuffers, ServerConfig};
+pub use server::{Completion, Error, OpcodeCounts, Server, ServerBuffers, ServerConfig};
 pub use types::*;

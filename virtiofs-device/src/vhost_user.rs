@@ -605,6 +605,13 @@ pub fn serve<F: FileSystem + 'static>(
             Err(e) => error!("cannot start a thread to end the old connection: {e}"),
         }
         backend.disconnect();
+        let stats = backend.stats();
+        frontend_info!(
+            "requests served since start: {} (pooled {}, interrupts {})",
+            backend.server().served(),
+            stats.pooled.load(Ordering::Relaxed),
+            stats.notifications.load(Ordering::Relaxed)
+        );
         frontend_info!("waiting for the next frontend");
     }
 }

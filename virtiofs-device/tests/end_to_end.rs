@@ -230,6 +230,10 @@ fn init_lookup_create_write_read_readdir_forget() {
         u32::from(init.max_pages.get()) + 4 <= u32::from(QUEUE_SIZE)
             || !flags.contains(InitFlags::MAX_PAGES)
     );
+    // Background requests (async direct I/O, readahead) up to what the queue holds, not
+    // the kernel's default 12: fio at iodepth 16 otherwise sleeps in io_submit.
+    assert_eq!(init.max_background.get(), QUEUE_SIZE);
+    assert_eq!(init.congestion_threshold.get(), QUEUE_SIZE / 4 * 3);
 
     // LOOKUP a file the host created.
     let (err, body) = g.call(1, Opcode::Lookup, 1, &name("seed.txt"));

@@ -66,6 +66,7 @@
 //! | `misc.rs` | STATFS, ACCESS, INTERRUPT, BMAP, IOCTL, POLL, NOTIFY_REPLY, SYNCFS |
 
 mod conn;
+mod counts;
 mod data;
 mod decode;
 mod dir;
@@ -89,6 +90,7 @@ use crate::io::{Reader, Writer};
 use crate::negotiate::{NegotiationConfig, TransportFacts};
 
 use conn::{Conn, ConnCell};
+pub use counts::OpcodeCounts;
 use frame::{Args, Fail, HandlerReply, OUT_HEADER_LEN, Out};
 
 /// How a server is set up: the transport's facts and the operator's negotiation choices.
@@ -173,6 +175,7 @@ pub struct Server<F> {
     conn: ConnCell,
     init_lock: Mutex<()>,
     bad_requests: AtomicU64,
+    served: OpcodeCounts,
 }
 
 impl<F: FileSystem> Server<F> {
@@ -184,6 +187,7 @@ impl<F: FileSystem> Server<F> {
             conn: ConnCell::new(),
             init_lock: Mutex::new(()),
             bad_requests: AtomicU64::new(0),
+            served: OpcodeCounts::new(),
         }
     }
 
@@ -200,6 +204,11 @@ impl<F: FileSystem> Server<F> {
     /// Malformed requests seen so far.
     pub fn bad_requests(&self) -> u64 {
         self.bad_requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests served so far, per opcode (those past the header checks).
+    pub fn served(&self) -> &OpcodeCounts {
+        &self.served
     }
 
     /// What INIT negotiated, or `None` before INIT (and after DESTROY or a reset).
@@ -257,6 +266,7 @@ impl<F: FileSystem> Server<F> {
             Err(None) => return Ok(Completion::NoReply),
             Err(Some(e)) => return self.send(w, start, &head, HandlerReply::Err(e)),
         };
+        self.served.add(req.op);
         let ServerBuffers {
             req: req_buf,
             reply: scratch,

@@ -276,6 +276,29 @@ fn unknown_opcodes_get_enosys() {
     }
 }
 
+#[test]
+fn served_counts_each_request_past_the_header_checks() {
+    let s = server(all_capabilities());
+    assert_eq!(s.served().total(), 0);
+    init(&s);
+    for unique in 0..3 {
+        send(
+            &s,
+            Opcode::Getattr as u32,
+            20 + unique,
+            &sample_args(Opcode::Getattr),
+        );
+    }
+    // Refused before decoding: an unknown opcode, a header shorter than 40 bytes.
+    send(&s, 54, 30, &[]);
+    let msg = request(Opcode::Getattr as u32, 31, 1, &[]);
+    send_raw(&s, &msg[..24], 4096);
+    assert_eq!(s.served().get(Opcode::Init), 1);
+    assert_eq!(s.served().get(Opcode::Getattr), 3);
+    assert_eq!(s.served().total(), 4);
+    assert_eq!(s.served().to_string(), "Getattr 3, Init 1");
+}
+
 fn header_with_len(op: Opcode, len: u32, args: &[u8]) -> Vec<u8> {
     let mut msg = request(op as u32, 12, 1, args);
     msg[0..4].copy_from_slice(&len.to_le_bytes());
