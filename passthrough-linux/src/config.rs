@@ -123,6 +123,11 @@ pub struct Config {
     pub killpriv_v2: bool,
     /// Declare SECURITY_CTX (set the guest's LSM label on new inodes).
     pub security_label: bool,
+    /// Declare FLOCK_LOCKS: the guest's flock(2) locks are taken on the host file (coherent
+    /// with host processes and other guests). Off by default, as in virtiofsd: the guest
+    /// kernel then keeps flock locks itself, and they show in the guest's `/proc/locks` (a
+    /// remote lock does not; fstests generic/504). POSIX locks are always remote.
+    pub flock_locks: bool,
     /// Most host descriptors the guest can make the backend hold: `O_PATH` inode references,
     /// open files and directories, lock descriptions. Default: 3/4 of the soft
     /// `RLIMIT_NOFILE` at [`ConfigBuilder::build`] (the rest is the daemon's reserve, e.g. for
@@ -151,7 +156,8 @@ pub struct Config {
 impl Config {
     /// A builder for the share rooted at `root`, with the defaults: cache `auto`, no writeback,
     /// xattrs on, no ACLs, writable, file handles `prefer`, no submounts, no direct I/O, no
-    /// killpriv_v2, no security labels, 1 s lock waits, and the budgets described on
+    /// killpriv_v2, no security labels, remote POSIX locks but guest-local flock locks, and the
+    /// budgets described on
     /// [`Config`].
     pub fn builder(root: impl Into<PathBuf>) -> ConfigBuilder {
         ConfigBuilder {
@@ -168,6 +174,7 @@ impl Config {
                 allow_direct_io: false,
                 killpriv_v2: false,
                 security_label: false,
+                flock_locks: false,
                 max_open_fds: 0,
                 max_inodes: DEFAULT_MAX_INODES,
                 max_dir_handles: 0,
@@ -259,6 +266,12 @@ impl ConfigBuilder {
     #[must_use]
     pub fn security_label(mut self, on: bool) -> Self {
         self.config.security_label = on;
+        self
+    }
+
+    /// FLOCK_LOCKS (see [`Config::flock_locks`]).
+    pub fn flock_locks(mut self, on: bool) -> Self {
+        self.config.flock_locks = on;
         self
     }
 

@@ -19,6 +19,7 @@ fn full() -> Fixture {
             .posix_acl(true)
             .killpriv_v2(true)
             .security_label(true)
+            .flock_locks(true)
             .announce_submounts(true)
     })
 }
@@ -103,6 +104,29 @@ fn readonly_declares_no_writeback_or_killpriv() {
             .contains(InitFlags::HANDLE_KILLPRIV_V2)
     );
     assert!(!f.fs.declared_flags().contains(InitFlags::WRITEBACK_CACHE));
+}
+
+#[test]
+fn flock_locks_are_remote_only_when_configured() {
+    // Default: the guest kernel keeps flock locks (they show in its /proc/locks, fstests
+    // generic/504), and a flock request that arrives anyway is ENOSYS, never a host lock.
+    let f = Fixture::new();
+    assert!(!f.fs.declared_flags().contains(InitFlags::FLOCK_LOCKS));
+    assert!(f.fs.declared_flags().contains(InitFlags::POSIX_LOCKS));
+    let (e, fh) = f.create(ROOT, "f", 0o644, libc::O_RDWR as u32).unwrap();
+    let lock = Lock {
+        start: 0,
+        end: u64::MAX,
+        typ: 1,
+        pid: 1,
+    };
+    let args = LockArgs::new(fh, LockOwner(1), lock).with_flock(true);
+    assert_eq!(
+        f.fs.setlk(&ctx(), e.nodeid, &args),
+        Err(fuse_abi::Errno::ENOSYS)
+    );
+    let f = Fixture::with(|b| b.flock_locks(true));
+    assert!(f.fs.declared_flags().contains(InitFlags::FLOCK_LOCKS));
 }
 
 fn concurrent_io(f: &Fixture) {

@@ -23,7 +23,7 @@ fn lock(typ: u32, start: u64, end: u64) -> Lock {
 }
 
 fn setup() -> (Fixture, NodeId, Handle, Handle) {
-    let f = Fixture::new();
+    let f = Fixture::with(|b| b.flock_locks(true));
     let (e, fh1) = f.create(ROOT, "f", 0o644, libc::O_RDWR as u32).unwrap();
     let fh2 = f.open(e.nodeid, libc::O_RDWR as u32).unwrap();
     (f, e.nodeid, fh1, fh2)

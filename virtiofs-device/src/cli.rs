@@ -104,6 +104,12 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) writeback: bool,
 
+    /// Take the guest's flock(2) locks on the host files (FLOCK_LOCKS: coherent with host
+    /// processes and other guests). Default, as virtiofsd: the guest kernel keeps them itself
+    /// (and lists them in its /proc/locks). POSIX locks are taken on the host either way.
+    #[arg(long)]
+    pub(crate) flock: bool,
+
     /// Honour the guest's O_DIRECT opens (FOPEN_DIRECT_IO) instead of caching.
     #[arg(long)]
     pub(crate) allow_direct_io: bool,
@@ -319,6 +325,7 @@ mod tests {
             "none",
             "--thread-pool-size=4",
             "--writeback",
+            "--flock",
             "--allow-direct-io",
             "--readonly",
             "--log-level",
@@ -332,6 +339,7 @@ mod tests {
         assert_eq!(cli.cache, Cache::Always);
         assert_eq!(cli.inode_file_handles, FileHandles::Mandatory);
         assert!(cli.announce_submounts && cli.xattr && cli.writeback && cli.readonly);
+        assert!(cli.flock);
         assert_eq!(cli.log_level, log::LevelFilter::Debug);
     }
 

@@ -290,6 +290,7 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
             Cache::Always => CachePolicy::Always,
         })
         .writeback(cli.writeback)
+        .flock_locks(cli.flock)
         .xattr(cli.xattr || posix_acl)
         .posix_acl(posix_acl)
         .readonly(cli.readonly)
@@ -357,6 +358,7 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
     config.entry_timeout = timeout;
     config.attr_timeout = timeout;
     config.writeback = cli.writeback;
+    config.flock_locks = cli.flock;
     config.xattr = cli.xattr;
     Ok(config)
 }
@@ -639,5 +641,19 @@ mod tests {
         let flags = fs.declared_flags();
         assert!(flags.contains(InitFlags::WRITEBACK_CACHE | InitFlags::SUBMOUNTS));
         assert!(!flags.intersects(InitFlags::POSIX_ACL | InitFlags::ALLOW_IDMAP));
+    }
+
+    #[test]
+    fn flock_locks_are_remote_only_with_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let flags = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            backend(&cli, dir.path()).unwrap().declared_flags()
+        };
+        assert!(!flags(&[]).contains(InitFlags::FLOCK_LOCKS));
+        assert!(flags(&[]).contains(InitFlags::POSIX_LOCKS));
+        assert!(flags(&["--flock"]).contains(InitFlags::FLOCK_LOCKS));
     }
 }

@@ -52,7 +52,13 @@ fn a_blocking_lock_waits_for_the_holder_and_is_granted() {
         .status();
     let share = tempfile::tempdir().unwrap();
     std::fs::write(share.path().join("f"), b"").unwrap();
-    let fs = PassthroughFs::new(Config::builder(share.path()).build().unwrap()).unwrap();
+    let fs = PassthroughFs::new(
+        Config::builder(share.path())
+            .flock_locks(true)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
     let buffer = ChannelConfig::default().request_buffer() as u32;
     let server = Server::new(
         fs,

@@ -4,8 +4,9 @@
 //! owner) pair gets its own host open file description, and the owner's locks are OFD locks on
 //! it: owners conflict with each other exactly as processes do, one owner's locks through
 //! several guest `fh`s merge, and FLUSH (a `close(2)` in the guest) closes the description,
-//! which drops all of the owner's locks on the file as POSIX requires. flock locks belong to the
-//! open file and are taken on the handle's own descriptor.
+//! which drops all of the owner's locks on the file as POSIX requires. flock locks (only with
+//! [`Config::flock_locks`](crate::Config)) belong to the open file and are taken on the handle's
+//! own descriptor.
 //!
 //! A sleeping request (SETLKW) never blocks the worker in the host kernel: it tries the
 //! non-blocking form once and answers EAGAIN when the lock is held, which the server turns
@@ -171,6 +172,10 @@ impl PassthroughFs {
     ) -> FsResult<()> {
         let h = self.handles.get(fh)?;
         if flock {
+            if !self.cfg.flock_locks {
+                // Not declared: the kernel keeps flock locks itself and never sends one.
+                return Err(Errno::ENOSYS);
+            }
             let op = match lock.typ {
                 0 => libc::LOCK_SH,
                 1 => libc::LOCK_EX,

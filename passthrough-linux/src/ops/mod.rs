@@ -236,7 +236,6 @@ const BASE_FLAGS: InitFlags = InitFlags::ASYNC_READ
     .union(InitFlags::DO_READDIRPLUS)
     .union(InitFlags::READDIRPLUS_AUTO)
     .union(InitFlags::POSIX_LOCKS)
-    .union(InitFlags::FLOCK_LOCKS)
     .union(InitFlags::DONT_MASK)
     .union(InitFlags::CREATE_SUPP_GROUP)
     .union(InitFlags::SETXATTR_EXT)
@@ -252,6 +251,9 @@ impl PassthroughFs {
         }
         if c.posix_acl {
             f |= InitFlags::POSIX_ACL;
+        }
+        if c.flock_locks {
+            f |= InitFlags::FLOCK_LOCKS;
         }
         if c.killpriv_v2 && !c.readonly {
             f |= InitFlags::HANDLE_KILLPRIV_V2;
