@@ -170,8 +170,11 @@ group!(
 );
 
 group!(
-    /// `--fuse-mount`: more channels on /dev/fuse, and the unmount at the end.
-    FUSE_MOUNT = "fuse-mount" { openat, umount2 }
+    /// `--fuse-mount`: more channels on /dev/fuse, waiting on a channel (non-blocking, in
+    /// `poll(2)`, which glibc makes `poll` on x86_64 and `ppoll` elsewhere) while it holds a
+    /// parked SETLKW, and the unmount at the end.
+    FUSE_MOUNT = "fuse-mount" { openat, umount2, ppoll }
+    x86_64 { poll }
     ioctl { FUSE_DEV_IOC_CLONE }
 );
 
