@@ -95,7 +95,7 @@ const STEPS: &[Step] = &[
     ),
     Step::new(
         "fstests",
-        "fstests in a Debian guest root, kernel 6.12, the CI selection (20 tests)",
+        "fstests in a Debian guest root, kernel 6.12, the CI selection (22 tests)",
         fstests_ci,
     ),
 ];

@@ -88,6 +88,8 @@ pub(crate) const CI_TESTS: &[&str] = &[
     "generic/431", // copy_file_range ranges
     "generic/678", // io_uring reads across extents
     "generic/736", // renames while reading a large directory
+    "generic/131", // POSIX locks between processes (remote, SETLKW parked while held)
+    "generic/504", // flock(2) locks listed in the guest's /proc/locks (guest-local by default)
 ];
 
 /// What every daemon gets before `--daemon-arg`s: xattrs and POSIX ACLs (fstests' acl and
