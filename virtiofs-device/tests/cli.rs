@@ -137,6 +137,17 @@ fn help_and_version_succeed() {
     assert!(run(&["--print-capabilities"]).status.success());
 }
 
+/// What a daemon that ended said on stderr (piped; it logs a few lines at start-up), for a
+/// failure's message.
+fn said(daemon: &mut std::process::Child) -> String {
+    let _ = daemon.kill();
+    let mut text = String::new();
+    if let Some(mut err) = daemon.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+    }
+    text
+}
+
 #[test]
 fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
     let dir = tempfile::tempdir().unwrap();
@@ -151,14 +162,17 @@ fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
             "--shared-dir",
             shared,
         ])
-        .args(["--log-level", "off"])
+        .args(["--log-level", "info"])
         .stdin(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
         assert!(Instant::now() < deadline, "daemon did not listen");
-        assert!(daemon.try_wait().unwrap().is_none(), "daemon exited");
+        if let Some(status) = daemon.try_wait().unwrap() {
+            panic!("daemon exited ({status}); it said:\n{}", said(&mut daemon));
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     let msg = fails(&[
@@ -169,10 +183,12 @@ fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
     ]);
     assert!(msg.contains("socket in use"), "{msg}");
     // Our probe connections came and went: the first daemon is still serving.
-    assert!(
-        daemon.try_wait().unwrap().is_none(),
-        "daemon exited after a disconnect"
-    );
+    if let Some(status) = daemon.try_wait().unwrap() {
+        panic!(
+            "daemon exited ({status}) after a disconnect; it said:\n{}",
+            said(&mut daemon)
+        );
+    }
     daemon.kill().unwrap();
     daemon.wait().unwrap();
 }
