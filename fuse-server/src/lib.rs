@@ -54,5 +54,7 @@ pub use negotiate::{
     CachePolicy, NegotiationConfig, NegotiationError, PosixAcl, Readdirplus, TransportFacts,
     TransportKind,
 };
-pub use server::{Completion, Error, OpcodeCounts, Server, ServerBuffers, ServerConfig};
+pub use server::{
+    Completion, Error, OpcodeCounts, Server, ServerBuffers, ServerConfig, may_free_locks,
+};
 pub use types::*;

@@ -313,21 +313,6 @@ impl Served {
     }
 }
 
-/// Whether a completed request of `opcode` may have freed a lock someone waits for.
-fn frees_locks(opcode: Option<Opcode>) -> bool {
-    matches!(
-        opcode,
-        Some(
-            Opcode::Setlk
-                | Opcode::Setlkw
-                | Opcode::Flush
-                | Opcode::Release
-                | Opcode::Releasedir
-                | Opcode::Forget
-        )
-    )
-}
-
 /// One queue: its role, its control state, the sending end of its pool's channel and the
 /// watchdog's state.
 pub(crate) struct QueueCore<F, A, R> {
@@ -844,7 +829,7 @@ where
         Stats::add(&self.stats.malformed, stats.malformed);
         Served {
             head,
-            frees_locks: completion.is_some() && frees_locks(opcode),
+            frees_locks: completion.is_some() && opcode.is_some_and(fuse_server::may_free_locks),
             completion,
             stats,
             nodeid,

@@ -487,7 +487,7 @@ impl FuseChannel {
                 .request
                 .get(4..8)
                 .and_then(|op| Opcode::try_from(u32::from_le_bytes(op.try_into().ok()?)).ok())
-                .is_some_and(frees_locks);
+                .is_some_and(fuse_server::may_free_locks);
             match self.reply(len, |r, w| handle(r, w)) {
                 Ok(_) => {}
                 Err(Error::WriteReply(e)) => return Err(Error::WriteReply(e)),
@@ -498,19 +498,6 @@ impl FuseChannel {
             }
         }
     }
-}
-
-/// Whether a request of `op` may free a lock a pending request waits for.
-fn frees_locks(op: Opcode) -> bool {
-    matches!(
-        op,
-        Opcode::Setlk
-            | Opcode::Setlkw
-            | Opcode::Flush
-            | Opcode::Release
-            | Opcode::Releasedir
-            | Opcode::Forget
-    )
 }
 
 /// Lets `handle` answer `request` into `reply` and writes the checked reply to `fd`; `None`

@@ -122,6 +122,17 @@ pub enum Completion {
     Pending,
 }
 
+/// Whether a completed request of `opcode` may have freed a lock that a
+/// [`Completion::Pending`] request waits for (an unlock, a close, a forgotten node): a transport
+/// serves its pending requests again after one, besides on its own backoff timer.
+pub fn may_free_locks(opcode: fuse_abi::Opcode) -> bool {
+    use fuse_abi::Opcode as O;
+    matches!(
+        opcode,
+        O::Setlk | O::Setlkw | O::Flush | O::Release | O::Releasedir | O::Forget
+    )
+}
+
 /// Why no reply could be produced. The transport decides what to do with the request (count
 /// it, return the chain with a used length of 0).
 #[derive(Debug, thiserror::Error)]
