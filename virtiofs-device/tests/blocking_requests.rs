@@ -11,6 +11,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::fs::open_share;
 use common::fuse::{create, created, init_offering_all, init_offering_none, lock};
 use common::{Driver, Mem, Sent};
 use fuse_abi::{InitFlags, InitOut, Opcode};
@@ -33,12 +34,7 @@ struct Guest {
 impl Guest {
     /// One request queue; `workers` in its pool, or none at all (inline, no kick threads).
     fn new(workers: Option<usize>) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = open_share();
         let fs = PassthroughFs::new(Config::builder(dir.path()).build().unwrap()).unwrap();
         let mut config = DeviceConfig::builder("blocking").queue_size(QUEUE_SIZE);
         config = match workers {

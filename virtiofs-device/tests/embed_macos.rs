@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
+use common::fs::seeded_share;
 use common::fuse::{create, created, name};
 use common::{Driver, Mem, check_reply};
 use fuse_abi::{EntryOut, InitFlags, InitOut, Opcode, OpenOut, ReadIn, WriteIn, WriteOut};
@@ -69,14 +70,8 @@ struct Vmm {
 
 impl Vmm {
     fn new(inline: bool) -> Vmm {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
-        // Requests carry uid/gid 1000: let them create files in the share.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        // Requests carry uid/gid 1000: the share lets them create files.
+        let dir = seeded_share();
         let fs = PassthroughFs::new(LinuxHost::default(), Config::new(dir.path())).unwrap();
         let config = DeviceConfig::builder("macos")
             .request_queues(1)

@@ -9,6 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::fs::seeded_share;
 use common::fuse::{create, created, init_offering_all, name};
 use common::{Driver, Mem, check_reply};
 use fuse_abi::{
@@ -35,14 +36,8 @@ struct Guest {
 
 impl Guest {
     fn new(request_queues: u16) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
-        // Requests carry uid/gid 1000: let them create files in the share.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        // Requests carry uid/gid 1000: the share lets them create files.
+        let dir = seeded_share();
         let fs = PassthroughFs::new(Config::builder(dir.path()).build().unwrap()).unwrap();
         let config = DeviceConfig::builder("e2e")
             .request_queues(request_queues)

@@ -10,6 +10,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::fs::open_share;
 use common::fuse::{UN, WR, create, created, init_offering_all, lock};
 use common::{Driver, Mem, Sent, TIMEOUT};
 use fuse_abi::{FlushIn, Opcode};
@@ -35,13 +36,8 @@ impl Guest {
     /// `workers` in each queue's pool (and kick threads), or none at all: inline, served by
     /// the test's own calls to `process_queue`.
     fn new(workers: Option<usize>, queues: usize) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
         // The requests run as uid 0 with the daemon's credentials; the share is open to all.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = open_share();
         let fs = PassthroughFs::new(
             Config::builder(dir.path())
                 .max_lock_fds(4096)

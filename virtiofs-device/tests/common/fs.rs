@@ -1,4 +1,5 @@
-//! Backends for tests about the device rather than about a file system.
+//! Backends for tests about the device rather than about a file system, and the temporary
+//! directories the tests' real backends share.
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -48,4 +49,23 @@ impl FileSystem for StuckFs {
         let _ = self.release.lock().unwrap().recv();
         Err(Errno::EIO)
     }
+}
+
+/// A temporary directory to share that every uid may create files in (requests run with the
+/// uid and gid they carry, or as the test's own user).
+pub(crate) fn open_share() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    dir
+}
+
+/// An [`open_share`] holding `seed.txt`, 13 bytes the host wrote ("from the host").
+pub(crate) fn seeded_share() -> tempfile::TempDir {
+    let dir = open_share();
+    std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
+    dir
 }
