@@ -147,8 +147,18 @@ pub(crate) struct Ring {
 }
 
 impl Ring {
-    /// A ring at `layout`, nothing written yet (guest memory starts zeroed).
+    /// A ring at `layout`, its descriptor table, available and used rings zeroed (as on a
+    /// fresh activation at an address used before).
     pub(crate) fn new(mem: &GuestMemoryMmap, layout: Layout) -> Ring {
+        let size = u64::from(layout.size);
+        for (at, len) in [
+            (layout.desc, 16 * size),
+            (layout.avail, 6 + 2 * size),
+            (layout.used, 6 + 8 * size),
+        ] {
+            let zeros = vec![0u8; usize::try_from(len).unwrap()];
+            mem.write_slice(&zeros, GuestAddress(at)).unwrap();
+        }
         Ring {
             mem: mem.clone(),
             layout,
@@ -158,19 +168,15 @@ impl Ring {
         }
     }
 
-    fn at(offset: u64) -> GuestAddress {
-        GuestAddress(offset)
-    }
-
     /// Writes descriptor `i` as given.
     pub(crate) fn desc(&self, i: u16, d: Descriptor) {
-        let at = Self::at(self.layout.desc + 16 * u64::from(i));
+        let at = GuestAddress(self.layout.desc + 16 * u64::from(i));
         self.mem.write_obj(RawDescriptor::from(d), at).unwrap();
     }
 
     /// Where the request of the chain at `head` is written.
     pub(crate) fn request_addr(&self, head: u16) -> GuestAddress {
-        Self::at(self.layout.buffers + u64::from(head) * self.layout.slot)
+        GuestAddress(self.layout.buffers + u64::from(head) * self.layout.slot)
     }
 
     /// Where the device writes the reply of the chain at `head`.
@@ -212,7 +218,7 @@ impl Ring {
     pub(crate) fn publish(&self, head: u16) -> bool {
         let old = self.avail_idx();
         let entry = self.layout.avail + 4 + 2 * u64::from(old % self.layout.size);
-        self.mem.write_obj(head, Self::at(entry)).unwrap();
+        self.mem.write_obj(head, GuestAddress(entry)).unwrap();
         let new = old.wrapping_add(1);
         self.set_avail_idx(new);
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
@@ -235,41 +241,45 @@ impl Ring {
 
     /// `avail->idx`.
     pub(crate) fn avail_idx(&self) -> u16 {
-        self.mem.read_obj(Self::at(self.layout.avail + 2)).unwrap()
+        self.mem
+            .read_obj(GuestAddress(self.layout.avail + 2))
+            .unwrap()
     }
 
     /// Stores `avail->idx`, whatever it is.
     pub(crate) fn set_avail_idx(&self, idx: u16) {
         self.mem
-            .write_obj(idx, Self::at(self.layout.avail + 2))
+            .write_obj(idx, GuestAddress(self.layout.avail + 2))
             .unwrap();
     }
 
     /// Asks for an interrupt at the next completion (EVENT_IDX's `used_event`).
     pub(crate) fn want_interrupt(&self) {
-        let at = Self::at(self.layout.avail + 4 + 2 * u64::from(self.layout.size));
+        let at = GuestAddress(self.layout.avail + 4 + 2 * u64::from(self.layout.size));
         self.mem.write_obj(self.used_idx(), at).unwrap();
     }
 
     /// `used->flags`.
     pub(crate) fn used_flags(&self) -> u16 {
-        self.mem.read_obj(Self::at(self.layout.used)).unwrap()
+        self.mem.read_obj(GuestAddress(self.layout.used)).unwrap()
     }
 
     /// `used->idx`.
     pub(crate) fn used_idx(&self) -> u16 {
-        self.mem.read_obj(Self::at(self.layout.used + 2)).unwrap()
+        self.mem
+            .read_obj(GuestAddress(self.layout.used + 2))
+            .unwrap()
     }
 
     /// `avail_event`: the device's "kick me when avail->idx passes this" (EVENT_IDX).
     pub(crate) fn avail_event(&self) -> u16 {
         let at = self.layout.used + 4 + 8 * u64::from(self.layout.size);
-        self.mem.read_obj(Self::at(at)).unwrap()
+        self.mem.read_obj(GuestAddress(at)).unwrap()
     }
 
     /// Used element `n` (counted from the ring's start): (id, length).
     pub(crate) fn used_elem(&self, n: u16) -> (u32, u32) {
-        let at = Self::at(self.layout.used + 4 + 8 * u64::from(n % self.layout.size));
+        let at = GuestAddress(self.layout.used + 4 + 8 * u64::from(n % self.layout.size));
         let id = self.mem.read_obj(at).unwrap();
         let len = self.mem.read_obj(at.unchecked_add(4)).unwrap();
         (id, len)
