@@ -23,6 +23,10 @@
 //!   nothing or block; [`dev_fuse`]: the host `/dev/fuse` tests' watchdog; [`vhost_user`]:
 //!   vhost's frontend connecting to a daemon.
 //!
+//! The zero-allocation tests keep their own guest (`tests/zero_alloc/guest.rs`): what they
+//! count must not include the driver's side, and this driver allocates (reply buffers, the
+//! list of used elements).
+//!
 //! Each test binary declares `mod common;` and uses part of it, so unused items are allowed
 //! here rather than marked in every binary.
 #![allow(dead_code, clippy::unwrap_used)]
