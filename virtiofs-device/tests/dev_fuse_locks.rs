@@ -13,30 +13,18 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::dev_fuse::{abort_connection, mount_fusectl};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::{Completion, NegotiationConfig, Server, ServerConfig, TransportFacts};
 use passthrough_linux::{Config, PassthroughFs};
 use virtiofs_transport::dev_fuse::{ChannelConfig, FuseMount, MountOptions, serve};
-
-/// Aborts the FUSE connection mounted at `dir` (fusectl) so a broken server cannot hang.
-fn abort_connection(dir: &Path) {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let target = dir.to_string_lossy();
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.get(4) == Some(&target.as_ref()) {
-            if let Some(minor) = fields.get(2).and_then(|d| d.split(':').nth(1)) {
-                let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
-            }
-        }
-    }
-}
 
 #[test]
 #[ignore = "needs root and /dev/fuse"]
@@ -45,11 +33,7 @@ fn a_blocking_lock_waits_for_the_holder_and_is_granted() {
         eprintln!("skipped: no flock(1) (util-linux)");
         return;
     }
-    let _ = Command::new("mount")
-        .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
+    mount_fusectl();
     let share = tempfile::tempdir().unwrap();
     std::fs::write(share.path().join("f"), b"").unwrap();
     let fs = PassthroughFs::new(

@@ -6,85 +6,45 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::sync::Mutex;
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
-use fuse_abi::{Errno, InitFlags, Opcode};
-use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{
-    AttrReply, Capabilities, Context, FileSystem, FsResult, Handle, NegotiationConfig, NodeId,
-};
+use common::fs::StuckFs;
+use common::fuse::init_offering_none;
+use common::{Driver, F_INDIRECT, F_NEXT, F_WRITE, Mem, TIMEOUT};
+use fuse_abi::Opcode;
+use fuse_server::NegotiationConfig;
+use fuse_server::test_utils::request;
 use virtio_queue::desc::{RawDescriptor, split::Descriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::{Queue, QueueT};
-use virtiofs_device::{DeviceConfig, QueueResources, VirtioFs};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::event::{EventFlag, EventNotifier, new_event_consumer_and_notifier};
+use virtiofs_device::{DeviceConfig, VirtioFs};
+use vm_memory::{Address, Bytes, GuestAddress};
 
 const SIZE: u16 = 16;
-const TIMEOUT: Duration = Duration::from_secs(10);
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const F_INDIRECT: u16 = 4;
-
-type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// GETATTR blocks until the test lets it go; everything else is the trait's default.
-struct StuckFs {
-    entered: Mutex<Sender<()>>,
-    release: Mutex<Receiver<()>>,
-}
-
-impl FileSystem for StuckFs {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-
-    fn getattr(&self, _ctx: &Context, _nodeid: NodeId, _fh: Option<Handle>) -> FsResult<AttrReply> {
-        let _ = self.entered.lock().unwrap().send(());
-        let _ = self.release.lock().unwrap().recv();
-        Err(Errno::EIO)
-    }
-}
-
-/// The driver's side of one queue at `base`.
-struct Driver {
-    base: u64,
-    avail: GuestAddress,
-    used: GuestAddress,
-    kick: EventNotifier,
-    next: u16,
-}
+/// Buffers per head: the request, then a reply buffer of 4 KiB.
+const SLOT: u64 = 0x2000;
 
 struct Guest {
-    mem: GuestMemoryMmap,
+    driver: Driver,
     device: Option<VirtioFs<StuckFs, Mem>>,
-    queues: Vec<Driver>,
     release: Sender<()>,
     entered: Receiver<()>,
 }
 
 impl Guest {
     fn new() -> Guest {
-        let (entered_tx, entered) = channel();
-        let (release, release_rx) = channel();
-        let fs = StuckFs {
-            entered: Mutex::new(entered_tx),
-            release: Mutex::new(release_rx),
-        };
+        let (fs, entered, release) = StuckFs::new();
         let config = DeviceConfig::builder("rings")
             .request_queues(2)
             .queue_size(64)
             .build()
             .unwrap();
         let device = VirtioFs::new(config, fs, NegotiationConfig::default());
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
         Guest {
-            mem,
+            driver: Driver::new(0x100_0000),
             device: Some(device),
-            queues: Vec::new(),
             release,
             entered,
         }
@@ -96,100 +56,49 @@ impl Guest {
 
     /// Activates with fresh queues at `base + i * 0x1_0000`.
     fn activate(&mut self, base: u64) {
-        let mut resources = Vec::new();
-        let mut kicks = Vec::new();
-        self.queues.clear();
-        for i in 0..3u64 {
-            let at = base + i * 0x1_0000;
-            let mock = MockSplitQueue::create(&self.mem, GuestAddress(at), SIZE);
-            let mut queue: Queue = mock.create_queue().unwrap();
-            // The mock lays the used ring over the avail ring's second half: move it.
-            let used = GuestAddress(at + 0x1000);
-            queue.set_used_ring_address(Some(u32::try_from(used.0).unwrap()), Some(0));
-            let (kick_consumer, kick) =
-                new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            let (_call, call) = new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            resources.push(QueueResources::new(queue, call));
-            kicks.push(kick_consumer);
-            self.queues.push(Driver {
-                base: at,
-                avail: mock.avail_addr(),
-                used,
-                kick,
-                next: 0,
-            });
-        }
-        let mem = GuestMemoryAtomic::new(self.mem.clone());
+        let (queues, kicks) = self.driver.queues(base, 3, SIZE, SLOT);
+        let resources = self.driver.call_eventfds(queues);
+        let mem = self.driver.memory();
         self.device().activate(mem, resources).unwrap();
         self.device().spawn_kick_threads(kicks).unwrap();
     }
 
-    fn avail(&self, q: usize) -> GuestAddress {
-        self.queues[q].avail
-    }
-
     fn used_idx(&self, q: usize) -> u16 {
-        let used = self.queues[q].used;
-        self.mem.read_obj(used.unchecked_add(2)).unwrap()
+        self.driver.rings[q].used_idx()
     }
 
     fn used_len(&self, q: usize, n: u16) -> u32 {
-        let used = self.queues[q].used;
-        self.mem
-            .read_obj(used.unchecked_add(4 + 8 * u64::from(n % SIZE) + 4))
-            .unwrap()
+        self.driver.rings[q].used_elem(n).1
     }
 
     /// Publishes the chain at `head` (its descriptors already written) and kicks.
     fn publish(&mut self, q: usize, head: u16) {
-        let avail = self.avail(q);
-        let n = self.queues[q].next;
-        self.mem
-            .write_obj(head, avail.unchecked_add(4 + 2 * u64::from(n % SIZE)))
-            .unwrap();
-        self.queues[q].next = n.wrapping_add(1);
-        self.mem
-            .write_obj(n.wrapping_add(1), avail.unchecked_add(2))
-            .unwrap();
-        self.queues[q].kick.notify().unwrap();
+        self.driver.rings[q].publish(head);
+        self.driver.kick(q);
     }
 
     fn desc(&self, q: usize, i: u16, d: Descriptor) {
-        let at = GuestAddress(self.queues[q].base + 16 * u64::from(i));
-        self.mem.write_obj(RawDescriptor::from(d), at).unwrap();
+        self.driver.rings[q].desc(i, d);
     }
 
-    /// A request and a 4 KiB reply buffer at descriptors `2n`, `2n + 1`.
+    /// A request and a 4 KiB reply buffer at descriptors `2n`, `2n + 1`, kicked.
     fn submit(&mut self, q: usize, req: &[u8]) {
-        let n = self.queues[q].next;
-        let head = (n * 2) % SIZE;
-        let data = 0x80_0000 + (q as u64) * 0x10_0000 + u64::from(head) * 0x2000;
-        self.mem.write_slice(req, GuestAddress(data)).unwrap();
-        let len = u32::try_from(req.len()).unwrap();
-        self.desc(q, head, Descriptor::new(data, len, F_NEXT, head + 1));
-        self.desc(
-            q,
-            head + 1,
-            Descriptor::new(data + 0x1000, 0x1000, F_WRITE, 0),
-        );
-        self.publish(q, head);
+        self.driver.rings[q].put(req, 0x1000);
+        self.driver.kick(q);
     }
 
     fn wait_used(&self, q: usize, idx: u16) {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.used_idx(q) != idx {
-            assert!(
-                Instant::now() < deadline,
-                "queue {q}: no used element {idx}"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        self.driver.rings[q].wait_for(&format!("queue {q}: no used element {idx}"), |r| {
+            r.used_idx() == idx
+        });
     }
 
     fn init(&mut self, q: usize) {
         let before = self.used_idx(q);
-        let payload = init_payload(46, InitFlags::empty(), 0x2_0000);
-        self.submit(q, &request(Opcode::Init as u32, 2, 0, &payload));
+        self.submit(
+            q,
+            &request(Opcode::Init as u32, 2, 0, &init_offering_none()),
+        );
         self.wait_used(q, before.wrapping_add(1));
     }
 }
@@ -217,15 +126,14 @@ fn impossible_avail_index_breaks_one_queue_without_spinning_until_reset() {
     g.activate(0);
     g.init(1);
     // Queue 2: one 16-bit store puts avail->idx 17 entries ahead on a 16-entry queue.
-    let avail = g.avail(2);
-    g.mem.write_obj(SIZE + 1, avail.unchecked_add(2)).unwrap();
-    g.queues[2].kick.notify().unwrap();
+    g.driver.rings[2].set_avail_idx(SIZE + 1);
+    g.driver.kick(2);
     let before = cpu_ticks();
     std::thread::sleep(Duration::from_millis(500));
     let spent = cpu_ticks() - before;
     assert!(spent < 20, "{spent} ticks of CPU in 500 ms: a worker spins");
     // Kicking a broken queue again costs nothing either; queue 1 is still served.
-    g.queues[2].kick.notify().unwrap();
+    g.driver.kick(2);
     g.init(1);
     assert_eq!(g.used_idx(2), 0);
     // After a reset and a new activation the queue serves again.
@@ -257,7 +165,7 @@ fn reset_never_waits_for_a_stuck_request_and_its_completion_is_discarded() {
 
     // The guest comes back on new rings; queue 1 is served by its other workers.
     let old_used = g.used_idx(1);
-    let old_used_ring = g.queues[1].used;
+    let old_ring = g.driver.rings[1].clone();
     g.activate(0x40_0000);
     g.init(1);
     // The stuck request ends now: its completion never reaches the old ring.
@@ -270,7 +178,7 @@ fn reset_never_waits_for_a_stuck_request_and_its_completion_is_discarded() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let now: u16 = g.mem.read_obj(old_used_ring.unchecked_add(2)).unwrap();
+    let now = old_ring.used_idx();
     assert_eq!(
         now, old_used,
         "a completion was written to the ring of a reset device"
@@ -304,10 +212,9 @@ fn indirect_descriptors_need_the_negotiated_feature() {
         }
         g.activate(0);
         // INIT through an indirect table of two descriptors.
-        let payload = init_payload(46, InitFlags::empty(), 0x2_0000);
-        let req = request(Opcode::Init as u32, 2, 0, &payload);
+        let req = request(Opcode::Init as u32, 2, 0, &init_offering_none());
         let data = 0x80_0000;
-        g.mem.write_slice(&req, GuestAddress(data)).unwrap();
+        g.driver.mem.write_slice(&req, GuestAddress(data)).unwrap();
         let table = GuestAddress(0xA0_0000);
         let len = u32::try_from(req.len()).unwrap();
         let entries = [
@@ -315,7 +222,8 @@ fn indirect_descriptors_need_the_negotiated_feature() {
             Descriptor::new(data + 0x1000, 0x1000, F_WRITE, 0),
         ];
         for (i, d) in entries.into_iter().enumerate() {
-            g.mem
+            g.driver
+                .mem
                 .write_obj(RawDescriptor::from(d), table.unchecked_add(16 * i as u64))
                 .unwrap();
         }

@@ -14,36 +14,30 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::io;
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
-use fuse_abi::{
-    CreateIn, EntryOut, InitFlags, InitOut, Opcode, OpenOut, OutHeader, ReadIn, WriteIn, WriteOut,
-};
+use common::fs::seeded_share;
+use common::fuse::{create, created, name};
+use common::{Driver, Mem, check_reply};
+use fuse_abi::{EntryOut, InitFlags, InitOut, Opcode, OpenOut, ReadIn, WriteIn, WriteOut};
 use fuse_server::NegotiationConfig;
 use fuse_server::test_utils::{init_payload, request};
 use passthrough_macos::host::LinuxHost;
 use passthrough_macos::{Config, PassthroughFs};
-use virtio_queue::desc::{RawDescriptor, split::Descriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::{Queue, QueueT};
 use virtiofs_device::{DeviceConfig, Error, QueueResources, VirtioFs};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use zerocopy::{FromBytes, IntoBytes};
 
 const SIZE: u16 = 64;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-/// Queue `i` of an activation at `base` lives at `base + i * STRIDE`.
-const STRIDE: u64 = 0x1_0000;
-/// Request and reply buffers.
-const DATA: u64 = 0x80_0000;
+/// Buffers per head: the request, then a reply buffer of up to 8 KiB.
+const SLOT: u64 = 0x4000;
 /// Only a guard against a hang when the workers serve; nothing is timed.
 const GUARD: Duration = Duration::from_secs(10);
 
-type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
 type Device = VirtioFs<PassthroughFs<LinuxHost>, Mem>;
 
 /// What Linux 6.12 offers on virtio-fs without a DAX window (`reference/kernel-fuse.md` §1:
@@ -61,39 +55,23 @@ fn offer_7_3() -> (u32, InitFlags) {
     )
 }
 
-/// The driver's side of one queue.
-struct Driver {
-    desc: GuestAddress,
-    avail: GuestAddress,
-    used: GuestAddress,
-    next_head: u16,
-    avail_idx: u16,
-    used_idx: u16,
-}
-
-/// The VMM: guest memory, the driver's view of the rings, the device, and what the device's
+/// The VMM: the guest's driver (memory and rings), the device, and what the device's
 /// interrupts reported.
 struct Vmm {
-    mem: GuestMemoryMmap,
+    driver: Driver,
     device: Device,
-    queues: Vec<Driver>,
+    /// The used elements of each queue the VMM has seen.
+    seen: Vec<u16>,
     interrupts: Receiver<usize>,
     interrupt_tx: Sender<usize>,
     inline: bool,
-    unique: u64,
     dir: tempfile::TempDir,
 }
 
 impl Vmm {
     fn new(inline: bool) -> Vmm {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
-        // Requests carry uid/gid 1000: let them create files in the share.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        // Requests carry uid/gid 1000: the share lets them create files.
+        let dir = seeded_share();
         let fs = PassthroughFs::new(LinuxHost::default(), Config::new(dir.path())).unwrap();
         let config = DeviceConfig::builder("macos")
             .request_queues(1)
@@ -102,101 +80,60 @@ impl Vmm {
             .build()
             .unwrap();
         let device = VirtioFs::new(config, fs, NegotiationConfig::default());
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
         let (interrupt_tx, interrupts) = channel();
         Vmm {
-            mem,
+            driver: Driver::new(0x100_0000),
             device,
-            queues: Vec::new(),
+            seen: Vec::new(),
             interrupts,
             interrupt_tx,
             inline,
-            unique: 0,
             dir,
         }
     }
 
     /// DRIVER_OK: fresh rings at `base` for hiprio and the request queue, each interrupting
-    /// through a closure that reports its queue index.
+    /// through a closure that reports its queue index (no kick eventfds reach the device).
     fn activate(&mut self, base: u64) {
         let features = self.device.features();
         self.device.ack_features(features);
-        self.queues.clear();
-        let mut resources = Vec::new();
-        for i in 0..2u64 {
-            let at = base + i * STRIDE;
-            let mock = MockSplitQueue::create(&self.mem, GuestAddress(at), SIZE);
-            let mut queue: Queue = mock.create_queue().unwrap();
-            let used = GuestAddress(at + 0x2000);
-            queue.set_used_ring_address(Some(u32::try_from(used.0).unwrap()), Some(0));
-            let tx = Mutex::new(self.interrupt_tx.clone());
-            let interrupt = move |queue: usize| -> io::Result<()> {
-                tx.lock()
-                    .unwrap()
-                    .send(queue)
-                    .map_err(|_| io::Error::other("the VMM is gone"))
-            };
-            resources.push(QueueResources::new(queue, interrupt));
-            self.queues.push(Driver {
-                desc: mock.desc_table_addr(),
-                avail: mock.avail_addr(),
-                used,
-                next_head: 0,
-                avail_idx: 0,
-                used_idx: 0,
-            });
-        }
-        let mem = GuestMemoryAtomic::new(self.mem.clone());
-        self.device.activate(mem, resources).unwrap();
+        let (queues, _kicks) = self.driver.queues(base, 2, SIZE, SLOT);
+        self.seen = vec![0; queues.len()];
+        let resources = queues
+            .into_iter()
+            .map(|queue| {
+                let tx = Mutex::new(self.interrupt_tx.clone());
+                let interrupt = move |queue: usize| -> io::Result<()> {
+                    tx.lock()
+                        .unwrap()
+                        .send(queue)
+                        .map_err(|_| io::Error::other("the VMM is gone"))
+                };
+                QueueResources::new(queue, interrupt)
+            })
+            .collect();
+        self.device
+            .activate(self.driver.memory(), resources)
+            .unwrap();
     }
 
     fn used_idx(&self, q: usize) -> u16 {
-        self.mem
-            .read_obj(self.queues[q].used.unchecked_add(2))
-            .unwrap()
+        self.driver.rings[q].used_idx()
     }
 
     /// Writes `req` and a reply buffer of `reply_len` bytes (none if 0) as a chain on queue
-    /// `q` and publishes it; returns the reply buffer's address.
-    fn publish(&mut self, q: usize, req: &[u8], reply_len: u32) -> GuestAddress {
-        let d = &mut self.queues[q];
-        let head = d.next_head;
-        let data = DATA + (q as u64) * 0x20_0000 + u64::from(head) * 0x4000;
-        let reply = GuestAddress(data + 0x2000);
-        self.mem.write_slice(req, GuestAddress(data)).unwrap();
-        let len = u32::try_from(req.len()).unwrap();
-        let mut descs = Vec::new();
-        if reply_len > 0 {
-            descs.push(Descriptor::new(data, len, F_NEXT, head + 1));
-            descs.push(Descriptor::new(reply.0, reply_len, F_WRITE, 0));
-        } else {
-            descs.push(Descriptor::new(data, len, 0, 0));
-        }
-        for (i, desc) in (head..).zip(descs) {
-            self.mem
-                .write_obj(
-                    RawDescriptor::from(desc),
-                    d.desc.unchecked_add(16 * u64::from(i)),
-                )
-                .unwrap();
-        }
-        d.next_head = (head + 2) % SIZE;
-        let slot = d.avail.unchecked_add(4 + 2 * u64::from(d.avail_idx % SIZE));
-        self.mem.write_obj(head, slot).unwrap();
-        d.avail_idx = d.avail_idx.wrapping_add(1);
-        self.mem
-            .write_obj(d.avail_idx, d.avail.unchecked_add(2))
-            .unwrap();
-        reply
+    /// `q` and publishes it; returns its head.
+    fn publish(&mut self, q: usize, req: &[u8], reply_len: u32) -> u16 {
+        self.driver.rings[q].put(req, reply_len)
     }
 
     /// The guest kicked queue `q`: the VMM's event loop calls the device, then waits for the
     /// used element (already there when inline, announced by the interrupt otherwise).
     /// Returns the used length and the reply bytes.
     fn submit(&mut self, q: usize, req: &[u8], reply_len: u32) -> (u32, Vec<u8>) {
-        let reply = self.publish(q, req, reply_len);
+        let head = self.publish(q, req, reply_len);
         self.device.process_queue(q).unwrap();
-        let expected = self.queues[q].used_idx.wrapping_add(1);
+        let expected = self.seen[q].wrapping_add(1);
         if self.inline {
             assert_eq!(
                 self.used_idx(q),
@@ -222,28 +159,18 @@ impl Vmm {
                 interrupted |= queue == q;
             }
         }
-        let d = &mut self.queues[q];
-        let elem = d.used.unchecked_add(4 + 8 * u64::from(d.used_idx % SIZE));
-        d.used_idx = expected;
-        let len: u32 = self.mem.read_obj(elem.unchecked_add(4)).unwrap();
-        let mut bytes = vec![0u8; len.min(reply_len) as usize];
-        self.mem.read_slice(&mut bytes, reply).unwrap();
-        (len, bytes)
+        let ring = &self.driver.rings[q];
+        let (id, len) = ring.used_elem(self.seen[q]);
+        assert_eq!(id, u32::from(head), "used element names the chain's head");
+        self.seen[q] = expected;
+        (len, ring.read_reply(head, len))
     }
 
     /// A request on the request queue; checks the reply's framing, returns (error, body).
     fn call(&mut self, opcode: Opcode, nodeid: u64, args: &[u8]) -> (i32, Vec<u8>) {
-        self.unique += 2;
-        let unique = self.unique;
+        let unique = self.driver.next_unique();
         let (used, reply) = self.submit(1, &request(opcode as u32, unique, nodeid, args), 0x2000);
-        let (oh, body) = OutHeader::read_from_prefix(&reply).unwrap();
-        assert_eq!(
-            oh.len.get(),
-            used,
-            "{opcode:?}: used length == out_header.len"
-        );
-        assert_eq!(oh.unique.get(), unique, "{opcode:?}: unique echoed");
-        (oh.error.get(), body.to_vec())
+        check_reply(opcode, unique, used, &reply)
     }
 
     /// INIT with `(minor, flags)`: returns the negotiated flags after checking what the macOS
@@ -283,12 +210,6 @@ impl Vmm {
     }
 }
 
-fn name(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
 fn play_the_vmm(inline: bool) {
     let mut vmm = Vmm::new(inline);
     vmm.activate(0);
@@ -302,18 +223,10 @@ fn play_the_vmm(inline: bool) {
     assert_eq!(seed.attr.size.get(), 13);
 
     // CREATE, WRITE, READ.
-    let create = CreateIn {
-        flags: 2.into(), // O_RDWR
-        mode: 0o100_644.into(),
-        umask: 0o022.into(),
-        open_flags: 0.into(),
-    };
-    let mut args = create.as_bytes().to_vec();
-    args.extend_from_slice(&name("new.txt"));
-    let (err, body) = vmm.call(Opcode::Create, 1, &args);
+    let (err, body) = vmm.call(Opcode::Create, 1, &create("new.txt"));
     assert_eq!(err, 0, "CREATE");
-    let (entry, rest) = EntryOut::read_from_prefix(&body).unwrap();
-    let fh = OpenOut::read_from_prefix(rest).unwrap().0.fh;
+    let (entry, open) = created(&body);
+    let fh = open.fh;
     let nodeid = entry.nodeid.get();
 
     let data = b"written through the embedded device";
@@ -381,8 +294,8 @@ fn play_the_vmm(inline: bool) {
         vmm.device.process_queue(1),
         Err(Error::QueueNotActive { index: 1 })
     ));
-    vmm.unique += 2;
-    let late = request(Opcode::Getattr as u32, vmm.unique, 1, &[0u8; 16]);
+    let unique = vmm.driver.next_unique();
+    let late = request(Opcode::Getattr as u32, unique, 1, &[0u8; 16]);
     let used_before = vmm.used_idx(1);
     vmm.publish(1, &late, 0x1000);
     stale.process();
@@ -397,7 +310,7 @@ fn play_the_vmm(inline: bool) {
             "an interrupt after reset"
         );
     }
-    let old_used = vmm.queues[1].used;
+    let old_ring = vmm.driver.rings[1].clone();
 
     // The rebooted guest: new rings elsewhere in memory, INIT as 7.3 offers it.
     vmm.activate(0x40_0000);
@@ -412,10 +325,10 @@ fn play_the_vmm(inline: bool) {
     assert_ne!(err, 0, "a node id from before the reset still resolves");
 
     // The hiprio queue takes a FORGET without a reply.
-    vmm.unique += 2;
+    let unique = vmm.driver.next_unique();
     let forget = request(
         Opcode::Forget as u32,
-        vmm.unique,
+        unique,
         renamed.nodeid.get(),
         &1u64.to_le_bytes(),
     );
@@ -424,7 +337,7 @@ fn play_the_vmm(inline: bool) {
 
     // With workers, the stale kick would have handed the request over before every request of
     // the second session: it would be on the old ring by now.
-    let now: u16 = vmm.mem.read_obj(old_used.unchecked_add(2)).unwrap();
+    let now = old_ring.used_idx();
     assert_eq!(
         now, used_before,
         "a reset device served a request on its old ring"

@@ -5,67 +5,39 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::fs::seeded_share;
+use common::fuse::{create, created, init_offering_all, name};
+use common::{Driver, Mem, check_reply};
 use fuse_abi::{
-    CreateIn, EntryOut, ForgetIn, InitFlags, InitOut, Opcode, OpenOut, OutHeader, ReadIn, WriteIn,
-    WriteOut,
+    EntryOut, ForgetIn, InitFlags, InitOut, Opcode, OpenOut, OutHeader, ReadIn, WriteIn, WriteOut,
 };
 use fuse_server::NegotiationConfig;
-use fuse_server::test_utils::{init_payload, request};
+use fuse_server::test_utils::request;
 use passthrough_linux::{Config, PassthroughFs};
-use virtio_queue::Queue;
-use virtio_queue::desc::{RawDescriptor, split::Descriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtiofs_device::{DeviceConfig, QueueResources, VirtioFs};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::event::{
-    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
-};
+use virtiofs_device::{DeviceConfig, VirtioFs};
+use vm_memory::{GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
 use zerocopy::{FromBytes, IntoBytes};
 
 const QUEUE_SIZE: u16 = 64;
-const VRING_DESC_F_NEXT: u16 = 1;
-const VRING_DESC_F_WRITE: u16 = 2;
-/// Where queue `i`'s rings live: `i * RING_STRIDE`.
-const RING_STRIDE: u64 = 0x1_0000;
-/// Where request and reply buffers live.
-const DATA_BASE: u64 = 0x10_0000;
-const DATA_SLOT: u64 = 0x1_0000;
+/// Buffers per head: the request, then up to 16 KiB of reply.
+const SLOT: u64 = 0x8000;
 
-type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// The driver's side of one virtqueue.
-struct DriverQueue {
-    desc_table: GuestAddress,
-    avail: GuestAddress,
-    used: GuestAddress,
-    kick: EventNotifier,
-    call: EventConsumer,
-    next_desc: u16,
-    last_used: u16,
-}
-
-/// A mock guest: memory, queues, and the device under test.
+/// A mock guest: the driver and the device under test.
 struct Guest {
-    mem: GuestMemoryMmap,
-    queues: Vec<DriverQueue>,
+    driver: Driver,
     device: VirtioFs<PassthroughFs, Mem>,
     _dir: tempfile::TempDir,
     dir: std::path::PathBuf,
-    unique: u64,
 }
 
 impl Guest {
     fn new(request_queues: u16) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("seed.txt"), b"from the host").unwrap();
-        // Requests carry uid/gid 1000: let them create files in the share.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        // Requests carry uid/gid 1000: the share lets them create files.
+        let dir = seeded_share();
         let fs = PassthroughFs::new(Config::builder(dir.path()).build().unwrap()).unwrap();
         let config = DeviceConfig::builder("e2e")
             .request_queues(request_queues)
@@ -73,118 +45,28 @@ impl Guest {
             .build()
             .unwrap();
         let mut device = VirtioFs::new(config, fs, NegotiationConfig::default());
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
-        let mut queues = Vec::new();
-        let mut resources = Vec::new();
-        let mut kicks = Vec::new();
-        for i in 0..=u64::from(request_queues) {
-            let mock = MockSplitQueue::create(&mem, GuestAddress(i * RING_STRIDE), QUEUE_SIZE);
-            let queue: Queue = mock.create_queue().unwrap();
-            let (kick_consumer, kick) =
-                new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            let (call, call_notifier) =
-                new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            resources.push(QueueResources::new(queue, call_notifier));
-            kicks.push(kick_consumer);
-            queues.push(DriverQueue {
-                desc_table: mock.desc_table_addr(),
-                avail: mock.avail_addr(),
-                used: mock.used_addr(),
-                kick,
-                call,
-                next_desc: 0,
-                last_used: 0,
-            });
-        }
-        device
-            .activate(GuestMemoryAtomic::new(mem.clone()), resources)
-            .unwrap();
+        let mut driver = Driver::new(0x100_0000);
+        let (queues, kicks) = driver.queues(0, usize::from(request_queues) + 1, QUEUE_SIZE, SLOT);
+        let resources = driver.call_eventfds(queues);
+        device.activate(driver.memory(), resources).unwrap();
         device.spawn_kick_threads(kicks).unwrap();
         let path = dir.path().to_owned();
         Guest {
-            mem,
-            queues,
+            driver,
             device,
             _dir: dir,
             dir: path,
-            unique: 0,
         }
     }
 
     fn next_unique(&mut self) -> u64 {
-        self.unique += 2;
-        self.unique
+        self.driver.next_unique()
     }
 
     /// Puts `req` on queue `q` with `reply_len` bytes of reply space (none if 0), kicks, and
     /// waits for the used element: returns (used length, reply bytes).
     fn submit(&mut self, q: usize, req: &[u8], reply_len: u32) -> (u32, Vec<u8>) {
-        let slot = self.queues[q].next_desc;
-        let req_addr = DATA_BASE + (q as u64 * u64::from(QUEUE_SIZE) + u64::from(slot)) * DATA_SLOT;
-        let reply_addr = req_addr + DATA_SLOT / 2;
-        self.mem.write_slice(req, GuestAddress(req_addr)).unwrap();
-        self.mem
-            .write_slice(&vec![0xAAu8; reply_len as usize], GuestAddress(reply_addr))
-            .unwrap();
-        let req_len = u32::try_from(req.len()).unwrap();
-        let mut descs = vec![];
-        if reply_len > 0 {
-            descs.push(Descriptor::new(
-                req_addr,
-                req_len,
-                VRING_DESC_F_NEXT,
-                slot + 1,
-            ));
-            descs.push(Descriptor::new(
-                reply_addr,
-                reply_len,
-                VRING_DESC_F_WRITE,
-                0,
-            ));
-        } else {
-            descs.push(Descriptor::new(req_addr, req_len, 0, 0));
-        }
-        let dq = &mut self.queues[q];
-        for (i, desc) in (slot..).zip(descs) {
-            let raw = RawDescriptor::from(desc);
-            self.mem
-                .write_obj(raw, dq.desc_table.unchecked_add(16 * u64::from(i)))
-                .unwrap();
-        }
-        let avail_idx: u16 = self.mem.read_obj(dq.avail.unchecked_add(2)).unwrap();
-        let entry = dq
-            .avail
-            .unchecked_add(4 + 2 * u64::from(avail_idx % QUEUE_SIZE));
-        self.mem.write_obj(slot, entry).unwrap();
-        self.mem
-            .write_obj(avail_idx.wrapping_add(1), dq.avail.unchecked_add(2))
-            .unwrap();
-        dq.next_desc = (slot + 2) % (QUEUE_SIZE - 1);
-        dq.kick.notify().unwrap();
-
-        let used_idx_addr = dq.used.unchecked_add(2);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let idx: u16 = self.mem.read_obj(used_idx_addr).unwrap();
-            if idx != dq.last_used {
-                break;
-            }
-            assert!(Instant::now() < deadline, "queue {q}: no used element");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let _ = dq.call.consume();
-        let elem = dq
-            .used
-            .unchecked_add(4 + 8 * u64::from(dq.last_used % QUEUE_SIZE));
-        dq.last_used = dq.last_used.wrapping_add(1);
-        let id: u32 = self.mem.read_obj(elem).unwrap();
-        let len: u32 = self.mem.read_obj(elem.unchecked_add(4)).unwrap();
-        assert_eq!(id, u32::from(slot), "used element names the chain's head");
-        let mut reply = vec![0u8; len.min(reply_len) as usize];
-        self.mem
-            .read_slice(&mut reply, GuestAddress(reply_addr))
-            .unwrap();
-        (len, reply)
+        self.driver.submit(q, req, reply_len)
     }
 
     /// Sends a request on request queue `q` and checks the reply's framing; returns
@@ -193,28 +75,14 @@ impl Guest {
         let unique = self.next_unique();
         let req = request(opcode as u32, unique, nodeid, args);
         let (used, reply) = self.submit(q, &req, 16 * 1024);
-        let (oh, body) = OutHeader::read_from_prefix(&reply).unwrap();
-        assert_eq!(
-            oh.len.get(),
-            used,
-            "{opcode:?}: used length == out_header.len"
-        );
-        assert_eq!(oh.unique.get(), unique, "{opcode:?}: unique echoed");
-        (oh.error.get(), body.to_vec())
+        check_reply(opcode, unique, used, &reply)
     }
 
     fn init(&mut self) -> InitOut {
-        let offer = InitFlags::all().difference(InitFlags::INIT_RESERVED);
-        let (err, body) = self.call(1, Opcode::Init, 0, &init_payload(46, offer, 128 * 1024));
+        let (err, body) = self.call(1, Opcode::Init, 0, &init_offering_all());
         assert_eq!(err, 0, "INIT");
         InitOut::read_from_prefix(&body).unwrap().0
     }
-}
-
-fn name(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
 }
 
 #[test]
@@ -242,18 +110,9 @@ fn init_lookup_create_write_read_readdir_forget() {
     assert_eq!(seed.attr.size.get(), 13);
 
     // CREATE on request queue 2: the reply comes back on queue 2.
-    let create = CreateIn {
-        flags: (libc_o_rdwr()).into(),
-        mode: 0o100_644.into(),
-        umask: 0o022.into(),
-        open_flags: 0.into(),
-    };
-    let mut args = create.as_bytes().to_vec();
-    args.extend_from_slice(&name("new.txt"));
-    let (err, body) = g.call(2, Opcode::Create, 1, &args);
+    let (err, body) = g.call(2, Opcode::Create, 1, &create("new.txt"));
     assert_eq!(err, 0, "CREATE");
-    let (entry, rest) = EntryOut::read_from_prefix(&body).unwrap();
-    let open = OpenOut::read_from_prefix(rest).unwrap().0;
+    let (entry, open) = created(&body);
     let nodeid = entry.nodeid.get();
 
     // WRITE then READ through the handle.
@@ -330,10 +189,6 @@ fn init_lookup_create_write_read_readdir_forget() {
         assert!(Instant::now() < deadline, "{stats:?}");
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-fn libc_o_rdwr() -> u32 {
-    2
 }
 
 #[test]

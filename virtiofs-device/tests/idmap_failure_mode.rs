@@ -16,10 +16,12 @@
 
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use std::path::Path;
+mod common;
+
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::dev_fuse::{abort_connection, mount_fusectl};
 use fuse_abi::{InitFlags, InitOut, OutHeader, U32};
 use fuse_server::mem::{MemReader, MemWriter};
 use fuse_server::test_utils::{TestFs, all_capabilities};
@@ -43,20 +45,6 @@ fn idmap_server() -> Server<TestFs> {
             negotiation: NegotiationConfig::default(),
         },
     )
-}
-
-/// Aborts the FUSE connection mounted at `dir` (fusectl) so a broken server cannot hang.
-fn abort_connection(dir: &Path) {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let target = dir.to_string_lossy();
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        if fields.get(4) == Some(&target.as_ref()) {
-            if let Some(minor) = fields.get(2).and_then(|d| d.split(':').nth(1)) {
-                let _ = std::fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), "1");
-            }
-        }
-    }
 }
 
 /// Handles one request; if it was an INIT the server accepted, ORs `forced` into the flags of
@@ -90,11 +78,7 @@ fn force_init_flags(
 /// of a stat of the root (the raw errno on failure), with a 30 s watchdog. With `forced`,
 /// the INIT reply carries those flags on top of the negotiated ones ([`force_init_flags`]).
 fn stat_root_through(server: &Server<TestFs>, forced: InitFlags) -> Result<(), i32> {
-    let _ = std::process::Command::new("mount")
-        .args(["-t", "fusectl", "none", "/sys/fs/fuse/connections"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
+    mount_fusectl();
     let dir = tempfile::tempdir().unwrap();
     let options = MountOptions {
         default_permissions: false,

@@ -5,74 +5,39 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use fuse_abi::{
-    CreateIn, EntryOut, FileLock, FlushIn, InitFlags, LkIn, Opcode, OpenOut, OutHeader,
-};
+use common::fs::open_share;
+use common::fuse::{UN, WR, create, created, init_offering_all, lock};
+use common::{Driver, Mem, Sent, TIMEOUT};
+use fuse_abi::{FlushIn, Opcode};
 use fuse_server::NegotiationConfig;
-use fuse_server::test_utils::{init_payload, request};
 use passthrough_linux::{Config, PassthroughFs};
-use virtio_queue::Queue;
-use virtio_queue::desc::{RawDescriptor, split::Descriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtiofs_device::{DeviceConfig, QueueResources, VirtioFs};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::event::{EventFlag, EventNotifier, new_event_consumer_and_notifier};
-use zerocopy::{FromBytes, IntoBytes};
+use virtiofs_device::{DeviceConfig, VirtioFs};
+use zerocopy::IntoBytes;
 
 /// Room for a thousand requests of two descriptors in flight.
 const QUEUE_SIZE: u16 = 2048;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const RING_STRIDE: u64 = 0x1_0000;
-const DATA_BASE: u64 = 0x10_0000;
-/// Request in the first half, reply buffer in the second.
-const DATA_SLOT: u64 = 0x1000;
-/// Long enough for a loaded machine, short enough to fail rather than hang.
-const TIMEOUT: Duration = Duration::from_secs(20);
-
-type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// The driver's side of one virtqueue.
-struct Ring {
-    desc: GuestAddress,
-    avail: GuestAddress,
-    used: GuestAddress,
-    kick: EventNotifier,
-    next: u16,
-}
+/// Buffers per head: the request, then a reply buffer of 2 KiB.
+const SLOT: u64 = 0x1000;
 
 /// A mock guest with the device under test: `queues` request queues (1..=queues).
 struct Guest {
-    mem: GuestMemoryMmap,
-    rings: Vec<Ring>,
+    driver: Driver,
     device: VirtioFs<PassthroughFs, Mem>,
     _dir: tempfile::TempDir,
-    unique: u64,
     inline: bool,
-}
-
-/// A request on the ring: where, and its unique.
-#[derive(Clone, Copy, Debug)]
-struct Put {
-    queue: usize,
-    head: u16,
-    unique: u64,
 }
 
 impl Guest {
     /// `workers` in each queue's pool (and kick threads), or none at all: inline, served by
     /// the test's own calls to `process_queue`.
     fn new(workers: Option<usize>, queues: usize) -> Guest {
-        let dir = tempfile::tempdir().unwrap();
         // The requests run as uid 0 with the daemon's credentials; the share is open to all.
-        std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o777),
-        )
-        .unwrap();
+        let dir = open_share();
         let fs = PassthroughFs::new(
             Config::builder(dir.path())
                 .max_lock_fds(4096)
@@ -88,86 +53,27 @@ impl Guest {
             None => config.inline(true),
         };
         let mut device = VirtioFs::new(config.build().unwrap(), fs, NegotiationConfig::default());
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x400_0000)]).unwrap();
-        let mut rings = Vec::new();
-        let mut resources = Vec::new();
-        let mut kicks = Vec::new();
-        for i in 0..=queues as u64 {
-            let mock = MockSplitQueue::create(&mem, GuestAddress(i * RING_STRIDE), QUEUE_SIZE);
-            let queue: Queue = mock.create_queue().unwrap();
-            let (kick_consumer, kick) =
-                new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            let (_call, call) = new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            resources.push(QueueResources::new(queue, call));
-            kicks.push(kick_consumer);
-            rings.push(Ring {
-                desc: mock.desc_table_addr(),
-                avail: mock.avail_addr(),
-                used: mock.used_addr(),
-                kick,
-                next: 0,
-            });
-        }
-        device
-            .activate(GuestMemoryAtomic::new(mem.clone()), resources)
-            .unwrap();
+        let mut driver = Driver::new(0x400_0000);
+        let (rings, kicks) = driver.queues(0, queues + 1, QUEUE_SIZE, SLOT);
+        let resources = driver.call_eventfds(rings);
+        device.activate(driver.memory(), resources).unwrap();
         if workers.is_some() {
             device.spawn_kick_threads(kicks).unwrap();
         }
         Guest {
-            mem,
-            rings,
+            driver,
             device,
             _dir: dir,
-            unique: 0,
             inline: workers.is_none(),
         }
     }
 
-    fn slot(queue: usize, head: u16) -> u64 {
-        DATA_BASE + (queue as u64 * u64::from(QUEUE_SIZE) + u64::from(head)) * DATA_SLOT
-    }
-
     /// Puts a request on request queue `queue` without kicking.
-    fn put_on(&mut self, queue: usize, opcode: Opcode, nodeid: u64, args: &[u8]) -> Put {
-        self.unique += 2;
-        let unique = self.unique;
-        let req = request(opcode as u32, unique, nodeid, args);
-        let ring = &mut self.rings[queue];
-        let n = ring.next;
-        let head = (n * 2) % QUEUE_SIZE;
-        let data = Self::slot(queue, head);
-        self.mem.write_slice(&req, GuestAddress(data)).unwrap();
-        let descs = [
-            Descriptor::new(data, u32::try_from(req.len()).unwrap(), F_NEXT, head + 1),
-            Descriptor::new(data + DATA_SLOT / 2, 0x800, F_WRITE, 0),
-        ];
-        for (i, d) in (head..).zip(descs) {
-            self.mem
-                .write_obj(
-                    RawDescriptor::from(d),
-                    ring.desc.unchecked_add(16 * u64::from(i)),
-                )
-                .unwrap();
-        }
-        self.mem
-            .write_obj(
-                head,
-                ring.avail.unchecked_add(4 + 2 * u64::from(n % QUEUE_SIZE)),
-            )
-            .unwrap();
-        ring.next = n.wrapping_add(1);
-        self.mem
-            .write_obj(ring.next, ring.avail.unchecked_add(2))
-            .unwrap();
-        Put {
-            queue,
-            head,
-            unique,
-        }
+    fn put_on(&mut self, queue: usize, opcode: Opcode, nodeid: u64, args: &[u8]) -> Sent {
+        self.driver.put(queue, opcode, nodeid, args)
     }
 
-    fn put(&mut self, opcode: Opcode, nodeid: u64, args: &[u8]) -> Put {
+    fn put(&mut self, opcode: Opcode, nodeid: u64, args: &[u8]) -> Sent {
         self.put_on(1, opcode, nodeid, args)
     }
 
@@ -176,78 +82,31 @@ impl Guest {
         if self.inline {
             self.device.process_queue(queue).unwrap();
         } else {
-            self.rings[queue].kick.notify().unwrap();
+            self.driver.kick(queue);
         }
-    }
-
-    /// The heads on `queue`'s used ring so far, in order, as (head, used length).
-    fn used(&self, queue: usize) -> Vec<(u16, u32)> {
-        let ring = &self.rings[queue];
-        let idx: u16 = self.mem.read_obj(ring.used.unchecked_add(2)).unwrap();
-        (0..idx)
-            .map(|n| {
-                let elem = ring.used.unchecked_add(4 + 8 * u64::from(n % QUEUE_SIZE));
-                let id: u32 = self.mem.read_obj(elem).unwrap();
-                let len: u32 = self.mem.read_obj(elem.unchecked_add(4)).unwrap();
-                (u16::try_from(id).unwrap(), len)
-            })
-            .collect()
     }
 
     /// How many times `p` is on its used ring (a request is answered once).
-    fn times_done(&self, p: Put) -> usize {
-        self.used(p.queue)
-            .iter()
-            .filter(|&&(h, _)| h == p.head)
-            .count()
+    fn times_done(&self, p: Sent) -> usize {
+        self.driver.times_done(p)
     }
 
-    fn is_done(&self, p: Put) -> bool {
-        self.times_done(p) > 0
+    fn is_done(&self, p: Sent) -> bool {
+        self.driver.is_done(p)
     }
 
     /// Where `p` is on its used ring.
-    fn position(&self, p: Put) -> usize {
-        self.used(p.queue)
-            .iter()
-            .position(|&(h, _)| h == p.head)
-            .unwrap()
+    fn position(&self, p: Sent) -> usize {
+        self.driver.position(p)
     }
 
-    fn wait(&self, p: Put) {
-        let deadline = Instant::now() + TIMEOUT;
-        while !self.is_done(p) {
-            assert!(Instant::now() < deadline, "no used element for {p:?}");
-            std::thread::sleep(Duration::from_micros(100));
-        }
+    fn wait(&self, p: Sent) {
+        self.driver.wait(p);
     }
 
     /// The reply to `p` (checked framing): its error.
-    fn error(&self, p: Put) -> i32 {
-        let (_, len) = *self
-            .used(p.queue)
-            .iter()
-            .find(|&&(h, _)| h == p.head)
-            .unwrap();
-        let mut reply = vec![0u8; len as usize];
-        let at = Self::slot(p.queue, p.head) + DATA_SLOT / 2;
-        self.mem.read_slice(&mut reply, GuestAddress(at)).unwrap();
-        let (oh, _) = OutHeader::read_from_prefix(&reply).unwrap();
-        assert_eq!(oh.unique.get(), p.unique);
-        assert_eq!(oh.len.get(), len);
-        oh.error.get()
-    }
-
-    fn body(&self, p: Put) -> Vec<u8> {
-        let (_, len) = *self
-            .used(p.queue)
-            .iter()
-            .find(|&&(h, _)| h == p.head)
-            .unwrap();
-        let mut reply = vec![0u8; len as usize];
-        let at = Self::slot(p.queue, p.head) + DATA_SLOT / 2;
-        self.mem.read_slice(&mut reply, GuestAddress(at)).unwrap();
-        reply[16..].to_vec()
+    fn error(&self, p: Sent) -> i32 {
+        self.driver.reply(p).0
     }
 
     /// Sends a request on `queue` and waits for its reply: its error.
@@ -259,8 +118,7 @@ impl Guest {
     }
 
     fn init(&mut self) {
-        let offer = InitFlags::all().difference(InitFlags::INIT_RESERVED);
-        let p = self.put(Opcode::Init, 0, &init_payload(46, offer, 128 * 1024));
+        let p = self.put(Opcode::Init, 0, &init_offering_all());
         self.kick(1);
         self.wait(p);
         assert_eq!(self.error(p), 0, "INIT");
@@ -268,45 +126,15 @@ impl Guest {
 
     /// Creates a file: (node id, handle).
     fn create(&mut self, name: &str) -> (u64, u64) {
-        let create = CreateIn {
-            flags: 2.into(), // O_RDWR
-            mode: 0o100_644.into(),
-            umask: 0o022.into(),
-            open_flags: 0.into(),
-        };
-        let mut args = create.as_bytes().to_vec();
-        args.extend_from_slice(name.as_bytes());
-        args.push(0);
-        let p = self.put(Opcode::Create, 1, &args);
+        let p = self.put(Opcode::Create, 1, &create(name));
         self.kick(1);
         self.wait(p);
-        assert_eq!(self.error(p), 0, "CREATE");
-        let body = self.body(p);
-        let (entry, rest) = EntryOut::read_from_prefix(&body).unwrap();
-        let fh = OpenOut::read_from_prefix(rest).unwrap().0.fh.get();
-        (entry.nodeid.get(), fh)
+        let (error, body) = self.driver.reply(p);
+        assert_eq!(error, 0, "CREATE");
+        let (entry, open) = created(&body);
+        (entry.nodeid.get(), open.fh.get())
     }
 }
-
-/// A write lock on the whole file for `owner` (`typ` 2 unlocks).
-fn lock(fh: u64, owner: u64, typ: u32) -> Vec<u8> {
-    LkIn {
-        fh: fh.into(),
-        owner: owner.into(),
-        lk: FileLock {
-            start: 0.into(),
-            end: u64::MAX.into(),
-            typ: typ.into(),
-            pid: 1.into(),
-        },
-        ..LkIn::default()
-    }
-    .as_bytes()
-    .to_vec()
-}
-
-const WR: u32 = 1;
-const UN: u32 = 2;
 
 /// Inline: owner 2's SETLKW parks behind owner 1's lock; a GETATTR behind it is answered
 /// first; unrelated requests (a GETATTR, a SETLK of another node, retries due or not) never
@@ -450,7 +278,7 @@ fn a_thousand_parked_setlkw_do_not_stop_the_queue() {
     g.init();
     let (node, fh) = g.create("f");
     assert_eq!(g.call_on(1, Opcode::Setlk, node, &lock(fh, 1, WR)), 0);
-    let parked: Vec<Put> = (0..N as u64)
+    let parked: Vec<Sent> = (0..N as u64)
         .map(|owner| g.put(Opcode::Setlkw, node, &lock(fh, 100 + owner, WR)))
         .collect();
     let since = Instant::now();
@@ -486,7 +314,7 @@ fn a_thousand_parked_setlkw_do_not_stop_the_queue() {
     assert_eq!(g.call_on(1, Opcode::Setlk, node, &lock(fh, 1, UN)), 0);
     let deadline = Instant::now() + TIMEOUT;
     let granted = loop {
-        let done: Vec<Put> = parked.iter().copied().filter(|&p| g.is_done(p)).collect();
+        let done: Vec<Sent> = parked.iter().copied().filter(|&p| g.is_done(p)).collect();
         if !done.is_empty() {
             break done;
         }

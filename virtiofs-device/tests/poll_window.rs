@@ -10,114 +10,24 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
-use fuse_abi::{InitFlags, Opcode};
-use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{Capabilities, FileSystem, NegotiationConfig};
-use virtio_queue::desc::{RawDescriptor, split::Descriptor};
-use virtio_queue::mock::MockSplitQueue;
-use virtio_queue::{Queue, QueueT};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use common::fs::NullFs;
+use common::fuse::init_offering_none;
+use common::{Driver, Mem, Ring, TIMEOUT, USED_F_NO_NOTIFY};
+use fuse_abi::Opcode;
+use fuse_server::NegotiationConfig;
+use fuse_server::test_utils::request;
+use virtio_queue::QueueT;
 use virtiofs_device::{DeviceConfig, Interrupt, QueueResources, VirtioFs};
-use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::event::{EventFlag, EventNotifier, new_event_consumer_and_notifier};
+use vmm_sys_util::event::EventNotifier;
 
 const SIZE: u16 = 16;
-const F_NEXT: u16 = 1;
-const F_WRITE: u16 = 2;
-const USED_F_NO_NOTIFY: u16 = 1;
-/// A hang guard only: nothing here is timed.
-const TIMEOUT: Duration = Duration::from_secs(10);
-
-type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
-
-/// Answers INIT and nothing else (ENOSYS): every request gets a reply.
-struct NullFs;
-
-impl FileSystem for NullFs {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-}
-
-/// The driver's view of one split ring at `base` (used ring moved off the mock's layout).
-#[derive(Clone)]
-struct Ring {
-    mem: GuestMemoryMmap,
-    base: u64,
-    avail: GuestAddress,
-    used: GuestAddress,
-    event_idx: bool,
-}
-
-impl Ring {
-    fn avail_idx(&self) -> u16 {
-        self.mem.read_obj(self.avail.unchecked_add(2)).unwrap()
-    }
-
-    fn used_idx(&self) -> u16 {
-        self.mem.read_obj(self.used.unchecked_add(2)).unwrap()
-    }
-
-    fn used_flags(&self) -> u16 {
-        self.mem.read_obj(self.used).unwrap()
-    }
-
-    /// `avail_event`: the device's "kick me when avail->idx passes this" (EVENT_IDX).
-    fn avail_event(&self) -> u16 {
-        self.mem
-            .read_obj(self.used.unchecked_add(4 + 8 * u64::from(SIZE)))
-            .unwrap()
-    }
-
-    /// Asks for an interrupt at the next completion (EVENT_IDX's `used_event`).
-    fn want_interrupt(&self) {
-        let at = self.avail.unchecked_add(4 + 2 * u64::from(SIZE));
-        self.mem.write_obj(self.used_idx(), at).unwrap();
-    }
-
-    /// Writes request `n` (descriptors `2n % SIZE`, `+1`) without publishing it; its head.
-    fn prepare(&self, n: u16, req: &[u8]) -> u16 {
-        let head = (n * 2) % SIZE;
-        let data = 0x80_0000 + u64::from(head) * 0x2000;
-        self.mem.write_slice(req, GuestAddress(data)).unwrap();
-        let len = u32::try_from(req.len()).unwrap();
-        self.desc(head, Descriptor::new(data, len, F_NEXT, head + 1));
-        self.desc(head + 1, Descriptor::new(data + 0x1000, 0x1000, F_WRITE, 0));
-        head
-    }
-
-    fn desc(&self, i: u16, d: Descriptor) {
-        let at = GuestAddress(self.base + 16 * u64::from(i));
-        self.mem.write_obj(RawDescriptor::from(d), at).unwrap();
-    }
-
-    /// Publishes `head` (advances avail->idx) and returns whether a driver must kick now, as
-    /// Linux's `virtqueue_kick_prepare` decides: VRING_USED_F_NO_NOTIFY clear, or with
-    /// EVENT_IDX the avail event crossed by this publication.
-    fn publish(&self, head: u16) -> bool {
-        let old = self.avail_idx();
-        self.mem
-            .write_obj(
-                head,
-                self.avail.unchecked_add(4 + 2 * u64::from(old % SIZE)),
-            )
-            .unwrap();
-        let new = old.wrapping_add(1);
-        self.mem
-            .write_obj(new, self.avail.unchecked_add(2))
-            .unwrap();
-        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if self.event_idx {
-            // vring_need_event(event, new, old)
-            let event = self.avail_event();
-            new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
-        } else {
-            self.used_flags() & USED_F_NO_NOTIFY == 0
-        }
-    }
-}
+/// Buffers per head: the request, then a reply buffer of 4 KiB.
+const SLOT: u64 = 0x2000;
 
 /// What the interrupt of the request queue does: on its first call once armed, publishes a
 /// prepared head without kicking and records whether a driver would have had to kick.
@@ -129,10 +39,10 @@ struct Plan {
 
 struct Guest {
     device: VirtioFs<NullFs, Mem>,
+    /// The request queue's ring; the interrupt publishes through a clone of it.
     ring: Ring,
     plan: Arc<Mutex<Plan>>,
     kick: Option<EventNotifier>,
-    sent: u16,
 }
 
 impl Guest {
@@ -146,26 +56,14 @@ impl Guest {
             .build()
             .unwrap();
         let mut device = VirtioFs::new(config, NullFs, NegotiationConfig::default());
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x100_0000)]).unwrap();
+        let mut driver = Driver::new(0x100_0000);
         let plan = Arc::new(Mutex::new(Plan::default()));
+        let (queues, kicks) = driver.queues(0, 2, SIZE, SLOT);
+        let mut ring = driver.rings[1].clone();
+        ring.event_idx = event_idx;
         let mut resources = Vec::new();
-        let mut kicks = Vec::new();
-        let mut notifiers = Vec::new();
-        let mut rings = Vec::new();
-        for i in 0..2u64 {
-            let at = i * 0x1_0000;
-            let mock = MockSplitQueue::create(&mem, GuestAddress(at), SIZE);
-            let mut queue: Queue = mock.create_queue().unwrap();
-            let used = GuestAddress(at + 0x1000);
-            queue.set_used_ring_address(Some(u32::try_from(used.0).unwrap()), Some(0));
+        for (i, mut queue) in queues.into_iter().enumerate() {
             queue.set_event_idx(event_idx && i == 1);
-            let ring = Ring {
-                mem: mem.clone(),
-                base: at,
-                avail: mock.avail_addr(),
-                used,
-                event_idx: event_idx && i == 1,
-            };
             let interrupt: Arc<dyn Interrupt> = if i == 1 {
                 let (ring, plan) = (ring.clone(), Arc::clone(&plan));
                 Arc::new(move |_queue: usize| {
@@ -179,34 +77,21 @@ impl Guest {
                 Arc::new(|_queue: usize| Ok::<(), std::io::Error>(()))
             };
             resources.push(QueueResources { queue, interrupt });
-            let (consumer, notifier) =
-                new_event_consumer_and_notifier(EventFlag::NONBLOCK).unwrap();
-            kicks.push(consumer);
-            notifiers.push(notifier);
-            rings.push(ring);
         }
-        device
-            .activate(GuestMemoryAtomic::new(mem), resources)
-            .unwrap();
+        device.activate(driver.memory(), resources).unwrap();
         let kick = if kick_threads {
             device.spawn_kick_threads(kicks).unwrap();
-            notifiers.pop()
+            driver.kicks.pop()
         } else {
             None
         };
         let mut g = Guest {
             device,
-            ring: rings.pop().unwrap(),
+            ring,
             plan,
             kick,
-            sent: 0,
         };
-        let init = request(
-            Opcode::Init as u32,
-            2,
-            0,
-            &init_payload(46, InitFlags::empty(), 0x2_0000),
-        );
+        let init = request(Opcode::Init as u32, 2, 0, &init_offering_none());
         g.send(&init, true);
         g.wait_used(1);
         g
@@ -222,8 +107,7 @@ impl Guest {
 
     /// Writes the next request; publishes it (and kicks if the ring says so) with `publish`.
     fn send(&mut self, req: &[u8], publish: bool) -> u16 {
-        let head = self.ring.prepare(self.sent, req);
-        self.sent += 1;
+        let head = self.ring.write(req, 0x1000);
         if publish {
             self.ring.want_interrupt();
             if self.ring.publish(head) {
@@ -239,11 +123,9 @@ impl Guest {
 
     /// Waits (a hang guard, not a timed assertion) until the used index reaches `idx`.
     fn wait_used(&self, idx: u16) {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.ring.used_idx().wrapping_sub(idx) >= 0x8000 {
-            assert!(Instant::now() < deadline, "no used element {idx}");
-            std::thread::yield_now();
-        }
+        self.ring.wait_for(&format!("no used element {idx}"), |r| {
+            r.used_idx().wrapping_sub(idx) < 0x8000
+        });
     }
 
     /// Whether the driver must kick for a request published now (the poll window is over).

@@ -3,8 +3,9 @@
 #![cfg(all(target_os = "linux", feature = "vhost-user"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use fuse_server::NegotiationConfig;
 use passthrough_linux::{Config, PassthroughFs};
@@ -15,16 +16,7 @@ use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
 
 fn connect(path: &Path) -> Frontend {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match Frontend::connect(path, 3) {
-            Ok(f) => return f,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot connect: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
+    common::vhost_user::connect(path, 3)
 }
 
 fn handshake(frontend: &mut Frontend) {

@@ -5,25 +5,28 @@
 #![cfg(all(target_os = "linux", feature = "vhost-user"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
+mod common;
+
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fuse_abi::{Errno, InitFlags, Opcode};
-use fuse_server::test_utils::{init_payload, request};
-use fuse_server::{
-    AttrReply, Capabilities, Context, FileSystem, FsResult, Handle, NegotiationConfig, NodeId,
-};
+use common::fs::StuckFs;
+use common::fuse::init_offering_none;
+use common::{Layout, Ring};
+use fuse_abi::Opcode;
+use fuse_server::NegotiationConfig;
+use fuse_server::test_utils::request;
 use vhost::vhost_user::message::{VhostUserHeaderFlag, VhostUserProtocolFeatures};
 use vhost::vhost_user::{Frontend, Listener, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtiofs_device::DeviceConfig;
 use virtiofs_device::vhost_user::{VhostUserFs, serve};
 use vm_memory::mmap::MmapRegion;
-use vm_memory::{Bytes, FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 const MEM_SIZE: u64 = 0x10_0000;
@@ -34,24 +37,6 @@ const USED: u64 = 0x3000;
 const DATA: u64 = 0x1_0000;
 /// Long enough for a loaded machine, short enough to fail rather than hang.
 const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A backend whose GETATTR blocks until the test lets it go.
-struct StuckFs {
-    entered: Mutex<Sender<()>>,
-    release: Mutex<Receiver<()>>,
-}
-
-impl FileSystem for StuckFs {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::new()
-    }
-
-    fn getattr(&self, _ctx: &Context, _nodeid: NodeId, _fh: Option<Handle>) -> FsResult<AttrReply> {
-        let _ = self.entered.lock().unwrap().send(());
-        let _ = self.release.lock().unwrap().recv();
-        Err(Errno::EIO)
-    }
-}
 
 /// Runs `f` on its own thread and fails the test if it does not finish within [`TIMEOUT`].
 fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -64,16 +49,7 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
 }
 
 fn connect(path: &Path) -> Frontend {
-    let deadline = Instant::now() + TIMEOUT;
-    loop {
-        match Frontend::connect(path, 2) {
-            Ok(f) => return f,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "cannot connect: {e}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-    }
+    common::vhost_user::connect(path, 2)
 }
 
 /// SET_OWNER, features and protocol features (with REPLY_ACK: every message is acked).
@@ -154,66 +130,29 @@ fn start_queue_of_size(frontend: &mut Frontend, file: &File, size: u16) -> (Even
     (kick, call)
 }
 
-/// The driver's side of request queue 1.
-struct Driver {
-    mem: GuestMemoryMmap,
-    next: u16,
+/// The driver's side of request queue 1, at DESC/AVAIL/USED with its buffers from DATA.
+fn request_queue(mem: &GuestMemoryMmap) -> Ring {
+    let layout = Layout {
+        size: QUEUE_SIZE,
+        desc: DESC,
+        avail: AVAIL,
+        used: USED,
+        buffers: DATA,
+        slot: 0x2000,
+    };
+    Ring::new(mem, layout)
 }
 
-impl Driver {
-    /// Puts `req` with a 4 KiB reply buffer on the queue and kicks.
-    fn submit(&mut self, kick: &EventFd, req: &[u8]) -> u16 {
-        let n = self.next;
-        let head = (n * 2) % QUEUE_SIZE;
-        let req_addr = DATA + u64::from(n) * 0x2000;
-        let reply_addr = req_addr + 0x1000;
-        self.mem.write_slice(req, GuestAddress(req_addr)).unwrap();
-        let desc = |i: u16, addr: u64, len: u32, flags: u16, next: u16| {
-            let at = GuestAddress(DESC + 16 * u64::from(i));
-            self.mem.write_obj(addr, at).unwrap();
-            self.mem.write_obj(len, GuestAddress(at.0 + 8)).unwrap();
-            self.mem.write_obj(flags, GuestAddress(at.0 + 12)).unwrap();
-            self.mem.write_obj(next, GuestAddress(at.0 + 14)).unwrap();
-        };
-        desc(
-            head,
-            req_addr,
-            u32::try_from(req.len()).unwrap(),
-            1,
-            head + 1,
-        );
-        desc(head + 1, reply_addr, 0x1000, 2, 0);
-        let slot = AVAIL + 4 + 2 * u64::from(n % QUEUE_SIZE);
-        self.mem.write_obj(head, GuestAddress(slot)).unwrap();
-        self.next = n.wrapping_add(1);
-        self.mem
-            .write_obj(self.next, GuestAddress(AVAIL + 2))
-            .unwrap();
-        kick.write(1).unwrap();
-        head
-    }
-
-    fn used_idx(&self) -> u16 {
-        self.mem.read_obj(GuestAddress(USED + 2)).unwrap()
-    }
-
-    fn wait_used(&self, idx: u16) {
-        let deadline = Instant::now() + TIMEOUT;
-        while self.used_idx() != idx {
-            assert!(Instant::now() < deadline, "no used element {idx}");
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
+/// Puts `req` with a 4 KiB reply buffer on the queue and kicks.
+fn submit(ring: &mut Ring, kick: &EventFd, req: &[u8]) -> u16 {
+    let head = ring.put(req, 0x1000);
+    kick.write(1).unwrap();
+    head
 }
 
 fn start_daemon(dir: &Path) -> (std::path::PathBuf, Sender<()>, Receiver<()>) {
     let socket = dir.join("vu.sock");
-    let (entered_tx, entered) = channel();
-    let (release, release_rx) = channel();
-    let fs = StuckFs {
-        entered: Mutex::new(entered_tx),
-        release: Mutex::new(release_rx),
-    };
+    let (fs, entered, release) = StuckFs::new();
     let config = DeviceConfig::builder("stuck")
         .request_queues(1)
         .queue_size(64)
@@ -234,18 +173,17 @@ fn control_plane_and_reconnect_are_served_while_a_request_is_stuck() {
     handshake(&mut first);
     let (file, mem) = guest_memory();
     let (kick, _call) = start_queue(&mut first, &file);
-    let mut driver = Driver { mem, next: 0 };
-    let init = request(
-        Opcode::Init as u32,
-        2,
-        0,
-        &init_payload(46, InitFlags::empty(), 0x2_0000),
-    );
-    driver.submit(&kick, &init);
+    let mut driver = request_queue(&mem);
+    let init = request(Opcode::Init as u32, 2, 0, &init_offering_none());
+    submit(&mut driver, &kick, &init);
     driver.wait_used(1);
 
     // GETATTR blocks in the backend.
-    driver.submit(&kick, &request(Opcode::Getattr as u32, 4, 1, &[0u8; 16]));
+    submit(
+        &mut driver,
+        &kick,
+        &request(Opcode::Getattr as u32, 4, 1, &[0u8; 16]),
+    );
     entered
         .recv_timeout(TIMEOUT)
         .expect("GETATTR reaches the backend");
@@ -337,14 +275,9 @@ fn a_queue_whose_size_is_not_a_power_of_two_is_not_served() {
     let (file, mem) = guest_memory();
     // vhost-user-backend acks SET_VRING_NUM 3 (the backend has no say in it).
     let (kick, _call) = start_queue_of_size(&mut frontend, &file, 3);
-    let mut driver = Driver { mem, next: 0 };
-    let init = request(
-        Opcode::Init as u32,
-        2,
-        0,
-        &init_payload(46, InitFlags::empty(), 0x2_0000),
-    );
-    driver.submit(&kick, &init);
+    let mut driver = request_queue(&mem);
+    let init = request(Opcode::Init as u32, 2, 0, &init_offering_none());
+    submit(&mut driver, &kick, &init);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(driver.used_idx(), 0, "a queue of size 3 was served");
 
