@@ -11,6 +11,7 @@ mod privileges;
 mod sandbox;
 mod sys;
 
+use std::os::unix::fs::FileTypeExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
@@ -499,12 +500,26 @@ fn listen(cli: &Cli, socket_group: Option<nix::unistd::Gid>) -> Result<Listener>
         .socket_path
         .as_deref()
         .context("--socket-path or --fd is required")?;
-    if path.exists() {
-        if UnixStream::connect(path).is_ok() {
+    if let Ok(meta) = std::fs::metadata(path) {
+        // Only a socket nobody listens on is stale: connecting is refused. Anything else at
+        // the path (a file, a socket we may not connect to) is left alone. The probe is a
+        // frontend that connects and closes at once, which a daemon serving there survives.
+        if !meta.file_type().is_socket() {
             bail!(
-                "--socket-path {}: socket in use by another process",
+                "--socket-path {}: exists and is not a socket",
                 path.display()
             );
+        }
+        match UnixStream::connect(path) {
+            Ok(_) => bail!(
+                "--socket-path {}: socket in use by another process",
+                path.display()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {}
+            Err(e) => bail!(
+                "--socket-path {}: cannot tell whether it is in use: {e}",
+                path.display()
+            ),
         }
         warn!("replacing stale socket {}", path.display());
         std::fs::remove_file(path)

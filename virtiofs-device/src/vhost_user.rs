@@ -7,7 +7,10 @@
 //! vhost-user control thread never waits for a request. [`serve`] accepts frontends one after
 //! the other on a listener, so the daemon outlives a frontend's disconnect, even while a
 //! request of the old one is stuck (on a worker or on an epoll thread: the old connection's
-//! rings are stopped and its threads left to end after it).
+//! rings are stopped and its threads left to end after it). Nothing a frontend does at the
+//! socket ends serving (connecting and closing at once, garbage, a message cut short), nor
+//! costs a descriptor; a set-up that fails for want of descriptors, memory or threads is
+//! retried after a pause (see [`serve`]).
 //!
 //! With a poll window (`--poll-us`, [`DeviceConfig::poll`]) the epoll thread of a request
 //! queue polls the drained ring before it goes back to `epoll_wait`. That thread also watches
@@ -22,11 +25,12 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use fuse_server::{FileSystem, NegotiationConfig, Server, guest_warn};
-use log::{error, info, warn};
+use log::{error, info};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::{
@@ -37,9 +41,7 @@ use vm_memory::{
     GuestAddressSpace, GuestMemoryAtomic, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion,
 };
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{
-    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
-};
+use vmm_sys_util::eventfd::{EFD_CLOEXEC, EFD_NONBLOCK, EventFd};
 
 use crate::config::DeviceConfig;
 use crate::queue::{QueueCore, Ring, Stats};
@@ -199,6 +201,10 @@ type Snapshot = Arc<GuestMemoryMmap<()>>;
 
 /// How long a disconnect waits for the old connection's epoll threads.
 const DISCONNECT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+/// The first pause after a transient failure to set up a connection (see [`serve`]).
+pub const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+/// The longest pause after transient failures in a row (see [`serve`]).
+pub const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// VIRTIO_RING_F_INDIRECT_DESC.
 const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
@@ -207,13 +213,13 @@ const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 /// VIRTIO_F_VERSION_1.
 const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 
-/// Why serving stopped.
+/// Why serving stopped: a failure that would repeat at every attempt (see [`serve`]).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The vhost-user machinery could not be set up for a new frontend.
+    /// The vhost-user machinery refuses the device's configuration.
     #[error("cannot set up the vhost-user daemon: {0}")]
     Daemon(String),
-    /// Accepting a frontend on the listener failed.
+    /// The listening socket is unusable (not open, not a socket, not listening).
     #[error("cannot accept a vhost-user frontend: {0}")]
     Accept(String),
 }
@@ -504,15 +510,8 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
         (0..self.num_queues()).map(|queue| 1u64 << queue).collect()
     }
 
-    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
-        match new_event_consumer_and_notifier(EventFlag::NONBLOCK | EventFlag::CLOEXEC) {
-            Ok(pair) => Some(pair),
-            Err(e) => {
-                warn!("cannot create a worker exit event: {e}");
-                None
-            }
-        }
-    }
+    // No `exit_event`: vhost-user-backend would lose its descriptor; each connection's stop
+    // event ends the epoll threads instead (see `Connection`).
 
     fn handle_event(
         &self,
@@ -521,6 +520,10 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
         vrings: &[Vring],
         thread_id: usize,
     ) -> io::Result<()> {
+        if u64::from(device_event) == stop_event_id(self.num_queues()) {
+            // The connection is over: an error ends this epoll thread (see `Connection`).
+            return Err(io::Error::other("the connection is over"));
+        }
         if evset != EventSet::IN {
             guest_warn!("queue {thread_id}: unexpected event set {evset:?}");
         }
@@ -549,49 +552,193 @@ impl<F: FileSystem + 'static> VhostUserBackend for VhostUserFs<F> {
     }
 }
 
-/// Serves frontends on `listener` one after the other, forever: each connection gets fresh
-/// vrings and worker threads; a disconnect (guest shutdown, QEMU exit) resets the backend
-/// state and waits for the next frontend.
+/// One frontend's vhost-user machinery: vhost-user-backend's daemon (an epoll thread per queue
+/// and, once a frontend is accepted, the connection's own thread) and the event that ends the
+/// epoll threads.
 ///
-/// # Errors
-///
-/// [`ServeError`] when the daemon cannot be set up or the listener fails; never because of
-/// what a frontend or guest sends.
-pub fn serve<F: FileSystem + 'static>(
-    backend: &VhostUserFs<F>,
-    listener: &mut Listener,
-) -> Result<(), ServeError> {
-    loop {
-        let mut daemon = VhostUserDaemon::new(
+/// vhost-user-backend 0.24 asks the backend for an exit event per epoll thread
+/// (`VhostUserBackend::exit_event`), keeps the consumer's descriptor with `into_raw_fd` and never
+/// closes it: a descriptor lost per queue and per connection, until setting up the next
+/// connection fails with EMFILE (a frontend that connects and closes in a loop ended the daemon
+/// that way). So the backend offers no exit event; each connection registers an eventfd of its
+/// own with every epoll thread as a custom listener (id [`stop_event_id`]), and the backend's
+/// `handle_event` ends the thread when it fires. Dropping a connection fires it, then joins the
+/// threads (vhost-user-backend's drop), then closes it.
+struct Connection<F: FileSystem + 'static> {
+    daemon: VhostUserDaemon<VhostUserFs<F>>,
+    stop: EventFd,
+}
+
+/// The epoll id of a connection's stop event: past the queues' ids (`0..num_queues`) and the one
+/// vhost-user-backend keeps for its own events (`num_queues`).
+fn stop_event_id(num_queues: usize) -> u64 {
+    u64::try_from(num_queues).map_or(u64::MAX, |n| n + 1)
+}
+
+impl<F: FileSystem + 'static> Connection<F> {
+    fn new(backend: &VhostUserFs<F>) -> Result<Connection<F>, Failure> {
+        // The event first: without it, the daemon's epoll threads could never be ended.
+        let stop = EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)
+            .map_err(|e| Failure::Transient(format!("cannot create a stop event: {e}")))?;
+        let daemon = VhostUserDaemon::new(
             String::from("virtiofs-device"),
             backend.clone(),
             GuestMemoryAtomic::new(GuestMemoryMmap::new()),
         )
-        .map_err(|e| ServeError::Daemon(e.to_string()))?;
-        match daemon.start(listener) {
-            Ok(()) => frontend_info!("vhost-user frontend connected"),
-            Err(vhost_user_backend::Error::CreateBackendListener(VhostUserError::SocketError(
-                e,
-            ))) => {
-                return Err(ServeError::Accept(e.to_string()));
+        .map_err(|e| match e {
+            // Only a queue size the vring refuses: the configuration's own, refused at every
+            // attempt.
+            vhost_user_backend::Error::NewVhostUserHandler(
+                vhost_user_backend::VhostUserHandlerError::CreateVring(_),
+            ) => Failure::Fatal(ServeError::Daemon(e.to_string())),
+            // An epoll instance, an eventfd or a thread: descriptors, memory or threads short.
+            e => Failure::Transient(format!("cannot set up the vhost-user daemon: {e}")),
+        })?;
+        let id = stop_event_id(backend.num_queues());
+        for handler in daemon.get_epoll_handlers() {
+            if let Err(e) = handler.register_listener(stop.as_raw_fd(), EventSet::IN, id) {
+                // A thread that cannot be told to end cannot be joined: end the others and
+                // leave this daemon be rather than wait forever for it.
+                let _ = stop.write(1);
+                std::mem::forget(daemon);
+                std::mem::forget(stop);
+                return Err(Failure::Transient(format!(
+                    "cannot register a stop event with an epoll thread: {e}"
+                )));
             }
-            Err(e) => return Err(ServeError::Accept(e.to_string())),
         }
-        match daemon.wait() {
+        Ok(Connection { daemon, stop })
+    }
+}
+
+impl<F: FileSystem + 'static> Drop for Connection<F> {
+    fn drop(&mut self) {
+        // The fields are dropped after this: the daemon (which joins its threads), then the
+        // event.
+        if let Err(e) = self.stop.write(1) {
+            error!("cannot end the epoll threads of a connection: {e}");
+        }
+    }
+}
+
+/// What a failure to set up or accept a connection means for serving.
+enum Failure {
+    /// Serving cannot go on: the same step would fail the same way at every attempt.
+    Fatal(ServeError),
+    /// Short of descriptors, memory or threads, or one connection's failure: wait and retry.
+    Transient(String),
+}
+
+/// Whether `e`, an error of accept(2), says that the listening socket itself is unusable: not
+/// open (EBADF), not a socket (ENOTSOCK), not listening or shut down (EINVAL), not a socket
+/// that accepts (EOPNOTSUPP), or a bad address (EFAULT, a bug). Each fails the same way at
+/// every attempt, so serving ends. Every other error concerns the one connection or the
+/// resources of the moment and passes: the frontend left before it was accepted
+/// (ECONNABORTED; vhost retries it, as EINTR), descriptors (EMFILE, ENFILE), kernel memory
+/// (ENOBUFS, ENOMEM), a security module refusing this peer (EPERM), a protocol error (EPROTO).
+fn listener_is_broken(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EBADF | libc::ENOTSOCK | libc::EINVAL | libc::EOPNOTSUPP | libc::EFAULT)
+    )
+}
+
+/// Classifies an error of `VhostUserDaemon::start`: the accept, then the connection's thread.
+fn start_failure(e: vhost_user_backend::Error) -> Failure {
+    match e {
+        vhost_user_backend::Error::CreateBackendListener(VhostUserError::SocketError(io))
+            if listener_is_broken(&io) =>
+        {
+            Failure::Fatal(ServeError::Accept(io.to_string()))
+        }
+        vhost_user_backend::Error::CreateBackendListener(e) => {
+            Failure::Transient(format!("cannot accept a vhost-user frontend: {e}"))
+        }
+        // The accepted connection's clone of its socket or its thread: it is dropped (the
+        // frontend sees the socket close).
+        e => Failure::Transient(format!("cannot serve the frontend that connected: {e}")),
+    }
+}
+
+/// The pause after a transient failure: [`BACKOFF_MIN`], doubled at each failure in a row up
+/// to [`BACKOFF_MAX`], back to the minimum once a frontend is served.
+struct Backoff(std::time::Duration);
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff(BACKOFF_MIN)
+    }
+
+    fn wait(&mut self, why: &str) {
+        guest_warn!("{why}; retrying in {:?}", self.0);
+        std::thread::sleep(self.0);
+        self.0 = self.0.saturating_mul(2).min(BACKOFF_MAX);
+    }
+
+    fn reset(&mut self) {
+        self.0 = BACKOFF_MIN;
+    }
+}
+
+/// Serves frontends on `listener` one after the other, forever: each connection gets fresh
+/// vrings and epoll threads; a disconnect (guest shutdown, QEMU exit) resets the backend
+/// state and waits for the next frontend.
+///
+/// Nothing a frontend does ends serving: a frontend that connects and closes at once, sends
+/// garbage or leaves mid-message ends its own connection only. Setting up the next connection
+/// may fail for want of descriptors, memory or threads (EMFILE, ENFILE, ENOMEM, EAGAIN, from
+/// its epoll threads, the accept, or the connection's thread): that is waited out, with a
+/// rate-limited warning and a pause of [`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`].
+///
+/// # Errors
+///
+/// [`ServeError`] only when the same failure would repeat at every attempt: the listening
+/// socket is unusable (EBADF, ENOTSOCK, EINVAL, EOPNOTSUPP from accept), or the device's
+/// queue size is refused by the vrings. Never because of what a frontend or guest sends.
+pub fn serve<F: FileSystem + 'static>(
+    backend: &VhostUserFs<F>,
+    listener: &mut Listener,
+) -> Result<(), ServeError> {
+    let mut backoff = Backoff::new();
+    loop {
+        let mut connection = match Connection::new(backend) {
+            Ok(connection) => connection,
+            Err(Failure::Fatal(e)) => return Err(e),
+            Err(Failure::Transient(why)) => {
+                backoff.wait(&why);
+                continue;
+            }
+        };
+        match connection.daemon.start(listener) {
+            Ok(()) => {
+                backoff.reset();
+                frontend_info!("vhost-user frontend connected");
+            }
+            Err(e) => match start_failure(e) {
+                Failure::Fatal(e) => return Err(e),
+                Failure::Transient(why) => {
+                    // No frontend is connected: its epoll threads end at once.
+                    drop(connection);
+                    backoff.wait(&why);
+                    continue;
+                }
+            },
+        }
+        match connection.daemon.wait() {
             Ok(())
             | Err(vhost_user_backend::Error::HandleRequest(
                 VhostUserError::Disconnected | VhostUserError::PartialMessage,
             )) => frontend_info!("vhost-user frontend disconnected"),
             Err(e) => guest_warn!("vhost-user frontend connection ended: {e}"),
         }
-        // The epoll threads serve requests themselves, and dropping the daemon joins them:
+        // The epoll threads serve requests themselves, and dropping the connection joins them:
         // stop their rings first, and wait only briefly (one inside a request ends after it).
         backend.stop_rings();
         let (ended, wait) = std::sync::mpsc::channel::<()>();
         let reaper = std::thread::Builder::new()
             .name(String::from("virtiofs-reaper"))
             .spawn(move || {
-                drop(daemon);
+                drop(connection);
                 drop(ended);
             });
         match reaper {

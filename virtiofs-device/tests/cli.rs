@@ -148,6 +148,25 @@ fn said(daemon: &mut std::process::Child) -> String {
     text
 }
 
+/// VHOST_USER_GET_FEATURES (version 1, no body), and the size of its reply (header and u64).
+const GET_FEATURES: [u8; 12] = [1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+const FEATURES_REPLY: usize = 20;
+
+/// Whether a daemon serves `sock`: it answers GET_FEATURES within 10 s. A bare connect is not
+/// enough: the socket accepts connections (into its backlog) from the moment it is bound, while
+/// the daemon still starts (sandbox, lock-down), and after it died, while the sandbox's parent
+/// still holds the socket.
+fn serves(sock: &std::path::Path) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    s.write_all(&GET_FEATURES).map_err(|e| e.to_string())?;
+    let mut reply = [0u8; FEATURES_REPLY];
+    s.read_exact(&mut reply).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 #[test]
 fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
     let dir = tempfile::tempdir().unwrap();
@@ -167,12 +186,17 @@ fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Until the daemon has replaced it, connecting is refused; then it is served.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "daemon did not listen");
+    while let Err(e) = serves(&sock) {
         if let Some(status) = daemon.try_wait().unwrap() {
             panic!("daemon exited ({status}); it said:\n{}", said(&mut daemon));
         }
+        assert!(
+            Instant::now() < deadline,
+            "daemon does not serve ({e}); it said:\n{}",
+            said(&mut daemon)
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let msg = fails(&[
@@ -182,13 +206,50 @@ fn a_socket_in_use_is_refused_and_a_stale_one_replaced() {
         shared,
     ]);
     assert!(msg.contains("socket in use"), "{msg}");
-    // Our probe connections came and went: the first daemon is still serving.
-    if let Some(status) = daemon.try_wait().unwrap() {
+    // The second daemon's probe came and went: the first daemon still serves.
+    if let Err(e) = serves(&sock) {
         panic!(
-            "daemon exited ({status}) after a disconnect; it said:\n{}",
+            "daemon no longer serves after a probe ({e}; {}); it said:\n{}",
+            match daemon.try_wait().unwrap() {
+                Some(status) => format!("exited: {status}"),
+                None => String::from("still running"),
+            },
             said(&mut daemon)
         );
     }
     daemon.kill().unwrap();
     daemon.wait().unwrap();
+}
+
+#[test]
+fn a_file_that_is_not_a_socket_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not-a-socket");
+    std::fs::write(&path, b"keep me").unwrap();
+    let mut daemon = Command::new(BIN)
+        .args([
+            "--socket-path",
+            path.to_str().unwrap(),
+            "--shared-dir",
+            dir.path().to_str().unwrap(),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a daemon that replaced the file would serve there forever.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = daemon.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            panic!("the daemon runs; it said:\n{}", said(&mut daemon));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let msg = said(&mut daemon);
+    assert!(!status.success(), "{msg}");
+    assert!(msg.contains("exists and is not a socket"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
 }
