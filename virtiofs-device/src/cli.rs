@@ -114,6 +114,18 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) allow_direct_io: bool,
 
+    /// Declare HANDLE_KILLPRIV_V2: the daemon, not the guest kernel, clears set-uid and
+    /// set-gid when a caller without CAP_FSETID writes, truncates or chowns a file (the host
+    /// kernel clears security.capability itself). Off by default, as in virtiofsd; the last of
+    /// --killpriv-v2 and --no-killpriv-v2 wins. No effect with --readonly; refused by
+    /// --backend macos-logic.
+    #[arg(long, overrides_with = "no_killpriv_v2")]
+    pub(crate) killpriv_v2: bool,
+
+    /// Do not declare HANDLE_KILLPRIV_V2 (the default).
+    #[arg(long, overrides_with = "killpriv_v2")]
+    pub(crate) no_killpriv_v2: bool,
+
     /// Sandbox: namespace (new mount, PID, IPC, UTS and network namespaces, and a user
     /// namespace when not root; pivot_root into the shared directory), chroot (chroot into the
     /// shared directory, for containers without CAP_SYS_ADMIN) or none.
@@ -357,6 +369,20 @@ mod tests {
         assert_eq!(cli.capabilities, CapabilityProfile::All);
         assert_eq!(cli.seccomp, crate::lockdown::SeccompMode::Kill);
         assert_eq!(cli.landlock, crate::lockdown::LandlockMode::Auto);
+        assert!(!cli.killpriv_v2);
+    }
+
+    #[test]
+    fn killpriv_v2_last_one_wins() {
+        let on = |args: &[&str]| {
+            let base = ["--fd=3", "--shared-dir=/d"];
+            parse_ok(&[&base[..], args].concat()).killpriv_v2
+        };
+        assert!(!on(&[]));
+        assert!(on(&["--killpriv-v2"]));
+        assert!(!on(&["--no-killpriv-v2"]));
+        assert!(!on(&["--killpriv-v2", "--no-killpriv-v2"]));
+        assert!(on(&["--no-killpriv-v2", "--killpriv-v2"]));
     }
 
     #[test]

@@ -126,6 +126,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     for warning in passthrough_linux::share_mount_warnings(shared_dir) {
         warn!("{warning}");
     }
+    if cli.killpriv_v2 && cli.readonly {
+        warn!("--killpriv-v2 has no effect with --readonly: nothing is written");
+    }
     if cli.sandbox == Sandbox::Namespace {
         // No thread exists yet: the process can fork into its PID namespace.
         match sandbox::enter_pid_namespace(!root)? {
@@ -301,6 +304,7 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
         })
         .announce_submounts(cli.announce_submounts)
         .allow_direct_io(cli.allow_direct_io)
+        .killpriv_v2(cli.killpriv_v2)
         .declare_at_most(declare_at_most(cli.capabilities));
     if let Some(rules) = &cli.xattrmap {
         let map = XattrMap::parse(rules).context("--xattrmap")?;
@@ -330,6 +334,12 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
     }
     if cli.readonly {
         bail!("{WHY}: --readonly is not supported");
+    }
+    if cli.killpriv_v2 {
+        bail!(
+            "{WHY}: --killpriv-v2 is not supported (the backend does not clear set-uid/set-gid \
+             on writes; the guest kernel does)"
+        );
     }
     if cli.allow_direct_io {
         bail!(
@@ -609,6 +619,7 @@ mod tests {
             (&["--readonly"], "--readonly"),
             (&["--allow-direct-io"], "--allow-direct-io"),
             (&["--cache=metadata"], "--cache=metadata"),
+            (&["--killpriv-v2"], "--killpriv-v2"),
         ];
         for (args, named) in refused {
             let err = macos_config(&macos_cli(args), Path::new("/d")).unwrap_err();
@@ -619,7 +630,11 @@ mod tests {
             );
         }
         // The defaults of those options are accepted.
-        let cli = macos_cli(&["--posix-acl=never", "--inode-file-handles=never"]);
+        let cli = macos_cli(&[
+            "--posix-acl=never",
+            "--inode-file-handles=never",
+            "--no-killpriv-v2",
+        ]);
         macos_config(&cli, Path::new("/d")).unwrap();
     }
 
@@ -655,5 +670,23 @@ mod tests {
         assert!(!flags(&[]).contains(InitFlags::FLOCK_LOCKS));
         assert!(flags(&[]).contains(InitFlags::POSIX_LOCKS));
         assert!(flags(&["--flock"]).contains(InitFlags::FLOCK_LOCKS));
+    }
+
+    #[test]
+    fn killpriv_v2_is_declared_only_with_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let flags = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            backend(&cli, dir.path()).unwrap().declared_flags()
+        };
+        assert!(!flags(&[]).contains(InitFlags::HANDLE_KILLPRIV_V2));
+        assert!(flags(&["--killpriv-v2"]).contains(InitFlags::HANDLE_KILLPRIV_V2));
+        let off = flags(&["--killpriv-v2", "--no-killpriv-v2"]);
+        assert!(!off.contains(InitFlags::HANDLE_KILLPRIV_V2));
+        // Nothing is written on a read-only share: nothing to clear.
+        let readonly = flags(&["--killpriv-v2", "--readonly"]);
+        assert!(!readonly.contains(InitFlags::HANDLE_KILLPRIV_V2));
     }
 }
