@@ -114,6 +114,12 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) allow_direct_io: bool,
 
+    /// Do not declare READDIRPLUS (DO_READDIRPLUS, READDIRPLUS_AUTO): the guest lists
+    /// directories with plain READDIR and looks names up one by one. The macos-logic backend
+    /// never declares it.
+    #[arg(long)]
+    pub(crate) no_readdirplus: bool,
+
     /// Declare HANDLE_KILLPRIV_V2: the daemon, not the guest kernel, clears set-uid and
     /// set-gid when a caller without CAP_FSETID writes, truncates or chowns a file (the host
     /// kernel clears security.capability itself). Off by default, as in virtiofsd; the last of

@@ -305,6 +305,7 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
         .announce_submounts(cli.announce_submounts)
         .allow_direct_io(cli.allow_direct_io)
         .killpriv_v2(cli.killpriv_v2)
+        .readdirplus(!cli.no_readdirplus)
         .declare_at_most(declare_at_most(cli.capabilities));
     if let Some(rules) = &cli.xattrmap {
         let map = XattrMap::parse(rules).context("--xattrmap")?;
@@ -409,6 +410,11 @@ fn negotiation(cli: &Cli) -> NegotiationConfig {
             Cache::Never => NegotiatedCache::Never,
             Cache::Metadata | Cache::Auto => NegotiatedCache::Auto,
             Cache::Always => NegotiatedCache::Always,
+        },
+        readdirplus: if cli.no_readdirplus {
+            fuse_server::Readdirplus::Never
+        } else {
+            fuse_server::Readdirplus::Auto
         },
         ..NegotiationConfig::default()
     }
@@ -688,5 +694,32 @@ mod tests {
         // Nothing is written on a read-only share: nothing to clear.
         let readonly = flags(&["--killpriv-v2", "--readonly"]);
         assert!(!readonly.contains(InitFlags::HANDLE_KILLPRIV_V2));
+    }
+
+    #[test]
+    fn no_readdirplus_declares_neither_readdirplus_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let flags = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            backend(&cli, dir.path()).unwrap().declared_flags()
+        };
+        let both = InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
+        assert!(flags(&[]).contains(both));
+        assert!(!flags(&["--no-readdirplus"]).intersects(both));
+        let cli = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            cli::parse(args.iter().chain(extra)).unwrap()
+        };
+        // The operator's policy says so too, whatever the backend declares.
+        let policy = negotiation(&cli(&["--no-readdirplus"])).readdirplus;
+        assert_eq!(policy, fuse_server::Readdirplus::Never);
+        assert_eq!(
+            negotiation(&cli(&[])).readdirplus,
+            fuse_server::Readdirplus::Auto
+        );
+        // Nothing for the macOS backend to turn off.
+        macos_config(&macos_cli(&["--no-readdirplus"]), Path::new("/d")).unwrap();
     }
 }

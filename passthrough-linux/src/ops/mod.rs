@@ -259,6 +259,9 @@ impl PassthroughFs {
         if c.flock_locks {
             f |= InitFlags::FLOCK_LOCKS;
         }
+        if !c.readdirplus {
+            f.remove(InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO);
+        }
         if c.killpriv_v2 && !c.readonly {
             f |= InitFlags::HANDLE_KILLPRIV_V2;
         }
