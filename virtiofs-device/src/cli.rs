@@ -203,6 +203,10 @@ pub(crate) struct Cli {
     #[arg(long, default_value = "all", value_name = "all|macos")]
     pub(crate) capabilities: CapabilityProfile,
 
+    /// virtiofsd's --syslog: refused (the daemon logs to stderr only).
+    #[arg(long, hide = true)]
+    pub(crate) syslog: bool,
+
     /// Print the vhost-user backend capabilities as JSON and exit (libvirt uses this).
     #[arg(long)]
     pub(crate) print_capabilities: bool,
@@ -280,7 +284,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     match Cli::try_parse_from(args) {
-        Ok(cli) => Ok(cli),
+        Ok(cli) => match cli.refused() {
+            Some(why) => Err((why.to_owned(), 2)),
+            None => Ok(cli),
+        },
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
@@ -292,6 +299,22 @@ where
                 _ => Err((one_line(&e.render().to_string()), 2)),
             }
         }
+    }
+}
+
+impl Cli {
+    /// The first virtiofsd option given that this daemon does not implement, with why: refused
+    /// at start rather than accepted and ignored.
+    fn refused(&self) -> Option<&'static str> {
+        let refusals = [(
+            self.syslog,
+            "--syslog: not supported; the daemon logs to stderr (a service manager's journal \
+             keeps it)",
+        )];
+        refusals
+            .iter()
+            .find(|(given, _)| *given)
+            .map(|(_, why)| *why)
     }
 }
 
@@ -527,6 +550,24 @@ mod tests {
             "{msg}"
         );
         parse_err(&["--fd=3", "--shared-dir=/d", "--poll-us=-1"]);
+    }
+
+    #[test]
+    fn socket_is_an_alias_of_socket_path() {
+        let cli = parse_ok(&["--socket=/s", "--shared-dir=/d"]);
+        assert_eq!(cli.socket_path.as_deref(), Some(std::path::Path::new("/s")));
+        let msg = parse_err(&["--socket=/s", "--fd=3", "--shared-dir=/d"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+    }
+
+    #[test]
+    fn virtiofsd_options_not_implemented_are_refused_by_name() {
+        let refused: &[(&[&str], &str)] = &[(&["--syslog"], "--syslog: not supported")];
+        for (args, why) in refused {
+            let base = ["--socket-path=/s", "--shared-dir=/d"];
+            let msg = parse_err(&[&base[..], args].concat());
+            assert!(msg.starts_with(why), "{args:?}: {msg}");
+        }
     }
 
     #[test]
