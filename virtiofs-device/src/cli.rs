@@ -120,6 +120,26 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_readdirplus: bool,
 
+    /// Declare DIRECT_IO_ALLOW_MMAP: the guest may map shared the files it opens for direct
+    /// I/O (--cache=never or metadata). Their pages then sit in the guest's page cache, which
+    /// nothing keeps coherent with other writers: only for a share no one else writes, as
+    /// with virtiofsd. Refused by --backend macos-logic.
+    #[arg(long)]
+    pub(crate) allow_mmap: bool,
+
+    /// Security labels (SECURITY_CTX): the LSM label the guest sends with a creation is set
+    /// on the new file as its security.* attribute. never, or auto (when the guest kernel
+    /// offers it); implies --xattr. always (virtiofsd: fail INIT otherwise), and so a bare
+    /// --security-label, is refused.
+    #[arg(long, require_equals = true, num_args = 0..=1, default_value = "never",
+          default_missing_value = "always", value_name = "never|auto|always")]
+    pub(crate) security_label: Tristate,
+
+    /// Accepted for virtiofsd's command line; the guest's O_NOATIME is dropped either way
+    /// (never passed to the host), which the daemon logs at start.
+    #[arg(long)]
+    pub(crate) preserve_noatime: bool,
+
     /// Declare HANDLE_KILLPRIV_V2: the daemon, not the guest kernel, clears set-uid and
     /// set-gid when a caller without CAP_FSETID writes, truncates or chowns a file (the host
     /// kernel clears security.capability itself). Off by default, as in virtiofsd; the last of
@@ -306,11 +326,19 @@ impl Cli {
     /// The first virtiofsd option given that this daemon does not implement, with why: refused
     /// at start rather than accepted and ignored.
     fn refused(&self) -> Option<&'static str> {
-        let refusals = [(
-            self.syslog,
-            "--syslog: not supported; the daemon logs to stderr (a service manager's journal \
-             keeps it)",
-        )];
+        let refusals = [
+            (
+                self.syslog,
+                "--syslog: not supported; the daemon logs to stderr (a service manager's journal \
+                 keeps it)",
+            ),
+            (
+                self.security_label == Tristate::Always,
+                "--security-label=always (or a bare --security-label): not supported, nothing \
+                 fails INIT without SECURITY_CTX; --security-label=auto sets labels when the \
+                 guest kernel offers them",
+            ),
+        ];
         refusals
             .iter()
             .find(|(given, _)| *given)
@@ -553,6 +581,22 @@ mod tests {
     }
 
     #[test]
+    fn implemented_virtiofsd_options() {
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d"]);
+        assert!(!cli.allow_mmap && !cli.preserve_noatime);
+        assert_eq!(cli.security_label, Tristate::Never);
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--allow-mmap",
+            "--preserve-noatime",
+            "--security-label=auto",
+        ]);
+        assert!(cli.allow_mmap && cli.preserve_noatime);
+        assert_eq!(cli.security_label, Tristate::Auto);
+    }
+
+    #[test]
     fn socket_is_an_alias_of_socket_path() {
         let cli = parse_ok(&["--socket=/s", "--shared-dir=/d"]);
         assert_eq!(cli.socket_path.as_deref(), Some(std::path::Path::new("/s")));
@@ -562,7 +606,11 @@ mod tests {
 
     #[test]
     fn virtiofsd_options_not_implemented_are_refused_by_name() {
-        let refused: &[(&[&str], &str)] = &[(&["--syslog"], "--syslog: not supported")];
+        let refused: &[(&[&str], &str)] = &[
+            (&["--syslog"], "--syslog: not supported"),
+            (&["--security-label"], "--security-label=always"),
+            (&["--security-label=always"], "--security-label=always"),
+        ];
         for (args, why) in refused {
             let base = ["--socket-path=/s", "--shared-dir=/d"];
             let msg = parse_err(&[&base[..], args].concat());

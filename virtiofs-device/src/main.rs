@@ -126,6 +126,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     for warning in passthrough_linux::share_mount_warnings(shared_dir) {
         warn!("{warning}");
     }
+    if cli.preserve_noatime {
+        warn!(
+            "--preserve-noatime: the guest's O_NOATIME is not passed to the host (atime is kept)"
+        );
+    }
     if cli.killpriv_v2 && cli.readonly {
         warn!("--killpriv-v2 has no effect with --readonly: nothing is written");
     }
@@ -285,6 +290,7 @@ fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
 /// The passthrough backend's configuration the options describe.
 fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
     let posix_acl = cli.posix_acl != Tristate::Never;
+    let security_label = cli.security_label != Tristate::Never;
     let mut builder = Config::builder(shared_dir)
         .cache(match cli.cache {
             Cache::Never => CachePolicy::Never,
@@ -294,8 +300,10 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
         })
         .writeback(cli.writeback)
         .flock_locks(cli.flock)
-        .xattr(cli.xattr || posix_acl)
+        .xattr(cli.xattr || posix_acl || security_label)
         .posix_acl(posix_acl)
+        .security_label(security_label)
+        .allow_mmap(cli.allow_mmap)
         .readonly(cli.readonly)
         .file_handles(match cli.inode_file_handles {
             FileHandles::Never => FileHandleMode::Never,
@@ -342,6 +350,9 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
              on writes; the guest kernel does)"
         );
     }
+    if cli.allow_mmap {
+        bail!("{WHY}: --allow-mmap is not supported (DIRECT_IO_ALLOW_MMAP is never declared)");
+    }
     if cli.allow_direct_io {
         bail!(
             "{WHY}: --allow-direct-io is not supported (O_DIRECT opens bypass the host cache only)"
@@ -370,7 +381,8 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
     config.attr_timeout = timeout;
     config.writeback = cli.writeback;
     config.flock_locks = cli.flock;
-    config.xattr = cli.xattr;
+    config.security_label = cli.security_label != Tristate::Never;
+    config.xattr = cli.xattr || config.security_label;
     Ok(config)
 }
 
@@ -498,7 +510,9 @@ fn lock_down(cli: &Cli, share: std::path::PathBuf) -> Result<()> {
             macos_logic: cli.backend == Backend::MacosLogic,
             fuse_mount: cli.fuse_mount.is_some(),
             file_handles: cli.inode_file_handles != FileHandles::Never,
-            xattr: cli.xattr || cli.posix_acl != Tristate::Never,
+            xattr: cli.xattr
+                || cli.posix_acl != Tristate::Never
+                || cli.security_label != Tristate::Never,
         },
     };
     lockdown::lock_down(&config)?;
@@ -626,6 +640,7 @@ mod tests {
             (&["--allow-direct-io"], "--allow-direct-io"),
             (&["--cache=metadata"], "--cache=metadata"),
             (&["--killpriv-v2"], "--killpriv-v2"),
+            (&["--allow-mmap"], "--allow-mmap"),
         ];
         for (args, named) in refused {
             let err = macos_config(&macos_cli(args), Path::new("/d")).unwrap_err();
@@ -721,5 +736,35 @@ mod tests {
         );
         // Nothing for the macOS backend to turn off.
         macos_config(&macos_cli(&["--no-readdirplus"]), Path::new("/d")).unwrap();
+    }
+
+    #[test]
+    fn allow_mmap_and_security_label_reach_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let config = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg, "--cache=never"];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            linux_config(&cli, dir.path()).unwrap()
+        };
+        let plain = config(&[]);
+        assert!(!plain.allow_mmap && !plain.security_label);
+        let fs = backend_of(config(&["--allow-mmap"]));
+        assert!(
+            fs.declared_flags()
+                .contains(InitFlags::DIRECT_IO_ALLOW_MMAP)
+        );
+        let labels = config(&["--security-label=auto"]);
+        assert!(labels.security_label && labels.xattr);
+        let fs = backend_of(labels);
+        assert!(fs.declared_flags().contains(InitFlags::SECURITY_CTX));
+        assert!(!config(&["--security-label=never"]).security_label);
+
+        let macos = macos_config(&macos_cli(&["--security-label=auto"]), Path::new("/d")).unwrap();
+        assert!(macos.security_label && macos.xattr);
+    }
+
+    fn backend_of(config: Config) -> PassthroughFs {
+        PassthroughFs::new(config).unwrap()
     }
 }

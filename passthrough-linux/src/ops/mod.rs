@@ -259,6 +259,9 @@ impl PassthroughFs {
         if c.flock_locks {
             f |= InitFlags::FLOCK_LOCKS;
         }
+        if c.allow_mmap {
+            f |= InitFlags::DIRECT_IO_ALLOW_MMAP;
+        }
         if !c.readdirplus {
             f.remove(InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO);
         }
