@@ -213,7 +213,8 @@ pub(crate) struct Cli {
     /// The backend: linux (passthrough on this host) or macos-logic (the macOS backend's
     /// logic on Linux: ownership and modes kept in xattrs, submounts always announced; it
     /// refuses --posix-acl, --xattrmap, --inode-file-handles other than never, --readonly,
-    /// --allow-direct-io, --cache=metadata and --no-announce-submounts).
+    /// --allow-direct-io, --cache=metadata, --no-announce-submounts, --killpriv-v2 and
+    /// --allow-mmap).
     #[arg(long, default_value = "linux")]
     pub(crate) backend: Backend,
 
@@ -222,6 +223,38 @@ pub(crate) struct Cli {
     /// backend honours.
     #[arg(long, default_value = "all", value_name = "all|macos")]
     pub(crate) capabilities: CapabilityProfile,
+
+    /// virtiofsd's --uid-map: refused (no user-namespace id maps).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) uid_map: Vec<String>,
+
+    /// virtiofsd's --gid-map: refused (no user-namespace id maps).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) gid_map: Vec<String>,
+
+    /// virtiofsd's --translate-uid: refused (no id translation).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) translate_uid: Vec<String>,
+
+    /// virtiofsd's --translate-gid: refused (no id translation).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) translate_gid: Vec<String>,
+
+    /// virtiofsd's --migration-mode: refused (no live migration).
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub(crate) migration_mode: Option<String>,
+
+    /// virtiofsd's --migration-on-error: refused (no live migration).
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub(crate) migration_on_error: Option<String>,
+
+    /// virtiofsd's --migration-verify-handles: refused (no live migration).
+    #[arg(long, hide = true)]
+    pub(crate) migration_verify_handles: bool,
+
+    /// virtiofsd's --migration-confirm-paths: refused (no live migration).
+    #[arg(long, hide = true)]
+    pub(crate) migration_confirm_paths: bool,
 
     /// virtiofsd's --syslog: refused (the daemon logs to stderr only).
     #[arg(long, hide = true)]
@@ -337,6 +370,40 @@ impl Cli {
                 "--security-label=always (or a bare --security-label): not supported, nothing \
                  fails INIT without SECURITY_CTX; --security-label=auto sets labels when the \
                  guest kernel offers them",
+            ),
+            (
+                !self.uid_map.is_empty(),
+                "--uid-map: not supported (the daemon maps only its own uid into its user \
+                 namespace)",
+            ),
+            (
+                !self.gid_map.is_empty(),
+                "--gid-map: not supported (the daemon maps only its own gid into its user \
+                 namespace)",
+            ),
+            (
+                !self.translate_uid.is_empty(),
+                "--translate-uid: not supported (guest and host uids are the same)",
+            ),
+            (
+                !self.translate_gid.is_empty(),
+                "--translate-gid: not supported (guest and host gids are the same)",
+            ),
+            (
+                self.migration_mode.is_some(),
+                "--migration-mode: live migration is not supported",
+            ),
+            (
+                self.migration_on_error.is_some(),
+                "--migration-on-error: live migration is not supported",
+            ),
+            (
+                self.migration_verify_handles,
+                "--migration-verify-handles: live migration is not supported",
+            ),
+            (
+                self.migration_confirm_paths,
+                "--migration-confirm-paths: live migration is not supported",
             ),
         ];
         refusals
@@ -610,6 +677,35 @@ mod tests {
             (&["--syslog"], "--syslog: not supported"),
             (&["--security-label"], "--security-label=always"),
             (&["--security-label=always"], "--security-label=always"),
+            (&["--uid-map=:0:100000:65536:"], "--uid-map: not supported"),
+            (
+                &["--gid-map", ":0:100000:65536:"],
+                "--gid-map: not supported",
+            ),
+            (
+                &["--translate-uid=map:0:1000:1"],
+                "--translate-uid: not supported",
+            ),
+            (
+                &["--translate-gid=guest:0:1000:1"],
+                "--translate-gid: not supported",
+            ),
+            (
+                &["--migration-mode=find-paths"],
+                "--migration-mode: live migration",
+            ),
+            (
+                &["--migration-on-error", "abort"],
+                "--migration-on-error: live migration",
+            ),
+            (
+                &["--migration-verify-handles"],
+                "--migration-verify-handles: live",
+            ),
+            (
+                &["--migration-confirm-paths"],
+                "--migration-confirm-paths: live",
+            ),
         ];
         for (args, why) in refused {
             let base = ["--socket-path=/s", "--shared-dir=/d"];
