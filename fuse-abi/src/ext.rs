@@ -1,12 +1,17 @@
 //! Request extensions (7.36+): the trailing `total_extlen × 8` bytes of a creation request.
 //!
 //! Each extension is an [`ExtHeader`] whose `size` counts the header and is a multiple of 8,
-//! then its payload. Types 0..=31 are security contexts ([`SecctxHeader`] + entries), type
-//! [`EXT_GROUPS`] is [`SuppGroups`] followed by `nr_groups` gids.
+//! then its payload. The security-context block has no header of its own: its
+//! [`SecctxHeader`] (`size`, `nr_secctx`) *is* the extension header, so a `type` of 0..=31 is
+//! the number of contexts ([`Secctx`] entries) that follow, and a kernel without an LSM label
+//! sends the 8 bytes {8, 0}. Type [`EXT_GROUPS`] is [`SuppGroups`] followed by `nr_groups`
+//! gids.
 
 use zerocopy::FromBytes;
 
-use crate::{ExtHeader, Secctx, SecctxHeader, SuppGroups};
+#[cfg(doc)]
+use crate::SecctxHeader;
+use crate::{ExtHeader, Secctx, SuppGroups};
 
 /// `FUSE_MAX_NR_SECCTX` / security contexts use types 0..=31.
 pub const EXT_SECCTX_MAX_TYPE: u32 = 31;
@@ -39,7 +44,8 @@ impl core::error::Error for ExtError {}
 /// One request extension, borrowing from a host-owned copy of the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Extension<'a> {
-    /// Security contexts: the raw area after the [`SecctxHeader`]; see [`secctx_entries`].
+    /// Security contexts: the raw area after the [`SecctxHeader`] (the extension header);
+    /// see [`secctx_entries`].
     SecurityContexts {
         /// How many contexts follow.
         count: u32,
@@ -97,11 +103,10 @@ impl<'a> Extensions<'a> {
             .ok_or(ExtError::BadSize)?;
         let typ = hdr.typ.get();
         if typ <= EXT_SECCTX_MAX_TYPE {
-            let (sh, raw) =
-                SecctxHeader::read_from_prefix(payload).map_err(|_| ExtError::BadPayload)?;
+            // `fuse_secctx_header` { size, nr_secctx } in the place of the extension header.
             Ok(Extension::SecurityContexts {
-                count: sh.nr_secctx.get(),
-                raw,
+                count: typ,
+                raw: payload,
             })
         } else if typ == EXT_GROUPS {
             let (g, gids) =
@@ -204,6 +209,58 @@ mod tests {
         let area = [0u8; 16];
         let all: Vec<_> = extensions(&area).collect();
         assert_eq!(all, vec![Err(ExtError::BadSize)]);
+    }
+
+    /// What a kernel without an LSM label sends on every creation once SECURITY_CTX is
+    /// negotiated (Linux 6.18 over /dev/fuse, seen live): the bare header {8, 0}.
+    #[test]
+    fn empty_security_context_block_parses() {
+        let mut area = [0u8; 8];
+        area[0..4].copy_from_slice(&8u32.to_le_bytes());
+        let exts: Vec<_> = extensions(&area).collect();
+        assert_eq!(
+            exts,
+            vec![Ok(Extension::SecurityContexts { count: 0, raw: &[] })]
+        );
+    }
+
+    /// The kernel's layout: `fuse_secctx_header` { size, nr_secctx = 1 }, then one
+    /// `fuse_secctx` { size, padding }, the NUL-terminated name, the value, padded to 8; a
+    /// groups extension may follow.
+    #[test]
+    fn one_security_context_then_groups_parse() {
+        let mut block = Vec::new();
+        block.extend_from_slice(&0u32.to_le_bytes()); // size, set below
+        block.extend_from_slice(&1u32.to_le_bytes()); // nr_secctx
+        block.extend_from_slice(&4u32.to_le_bytes());
+        block.extend_from_slice(&0u32.to_le_bytes());
+        block.extend_from_slice(b"security.selinux\0ctx\0");
+        while block.len() % 8 != 0 {
+            block.push(0);
+        }
+        let size = u32::try_from(block.len()).unwrap();
+        block[0..4].copy_from_slice(&size.to_le_bytes());
+        block.extend_from_slice(&16u32.to_le_bytes());
+        block.extend_from_slice(&EXT_GROUPS.to_le_bytes());
+        block.extend_from_slice(&1u32.to_le_bytes());
+        block.extend_from_slice(&77u32.to_le_bytes());
+        let exts: Vec<_> = extensions(&block).collect();
+        assert_eq!(exts.len(), 2, "{exts:?}");
+        let Ok(Extension::SecurityContexts { count: 1, raw }) = exts[0] else {
+            panic!("{exts:?}")
+        };
+        let got: Vec<_> = secctx_entries(1, raw).collect();
+        assert_eq!(
+            got,
+            vec![Ok(SecurityContext {
+                name: b"security.selinux",
+                value: b"ctx\0"
+            })]
+        );
+        let Ok(Extension::SuppGroups(g)) = exts[1] else {
+            panic!("{exts:?}")
+        };
+        assert_eq!(supp_group_ids(g).collect::<Vec<_>>(), vec![77]);
     }
 
     #[test]

@@ -119,6 +119,13 @@ pub struct Config {
     pub announce_submounts: bool,
     /// Pass the guest's `O_DIRECT` to the host (otherwise it is dropped).
     pub allow_direct_io: bool,
+    /// Declare DIRECT_IO_ALLOW_MMAP: the guest may map files opened with FOPEN_DIRECT_IO
+    /// (cache `never`) shared. Their pages then live in the guest's page cache, which
+    /// nothing keeps coherent with host writers: only for a share no one else writes.
+    pub allow_mmap: bool,
+    /// Declare DO_READDIRPLUS and READDIRPLUS_AUTO (on by default). Off, the guest sends
+    /// plain READDIR and a LOOKUP for each name it needs.
+    pub readdirplus: bool,
     /// Declare HANDLE_KILLPRIV_V2 (the backend then clears suid/sgid and capabilities itself).
     pub killpriv_v2: bool,
     /// Declare SECURITY_CTX (set the guest's LSM label on new inodes).
@@ -156,7 +163,7 @@ pub struct Config {
 impl Config {
     /// A builder for the share rooted at `root`, with the defaults: cache `auto`, no writeback,
     /// xattrs on, no ACLs, writable, file handles `prefer`, no submounts, no direct I/O, no
-    /// killpriv_v2, no security labels, remote POSIX locks but guest-local flock locks, and the
+    /// shared mmap of direct-I/O files, READDIRPLUS, no killpriv_v2, no security labels, remote POSIX locks but guest-local flock locks, and the
     /// budgets described on
     /// [`Config`].
     pub fn builder(root: impl Into<PathBuf>) -> ConfigBuilder {
@@ -172,6 +179,8 @@ impl Config {
                 file_handles: FileHandleMode::default(),
                 announce_submounts: false,
                 allow_direct_io: false,
+                allow_mmap: false,
+                readdirplus: true,
                 killpriv_v2: false,
                 security_label: false,
                 flock_locks: false,
@@ -252,6 +261,20 @@ impl ConfigBuilder {
     #[must_use]
     pub fn allow_direct_io(mut self, on: bool) -> Self {
         self.config.allow_direct_io = on;
+        self
+    }
+
+    /// DIRECT_IO_ALLOW_MMAP (see [`Config::allow_mmap`]).
+    #[must_use]
+    pub fn allow_mmap(mut self, on: bool) -> Self {
+        self.config.allow_mmap = on;
+        self
+    }
+
+    /// DO_READDIRPLUS and READDIRPLUS_AUTO (see [`Config::readdirplus`]).
+    #[must_use]
+    pub fn readdirplus(mut self, on: bool) -> Self {
+        self.config.readdirplus = on;
         self
     }
 

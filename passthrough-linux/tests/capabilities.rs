@@ -21,6 +21,7 @@ fn full() -> Fixture {
             .security_label(true)
             .flock_locks(true)
             .announce_submounts(true)
+            .allow_mmap(true)
     })
 }
 
@@ -44,6 +45,7 @@ fn check(flag: InitFlags, f: &Fixture) {
         InitFlags::SECURITY_CTX => security_ctx(f),
         InitFlags::SUBMOUNTS => submounts(f),
         InitFlags::CACHE_SYMLINKS => symlinks(f),
+        InitFlags::DIRECT_IO_ALLOW_MMAP => page_io(f),
         _ => panic!("{name} is declared but has no check in tests/capabilities.rs"),
     }
 }
@@ -71,6 +73,7 @@ fn optional_flags_follow_the_configuration() {
         InitFlags::SECURITY_CTX,
         InitFlags::SUBMOUNTS,
         InitFlags::CACHE_SYMLINKS,
+        InitFlags::DIRECT_IO_ALLOW_MMAP,
     ] {
         assert!(
             !plain.contains(flag),
@@ -166,6 +169,19 @@ fn big_write(f: &Fixture) {
     let (e, fh) = f.create(ROOT, "big", 0o644, libc::O_RDWR as u32).unwrap();
     let data = vec![7u8; caps.max_write as usize];
     assert_eq!(f.write(e.nodeid, fh, 0, &data).unwrap(), data.len());
+}
+
+/// A shared mapping of a direct-I/O file is served by page-sized READs and WRITEs at page
+/// offsets: nothing else is asked of the backend.
+fn page_io(f: &Fixture) {
+    let (e, fh) = f
+        .create(ROOT, "mapped", 0o644, libc::O_RDWR as u32)
+        .unwrap();
+    let page = vec![3u8; 4096];
+    assert_eq!(f.write(e.nodeid, fh, 8192, &page).unwrap(), page.len());
+    let host = std::fs::read(f.host("mapped")).unwrap();
+    assert_eq!(host.len(), 12288);
+    assert_eq!(&host[8192..], &page[..]);
 }
 
 fn host_changes_visible(f: &Fixture) {

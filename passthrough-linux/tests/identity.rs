@@ -193,3 +193,45 @@ fn open_trunc_with_kill_suidgid_clears_suid() {
         0o755
     );
 }
+
+/// The guest sets the kill flag for a caller outside the file's group even when the set-gid
+/// file is not group-executable (`setattr_should_drop_sgid`); one in the group keeps the bit.
+#[test]
+fn killpriv_v2_write_clears_sgid_of_a_writer_outside_the_group() {
+    let f = Fixture::with(|b| b.killpriv_v2(true));
+    let (e, fh) = f.create(ROOT, "f", 0o666, libc::O_RDWR as u32).unwrap();
+    let group = std::fs::metadata(f.host("f")).unwrap().gid();
+    let outsider = group.wrapping_add(1000);
+    for (writer_gid, after) in [(group, 0o2666), (outsider, 0o666)] {
+        std::fs::set_permissions(f.host("f"), std::fs::Permissions::from_mode(0o6666)).unwrap();
+        let mut r = fuse_server::mem::MemReader::new(b"x");
+        f.fs.write(
+            &ctx_as(1000, writer_gid),
+            e.nodeid,
+            &WriteArgs::new(fh, 0, 1).with_write_flags(WriteFlags::KILL_SUIDGID),
+            &mut r,
+        )
+        .unwrap();
+        let mode = std::fs::metadata(f.host("f")).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, after, "writer gid {writer_gid}, file group {group}");
+    }
+}
+
+/// The same rule for a truncate with FATTR_KILL_SUIDGID; a chown keeps such a set-gid bit.
+#[test]
+fn killpriv_v2_truncate_clears_sgid_of_a_writer_outside_the_group() {
+    let f = Fixture::with(|b| b.killpriv_v2(true));
+    std::fs::write(f.host("f"), b"abc").unwrap();
+    let group = std::fs::metadata(f.host("f")).unwrap().gid();
+    let e = f.lookup(ROOT, "f").unwrap();
+    std::fs::set_permissions(f.host("f"), std::fs::Permissions::from_mode(0o6666)).unwrap();
+    let truncate = SetAttr {
+        size: Some(0),
+        kill_suidgid: true,
+        ..Default::default()
+    };
+    f.fs.setattr(&ctx_as(1000, group.wrapping_add(1000)), e.nodeid, &truncate)
+        .unwrap();
+    let mode = std::fs::metadata(f.host("f")).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o666);
+}

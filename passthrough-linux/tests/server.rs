@@ -33,7 +33,10 @@ impl std::ops::Deref for Rig {
 
 impl Rig {
     fn new() -> Rig {
-        let fx = Fixture::new();
+        Rig::with(Fixture::new())
+    }
+
+    fn with(fx: Fixture) -> Rig {
         let fs = passthrough_linux::PassthroughFs::new(fx.fs.config().clone()).unwrap();
         let rig = ServerRig::initialised(fs, InitFlags::all(), 46);
         Rig { fx, rig }
@@ -51,6 +54,16 @@ fn negotiated_flags_are_a_subset_of_declared() {
     let declared = rig.server.filesystem().declared_flags();
     let extra = flags - declared - InitFlags::INIT_EXT;
     assert!(extra.is_empty(), "negotiated but not declared: {extra:?}");
+}
+
+#[test]
+fn readdirplus_is_negotiated_only_when_configured() {
+    let both = InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
+    let (_, flags) = Rig::new().server.negotiated().unwrap();
+    assert!(flags.contains(both), "{flags:?}");
+    let rig = Rig::with(Fixture::with(|b| b.readdirplus(false)));
+    let (_, flags) = rig.server.negotiated().unwrap();
+    assert!(!flags.intersects(both), "{flags:?}");
 }
 
 #[test]

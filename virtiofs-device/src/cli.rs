@@ -114,6 +114,44 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) allow_direct_io: bool,
 
+    /// Do not declare READDIRPLUS (DO_READDIRPLUS, READDIRPLUS_AUTO): the guest lists
+    /// directories with plain READDIR and looks names up one by one. The macos-logic backend
+    /// never declares it.
+    #[arg(long)]
+    pub(crate) no_readdirplus: bool,
+
+    /// Declare DIRECT_IO_ALLOW_MMAP: the guest may map shared the files it opens for direct
+    /// I/O (--cache=never or metadata). Their pages then sit in the guest's page cache, which
+    /// nothing keeps coherent with other writers: only for a share no one else writes, as
+    /// with virtiofsd. Refused by --backend macos-logic.
+    #[arg(long)]
+    pub(crate) allow_mmap: bool,
+
+    /// Security labels (SECURITY_CTX): the LSM label the guest sends with a creation is set
+    /// on the new file as its security.* attribute. never, or auto (when the guest kernel
+    /// offers it); implies --xattr. always (virtiofsd: fail INIT otherwise), and so a bare
+    /// --security-label, is refused.
+    #[arg(long, require_equals = true, num_args = 0..=1, default_value = "never",
+          default_missing_value = "always", value_name = "never|auto|always")]
+    pub(crate) security_label: Tristate,
+
+    /// Accepted for virtiofsd's command line; the guest's O_NOATIME is dropped either way
+    /// (never passed to the host), which the daemon logs at start.
+    #[arg(long)]
+    pub(crate) preserve_noatime: bool,
+
+    /// Declare HANDLE_KILLPRIV_V2: the daemon, not the guest kernel, clears set-uid and
+    /// set-gid when a caller without CAP_FSETID writes, truncates or chowns a file (the host
+    /// kernel clears security.capability itself). Off by default, as in virtiofsd; the last of
+    /// --killpriv-v2 and --no-killpriv-v2 wins. No effect with --readonly; refused by
+    /// --backend macos-logic.
+    #[arg(long, overrides_with = "no_killpriv_v2")]
+    pub(crate) killpriv_v2: bool,
+
+    /// Do not declare HANDLE_KILLPRIV_V2 (the default).
+    #[arg(long, overrides_with = "killpriv_v2")]
+    pub(crate) no_killpriv_v2: bool,
+
     /// Sandbox: namespace (new mount, PID, IPC, UTS and network namespaces, and a user
     /// namespace when not root; pivot_root into the shared directory), chroot (chroot into the
     /// shared directory, for containers without CAP_SYS_ADMIN) or none.
@@ -175,7 +213,8 @@ pub(crate) struct Cli {
     /// The backend: linux (passthrough on this host) or macos-logic (the macOS backend's
     /// logic on Linux: ownership and modes kept in xattrs, submounts always announced; it
     /// refuses --posix-acl, --xattrmap, --inode-file-handles other than never, --readonly,
-    /// --allow-direct-io, --cache=metadata and --no-announce-submounts).
+    /// --allow-direct-io, --cache=metadata, --no-announce-submounts, --killpriv-v2 and
+    /// --allow-mmap).
     #[arg(long, default_value = "linux")]
     pub(crate) backend: Backend,
 
@@ -184,6 +223,42 @@ pub(crate) struct Cli {
     /// backend honours.
     #[arg(long, default_value = "all", value_name = "all|macos")]
     pub(crate) capabilities: CapabilityProfile,
+
+    /// virtiofsd's --uid-map: refused (no user-namespace id maps).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) uid_map: Vec<String>,
+
+    /// virtiofsd's --gid-map: refused (no user-namespace id maps).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) gid_map: Vec<String>,
+
+    /// virtiofsd's --translate-uid: refused (no id translation).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) translate_uid: Vec<String>,
+
+    /// virtiofsd's --translate-gid: refused (no id translation).
+    #[arg(long, hide = true, value_name = "MAP")]
+    pub(crate) translate_gid: Vec<String>,
+
+    /// virtiofsd's --migration-mode: refused (no live migration).
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub(crate) migration_mode: Option<String>,
+
+    /// virtiofsd's --migration-on-error: refused (no live migration).
+    #[arg(long, hide = true, value_name = "MODE")]
+    pub(crate) migration_on_error: Option<String>,
+
+    /// virtiofsd's --migration-verify-handles: refused (no live migration).
+    #[arg(long, hide = true)]
+    pub(crate) migration_verify_handles: bool,
+
+    /// virtiofsd's --migration-confirm-paths: refused (no live migration).
+    #[arg(long, hide = true)]
+    pub(crate) migration_confirm_paths: bool,
+
+    /// virtiofsd's --syslog: refused (the daemon logs to stderr only).
+    #[arg(long, hide = true)]
+    pub(crate) syslog: bool,
 
     /// Print the vhost-user backend capabilities as JSON and exit (libvirt uses this).
     #[arg(long)]
@@ -262,7 +337,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     match Cli::try_parse_from(args) {
-        Ok(cli) => Ok(cli),
+        Ok(cli) => match cli.refused() {
+            Some(why) => Err((why.to_owned(), 2)),
+            None => Ok(cli),
+        },
         Err(e) => {
             use clap::error::ErrorKind;
             match e.kind() {
@@ -274,6 +352,64 @@ where
                 _ => Err((one_line(&e.render().to_string()), 2)),
             }
         }
+    }
+}
+
+impl Cli {
+    /// The first virtiofsd option given that this daemon does not implement, with why: refused
+    /// at start rather than accepted and ignored.
+    fn refused(&self) -> Option<&'static str> {
+        let refusals = [
+            (
+                self.syslog,
+                "--syslog: not supported; the daemon logs to stderr (a service manager's journal \
+                 keeps it)",
+            ),
+            (
+                self.security_label == Tristate::Always,
+                "--security-label=always (or a bare --security-label): not supported, nothing \
+                 fails INIT without SECURITY_CTX; --security-label=auto sets labels when the \
+                 guest kernel offers them",
+            ),
+            (
+                !self.uid_map.is_empty(),
+                "--uid-map: not supported (the daemon maps only its own uid into its user \
+                 namespace)",
+            ),
+            (
+                !self.gid_map.is_empty(),
+                "--gid-map: not supported (the daemon maps only its own gid into its user \
+                 namespace)",
+            ),
+            (
+                !self.translate_uid.is_empty(),
+                "--translate-uid: not supported (guest and host uids are the same)",
+            ),
+            (
+                !self.translate_gid.is_empty(),
+                "--translate-gid: not supported (guest and host gids are the same)",
+            ),
+            (
+                self.migration_mode.is_some(),
+                "--migration-mode: live migration is not supported",
+            ),
+            (
+                self.migration_on_error.is_some(),
+                "--migration-on-error: live migration is not supported",
+            ),
+            (
+                self.migration_verify_handles,
+                "--migration-verify-handles: live migration is not supported",
+            ),
+            (
+                self.migration_confirm_paths,
+                "--migration-confirm-paths: live migration is not supported",
+            ),
+        ];
+        refusals
+            .iter()
+            .find(|(given, _)| *given)
+            .map(|(_, why)| *why)
     }
 }
 
@@ -357,6 +493,20 @@ mod tests {
         assert_eq!(cli.capabilities, CapabilityProfile::All);
         assert_eq!(cli.seccomp, crate::lockdown::SeccompMode::Kill);
         assert_eq!(cli.landlock, crate::lockdown::LandlockMode::Auto);
+        assert!(!cli.killpriv_v2);
+    }
+
+    #[test]
+    fn killpriv_v2_last_one_wins() {
+        let on = |args: &[&str]| {
+            let base = ["--fd=3", "--shared-dir=/d"];
+            parse_ok(&[&base[..], args].concat()).killpriv_v2
+        };
+        assert!(!on(&[]));
+        assert!(on(&["--killpriv-v2"]));
+        assert!(!on(&["--no-killpriv-v2"]));
+        assert!(!on(&["--killpriv-v2", "--no-killpriv-v2"]));
+        assert!(on(&["--no-killpriv-v2", "--killpriv-v2"]));
     }
 
     #[test]
@@ -495,6 +645,73 @@ mod tests {
             "{msg}"
         );
         parse_err(&["--fd=3", "--shared-dir=/d", "--poll-us=-1"]);
+    }
+
+    #[test]
+    fn implemented_virtiofsd_options() {
+        let cli = parse_ok(&["--fd=3", "--shared-dir=/d"]);
+        assert!(!cli.allow_mmap && !cli.preserve_noatime);
+        assert_eq!(cli.security_label, Tristate::Never);
+        let cli = parse_ok(&[
+            "--fd=3",
+            "--shared-dir=/d",
+            "--allow-mmap",
+            "--preserve-noatime",
+            "--security-label=auto",
+        ]);
+        assert!(cli.allow_mmap && cli.preserve_noatime);
+        assert_eq!(cli.security_label, Tristate::Auto);
+    }
+
+    #[test]
+    fn socket_is_an_alias_of_socket_path() {
+        let cli = parse_ok(&["--socket=/s", "--shared-dir=/d"]);
+        assert_eq!(cli.socket_path.as_deref(), Some(std::path::Path::new("/s")));
+        let msg = parse_err(&["--socket=/s", "--fd=3", "--shared-dir=/d"]);
+        assert!(msg.contains("cannot be used with"), "{msg}");
+    }
+
+    #[test]
+    fn virtiofsd_options_not_implemented_are_refused_by_name() {
+        let refused: &[(&[&str], &str)] = &[
+            (&["--syslog"], "--syslog: not supported"),
+            (&["--security-label"], "--security-label=always"),
+            (&["--security-label=always"], "--security-label=always"),
+            (&["--uid-map=:0:100000:65536:"], "--uid-map: not supported"),
+            (
+                &["--gid-map", ":0:100000:65536:"],
+                "--gid-map: not supported",
+            ),
+            (
+                &["--translate-uid=map:0:1000:1"],
+                "--translate-uid: not supported",
+            ),
+            (
+                &["--translate-gid=guest:0:1000:1"],
+                "--translate-gid: not supported",
+            ),
+            (
+                &["--migration-mode=find-paths"],
+                "--migration-mode: live migration",
+            ),
+            (
+                &["--migration-on-error", "abort"],
+                "--migration-on-error: live migration",
+            ),
+            (
+                &["--migration-verify-handles"],
+                "--migration-verify-handles: live",
+            ),
+            (
+                &["--migration-confirm-paths"],
+                "--migration-confirm-paths: live",
+            ),
+        ];
+        for (args, why) in refused {
+            let base = ["--socket-path=/s", "--shared-dir=/d"];
+            let msg = parse_err(&[&base[..], args].concat());
+            assert!(msg.starts_with(why), "{args:?}: {msg}");
+        }
     }
 
     #[test]

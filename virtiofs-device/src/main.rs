@@ -127,6 +127,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     for warning in passthrough_linux::share_mount_warnings(shared_dir) {
         warn!("{warning}");
     }
+    if cli.preserve_noatime {
+        warn!(
+            "--preserve-noatime: the guest's O_NOATIME is not passed to the host (atime is kept)"
+        );
+    }
+    if cli.killpriv_v2 && cli.readonly {
+        warn!("--killpriv-v2 has no effect with --readonly: nothing is written");
+    }
     if cli.sandbox == Sandbox::Namespace {
         // No thread exists yet: the process can fork into its PID namespace.
         match sandbox::enter_pid_namespace(!root)? {
@@ -283,6 +291,7 @@ fn backend(cli: &Cli, shared_dir: &Path) -> Result<PassthroughFs> {
 /// The passthrough backend's configuration the options describe.
 fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
     let posix_acl = cli.posix_acl != Tristate::Never;
+    let security_label = cli.security_label != Tristate::Never;
     let mut builder = Config::builder(shared_dir)
         .cache(match cli.cache {
             Cache::Never => CachePolicy::Never,
@@ -292,8 +301,10 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
         })
         .writeback(cli.writeback)
         .flock_locks(cli.flock)
-        .xattr(cli.xattr || posix_acl)
+        .xattr(cli.xattr || posix_acl || security_label)
         .posix_acl(posix_acl)
+        .security_label(security_label)
+        .allow_mmap(cli.allow_mmap)
         .readonly(cli.readonly)
         .file_handles(match cli.inode_file_handles {
             FileHandles::Never => FileHandleMode::Never,
@@ -302,6 +313,8 @@ fn linux_config(cli: &Cli, shared_dir: &Path) -> Result<Config> {
         })
         .announce_submounts(cli.announce_submounts)
         .allow_direct_io(cli.allow_direct_io)
+        .killpriv_v2(cli.killpriv_v2)
+        .readdirplus(!cli.no_readdirplus)
         .declare_at_most(declare_at_most(cli.capabilities));
     if let Some(rules) = &cli.xattrmap {
         let map = XattrMap::parse(rules).context("--xattrmap")?;
@@ -332,6 +345,15 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
     if cli.readonly {
         bail!("{WHY}: --readonly is not supported");
     }
+    if cli.killpriv_v2 {
+        bail!(
+            "{WHY}: --killpriv-v2 is not supported (the backend does not clear set-uid/set-gid \
+             on writes; the guest kernel does)"
+        );
+    }
+    if cli.allow_mmap {
+        bail!("{WHY}: --allow-mmap is not supported (DIRECT_IO_ALLOW_MMAP is never declared)");
+    }
     if cli.allow_direct_io {
         bail!(
             "{WHY}: --allow-direct-io is not supported (O_DIRECT opens bypass the host cache only)"
@@ -360,7 +382,8 @@ fn macos_config(cli: &Cli, shared_dir: &Path) -> Result<passthrough_macos::Confi
     config.attr_timeout = timeout;
     config.writeback = cli.writeback;
     config.flock_locks = cli.flock;
-    config.xattr = cli.xattr;
+    config.security_label = cli.security_label != Tristate::Never;
+    config.xattr = cli.xattr || config.security_label;
     Ok(config)
 }
 
@@ -400,6 +423,11 @@ fn negotiation(cli: &Cli) -> NegotiationConfig {
             Cache::Never => NegotiatedCache::Never,
             Cache::Metadata | Cache::Auto => NegotiatedCache::Auto,
             Cache::Always => NegotiatedCache::Always,
+        },
+        readdirplus: if cli.no_readdirplus {
+            fuse_server::Readdirplus::Never
+        } else {
+            fuse_server::Readdirplus::Auto
         },
         ..NegotiationConfig::default()
     }
@@ -483,7 +511,9 @@ fn lock_down(cli: &Cli, share: std::path::PathBuf) -> Result<()> {
             macos_logic: cli.backend == Backend::MacosLogic,
             fuse_mount: cli.fuse_mount.is_some(),
             file_handles: cli.inode_file_handles != FileHandles::Never,
-            xattr: cli.xattr || cli.posix_acl != Tristate::Never,
+            xattr: cli.xattr
+                || cli.posix_acl != Tristate::Never
+                || cli.security_label != Tristate::Never,
         },
     };
     lockdown::lock_down(&config)?;
@@ -624,6 +654,8 @@ mod tests {
             (&["--readonly"], "--readonly"),
             (&["--allow-direct-io"], "--allow-direct-io"),
             (&["--cache=metadata"], "--cache=metadata"),
+            (&["--killpriv-v2"], "--killpriv-v2"),
+            (&["--allow-mmap"], "--allow-mmap"),
         ];
         for (args, named) in refused {
             let err = macos_config(&macos_cli(args), Path::new("/d")).unwrap_err();
@@ -634,7 +666,11 @@ mod tests {
             );
         }
         // The defaults of those options are accepted.
-        let cli = macos_cli(&["--posix-acl=never", "--inode-file-handles=never"]);
+        let cli = macos_cli(&[
+            "--posix-acl=never",
+            "--inode-file-handles=never",
+            "--no-killpriv-v2",
+        ]);
         macos_config(&cli, Path::new("/d")).unwrap();
     }
 
@@ -670,5 +706,80 @@ mod tests {
         assert!(!flags(&[]).contains(InitFlags::FLOCK_LOCKS));
         assert!(flags(&[]).contains(InitFlags::POSIX_LOCKS));
         assert!(flags(&["--flock"]).contains(InitFlags::FLOCK_LOCKS));
+    }
+
+    #[test]
+    fn killpriv_v2_is_declared_only_with_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let flags = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            backend(&cli, dir.path()).unwrap().declared_flags()
+        };
+        assert!(!flags(&[]).contains(InitFlags::HANDLE_KILLPRIV_V2));
+        assert!(flags(&["--killpriv-v2"]).contains(InitFlags::HANDLE_KILLPRIV_V2));
+        let off = flags(&["--killpriv-v2", "--no-killpriv-v2"]);
+        assert!(!off.contains(InitFlags::HANDLE_KILLPRIV_V2));
+        // Nothing is written on a read-only share: nothing to clear.
+        let readonly = flags(&["--killpriv-v2", "--readonly"]);
+        assert!(!readonly.contains(InitFlags::HANDLE_KILLPRIV_V2));
+    }
+
+    #[test]
+    fn no_readdirplus_declares_neither_readdirplus_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let flags = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            backend(&cli, dir.path()).unwrap().declared_flags()
+        };
+        let both = InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
+        assert!(flags(&[]).contains(both));
+        assert!(!flags(&["--no-readdirplus"]).intersects(both));
+        let cli = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg];
+            cli::parse(args.iter().chain(extra)).unwrap()
+        };
+        // The operator's policy says so too, whatever the backend declares.
+        let policy = negotiation(&cli(&["--no-readdirplus"])).readdirplus;
+        assert_eq!(policy, fuse_server::Readdirplus::Never);
+        assert_eq!(
+            negotiation(&cli(&[])).readdirplus,
+            fuse_server::Readdirplus::Auto
+        );
+        // Nothing for the macOS backend to turn off.
+        macos_config(&macos_cli(&["--no-readdirplus"]), Path::new("/d")).unwrap();
+    }
+
+    #[test]
+    fn allow_mmap_and_security_label_reach_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir_arg = format!("--shared-dir={}", dir.path().display());
+        let config = |extra: &[&str]| {
+            let args = ["virtiofs-device", "--fd=3", &dir_arg, "--cache=never"];
+            let cli = cli::parse(args.iter().chain(extra)).unwrap();
+            linux_config(&cli, dir.path()).unwrap()
+        };
+        let plain = config(&[]);
+        assert!(!plain.allow_mmap && !plain.security_label);
+        let fs = backend_of(config(&["--allow-mmap"]));
+        assert!(
+            fs.declared_flags()
+                .contains(InitFlags::DIRECT_IO_ALLOW_MMAP)
+        );
+        let labels = config(&["--security-label=auto"]);
+        assert!(labels.security_label && labels.xattr);
+        let fs = backend_of(labels);
+        assert!(fs.declared_flags().contains(InitFlags::SECURITY_CTX));
+        assert!(!config(&["--security-label=never"]).security_label);
+
+        let macos = macos_config(&macos_cli(&["--security-label=auto"]), Path::new("/d")).unwrap();
+        assert!(macos.security_label && macos.xattr);
+    }
+
+    fn backend_of(config: Config) -> PassthroughFs {
+        PassthroughFs::new(config).unwrap()
     }
 }

@@ -27,6 +27,34 @@ fn fails(args: &[&str]) -> String {
     lines[0].to_owned()
 }
 
+/// virtiofsd options this daemon does not implement stop it at start, by name.
+#[test]
+fn unimplemented_virtiofsd_options_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("s.sock");
+    let base = [
+        "--socket-path",
+        sock.to_str().unwrap(),
+        "--shared-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    for (option, why) in [
+        ("--syslog", "--syslog: not supported"),
+        (
+            "--migration-mode=file-handles",
+            "live migration is not supported",
+        ),
+        (
+            "--translate-uid=squash-guest:0:1000:65536",
+            "--translate-uid:",
+        ),
+    ] {
+        let msg = fails(&[&base[..], &[option]].concat());
+        assert!(msg.contains(why), "{option}: {msg}");
+        assert!(!sock.exists(), "{option}: the daemon listened");
+    }
+}
+
 #[test]
 fn bad_options_give_one_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -446,12 +446,11 @@ fn ext_secctx(name: &[u8], value: &[u8]) -> Vec<u8> {
     while entry.len() % 8 != 0 {
         entry.push(0);
     }
-    let total = 16 + entry.len();
+    // The kernel's fuse_secctx_header { size, nr_secctx } stands in the extension header.
+    let total = 8 + entry.len();
     let mut v = Vec::new();
     v.extend_from_slice(&u32::try_from(total).unwrap_or(0).to_le_bytes());
-    v.extend_from_slice(&0u32.to_le_bytes()); // type 0: security contexts
-    v.extend_from_slice(&u32::try_from(total - 8).unwrap_or(0).to_le_bytes());
-    v.extend_from_slice(&1u32.to_le_bytes());
+    v.extend_from_slice(&1u32.to_le_bytes()); // nr_secctx (a type of 0..=31)
     v.extend_from_slice(&entry);
     v
 }
@@ -466,6 +465,19 @@ fn security_context_must_name_a_security_attribute() {
     let sent = send_raw(
         &s,
         &request_ext(Opcode::Mkdir as u32, 18, 1, &args, &ext),
+        4096,
+    );
+    sent.check(18);
+    assert_eq!(sent.error(), 0);
+    assert_eq!(s.filesystem().methods(), vec!["mkdir"]);
+    // No LSM label: the kernel sends the bare header {8, 0}, on every creation.
+    s.filesystem().clear();
+    let mut empty = Vec::new();
+    empty.extend_from_slice(&8u32.to_le_bytes());
+    empty.extend_from_slice(&0u32.to_le_bytes());
+    let sent = send_raw(
+        &s,
+        &request_ext(Opcode::Mkdir as u32, 18, 1, &args, &empty),
         4096,
     );
     sent.check(18);

@@ -56,7 +56,12 @@ impl PassthroughFs {
         })
     }
 
-    pub(super) fn do_setattr(&self, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
+    pub(super) fn do_setattr(
+        &self,
+        ctx: &Context,
+        nodeid: NodeId,
+        attr: &SetAttr,
+    ) -> FsResult<AttrReply> {
         self.ro()?;
         let inode = self.inodes.get(nodeid)?;
         let handle = attr.fh.map(|fh| self.handles.get(fh)).transpose()?;
@@ -96,7 +101,9 @@ impl PassthroughFs {
             && (attr.size.is_some() || attr.uid.is_some() || attr.gid.is_some())
             && attr.mode.is_none()
         {
-            self.kill_suidgid(pfd)?;
+            // A chown keeps the chown rule; a truncate alone is the writer's.
+            let chown = attr.uid.is_some() || attr.gid.is_some();
+            self.kill_suidgid(pfd, (!chown).then_some(ctx.gid))?;
         }
         if attr.atime.is_some() || attr.mtime.is_some() {
             let times = [to_timespec(attr.atime), to_timespec(attr.mtime)];

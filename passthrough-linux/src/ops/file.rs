@@ -66,6 +66,7 @@ impl PassthroughFs {
 
     pub(super) fn do_open(
         &self,
+        ctx: &Context,
         nodeid: NodeId,
         flags: u32,
         open_flags: OpenInFlags,
@@ -80,7 +81,7 @@ impl PassthroughFs {
             && open_flags.contains(OpenInFlags::KILL_SUIDGID)
             && self.killpriv_v2()
         {
-            self.kill_suidgid(file.as_fd())?;
+            self.kill_suidgid(file.as_fd(), Some(ctx.gid))?;
         }
         let fh = self
             .handles
@@ -235,6 +236,7 @@ impl PassthroughFs {
 
     pub(super) fn do_write(
         &self,
+        ctx: &Context,
         fh: Handle,
         r: &mut dyn ZeroCopyReader,
         size: u32,
@@ -244,7 +246,7 @@ impl PassthroughFs {
         self.ro()?;
         let h = self.handles.get(fh)?;
         if write_flags.contains(WriteFlags::KILL_SUIDGID) && self.killpriv_v2() {
-            self.kill_suidgid(h.file.as_fd())?;
+            self.kill_suidgid(h.file.as_fd(), Some(ctx.gid))?;
         }
         self.drop_remapped_capability(&h)?;
         let size = size as usize;

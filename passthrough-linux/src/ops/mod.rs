@@ -191,16 +191,20 @@ impl PassthroughFs {
         sys::fchmodat(self.proc_self_fd.as_fd(), name.as_cstr(), mode).map_err(errno)
     }
 
-    /// Clears set-user-id, and set-group-id when group-executable (the kernel's rule for a
-    /// write or truncate by a caller without CAP_FSETID).
-    fn kill_suidgid(&self, fd: BorrowedFd<'_>) -> FsResult<()> {
-        let stx = sys::statx(fd, 0, libc::STATX_MODE).map_err(errno)?;
+    /// Clears set-user-id, and set-group-id when group-executable or, for a write or truncate
+    /// (`writer_gid` given), when the file's group is not the writer's: the kernel's rule for a
+    /// caller without CAP_FSETID (`setattr_should_drop_sgid`). The guest decided that the
+    /// caller lacks CAP_FSETID when it set the kill flag; supplementary groups are unknown
+    /// here, so only the caller's gid is compared. A chown (`writer_gid` None) keeps a set-gid
+    /// bit without group execute, as the host's own chown does for the daemon.
+    fn kill_suidgid(&self, fd: BorrowedFd<'_>, writer_gid: Option<u32>) -> FsResult<()> {
+        let stx = sys::statx(fd, 0, libc::STATX_MODE | libc::STATX_GID).map_err(errno)?;
         let m = u32::from(stx.stx_mode);
         if m & mode::S_IFMT != mode::S_IFREG {
             return Ok(());
         }
         let mut new = m & !mode::S_ISUID;
-        if m & 0o010 != 0 {
+        if m & 0o010 != 0 || writer_gid.is_some_and(|gid| gid != stx.stx_gid) {
             new &= !mode::S_ISGID;
         }
         if new != m {
@@ -254,6 +258,12 @@ impl PassthroughFs {
         }
         if c.flock_locks {
             f |= InitFlags::FLOCK_LOCKS;
+        }
+        if c.allow_mmap {
+            f |= InitFlags::DIRECT_IO_ALLOW_MMAP;
+        }
+        if !c.readdirplus {
+            f.remove(InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO);
         }
         if c.killpriv_v2 && !c.readonly {
             f |= InitFlags::HANDLE_KILLPRIV_V2;
@@ -314,8 +324,8 @@ impl FileSystem for PassthroughFs {
         self.do_getattr(nodeid, fh)
     }
 
-    fn setattr(&self, _ctx: &Context, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
-        self.do_setattr(nodeid, attr)
+    fn setattr(&self, ctx: &Context, nodeid: NodeId, attr: &SetAttr) -> FsResult<AttrReply> {
+        self.do_setattr(ctx, nodeid, attr)
     }
 
     fn statx(
@@ -397,8 +407,8 @@ impl FileSystem for PassthroughFs {
         self.do_link(nodeid, newparent, newname)
     }
 
-    fn open(&self, _ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
-        self.do_open(nodeid, args.flags, args.open_flags)
+    fn open(&self, ctx: &Context, nodeid: NodeId, args: &OpenArgs) -> FsResult<OpenReply> {
+        self.do_open(ctx, nodeid, args.flags, args.open_flags)
     }
 
     fn create(
@@ -440,12 +450,12 @@ impl FileSystem for PassthroughFs {
 
     fn write(
         &self,
-        _ctx: &Context,
+        ctx: &Context,
         _nodeid: NodeId,
         args: &WriteArgs,
         r: &mut dyn ZeroCopyReader,
     ) -> FsResult<usize> {
-        self.do_write(args.fh, r, args.size, args.offset, args.write_flags)
+        self.do_write(ctx, args.fh, r, args.size, args.offset, args.write_flags)
     }
 
     fn flush(
