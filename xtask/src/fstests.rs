@@ -3,9 +3,10 @@
 //!
 //! For each kernel and daemon: the Debian guest root ([`crate::guest_root`]) boots over
 //! virtio-blk (`snapshot=on`: the image is never written), two daemon instances serve the
-//! TEST and SCRATCH shares (`<run>/test`, `<run>/scratch`), the guest's
+//! TEST and SCRATCH shares (`<run>/test`, `<run>/scratch`, each the root of a 16 GiB ext4
+//! filesystem of its own, [`volume`]), the guest's
 //! `xtask/guest-root/run-fstests` runs `./check -virtiofs` and prints one `FSTESTS-TEST` line
-//! per test, copies `results/` onto the TEST share and powers off. The host moves it to
+//! per test, copies `results/` onto the TEST share and powers off. The host copies it to
 //! `<run>/results`, where `<run>` is `<cache>/fstests/<kernel>-<daemon>/` (with console.log,
 //! daemon-test.log, daemon-scratch.log, qemu.log and table.txt), kept until the next run.
 //!
@@ -27,8 +28,10 @@ use crate::guest_boot::{self, KERNEL_ARGS, Share, is_kernel_line};
 use crate::guest_root::{self, GuestRoot};
 use crate::provision::{self, Kernel, KernelSpec};
 use crate::util::{self, step};
+use volume::Volume;
 
 mod campaign;
+mod volume;
 
 const USAGE: &str = "\
 usage: cargo xtask fstests [--kernel K] [--group G] [--tests LIST] [--exclude LIST]
@@ -634,18 +637,27 @@ fn boot(
     options: &Options,
 ) -> Result<Run> {
     if dir.exists() {
+        for share in ["test", "scratch"] {
+            Volume::clear_stale(&dir.join(share));
+        }
         fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
     }
+    fs::create_dir_all(&dir)?;
     let console = dir.join("console.log");
     let mut daemon_args: Vec<String> = DEFAULT_DAEMON_ARGS
         .iter()
         .map(|a| (*a).to_owned())
         .collect();
     daemon_args.extend(options.daemon_args.iter().cloned());
+    // Declared before the shares, so dropped after their daemons have ended.
+    let mut volumes = Vec::new();
     let mut shares = Vec::new();
     for (share, tag) in [("test", TEST_TAG), ("scratch", SCRATCH_TAG)] {
         let shared = dir.join(share);
-        fs::create_dir_all(&shared)?;
+        volumes.push(Volume::create(
+            dir.join(format!("{share}.img")),
+            shared.clone(),
+        )?);
         // sun_path holds 108 bytes: the socket lives outside the cache.
         let socket = std::env::temp_dir().join(format!(
             "virtiofs-fstests-{}-{}-{share}.sock",
@@ -745,7 +757,10 @@ fn boot(
     // The guest's results/, off the TEST share.
     let copied = dir.join("test").join("fstests-results");
     if copied.is_dir() {
-        fs::rename(&copied, dir.join("results"))?;
+        // Off the TEST share's filesystem, which goes with the boot.
+        let mut cp = util::cmd("cp");
+        cp.arg("-a").arg(&copied).arg(dir.join("results"));
+        util::run(cp)?;
     } else if done.is_some() {
         problems.push("the guest's results/ did not reach the TEST share".to_owned());
     }
