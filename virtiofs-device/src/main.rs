@@ -524,6 +524,11 @@ fn lock_down(cli: &Cli, share: std::path::PathBuf) -> Result<()> {
 fn listen(cli: &Cli, socket_group: Option<nix::unistd::Gid>) -> Result<Listener> {
     if let Some(fd) = cli.fd {
         let listener = sys::listener_from_fd(fd).with_context(|| format!("--fd {fd}"))?;
+        // vhost's accept loop retries at once on EAGAIN: an inherited non-blocking listener
+        // would spin a core while no frontend is connected.
+        listener
+            .set_nonblocking(false)
+            .with_context(|| format!("--fd {fd}: cannot make it blocking"))?;
         return Ok(Listener::from(listener));
     }
     let path = cli

@@ -281,3 +281,58 @@ fn a_file_that_is_not_a_socket_is_left_alone() {
     assert!(msg.contains("exists and is not a socket"), "{msg}");
     assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
 }
+
+/// CPU time (user and system, clock ticks) the process `pid` has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name's closing parenthesis; utime and stime are 14 and 15.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn an_inherited_non_blocking_listener_does_not_spin() {
+    use std::os::fd::AsRawFd;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("fd.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    // As a VMM may hand it over: non-blocking, and inherited (no FD_CLOEXEC).
+    listener.set_nonblocking(true).unwrap();
+    nix::fcntl::fcntl(
+        listener.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .unwrap();
+    let fd = listener.as_raw_fd().to_string();
+    let mut daemon = Command::new(BIN)
+        .args(["--fd", &fd, "--shared-dir", dir.path().to_str().unwrap()])
+        .args(["--sandbox", "none", "--log-level", "info"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(listener);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(e) = serves(&sock) {
+        assert!(
+            Instant::now() < deadline,
+            "daemon does not serve ({e}); it said:\n{}",
+            said(&mut daemon)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Now it waits for the next frontend, for 2 s: a spinning accept loop uses a core (200
+    // ticks at 100 Hz; tens even on a loaded machine), a blocked one nothing.
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(daemon.id());
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(daemon.id()) - before;
+    assert!(
+        used < 10,
+        "the daemon used {used} ticks waiting for a frontend; it said:\n{}",
+        said(&mut daemon)
+    );
+    daemon.kill().unwrap();
+    daemon.wait().unwrap();
+}
