@@ -363,6 +363,29 @@ mod tests {
     }
 
     #[test]
+    fn readme_map_refusing_guest_capabilities() {
+        let map = XattrMap::parse(
+            ":prefix:all:trusted.:user.virtiofs.: :bad:client:security.capability:: \
+             :bad:client:user.virtiofs.:: :ok:all:::",
+        )
+        .unwrap();
+        assert_eq!(
+            map.to_host(b"security.capability").unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            map.to_host(b"trusted.x").unwrap().as_bytes(),
+            b"user.virtiofs.trusted.x"
+        );
+        assert_eq!(map.to_guest(b"security.capability"), None);
+        assert_eq!(map.to_guest(b"user.a"), Some(&b"user.a"[..]));
+        assert_eq!(
+            map.to_guest(b"user.virtiofs.trusted.x"),
+            Some(&b"trusted.x"[..])
+        );
+    }
+
+    #[test]
     fn parse_adjacent_rules_share_no_separator() {
         let map = XattrMap::parse(":ok:client:a:a::bad:all:::").unwrap();
         assert_eq!(map.rules.len(), 2);
