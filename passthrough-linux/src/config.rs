@@ -109,7 +109,9 @@ pub struct Config {
     pub xattr: bool,
     /// Declare POSIX_ACL (needs `xattr`).
     pub posix_acl: bool,
-    /// Name mapping for xattrs.
+    /// Name mapping for xattrs. `None` with xattrs on is [`XattrMap::default_for_guest`]
+    /// (the guest's `trusted.*` and `security.capability` stored under `user.virtiofs.`),
+    /// which [`PassthroughFs::new`](crate::PassthroughFs::new) puts in.
     pub xattrmap: Option<XattrMap>,
     /// Refuse every change with EROFS.
     pub readonly: bool,
@@ -229,7 +231,7 @@ impl ConfigBuilder {
         self
     }
 
-    /// An xattr name map.
+    /// An xattr name map, replacing the default ([`XattrMap::default_for_guest`]) entirely.
     #[must_use]
     pub fn xattrmap(mut self, map: XattrMap) -> Self {
         self.config.xattrmap = Some(map);

@@ -32,8 +32,10 @@
 //!   name the inode relative to the `/proc/self/fd` descriptor held since start-up with the
 //!   `*xattrat` calls (Linux 6.13), so they work after the daemon's `pivot_root` left no
 //!   `/proc`; on older kernels (ENOSYS) the absolute `/proc/self/fd/N` is used. Without an
-//!   xattr map, `trusted.*` and `security.capability` stay the host's (set/remove EPERM, get
-//!   ENODATA, hidden from lists); SECURITY_CTX labels must be `security.*` and are set as
+//!   xattr map given, the default one stores the guest's `trusted.*` and `security.capability`
+//!   as `user.virtiofs.trusted.*` and `user.virtiofs.security.capability` (names the host
+//!   kernel never acts on) and refuses the guest's own `user.virtiofs.*` (see `ops::xattr`);
+//!   SECURITY_CTX labels must be `security.*` and are set as
 //!   SETXATTR sets them (xattrs on, through the map).
 //! - **Budgets** (see [`Config`]): host descriptors ([`Config::max_open_fds`], default 3/4 of
 //!   `RLIMIT_NOFILE`), inode table entries ([`Config::max_inodes`], default
@@ -193,7 +195,10 @@ impl PassthroughFs {
     ///
     /// [`Error`] when the root or `/proc/self/fd` cannot be opened, or file handles are
     /// mandatory and unusable.
-    pub fn new(cfg: Config) -> Result<PassthroughFs, Error> {
+    pub fn new(mut cfg: Config) -> Result<PassthroughFs, Error> {
+        if cfg.xattr && cfg.xattrmap.is_none() {
+            cfg.xattrmap = Some(XattrMap::default_for_guest());
+        }
         let open_root_err = |source| Error::OpenRoot {
             path: cfg.root.clone(),
             source,

@@ -15,6 +15,22 @@
 //! A name no rule matches is refused (EPERM) from the guest and hidden from the host. Example:
 //! `:prefix:all:trusted.:user.virtiofs.::ok:all:::` stores the guest's `trusted.*` as the host's
 //! `user.virtiofs.trusted.*` and passes everything else through.
+//!
+//! One check goes beyond virtiofsd: a host name is listed under the guest name its rule gives
+//! only if that guest name maps back to it ([`XattrMap::to_host`] of it is the host name), so
+//! the guest never lists a name that GETXATTR would answer from another attribute, or refuse.
+//! virtiofsd's server-side match looks at `prepend` alone: with the example above it lists the
+//! host's `user.virtiofs.foo` as `foo` and the host's own `trusted.x` as `trusted.x`, and the
+//! guest reading either gets another attribute (`foo`, `user.virtiofs.trusted.x`). Here both
+//! are hidden.
+//!
+//! # The default map
+//!
+//! With xattrs on and no map given, the backend uses [`XattrMap::default_for_guest`],
+//! [`XattrMap::DEFAULT_RULES`]: the guest's `trusted.*` and `security.capability` are stored as the
+//! host's `user.virtiofs.trusted.*` and `user.virtiofs.security.capability`, the guest may not
+//! name `user.virtiofs.*` itself (EPERM), everything else passes through. The reasoning is in
+//! the `ops::xattr` module doc.
 
 use fuse_abi::Errno;
 
@@ -93,6 +109,16 @@ impl HostName {
 }
 
 impl XattrMap {
+    /// The built-in map ([`XattrMap::default_for_guest`]), in the `--xattrmap` language.
+    ///
+    /// The `bad` rule is `client` only: its `prepend` is empty, and a `server` scope would hide
+    /// every host name the rules before it leave (virtiofsd's semantics); host names under
+    /// `user.virtiofs.` that no rule maps back are hidden by the round-trip check instead.
+    pub const DEFAULT_RULES: &str = ":prefix:all:trusted.:user.virtiofs.: \
+        :prefix:all:security.capability:user.virtiofs.: \
+        :bad:client:user.virtiofs.:: \
+        :ok:all:::";
+
     /// Parses a rule list.
     ///
     /// # Errors
@@ -144,6 +170,16 @@ impl XattrMap {
         Ok(XattrMap { rules })
     }
 
+    /// The map used when xattrs are on and none is given: [`XattrMap::DEFAULT_RULES`].
+    #[must_use]
+    pub fn default_for_guest() -> XattrMap {
+        match XattrMap::parse(Self::DEFAULT_RULES) {
+            Ok(map) => map,
+            // DEFAULT_RULES parses (the unit tests say so); an empty map refuses everything.
+            Err(_) => XattrMap { rules: Vec::new() },
+        }
+    }
+
     /// Maps a guest name to the host name.
     ///
     /// # Errors
@@ -163,24 +199,23 @@ impl XattrMap {
         Err(Errno::EPERM)
     }
 
-    /// Maps a host name to the name the guest sees, or `None` to hide it.
+    /// Maps a host name to the name the guest sees, or `None` to hide it: the first `server`
+    /// rule whose `prepend` starts the name decides, and the guest name it gives must map
+    /// back to `name` (see the module doc).
     pub(crate) fn to_guest<'a>(&self, name: &'a [u8]) -> Option<&'a [u8]> {
-        for rule in self.rules.iter().filter(|r| r.server) {
-            if let Some(stripped) = name.strip_prefix(rule.prepend.as_slice()) {
-                return match rule.typ {
-                    RuleType::Prefix => Some(stripped),
-                    RuleType::Ok => Some(name),
-                    RuleType::Bad | RuleType::Unsupported => None,
-                };
-            }
-        }
-        None
+        let rule = self
+            .rules
+            .iter()
+            .filter(|r| r.server)
+            .find(|r| name.starts_with(&r.prepend))?;
+        let guest = match rule.typ {
+            RuleType::Prefix => &name[rule.prepend.len()..],
+            RuleType::Ok => name,
+            RuleType::Bad | RuleType::Unsupported => return None,
+        };
+        let back = self.to_host(guest).ok()?;
+        (back.as_bytes() == name).then_some(guest)
     }
-}
-
-/// Identity mapping (no map configured), with the same length checks.
-pub(crate) fn identity(name: &[u8]) -> Result<HostName, Errno> {
-    HostName::from_parts(name, b"")
 }
 
 #[cfg(test)]
@@ -248,6 +283,106 @@ mod tests {
         ));
         assert_eq!(XattrMap::parse(":ok:all:"), Err(XattrMapError::Shape(0)));
         assert_eq!(XattrMap::parse(""), Err(XattrMapError::Empty));
+    }
+
+    #[test]
+    fn default_map_parses_to_four_rules() {
+        assert_eq!(XattrMap::default_for_guest().rules.len(), 4);
+        assert!(XattrMap::parse(XattrMap::DEFAULT_RULES).is_ok());
+    }
+
+    #[test]
+    fn default_map_guest_to_host() {
+        let map = XattrMap::default_for_guest();
+        let host = |n: &[u8]| map.to_host(n).map(|h| h.as_bytes().to_vec());
+        assert_eq!(
+            host(b"trusted.overlay.opaque").unwrap(),
+            b"user.virtiofs.trusted.overlay.opaque"
+        );
+        assert_eq!(
+            host(b"security.capability").unwrap(),
+            b"user.virtiofs.security.capability"
+        );
+        for own in [
+            &b"user.a"[..],
+            b"security.selinux",
+            b"system.posix_acl_access",
+        ] {
+            assert_eq!(host(own).unwrap(), own);
+        }
+        for refused in [
+            &b"user.virtiofs."[..],
+            b"user.virtiofs.x",
+            b"user.virtiofs.security.capability",
+            b"user.virtiofs.trusted.x",
+        ] {
+            assert_eq!(host(refused).unwrap_err(), Errno::EPERM, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn default_map_host_to_guest_round_trips() {
+        let map = XattrMap::default_for_guest();
+        let guest = |n: &'static [u8]| map.to_guest(n);
+        assert_eq!(guest(b"user.virtiofs.trusted.x"), Some(&b"trusted.x"[..]));
+        assert_eq!(
+            guest(b"user.virtiofs.security.capability"),
+            Some(&b"security.capability"[..])
+        );
+        assert_eq!(guest(b"user.a"), Some(&b"user.a"[..]));
+        assert_eq!(guest(b"security.selinux"), Some(&b"security.selinux"[..]));
+        // Hidden: the host's own trusted names and capabilities (the guest's name for them
+        // would read the remapped attribute), and user.virtiofs.* no rule produced.
+        for hidden in [
+            &b"trusted.x"[..],
+            b"security.capability",
+            b"user.virtiofs.foo",
+            b"user.virtiofs.security.selinux",
+            b"user.virtiofs.user.virtiofs.x",
+        ] {
+            assert_eq!(map.to_guest(hidden), None, "{hidden:?}");
+        }
+        // Every name listed maps back to the host name it came from.
+        for host in [
+            &b"user.virtiofs.trusted.x"[..],
+            b"user.virtiofs.security.capability",
+            b"user.a",
+        ] {
+            let g = map.to_guest(host).unwrap();
+            assert_eq!(map.to_host(g).unwrap().as_bytes(), host);
+        }
+    }
+
+    #[test]
+    fn to_guest_hides_names_that_do_not_map_back() {
+        // virtiofsd would list the host's user.virtiofs.foo as foo, and trusted.x as itself.
+        let map = XattrMap::parse(TRUSTED).unwrap();
+        assert_eq!(map.to_guest(b"user.virtiofs.foo"), None);
+        assert_eq!(map.to_guest(b"trusted.x"), None);
+        assert_eq!(map.to_guest(b"user.b"), Some(&b"user.b"[..]));
+    }
+
+    #[test]
+    fn readme_map_refusing_guest_capabilities() {
+        let map = XattrMap::parse(
+            ":prefix:all:trusted.:user.virtiofs.: :bad:client:security.capability:: \
+             :bad:client:user.virtiofs.:: :ok:all:::",
+        )
+        .unwrap();
+        assert_eq!(
+            map.to_host(b"security.capability").unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(
+            map.to_host(b"trusted.x").unwrap().as_bytes(),
+            b"user.virtiofs.trusted.x"
+        );
+        assert_eq!(map.to_guest(b"security.capability"), None);
+        assert_eq!(map.to_guest(b"user.a"), Some(&b"user.a"[..]));
+        assert_eq!(
+            map.to_guest(b"user.virtiofs.trusted.x"),
+            Some(&b"trusted.x"[..])
+        );
     }
 
     #[test]

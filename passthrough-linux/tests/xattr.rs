@@ -8,7 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 use fuse_abi::{Errno, InitFlags, SetxattrFlags};
-use fuse_server::{FileSystem, NodeId, SetxattrArgs, XattrReply};
+use fuse_server::{FileSystem, NodeId, SetAttr, SetxattrArgs, XattrReply};
 use passthrough_linux::XattrMap;
 
 fn file(f: &Fixture) -> NodeId {
@@ -220,6 +220,144 @@ fn xattrmap_remapped_capability_cleared_on_write() {
     );
 }
 
+/// The default map: the guest's trusted.* and security.capability live under user.virtiofs.
+/// on the host, the guest gets its own names back. Failed before the default map (EPERM).
+#[test]
+fn default_map_stores_trusted_and_capability_under_user_virtiofs() {
+    let f = Fixture::new();
+    let n = file(&f);
+    for (guest, host) in [
+        (
+            c"trusted.overlay.opaque",
+            "user.virtiofs.trusted.overlay.opaque",
+        ),
+        (c"security.capability", "user.virtiofs.security.capability"),
+    ] {
+        f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(guest, b"v1"))
+            .unwrap();
+        assert_eq!(xattr_get_host(&f.host("f"), host), Some(b"v1".to_vec()));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            f.fs.getxattr(&ctx(), n, guest, &mut buf).unwrap(),
+            XattrReply::Data(2)
+        );
+        assert_eq!(&buf[..2], b"v1");
+    }
+    // Never under the real names (readable by anyone for security.*, by root for trusted.*).
+    assert_eq!(xattr_get_host(&f.host("f"), "security.capability"), None);
+    f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"))
+        .unwrap();
+    let mut names = list(&f, n);
+    names.sort();
+    assert_eq!(
+        names,
+        ["security.capability", "trusted.overlay.opaque", "user.k"]
+    );
+    f.fs.removexattr(&ctx(), n, c"trusted.overlay.opaque")
+        .unwrap();
+    f.fs.removexattr(&ctx(), n, c"security.capability").unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "user.virtiofs.trusted.overlay.opaque"),
+        None
+    );
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "user.virtiofs.security.capability"),
+        None
+    );
+}
+
+/// The guest never names user.virtiofs.* itself: an unprivileged guest user could otherwise
+/// forge the capabilities of its own file. Failed before the default map (the set succeeded).
+#[test]
+fn default_map_refuses_guest_user_virtiofs_names() {
+    let f = Fixture::new();
+    let n = file(&f);
+    for name in [
+        c"user.virtiofs.security.capability",
+        c"user.virtiofs.trusted.x",
+        c"user.virtiofs.x",
+    ] {
+        let r = f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(name, b"caps"));
+        assert_eq!(r.unwrap_err(), Errno::EPERM, "{name:?}");
+        assert_eq!(
+            f.fs.getxattr(&ctx(), n, name, &mut []).unwrap_err(),
+            Errno::EPERM
+        );
+        assert_eq!(f.fs.removexattr(&ctx(), n, name).unwrap_err(), Errno::EPERM);
+    }
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "user.virtiofs.security.capability"),
+        None
+    );
+    // Set on the host under the prefix but produced by no rule: hidden from the guest.
+    xattr_set_host(&f.host("f"), "user.virtiofs.x", b"1");
+    xattr_set_host(&f.host("f"), "user.virtiofs.user.virtiofs.x", b"1");
+    xattr_set_host(&f.host("f"), "user.virtiofs.trusted.t", b"1");
+    assert_eq!(list(&f, n), ["trusted.t"]);
+}
+
+/// The host kernel does not clear the remapped capability: the backend does, on WRITE and on
+/// SETATTR of size or owner. Failed before the default map (no capability could be set).
+#[test]
+fn default_map_capability_cleared_on_write_truncate_and_chown() {
+    let f = Fixture::new();
+    let (e, fh) = f.create(ROOT, "f", 0o755, libc::O_RDWR as u32).unwrap();
+    let has_caps = || xattr_get_host(&f.host("f"), "user.virtiofs.security.capability").is_some();
+    let set_caps = || {
+        f.fs.setxattr(
+            &ctx(),
+            e.nodeid,
+            &SetxattrArgs::new(c"security.capability", b"caps"),
+        )
+        .unwrap();
+        assert!(has_caps());
+    };
+    set_caps();
+    f.write(e.nodeid, fh, 0, b"x").unwrap();
+    assert!(!has_caps(), "write");
+    set_caps();
+    let truncate = SetAttr {
+        size: Some(0),
+        ..Default::default()
+    };
+    f.fs.setattr(&ctx(), e.nodeid, &truncate).unwrap();
+    assert!(!has_caps(), "truncate");
+    set_caps();
+    // A chown to the owner it has (allowed without privilege) counts.
+    let meta = std::fs::metadata(f.host("f")).unwrap();
+    let chown = SetAttr {
+        uid: Some(std::os::unix::fs::MetadataExt::uid(&meta)),
+        ..Default::default()
+    };
+    f.fs.setattr(&ctx(), e.nodeid, &chown).unwrap();
+    assert!(!has_caps(), "chown");
+    // A mode change or a time change does not.
+    set_caps();
+    let chmod = SetAttr {
+        mode: Some(0o750),
+        ..Default::default()
+    };
+    f.fs.setattr(&ctx(), e.nodeid, &chmod).unwrap();
+    assert!(has_caps(), "chmod");
+}
+
+/// user.* attributes are EPERM to set and ENODATA to get on a symlink (Linux): so are the
+/// guest's trusted.* and security.capability there under the default map.
+#[test]
+fn default_map_on_a_symlink_is_eperm_to_set_and_enodata_to_get() {
+    let f = Fixture::new();
+    std::os::unix::fs::symlink("target", f.host("l")).unwrap();
+    let l = f.lookup(ROOT, "l").unwrap().nodeid;
+    for name in [c"trusted.overlay.origin", c"security.capability"] {
+        let r = f.fs.setxattr(&ctx(), l, &SetxattrArgs::new(name, b"v"));
+        assert_eq!(r.unwrap_err(), Errno::EPERM, "{name:?}");
+        assert_eq!(
+            f.fs.getxattr(&ctx(), l, name, &mut []).unwrap_err(),
+            Errno::ENODATA
+        );
+    }
+}
+
 #[test]
 fn readonly_refuses_setxattr_and_writes() {
     let f = Fixture::with(|b| b.readonly(true));
@@ -365,7 +503,7 @@ fn security_ctx_goes_through_the_xattr_switch_and_map() {
 
 #[test]
 #[ignore = "needs root (trusted.* and security.capability xattrs on the host)"]
-fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
+fn default_map_never_gives_the_host_trusted_or_capability_xattrs() {
     needs_root!();
     let f = Fixture::new();
     let n = file(&f);
@@ -373,27 +511,38 @@ fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
     let mut caps = vec![0u8; 20];
     caps[..4].copy_from_slice(&0x0200_0001u32.to_le_bytes());
     caps[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+    for (name, value) in [
+        (c"trusted.overlay.opaque", &b"y"[..]),
+        (c"trusted.x", b"y"),
+        (c"security.capability", &caps),
+    ] {
+        f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(name, value))
+            .unwrap();
+        let real = name.to_str().unwrap();
+        // The host (root: trusted.* is visible) has the remapped name only.
+        assert_eq!(xattr_get_host(&f.host("f"), real), None, "{real}");
+        assert_eq!(
+            xattr_get_host(&f.host("f"), &format!("user.virtiofs.{real}")),
+            Some(value.to_vec()),
+            "{real}"
+        );
+    }
+    let mut names = list(&f, n);
+    names.sort();
+    assert_eq!(
+        names,
+        ["security.capability", "trusted.overlay.opaque", "trusted.x"]
+    );
     for name in [
         c"trusted.overlay.opaque",
         c"trusted.x",
         c"security.capability",
     ] {
-        let value: &[u8] = if name == c"security.capability" {
-            &caps
-        } else {
-            b"y"
-        };
-        assert_eq!(
-            f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(name, value))
-                .unwrap_err(),
-            Errno::EPERM,
-            "{name:?}"
-        );
-        assert_eq!(f.fs.removexattr(&ctx(), n, name).unwrap_err(), Errno::EPERM);
+        f.fs.removexattr(&ctx(), n, name).unwrap();
     }
-    assert_eq!(xattr_get_host(&f.host("f"), "trusted.x"), None);
-    assert_eq!(xattr_get_host(&f.host("f"), "security.capability"), None);
-    // Set by the host: invisible to the guest (as if unset: exec in the guest keeps working).
+    assert!(list(&f, n).is_empty());
+    // Set by the host under the real names: invisible to the guest, which reads the remapped
+    // ones (ENODATA, as the refusal answered before: exec in the guest keeps working).
     xattr_set_host(&f.host("f"), "trusted.host", b"h");
     xattr_set_host(&f.host("f"), "security.capability", &caps);
     let mut buf = [0u8; 64];
@@ -407,16 +556,24 @@ fn without_a_map_trusted_and_capability_xattrs_stay_the_hosts() {
             .unwrap_err(),
         Errno::ENODATA
     );
-    let names = list(&f, n);
-    assert!(
-        !names
-            .iter()
-            .any(|n| n.starts_with("trusted.") || n == "security.capability"),
-        "{names:?}"
+    assert!(list(&f, n).is_empty(), "{:?}", list(&f, n));
+    // Removing the guest's name leaves the host's real capability alone.
+    assert_eq!(
+        f.fs.removexattr(&ctx(), n, c"security.capability")
+            .unwrap_err(),
+        Errno::ENODATA
+    );
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "security.capability"),
+        Some(caps.clone())
     );
     // Other security.* names and user.* are unaffected.
     f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"security.vtest", b"1"))
         .unwrap();
+    assert_eq!(
+        xattr_get_host(&f.host("f"), "security.vtest"),
+        Some(b"1".to_vec())
+    );
     f.fs.setxattr(&ctx(), n, &SetxattrArgs::new(c"user.k", b"1"))
         .unwrap();
     // An explicit map decides: this one passes everything.

@@ -74,7 +74,9 @@ pub(crate) struct Cli {
           default_missing_value = "always", value_name = "never|auto|always")]
     pub(crate) posix_acl: Tristate,
 
-    /// Extended-attribute name mapping rules (virtiofsd syntax).
+    /// Extended-attribute name mapping rules (virtiofsd syntax), replacing the default map
+    /// (the guest's trusted.* and security.capability stored as user.virtiofs.*, the guest's
+    /// own user.virtiofs.* refused).
     #[arg(long, value_name = "RULES")]
     pub(crate) xattrmap: Option<String>,
 

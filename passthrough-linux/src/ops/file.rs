@@ -1,7 +1,7 @@
 //! Open files: OPEN, CREATE, TMPFILE, READ, WRITE, FLUSH, RELEASE, FSYNC, FALLOCATE, LSEEK,
 //! COPY_FILE_RANGE, SYNCFS.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 
 use fuse_abi::{Errno, InitFlags, OpenInFlags, WriteFlags};
 use fuse_server::{
@@ -248,7 +248,7 @@ impl PassthroughFs {
         if write_flags.contains(WriteFlags::KILL_SUIDGID) && self.killpriv_v2() {
             self.kill_suidgid(h.file.as_fd(), Some(ctx.gid))?;
         }
-        self.drop_remapped_capability(&h)?;
+        self.drop_remapped_capability(h.file.as_fd())?;
         let size = size as usize;
         let mut done = 0usize;
         while done < size {
@@ -267,11 +267,12 @@ impl PassthroughFs {
         Ok(done)
     }
 
-    /// The host kernel clears `security.capability` on a write; when the xattr map stores the
-    /// guest's `security.capability` under another name, that name is cleared here instead
-    /// (the CVE-2021-20263 lesson).
-    fn drop_remapped_capability(&self, h: &OpenHandle) -> FsResult<()> {
-        let Some(map) = &self.cfg.xattrmap else {
+    /// The host kernel clears `security.capability` on a write, truncate or chown; when the
+    /// xattr map stores the guest's `security.capability` under another name (the default map
+    /// does), that name is cleared here instead, on WRITE and on SETATTR of a regular file's
+    /// size or owner (the CVE-2021-20263 lesson). `fd` is any descriptor of the inode.
+    pub(super) fn drop_remapped_capability(&self, fd: BorrowedFd<'_>) -> FsResult<()> {
+        let Ok(map) = self.xattr_map() else {
             return Ok(());
         };
         let Ok(mapped) = map.to_host(b"security.capability") else {
@@ -280,7 +281,7 @@ impl PassthroughFs {
         if mapped.as_bytes() == b"security.capability" {
             return Ok(());
         }
-        match self.xattr_remove_fd(h.file.as_fd(), mapped.as_cstr()) {
+        match self.xattr_remove_fd(fd, mapped.as_cstr()) {
             Ok(()) => Ok(()),
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) => Ok(()),
             Err(e) => Err(errno(e)),

@@ -1,13 +1,55 @@
 //! Extended attributes: SETXATTR (with SETXATTR_EXT), GETXATTR, LISTXATTR, REMOVEXATTR, with
 //! the configured name map and POSIX ACL policy.
 //!
-//! Without an xattr map, `trusted.*` and `security.capability` belong to the host: a guest
-//! setting them would plant host-trusted metadata (overlayfs' `trusted.overlay.*`, file
-//! capabilities the host honours on exec) in host files. They are refused: SETXATTR and
-//! REMOVEXATTR answer EPERM, GETXATTR answers ENODATA (as if unset, so the guest kernel's
-//! file-capability check on exec finds none instead of failing), LISTXATTR hides them. An
-//! explicit map decides for itself, e.g. `:prefix:all:trusted.:user.virtiofs.: :ok:all:::`
-//! keeps the guest's `trusted.*` under `user.virtiofs.trusted.*`.
+//! Every guest name goes through an [`XattrMap`](crate::XattrMap): the one given
+//! (`--xattrmap`), or, with none given, the default [`XattrMap::DEFAULT_RULES`](crate::XattrMap::DEFAULT_RULES):
+//!
+//! ```text
+//! :prefix:all:trusted.:user.virtiofs.:
+//! :prefix:all:security.capability:user.virtiofs.:
+//! :bad:client:user.virtiofs.::
+//! :ok:all:::
+//! ```
+//!
+//! The guest's `trusted.X` is stored on the host as `user.virtiofs.trusted.X`, its
+//! `security.capability` as `user.virtiofs.security.capability`, names the host kernel never
+//! acts on; the guest's own `user.virtiofs.*` is refused (SETXATTR, GETXATTR and REMOVEXATTR
+//! answer EPERM); LISTXATTR shows a host name only under a guest name that maps back to it, so
+//! it hides the host's real `trusted.*` and `security.capability` and any `user.virtiofs.*`
+//! no rule produced. Guests so get file capabilities (`setcap`, package installs) and
+//! overlayfs with an upper directory on the share (`trusted.overlay.*`) without planting
+//! host-trusted metadata in host files, as virtiofsd's recommended map does. An explicit map
+//! replaces the default entirely.
+//!
+//! Security review of the default:
+//!
+//! - The guest cannot reach `user.virtiofs.*` directly: were it able to, an unprivileged guest
+//!   user (who may set `user.*` on its own files) could write
+//!   `user.virtiofs.security.capability` on a file it owns and exec it with capabilities in
+//!   the guest. The `bad` rule refuses it, and a host name such as
+//!   `user.virtiofs.user.virtiofs.x` is not listed (it would map to a refused name).
+//!   `security.capability` and `trusted.*` themselves are guarded by the guest kernel
+//!   (CAP_SETFCAP, CAP_SYS_ADMIN) before a request is sent.
+//! - The host never receives a real `security.capability` or `trusted.*` from a guest: both
+//!   are rewritten before any host call, SECURITY_CTX labels included (they go through the
+//!   same map, and must be `security.*` anyway).
+//! - Clearing: the host kernel drops a real `security.capability` on write, truncate and
+//!   chown, not the remapped name. The guest kernel asks for the capability itself
+//!   (GETXATTR, then REMOVEXATTR, in `file_remove_privs` and `setattr_prepare`) when it does
+//!   not hand that job to the server (no HANDLE_KILLPRIV_V2); the backend clears the remapped
+//!   name too, on every WRITE and on every SETATTR that changes the size or owner of a regular
+//!   file, whatever the guest kernel did (writeback of mmap'd pages, killpriv_v2, a hostile
+//!   guest): see `drop_remapped_capability`. It costs one `removexattr` (ENODATA) per WRITE.
+//! - A host file carrying a real `security.capability` (or `trusted.*`) shows the guest no
+//!   such attribute: GETXATTR reads the remapped name (ENODATA), LISTXATTR hides the real one.
+//!   Before, the default refused the name and answered ENODATA: the same for the guest.
+//! - Host users who can write a file's `user.*` attributes (its owner, for one) can now give
+//!   guests file capabilities on it, by writing `user.virtiofs.security.capability`: they
+//!   already choose the file's contents and mode bits, and the README says so.
+//! - Symlinks and special files: the host refuses `user.*` on them (set and remove EPERM, get
+//!   ENODATA), so the guest's `trusted.*` and `security.capability` on a symlink, FIFO or
+//!   device node are EPERM to set and ENODATA to get. Before the default changed they were
+//!   refused on every file; virtiofsd's same map behaves the same.
 //!
 //! Every call names the inode relative to the backend's `/proc/self/fd` descriptor (no
 //! absolute path, so it works after `pivot_root`; see `sys`), and none opens a descriptor.
@@ -20,15 +62,10 @@ use fuse_server::{FsResult, NodeId, XattrReply};
 
 use crate::errno::errno;
 use crate::inode::{Inode, ProcFdName};
-use crate::xattrmap::{self, HostName};
+use crate::xattrmap::{HostName, XattrMap};
 use crate::{PassthroughFs, sys};
 
 const ACL_PREFIX: &[u8] = b"system.posix_acl_";
-
-/// Whether a name is the host's own when no xattr map is configured.
-fn host_reserved(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.") || name == b"security.capability"
-}
 
 impl PassthroughFs {
     /// The four xattr requests without `--xattr`: ENOSYS, which the guest kernel remembers for
@@ -44,12 +81,18 @@ impl PassthroughFs {
         }
     }
 
-    /// The host name for a guest name, after the enable switches, the map, and (without a
-    /// map) the refusal of host-reserved names (EPERM).
-    pub(super) fn host_xattr_name(&self, name: &CStr) -> FsResult<HostName> {
-        if !self.cfg.xattr {
-            return Err(Errno::EOPNOTSUPP);
+    /// The xattr map in force: the given one or the default (`PassthroughFs::new` puts it in
+    /// whenever xattrs are on); EOPNOTSUPP with xattrs off.
+    pub(super) fn xattr_map(&self) -> FsResult<&XattrMap> {
+        match &self.cfg.xattrmap {
+            Some(map) if self.cfg.xattr => Ok(map),
+            _ => Err(Errno::EOPNOTSUPP),
         }
+    }
+
+    /// The host name for a guest name, after the enable switches and the map.
+    pub(super) fn host_xattr_name(&self, name: &CStr) -> FsResult<HostName> {
+        let map = self.xattr_map()?;
         let raw = name.to_bytes();
         if raw.is_empty() {
             return Err(Errno::EINVAL);
@@ -57,11 +100,7 @@ impl PassthroughFs {
         if raw.starts_with(ACL_PREFIX) && !self.cfg.posix_acl {
             return Err(Errno::EOPNOTSUPP);
         }
-        match &self.cfg.xattrmap {
-            Some(map) => map.to_host(raw),
-            None if host_reserved(raw) => Err(Errno::EPERM),
-            None => xattrmap::identity(raw),
-        }
+        map.to_host(raw)
     }
 
     /// Runs `f` with the xattr path of `fd` (any descriptor of the inode, `O_PATH` included).
@@ -162,10 +201,7 @@ impl PassthroughFs {
         buf: &mut [u8],
     ) -> FsResult<XattrReply> {
         self.xattr_enabled()?;
-        let hname = match self.host_xattr_name(name) {
-            Err(Errno::EPERM) if self.cfg.xattrmap.is_none() => return Err(Errno::ENODATA),
-            r => r?,
-        };
+        let hname = self.host_xattr_name(name)?;
         let inode = self.inodes.get(nodeid)?;
         let fd = inode.path_fd().map_err(errno)?;
         let n = self
@@ -182,6 +218,7 @@ impl PassthroughFs {
 
     pub(super) fn do_listxattr(&self, nodeid: NodeId, buf: &mut [u8]) -> FsResult<XattrReply> {
         self.xattr_enabled()?;
+        let map = self.xattr_map()?;
         let inode = self.inodes.get(nodeid)?;
         let fd = inode.path_fd().map_err(errno)?;
         let reply = |n: usize, query: bool| -> FsResult<XattrReply> {
@@ -202,12 +239,9 @@ impl PassthroughFs {
             .split(|&b| b == 0)
             .filter(|n| !n.is_empty())
         {
-            let gname = match &self.cfg.xattrmap {
-                Some(map) => map.to_guest(hname),
-                None if host_reserved(hname) => None,
-                None => Some(hname),
+            let Some(gname) = map.to_guest(hname) else {
+                continue;
             };
-            let Some(gname) = gname else { continue };
             if gname.starts_with(ACL_PREFIX) && !self.cfg.posix_acl {
                 continue;
             }
