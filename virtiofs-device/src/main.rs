@@ -699,15 +699,18 @@ mod tests {
         assert!(!flags.intersects(InitFlags::POSIX_ACL | InitFlags::ALLOW_IDMAP));
     }
 
+    /// The flags the backend built for `--fd=3 --shared-dir=DIR EXTRA...` declares.
+    fn declared(dir: &std::path::Path, extra: &[&str]) -> InitFlags {
+        let dir_arg = format!("--shared-dir={}", dir.display());
+        let args = ["virtiofs-device", "--fd=3", &dir_arg];
+        let cli = cli::parse(args.iter().chain(extra)).unwrap();
+        backend(&cli, dir).unwrap().declared_flags()
+    }
+
     #[test]
     fn flock_locks_are_remote_only_with_the_option() {
         let dir = tempfile::tempdir().unwrap();
-        let dir_arg = format!("--shared-dir={}", dir.path().display());
-        let flags = |extra: &[&str]| {
-            let args = ["virtiofs-device", "--fd=3", &dir_arg];
-            let cli = cli::parse(args.iter().chain(extra)).unwrap();
-            backend(&cli, dir.path()).unwrap().declared_flags()
-        };
+        let flags = |extra: &[&str]| declared(dir.path(), extra);
         assert!(!flags(&[]).contains(InitFlags::FLOCK_LOCKS));
         assert!(flags(&[]).contains(InitFlags::POSIX_LOCKS));
         assert!(flags(&["--flock"]).contains(InitFlags::FLOCK_LOCKS));
@@ -716,12 +719,7 @@ mod tests {
     #[test]
     fn killpriv_v2_is_declared_only_with_the_option() {
         let dir = tempfile::tempdir().unwrap();
-        let dir_arg = format!("--shared-dir={}", dir.path().display());
-        let flags = |extra: &[&str]| {
-            let args = ["virtiofs-device", "--fd=3", &dir_arg];
-            let cli = cli::parse(args.iter().chain(extra)).unwrap();
-            backend(&cli, dir.path()).unwrap().declared_flags()
-        };
+        let flags = |extra: &[&str]| declared(dir.path(), extra);
         assert!(!flags(&[]).contains(InitFlags::HANDLE_KILLPRIV_V2));
         assert!(flags(&["--killpriv-v2"]).contains(InitFlags::HANDLE_KILLPRIV_V2));
         let off = flags(&["--killpriv-v2", "--no-killpriv-v2"]);
@@ -735,11 +733,7 @@ mod tests {
     fn no_readdirplus_declares_neither_readdirplus_flag() {
         let dir = tempfile::tempdir().unwrap();
         let dir_arg = format!("--shared-dir={}", dir.path().display());
-        let flags = |extra: &[&str]| {
-            let args = ["virtiofs-device", "--fd=3", &dir_arg];
-            let cli = cli::parse(args.iter().chain(extra)).unwrap();
-            backend(&cli, dir.path()).unwrap().declared_flags()
-        };
+        let flags = |extra: &[&str]| declared(dir.path(), extra);
         let both = InitFlags::DO_READDIRPLUS | InitFlags::READDIRPLUS_AUTO;
         assert!(flags(&[]).contains(both));
         assert!(!flags(&["--no-readdirplus"]).intersects(both));
