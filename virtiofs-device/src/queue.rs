@@ -18,12 +18,15 @@
 //!   chain ([`ChainReader::request_head`], no second guest read): FSYNC, FSYNCDIR, FLUSH,
 //!   COPY_FILE_RANGE, FALLOCATE and SYNCFS ([`may_block`]). Not SETLKW: the backend tries it
 //!   once, and one whose lock is held is *parked* ([`crate::park`]), not waited for;
-//! - the rest of a batch that has kept the serving thread busy for more than [`INLINE_BUDGET`]
-//!   (200 µs, about two thread wake-ups here; a batch is what the thread takes until it finds
-//!   the ring empty), in ring order. A request at a time, or a batch of quick ones, is served
-//!   inline with no hand-off; a long burst, or the heads that piled up behind a slow host
-//!   filesystem, spread over the pool. (A count rule — more heads waiting than served — sent
-//!   most of every batch at depth 16 to the pool and lost to virtiofsd's inline serving there.)
+//! - the rest of a batch of slow requests: once a batch (what the thread takes until it finds
+//!   the ring empty) has kept the serving thread busy for more than [`INLINE_BUDGET`] (200 µs,
+//!   about two thread wake-ups here) *and* its requests took more than [`HAND_OFF`] (40 µs)
+//!   each on average, the rest goes to the pool, in ring order. Requests that cost more than a
+//!   hand-off (a slow host filesystem, heads that piled up behind one) are served in parallel;
+//!   quick ones stay on the serving thread however long the burst, since a driver that keeps
+//!   the ring full makes one endless batch. (A count rule — more heads waiting than served —
+//!   and then a time rule alone sent most of every batch at depth 16 to the pool: each hand-off
+//!   cost a futex wake, and both lost to virtiofsd's inline serving.)
 //!
 //! A request that blocks where it was not expected to cannot stop its queue either: while the
 //! serving thread has been inside one request for a whole tick (1 ms), the queue's watchdog
@@ -173,6 +176,17 @@ const SIGNAL_BATCH: u32 = 4;
 /// machine, the price of a hand-off.
 const INLINE_BUDGET: Duration = Duration::from_micros(200);
 
+/// The mean time per request above which the rest of a batch that has spent its
+/// [`INLINE_BUDGET`] goes to the pool: a little less than a thread wake-up here (~50 µs), the
+/// price of handing a request to a worker. Below it, serving inline is cheaper than any
+/// parallelism the pool could add: with the budget alone, a driver keeping 16 or 128 requests
+/// in flight made one endless batch, and after 200 µs every request went through the pool's
+/// futex (load generator, 1 queue, with an fstests guest on the other core: write-4k at depth
+/// 16 134 k/s and 6.6 µs of daemon CPU per request, getattr 545 k/s and 1.2 µs; served inline,
+/// 147-154 k/s and 5.7 µs, 622-644 k/s and 0.9 µs; 2 queues read-4k at depth 128 went from
+/// 423-477 k/s to 742-802 k/s).
+const HAND_OFF: Duration = Duration::from_micros(40);
+
 /// Spins between two reads of the clock while a serving thread polls an empty ring: the avail
 /// index is read every spin, the clock (`Instant::now`, vDSO) only this often.
 const POLL_CLOCK_EVERY: u32 = 16;
@@ -277,8 +291,10 @@ struct Idle {
 struct Pass {
     /// Requests may be served on this thread (not for the watchdog).
     inline: bool,
-    /// Time spent serving the current batch on this thread.
+    /// Time spent serving the current batch on this thread...
     busy: Duration,
+    /// ... and the requests it served there.
+    served: u32,
     /// The rest of the current batch goes to the pool.
     offloading: bool,
     /// This thread polls an empty ring before it re-enables notifications (a kick's serving
@@ -565,10 +581,10 @@ where
     /// and when the ring is empty, and signalled at most that often.
     ///
     /// The backlog rule: once this thread has spent more than [`INLINE_BUDGET`] serving the
-    /// current batch (the heads taken since the ring was last found empty), the rest of the
-    /// batch goes to the pool, in ring order. A request at a time, or a batch of quick ones, is
-    /// served inline with no hand-off; a long burst, or the heads that piled up while a slow
-    /// host filesystem kept this thread busy, spread over the pool.
+    /// current batch (the heads taken since the ring was last found empty), and more than
+    /// [`HAND_OFF`] per request on average, the rest of the batch goes to the pool, in ring
+    /// order. Quick requests are served inline with no hand-off, however many; slow ones (a
+    /// slow host filesystem, or heads that piled up behind one) spread over the pool.
     ///
     /// With `poll` (a kick on a request queue with a poll window), an empty ring is polled
     /// before notifications are re-enabled; see the module docs and [`poll`](Self::poll).
@@ -581,6 +597,7 @@ where
         let mut pass = Pass {
             inline,
             busy: Duration::ZERO,
+            served: 0,
             offloading: false,
             poll,
             took: false,
@@ -654,6 +671,7 @@ where
                         self.watch.kicked(self.pool.is_some());
                         pass.offloading = false;
                         pass.busy = Duration::ZERO;
+                        pass.served = 0;
                     } else {
                         // The window ended (or the queue stopped): notifications back on, and
                         // one more look at the ring under the lock.
@@ -667,6 +685,7 @@ where
                     let served = self.serve_one(head, request);
                     self.watch.inline_ends();
                     pass.busy = pass.busy.saturating_add(started.elapsed());
+                    pass.served = pass.served.saturating_add(1);
                     done = served.done();
                     if done.is_none() {
                         let generation = generation.unwrap_or_default();
@@ -743,6 +762,7 @@ where
                     Ok(true) => {
                         pass.offloading = false;
                         pass.busy = Duration::ZERO;
+                        pass.served = 0;
                     }
                     Ok(false) => return Take::Stop,
                     Err(e) => {
@@ -760,7 +780,8 @@ where
             return Take::Inline(head, table, chains.parse(m, table, head));
         };
         // The backlog rule, then the opcode the transport copied while walking the chain.
-        pass.offloading = pass.offloading || pass.busy > INLINE_BUDGET;
+        pass.offloading = pass.offloading
+            || (pass.busy > INLINE_BUDGET && pass.busy > HAND_OFF * pass.served.max(1));
         let backlog = !pass.inline || pass.offloading;
         if !backlog {
             let mut request = chains.parse(m, table, head);

@@ -51,6 +51,32 @@ impl FileSystem for StuckFs {
     }
 }
 
+/// Every GETATTR takes `nap` (spinning for `spin`, sleeping otherwise), then fails with EIO: a
+/// backend whose requests cost a known time.
+#[derive(Debug)]
+pub(crate) struct NapFs {
+    pub(crate) nap: std::time::Duration,
+    pub(crate) spin: bool,
+}
+
+impl FileSystem for NapFs {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+    }
+
+    fn getattr(&self, _ctx: &Context, _nodeid: NodeId, _fh: Option<Handle>) -> FsResult<AttrReply> {
+        if self.spin {
+            let start = std::time::Instant::now();
+            while start.elapsed() < self.nap {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::sleep(self.nap);
+        }
+        Err(Errno::EIO)
+    }
+}
+
 /// A temporary directory to share that every uid may create files in (requests run with the
 /// uid and gid they carry, or as the test's own user).
 pub(crate) fn open_share() -> tempfile::TempDir {
