@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry as MapEntry;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 
 use fuse_abi::{Errno, ROOT_ID, mode};
@@ -123,6 +124,10 @@ pub(crate) struct Inode {
     pub(crate) iref: InodeRef,
     /// Open file descriptions carrying POSIX locks, one per lock owner (OFD locks).
     pub(crate) lock_fds: Mutex<HashMap<LockOwner, LockFd>>,
+    /// The host inode may carry the guest's `security.capability` under its remapped name:
+    /// `true` until a WRITE, truncate or chown has cleared it or found it absent, and again
+    /// whenever the guest sets that name (see `drop_remapped_capability`).
+    pub(crate) remapped_capability: AtomicBool,
     /// Its entry in the inode table budget.
     _entry: Permit,
 }
@@ -249,6 +254,7 @@ impl InodeStore {
                     mount_root: false,
                     iref: root.iref,
                     lock_fds: Mutex::new(HashMap::new()),
+                    remapped_capability: AtomicBool::new(true),
                     _entry: root.entry,
                 }),
                 refs: 1,
@@ -325,6 +331,7 @@ impl InodeStore {
             mount_root: new.mount_root,
             iref: new.iref,
             lock_fds: Mutex::new(HashMap::new()),
+            remapped_capability: AtomicBool::new(true),
             _entry: new.entry,
         });
         inner.by_id.insert(

@@ -341,6 +341,29 @@ fn default_map_capability_cleared_on_write_truncate_and_chown() {
     assert!(has_caps(), "chmod");
 }
 
+/// One `removexattr` per inode, not per WRITE: once a WRITE found the remapped capability
+/// absent, later WRITEs do not look for it until the guest sets it again. A host process that
+/// writes the remapped name meanwhile is not seen (it could as well write it after the WRITE).
+/// Failed before, when every WRITE removed it (a system call per WRITE).
+#[test]
+fn default_map_capability_looked_for_once_per_inode() {
+    let f = Fixture::new();
+    let (e, fh) = f.create(ROOT, "f", 0o755, libc::O_RDWR as u32).unwrap();
+    let has_caps = || xattr_get_host(&f.host("f"), "user.virtiofs.security.capability").is_some();
+    f.write(e.nodeid, fh, 0, b"x").unwrap();
+    xattr_set_host(&f.host("f"), "user.virtiofs.security.capability", b"caps");
+    f.write(e.nodeid, fh, 1, b"y").unwrap();
+    assert!(has_caps(), "a clean inode is not looked at again");
+    f.fs.setxattr(
+        &ctx(),
+        e.nodeid,
+        &SetxattrArgs::new(c"security.capability", b"caps"),
+    )
+    .unwrap();
+    f.write(e.nodeid, fh, 2, b"z").unwrap();
+    assert!(!has_caps(), "the guest's set marks it again");
+}
+
 /// user.* attributes are EPERM to set and ENODATA to get on a symlink (Linux): so are the
 /// guest's trusted.* and security.capability there under the default map.
 #[test]

@@ -100,7 +100,7 @@ impl PassthroughFs {
         if inode.kind == mode::S_IFREG
             && (attr.size.is_some() || attr.uid.is_some() || attr.gid.is_some())
         {
-            self.drop_remapped_capability(pfd)?;
+            self.drop_remapped_capability(&inode, pfd)?;
         }
         if attr.kill_suidgid
             && (attr.size.is_some() || attr.uid.is_some() || attr.gid.is_some())

@@ -39,7 +39,8 @@
 //!   not hand that job to the server (no HANDLE_KILLPRIV_V2); the backend clears the remapped
 //!   name too, on every WRITE and on every SETATTR that changes the size or owner of a regular
 //!   file, whatever the guest kernel did (writeback of mmap'd pages, killpriv_v2, a hostile
-//!   guest): see `drop_remapped_capability`. It costs one `removexattr` (ENODATA) per WRITE.
+//!   guest): see `drop_remapped_capability`. It costs one `removexattr` (ENODATA) per inode:
+//!   the inode is then known clean until the guest sets the name again.
 //! - A host file carrying a real `security.capability` (or `trusted.*`) shows the guest no
 //!   such attribute: GETXATTR reads the remapped name (ENODATA), LISTXATTR hides the real one.
 //!   Before, the default refused the name and answered ENODATA: the same for the guest.
@@ -56,6 +57,7 @@
 
 use std::ffi::CStr;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::atomic::Ordering;
 
 use fuse_abi::{Errno, SetxattrFlags, mode};
 use fuse_server::{FsResult, NodeId, XattrReply};
@@ -162,6 +164,13 @@ impl PassthroughFs {
         flags: libc::c_int,
     ) -> FsResult<()> {
         let hname = self.host_xattr_name(name)?;
+        if self
+            .remapped_capability_name()
+            .is_some_and(|cap| cap.as_bytes() == hname.as_bytes())
+        {
+            // Before the set: a WRITE from now on clears it again.
+            inode.remapped_capability.store(true, Ordering::Release);
+        }
         let fd = inode.path_fd().map_err(errno)?;
         self.xattr_set_fd(fd.as_fd(), hname.as_cstr(), value, flags)
             .map_err(errno)
