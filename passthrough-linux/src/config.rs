@@ -163,6 +163,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether a guest can set file capabilities on host files under their real name,
+    /// `security.capability`: xattrs on, with a map that passes that name through unchanged
+    /// (virtiofsd's usual `:ok:all:::`). The default map stores it as
+    /// `user.virtiofs.security.capability` instead, so a daemon that would keep CAP_SETFCAP
+    /// only for this does not need it then.
+    #[must_use]
+    pub fn passes_file_capabilities(&self) -> bool {
+        self.xattr
+            && !self.readonly
+            && self
+                .xattrmap
+                .as_ref()
+                .is_some_and(|map| map.passes_through(b"security.capability"))
+    }
+
     /// A builder for the share rooted at `root`, with the defaults: cache `auto`, no writeback,
     /// xattrs on, no ACLs, writable, file handles `prefer`, no submounts, no direct I/O, no
     /// shared mmap of direct-I/O files, READDIRPLUS, no killpriv_v2, no security labels, remote POSIX locks but guest-local flock locks, and the
@@ -382,6 +397,26 @@ mod tests {
     fn build_acl_without_xattr_fails() {
         let r = Config::builder("/").xattr(false).posix_acl(true).build();
         assert!(matches!(r, Err(ConfigError::AclWithoutXattr)));
+    }
+
+    #[test]
+    fn file_capabilities_reach_the_host_only_through_a_map_that_passes_them() {
+        let config = |xattr: bool, map: Option<&str>, readonly: bool| {
+            let mut b = Config::builder("/").xattr(xattr).readonly(readonly);
+            if let Some(rules) = map {
+                b = b.xattrmap(XattrMap::parse(rules).unwrap());
+            }
+            b.build().unwrap().passes_file_capabilities()
+        };
+        assert!(!config(false, None, false), "xattrs off");
+        assert!(!config(true, None, false), "the default map remaps it");
+        assert!(config(true, Some(":ok:all:::"), false));
+        assert!(!config(true, Some(":ok:all:::"), true), "read-only");
+        assert!(!config(
+            true,
+            Some(":bad:all:security.capability:: :ok:all:::"),
+            false
+        ));
     }
 
     #[test]

@@ -180,6 +180,12 @@ impl XattrMap {
         }
     }
 
+    /// Whether the guest's `name` reaches the host as that very name.
+    #[must_use]
+    pub fn passes_through(&self, name: &[u8]) -> bool {
+        self.to_host(name).is_ok_and(|host| host.as_bytes() == name)
+    }
+
     /// Maps a guest name to the host name.
     ///
     /// # Errors

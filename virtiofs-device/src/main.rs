@@ -112,7 +112,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(group) => Some(sandbox::resolve_group(group)?),
         None => None,
     };
-    let mut capabilities = privileges::needed(cli);
+    let host_fcaps = match &backend_config {
+        BackendConfig::Linux(config) => config.passes_file_capabilities(),
+        BackendConfig::Macos(_) => false,
+    };
+    let mut capabilities = privileges::needed(cli, host_fcaps);
     if let Some(spec) = &cli.modcaps {
         privileges::modify(&mut capabilities, spec)?;
     }

@@ -10,9 +10,12 @@ use crate::cli::{Backend, Cli, FileHandles};
 ///
 /// - `linux` backend: the per-request credential switch (SETUID, SETGID), ownership changes
 ///   (CHOWN), acting on files whatever their mode or owner (DAC_OVERRIDE, FOWNER), keeping
-///   set-id bits the guest sets (FSETID), device nodes (MKNOD), `security.capability`
-///   (SETFCAP); DAC_READ_SEARCH for `--inode-file-handles` (`open_by_handle_at`). With
-///   `--readonly` nothing is written: CHOWN, FSETID, MKNOD and SETFCAP are not kept.
+///   set-id bits the guest sets (FSETID), device nodes (MKNOD); SETFCAP only when the guest's
+///   `security.capability` reaches host files under that name (`host_fcaps`: an `--xattrmap`
+///   that passes it through; the default map stores it as `user.virtiofs.security.capability`,
+///   which needs no capability); DAC_READ_SEARCH for `--inode-file-handles`
+///   (`open_by_handle_at`). With `--readonly` nothing is written: CHOWN, FSETID, MKNOD and
+///   SETFCAP are not kept.
 /// - `macos-logic` backend: no credential switch and no ownership change (ownership lives in
 ///   attributes); DAC_OVERRIDE, FOWNER, FSETID, DAC_READ_SEARCH (`linkat(AT_EMPTY_PATH)`) and
 ///   SYS_ADMIN, which `trusted.*` attributes need (where it keeps a symlink's or special
@@ -20,14 +23,17 @@ use crate::cli::{Backend, Cli, FileHandles};
 ///
 /// `trusted.*` attributes through the linux backend's `--xattrmap` need `--modcaps=+sys_admin`,
 /// as with virtiofsd.
-pub(crate) fn needed(cli: &Cli) -> CapsHashSet {
+pub(crate) fn needed(cli: &Cli, host_fcaps: bool) -> CapsHashSet {
     use Capability::*;
     let mut set = CapsHashSet::new();
     match cli.backend {
         Backend::Linux => {
             set.extend([CAP_DAC_OVERRIDE, CAP_FOWNER, CAP_SETGID, CAP_SETUID]);
             if !cli.readonly {
-                set.extend([CAP_CHOWN, CAP_FSETID, CAP_MKNOD, CAP_SETFCAP]);
+                set.extend([CAP_CHOWN, CAP_FSETID, CAP_MKNOD]);
+                if host_fcaps {
+                    set.insert(CAP_SETFCAP);
+                }
             }
             if cli.inode_file_handles != FileHandles::Never {
                 set.insert(CAP_DAC_READ_SEARCH);
@@ -132,7 +138,7 @@ mod tests {
 
     #[test]
     fn what_each_configuration_keeps() {
-        let base = needed(&cli(&[]));
+        let base = needed(&cli(&[]), false);
         let expected: CapsHashSet = [
             CAP_CHOWN,
             CAP_DAC_OVERRIDE,
@@ -141,29 +147,30 @@ mod tests {
             CAP_SETGID,
             CAP_SETUID,
             CAP_MKNOD,
-            CAP_SETFCAP,
         ]
         .into();
         assert_eq!(base, expected);
         assert_eq!(
             names(&base),
-            "chown,dac_override,fowner,fsetid,setgid,setuid,mknod,setfcap"
+            "chown,dac_override,fowner,fsetid,setgid,setuid,mknod"
         );
-        let handles = needed(&cli(&["--inode-file-handles=prefer"]));
+        let fcaps = needed(&cli(&["--xattr", "--xattrmap=:ok:all:::"]), true);
+        assert_eq!(fcaps.difference(&base).collect::<Vec<_>>(), [&CAP_SETFCAP]);
+        let handles = needed(&cli(&["--inode-file-handles=prefer"]), false);
         assert_eq!(
             handles.difference(&base).collect::<Vec<_>>(),
             [&CAP_DAC_READ_SEARCH]
         );
-        let ro = needed(&cli(&["--readonly"]));
+        let ro = needed(&cli(&["--readonly"]), true);
         assert!(ro.is_subset(&base) && !ro.contains(&CAP_CHOWN) && !ro.contains(&CAP_MKNOD));
-        let macos = needed(&cli(&["--backend=macos-logic"]));
+        let macos = needed(&cli(&["--backend=macos-logic"]), false);
         assert!(macos.contains(&CAP_SYS_ADMIN) && !macos.contains(&CAP_SETUID));
         assert!(!base.contains(&CAP_SYS_ADMIN) && !base.contains(&CAP_SETPCAP));
     }
 
     #[test]
     fn modcaps_adds_and_removes() {
-        let mut set = needed(&cli(&[]));
+        let mut set = needed(&cli(&[]), false);
         modify(&mut set, "+sys_admin,-mknod:-CAP_CHOWN, +Cap_Kill").unwrap();
         assert!(set.contains(&CAP_SYS_ADMIN) && set.contains(&CAP_KILL));
         assert!(!set.contains(&CAP_MKNOD) && !set.contains(&CAP_CHOWN));
