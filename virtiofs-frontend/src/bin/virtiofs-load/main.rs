@@ -928,3 +928,90 @@ fn last_direntplus_offset(reply: &Reply) -> Option<u64> {
     }
     last
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_abi::{I32, U32, U64};
+    use zerocopy::IntoBytes;
+
+    fn requests(workload: Workload, payload: &[u8]) -> Requests<'_> {
+        Requests {
+            workload,
+            nodes: Nodes {
+                dir: 5,
+                data: 6,
+                fh: 7,
+            },
+            lane: 0,
+            payload,
+        }
+    }
+
+    fn slot(step: Step, offset: u64) -> Slot {
+        Slot {
+            step,
+            pending: None,
+            offset,
+            request: Vec::new(),
+            capacity: 0,
+            read_limit: 0,
+        }
+    }
+
+    #[test]
+    fn a_patched_request_is_the_one_encoded_afresh() {
+        let payload = [9u8; 4096];
+        for workload in [Workload::Read4k, Workload::Write4k, Workload::Getattr] {
+            let r = requests(workload, &payload);
+            let mut s = slot(Step::Once, 0);
+            r.prepare(&mut s, 0);
+            s.offset = 3 * 4096;
+            r.prepare(&mut s, 0);
+            let mut fresh = slot(Step::Once, 3 * 4096);
+            r.encode(&mut fresh, 0);
+            assert_eq!(s.request, fresh.request, "{workload:?}");
+            assert_eq!(s.read_limit, HEADER_ONLY);
+        }
+        let r = requests(Workload::Readdirplus, &[]);
+        let mut s = slot(Step::Readdir { fh: 8, offset: 0 }, 0);
+        r.prepare(&mut s, 0);
+        s.step = Step::Readdir { fh: 8, offset: 77 };
+        r.prepare(&mut s, 0);
+        let expected = Request::readdirplus(5, 8, 77, READDIR_SIZE).encode(0);
+        assert_eq!(s.request, expected);
+    }
+
+    fn reply(unique: u64, error: i32, len: u32, used_len: u32) -> Reply {
+        let header = OutHeader {
+            len: U32::new(len),
+            error: I32::new(error),
+            unique: U64::new(unique),
+        };
+        Reply {
+            used_len,
+            bytes: header.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_reply_header_is_checked() {
+        assert!(check_reply(&reply(4, 0, 16, 16), 4, true).unwrap());
+        assert!(!check_reply(&reply(4, -2, 16, 16), 4, true).unwrap());
+        assert!(
+            check_reply(&reply(5, 0, 16, 16), 4, true).is_err(),
+            "unique"
+        );
+        assert!(check_reply(&reply(4, 0, 16, 24), 4, true).is_err(), "len");
+        assert!(
+            check_reply(&reply(4, 3, 16, 16), 4, true).is_err(),
+            "error > 0"
+        );
+        let none = Reply {
+            used_len: 0,
+            bytes: Vec::new(),
+        };
+        assert!(check_reply(&none, 4, true).is_err(), "no header");
+        assert!(check_reply(&none, 4, false).unwrap(), "FORGET has no reply");
+    }
+}
