@@ -22,6 +22,9 @@ use crate::queue::{Queue, QueueLayout};
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// `VIRTIO_RING_F_INDIRECT_DESC`.
 pub const VIRTIO_RING_F_INDIRECT_DESC: u64 = 1 << 28;
+/// `VIRTIO_RING_F_EVENT_IDX`: `used_event` and `avail_event` replace the ring flags for
+/// notification suppression.
+pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 /// `VHOST_USER_F_PROTOCOL_FEATURES`.
 pub const VHOST_USER_F_PROTOCOL_FEATURES: u64 = 1 << 30;
 
@@ -38,6 +41,9 @@ pub struct Config {
     pub scratch_size: u64,
     /// Negotiate `VIRTIO_RING_F_INDIRECT_DESC` when the daemon offers it.
     pub indirect: bool,
+    /// Negotiate `VIRTIO_RING_F_EVENT_IDX` when the daemon offers it, and then have every
+    /// [`Queue`] handle notifications with it ([`Queue::set_event_idx`]), as Linux does.
+    pub event_idx: bool,
     /// How long any vhost-user message may take to be answered, and connecting may take.
     pub timeout: Duration,
     /// Bytes the memory region declares beyond the memfd's size (0 for an honest VMM).
@@ -46,7 +52,8 @@ pub struct Config {
 
 impl Config {
     /// `request_queues` request queues of 256 descriptors, 64 KiB per descriptor, 1 MiB of
-    /// scratch, indirect descriptors on, a 5 s timeout, honest memory.
+    /// scratch, indirect descriptors on, EVENT_IDX off (the hostile tier writes the rings'
+    /// flags itself), a 5 s timeout, honest memory.
     pub fn new(request_queues: usize) -> Config {
         Config {
             request_queues,
@@ -54,6 +61,7 @@ impl Config {
             slot_size: 64 * 1024,
             scratch_size: 1024 * 1024,
             indirect: true,
+            event_idx: false,
             timeout: Duration::from_secs(5),
             overstate_memory: 0,
         }
@@ -247,7 +255,14 @@ impl Frontend {
         if self.config.indirect {
             wanted |= VIRTIO_RING_F_INDIRECT_DESC;
         }
+        if self.config.event_idx {
+            wanted |= VIRTIO_RING_F_EVENT_IDX;
+        }
         self.features = offered & wanted;
+        let event_idx = self.features & VIRTIO_RING_F_EVENT_IDX != 0;
+        for q in &mut self.queues {
+            q.set_event_idx(event_idx);
+        }
         self.vu.set_features(self.features)?;
         let protocol = self.vu.get_protocol_features()?;
         self.protocol = protocol

@@ -13,9 +13,11 @@
 //!   special files, budget exhaustion and log floods;
 //! - the load generator, `virtiofs-load` (run by `cargo xtask bench --against virtiofsd`):
 //!   a chosen number of requests in flight per queue, one client thread per queue
-//!   ([`Frontend::queues_mut`]), [`Queue::push`] to batch under one kick,
-//!   [`Queue::drain_used`] and [`Queue::finish`] to take replies in any order, and
-//!   [`process::CpuSample`] for the daemon's CPU per request.
+//!   ([`Frontend::queues_mut`]), [`Queue::push_encoded`] to batch under one kick without
+//!   allocating, [`Queue::drain_used`] and [`Queue::finish_into`] to take replies in any
+//!   order, [`Config::event_idx`] with [`Queue::disable_interrupts`],
+//!   [`Queue::enable_interrupts`] and [`Queue::kick_if_needed`] for Linux's notification
+//!   suppression, and [`process::CpuSample`] for the daemon's CPU per request.
 //!
 //! # Shape
 //!

@@ -9,8 +9,27 @@
 //! [`Queue::set_avail_idx`], ...) writes whatever the test says, impossible values included;
 //! descriptors a raw test uses come from [`Queue::reserve_descriptors`] so the ordinary path
 //! never hands them out.
+//!
+//! # Notifications, as Linux's `virtio_ring` handles them
+//!
+//! A queue can model the guest driver's side of notification suppression
+//! ([`Queue::set_event_idx`] once VIRTIO_RING_F_EVENT_IDX is negotiated):
+//!
+//! - [`Queue::kick_if_needed`] decides like `virtqueue_kick_prepare_split`: with EVENT_IDX it
+//!   kicks only when the device's `avail_event` (`used->ring[size]`) lies among the entries
+//!   published since the last decision (`vring_need_event`), otherwise unless the device set
+//!   VRING_USED_F_NO_NOTIFY; a full fence after publishing `avail->idx` in both cases.
+//! - [`Queue::disable_interrupts`] and [`Queue::enable_interrupts`] are
+//!   `virtqueue_disable_cb` and `virtqueue_enable_cb`: while the driver drains the used ring it
+//!   asks for no interrupt (with EVENT_IDX by leaving `used_event`, `avail->ring[size]`,
+//!   behind, or writing 0 when no interrupt came since the last re-arm; without it with
+//!   VRING_AVAIL_F_NO_INTERRUPT), and re-arming writes `used_event` = the last used index
+//!   seen, then re-reads `used->idx` after a full fence, so an entry the device published in
+//!   between is drained instead of slept on (the lost-wakeup rule).
+//!
+//! Without [`Queue::set_event_idx`] nothing changes for a caller that never calls those two
+//! methods: the hostile tier writes the rings as it pleases.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +48,16 @@ pub const DESC_F_WRITE: u16 = 2;
 pub const DESC_F_INDIRECT: u16 = 4;
 /// `VIRTQ_USED_F_NO_NOTIFY`: the device asks the driver not to kick.
 pub const USED_F_NO_NOTIFY: u16 = 1;
+/// `VIRTQ_AVAIL_F_NO_INTERRUPT`: the driver asks the device not to interrupt (without
+/// EVENT_IDX).
+pub const AVAIL_F_NO_INTERRUPT: u16 = 1;
+
+/// The virtio spec's `vring_need_event`: whether an index moving from `old` to `new` passed
+/// `event` (the other side asked to be notified once the entry at `event` is published).
+/// Wrapping 16-bit arithmetic, as the ring indices are.
+pub fn need_event(event: u16, new: u16, old: u16) -> bool {
+    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
+}
 
 const PAGE: u64 = 4096;
 
@@ -140,13 +169,17 @@ impl QueueLayout {
     }
 }
 
-/// A request on the ring whose reply has not been collected yet.
+/// A request on the ring whose reply has not been collected yet. Plain data (no allocation):
+/// the chain's links are kept by the queue, per descriptor, as Linux keeps `desc_extra`.
 #[derive(Debug)]
 #[must_use = "a pending request holds descriptors until it is waited for"]
 pub struct Pending {
     head: u16,
-    descs: Vec<u16>,
-    reply: Vec<(u64, u32)>,
+    /// Descriptors in the chain: `readable` device-readable ones, then the writable ones.
+    count: u16,
+    readable: u16,
+    /// Bytes of the writable part.
+    reply_capacity: usize,
     unique: u64,
     sent: Instant,
 }
@@ -162,7 +195,8 @@ impl Pending {
         self.unique
     }
 
-    /// When it was made available to the device.
+    /// When it was made available to the device: read from the clock by [`Queue::push`] and
+    /// [`Queue::push_bytes`], the caller's reading for [`Queue::push_encoded`].
     pub fn sent(&self) -> Instant {
         self.sent
     }
@@ -178,12 +212,34 @@ pub struct Queue {
     kick: EventFd,
     call: EventFd,
     epoll: Epoll,
+    /// Free descriptors, a stack (the next chain is taken from its end).
     free: Vec<u16>,
+    /// Per descriptor, the next one in the chain it was last pushed in (a driver-side copy:
+    /// freeing a chain never trusts what the device can see).
+    chain_next: Vec<u16>,
     avail_idx: u16,
     last_used: u16,
-    completed: HashMap<u16, u32>,
+    /// Used lengths by head, for heads below the queue size, and the heads in the order they
+    /// were collected (entries already taken by [`take_used`](Self::take_used) are skipped).
+    completed: Vec<Option<u32>>,
+    completed_heads: Vec<u16>,
+    /// Used entries whose id is not a descriptor of this queue (a broken device).
+    stray: Vec<(u16, u32)>,
     next_unique: u64,
     scratch_buf: Vec<u8>,
+    /// VIRTIO_RING_F_EVENT_IDX was negotiated: see the module documentation.
+    event_idx: bool,
+    /// Interrupts are suppressed ([`disable_interrupts`](Self::disable_interrupts)); Linux's
+    /// `VRING_AVAIL_F_NO_INTERRUPT` bit of `avail_flags_shadow`.
+    interrupts_off: bool,
+    /// `avail->flags` as this driver last wrote it.
+    avail_flags: u16,
+    /// An interrupt came since the last re-arm (Linux's `event_triggered`): with EVENT_IDX the
+    /// device will not interrupt again before `used_event` is moved, so disabling needs no
+    /// write.
+    event_triggered: bool,
+    /// `avail->idx` when [`kick_if_needed`](Self::kick_if_needed) last decided.
+    kick_checked: u16,
 }
 
 impl Queue {
@@ -208,15 +264,23 @@ impl Queue {
             index,
             ram,
             free: (0..layout.size).rev().collect(),
+            chain_next: vec![0; usize::from(layout.size)],
+            completed: vec![None; usize::from(layout.size)],
+            completed_heads: Vec::with_capacity(2 * usize::from(layout.size)),
+            stray: Vec::new(),
             layout,
             kick,
             call,
             epoll,
             avail_idx: 0,
             last_used: 0,
-            completed: HashMap::new(),
             next_unique: (u64::try_from(index).unwrap_or(0) << 48) | 1,
             scratch_buf: Vec::new(),
+            event_idx: false,
+            interrupts_off: false,
+            avail_flags: 0,
+            event_triggered: false,
+            kick_checked: 0,
         })
     }
 
@@ -317,11 +381,10 @@ impl Queue {
     /// [`Error::QueueFull`] when not enough descriptors are free, [`Error::Memory`] on a guest
     /// memory access outside the RAM.
     pub fn push(&mut self, request: &Request, reply_capacity: usize) -> Result<Pending, Error> {
-        let unique = self.next_unique;
-        self.next_unique = self.next_unique.wrapping_add(1);
+        let unique = self.take_unique();
         let mut bytes = std::mem::take(&mut self.scratch_buf);
         request.encode_into(unique, &mut bytes);
-        let result = self.push_bytes(&bytes, reply_capacity, unique);
+        let result = self.push_chain(&bytes, reply_capacity, unique, Instant::now());
         self.scratch_buf = bytes;
         result
     }
@@ -337,6 +400,46 @@ impl Queue {
         reply_capacity: usize,
         unique: u64,
     ) -> Result<Pending, Error> {
+        self.push_chain(bytes, reply_capacity, unique, Instant::now())
+    }
+
+    /// [`push`](Self::push) of a request the caller encoded once and keeps (a load generator
+    /// re-sending the same request): this queue's next `unique` is written into the bytes'
+    /// `fuse_in_header.unique` (bytes 8..16; bytes shorter than a header are sent as they
+    /// are), and `sent` is the caller's clock reading, so a caller that stamps a whole batch
+    /// at once reads the clock once. Neither allocates.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    pub fn push_encoded(
+        &mut self,
+        bytes: &mut [u8],
+        reply_capacity: usize,
+        sent: Instant,
+    ) -> Result<Pending, Error> {
+        let unique = self.take_unique();
+        if let Some(field) = bytes.get_mut(8..16) {
+            field.copy_from_slice(&unique.to_le_bytes());
+        }
+        self.push_chain(bytes, reply_capacity, unique, sent)
+    }
+
+    fn take_unique(&mut self) -> u64 {
+        let unique = self.next_unique;
+        self.next_unique = self.next_unique.wrapping_add(1);
+        unique
+    }
+
+    /// Builds the chain for `bytes` and `reply_capacity` from the top of the free stack and
+    /// publishes its head. The free stack is only shortened once every write succeeded.
+    fn push_chain(
+        &mut self,
+        bytes: &[u8],
+        reply_capacity: usize,
+        unique: u64,
+        sent: Instant,
+    ) -> Result<Pending, Error> {
         let slot = usize::try_from(self.layout.slot_size).unwrap_or(usize::MAX);
         let n_in = bytes.len().div_ceil(slot).max(1);
         let n_out = reply_capacity.div_ceil(slot);
@@ -344,11 +447,13 @@ impl Queue {
         if self.free.len() < n {
             return Err(Error::QueueFull(self.index));
         }
+        let (Ok(count), Ok(readable)) = (u16::try_from(n), u16::try_from(n_in)) else {
+            return Err(Error::QueueFull(self.index));
+        };
         let at = self.free.len() - n;
-        let descs = self.free.split_off(at);
-        let mut reply = Vec::with_capacity(n_out);
         let mut left = reply_capacity;
-        for (i, &d) in descs.iter().enumerate() {
+        for i in 0..n {
+            let d = self.free[at + i];
             let addr = self.layout.slot(d);
             let mut desc = if i < n_in {
                 let chunk = bytes.get(i * slot..).unwrap_or_default();
@@ -358,23 +463,25 @@ impl Queue {
             } else {
                 let len = left.min(slot);
                 left -= len;
-                let len = u32::try_from(len).unwrap_or(u32::MAX);
-                reply.push((addr, len));
-                Descriptor::writable(addr, len)
+                Descriptor::writable(addr, u32::try_from(len).unwrap_or(u32::MAX))
             };
-            if let Some(&next) = descs.get(i + 1) {
+            if i + 1 < n {
+                let next = self.free[at + i + 1];
                 desc = desc.then(next);
+                self.chain_next[usize::from(d)] = next;
             }
             self.write_descriptor(d, desc)?;
         }
-        let head = descs.first().copied().unwrap_or_default();
+        let head = self.free[at];
         self.push_head(head)?;
+        self.free.truncate(at);
         Ok(Pending {
             head,
-            descs,
-            reply,
+            count,
+            readable,
+            reply_capacity,
             unique,
-            sent: Instant::now(),
+            sent,
         })
     }
 
@@ -388,22 +495,101 @@ impl Queue {
         Ok(())
     }
 
-    /// Kicks unless the device asked not to be (VRING_USED_F_NO_NOTIFY), as Linux's
-    /// `virtqueue_kick_prepare` decides after publishing (this frontend does not negotiate
-    /// EVENT_IDX): a full fence between the avail index just stored and the flags read, so a
-    /// device that re-enables notifications and then looks at the ring cannot miss the
-    /// request. Returns whether it kicked.
+    /// Kicks if the device wants to be told about the entries published since the last call,
+    /// as Linux's `virtqueue_kick_prepare_split` decides: a full fence between the `avail->idx`
+    /// just stored and the read of what the device asked (so a device that re-enables
+    /// notifications and then looks at the ring cannot miss the request), then with EVENT_IDX
+    /// [`need_event`] of the device's `avail_event` over those entries, without it unless the
+    /// device set VRING_USED_F_NO_NOTIFY (which kicks even when nothing was published, as
+    /// this frontend always did). Returns whether it kicked.
     ///
     /// # Errors
     ///
     /// [`Error::Memory`] when the used ring cannot be read, [`Error::Io`] when the write fails.
-    pub fn kick_if_needed(&self) -> Result<bool, Error> {
+    pub fn kick_if_needed(&mut self) -> Result<bool, Error> {
         std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
-        if self.used_flags()? & USED_F_NO_NOTIFY != 0 {
-            return Ok(false);
+        let (old, new) = (self.kick_checked, self.avail_idx);
+        self.kick_checked = new;
+        let needed = if self.event_idx {
+            need_event(self.avail_event()?, new, old)
+        } else {
+            self.used_flags()? & USED_F_NO_NOTIFY == 0
+        };
+        if needed {
+            self.kick()?;
         }
-        self.kick()?;
-        Ok(true)
+        Ok(needed)
+    }
+
+    /// Turns this queue's EVENT_IDX handling on or off: on only when the feature was
+    /// negotiated (the device then reads `used_event` and writes `avail_event`).
+    pub fn set_event_idx(&mut self, on: bool) {
+        self.event_idx = on;
+    }
+
+    /// Whether EVENT_IDX handling is on.
+    pub fn event_idx(&self) -> bool {
+        self.event_idx
+    }
+
+    /// Asks the device not to interrupt while the driver drains the used ring (Linux's
+    /// `virtqueue_disable_cb_split`). With EVENT_IDX: nothing to write when an interrupt came
+    /// since the last re-arm (the device does not interrupt again until `used_event` moves),
+    /// otherwise `used_event` = 0, which the device passes only when `used->idx` wraps; without
+    /// EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT. Best effort, as in the spec: an interrupt may
+    /// still come.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when the avail ring cannot be written.
+    pub fn disable_interrupts(&mut self) -> Result<(), Error> {
+        if self.interrupts_off {
+            return Ok(());
+        }
+        self.interrupts_off = true;
+        if self.event_idx {
+            if !self.event_triggered {
+                self.set_used_event(0)?;
+            }
+        } else {
+            self.set_avail_flags(self.avail_flags | AVAIL_F_NO_INTERRUPT)?;
+        }
+        Ok(())
+    }
+
+    /// Re-arms interrupts after the driver collected everything it saw (Linux's
+    /// `virtqueue_enable_cb`): clears VRING_AVAIL_F_NO_INTERRUPT (without EVENT_IDX) or writes
+    /// `used_event` = the last used index collected (with it), then, after a full fence, reads
+    /// `used->idx` again. Returns `true` when nothing new was published (sleeping on the call
+    /// eventfd is safe: the device will interrupt for the next entry), `false` when an entry
+    /// came meanwhile (the driver collects it instead of sleeping; interrupts stay armed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when a ring cannot be accessed.
+    pub fn enable_interrupts(&mut self) -> Result<bool, Error> {
+        self.event_triggered = false;
+        if self.interrupts_off {
+            self.interrupts_off = false;
+            if !self.event_idx {
+                self.set_avail_flags(self.avail_flags & !AVAIL_F_NO_INTERRUPT)?;
+            }
+        }
+        if self.event_idx {
+            self.set_used_event(self.last_used)?;
+        }
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        Ok(!self.used_pending()?)
+    }
+
+    /// Whether the device published used entries this driver has not collected (Linux's
+    /// `virtqueue_poll`, without the fence: for a polling loop).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when the used ring cannot be read.
+    pub fn used_pending(&self) -> Result<bool, Error> {
+        Ok(self.used_idx()? != self.last_used)
     }
 
     /// Waits up to `timeout` for `pending`'s reply and returns it; its descriptors are free
@@ -426,19 +612,51 @@ impl Queue {
     /// [`Error::Memory`] on a guest memory access outside the RAM.
     pub fn finish(&mut self, pending: Pending, used_len: u32) -> Result<Reply, Error> {
         let mut bytes = Vec::new();
-        let mut left = usize::try_from(used_len).unwrap_or(usize::MAX);
-        for &(addr, len) in &pending.reply {
-            let take = left.min(usize::try_from(len).unwrap_or(0));
-            if take == 0 {
-                break;
-            }
-            let start = bytes.len();
-            bytes.resize(start + take, 0);
-            self.ram.read(addr, &mut bytes[start..])?;
-            left -= take;
-        }
-        self.free.extend(pending.descs.iter().rev());
+        self.finish_into(pending, used_len, usize::MAX, &mut bytes)?;
         Ok(Reply { used_len, bytes })
+    }
+
+    /// [`finish`](Self::finish) into the caller's buffer, reading at most `limit` bytes of
+    /// the reply (16 for only the `fuse_out_header`): `out` is cleared, then holds what the
+    /// device wrote, up to `used_len`, the writable part's size and `limit`. The descriptors
+    /// are free again even when a read fails. Allocates only when `out` must grow.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] on a guest memory access outside the RAM.
+    pub fn finish_into(
+        &mut self,
+        pending: Pending,
+        used_len: u32,
+        limit: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        out.clear();
+        let slot = usize::try_from(self.layout.slot_size).unwrap_or(usize::MAX);
+        let mut left = usize::try_from(used_len).unwrap_or(usize::MAX).min(limit);
+        let mut capacity = pending.reply_capacity;
+        let mut result = Ok(());
+        let count = usize::from(pending.count);
+        let base = self.free.len();
+        self.free.resize(base + count, 0);
+        let mut d = pending.head;
+        for k in 0..count {
+            // Freed in reverse chain order, the head last (on top), as a driver returns them.
+            self.free[base + count - 1 - k] = d;
+            if k >= usize::from(pending.readable) && capacity > 0 {
+                let len = capacity.min(slot);
+                capacity -= len;
+                let take = left.min(len);
+                if take > 0 && result.is_ok() {
+                    let start = out.len();
+                    out.resize(start + take, 0);
+                    result = self.ram.read(self.layout.slot(d), &mut out[start..]);
+                    left -= take;
+                }
+            }
+            d = self.chain_next[usize::from(d)];
+        }
+        result
     }
 
     /// [`send`](Self::send) then [`wait`](Self::wait).
@@ -467,7 +685,7 @@ impl Queue {
         let deadline = Instant::now() + timeout;
         loop {
             self.collect_used()?;
-            if let Some(len) = self.completed.remove(&head) {
+            if let Some(len) = self.take_used(head) {
                 return Ok(len);
             }
             let now = Instant::now();
@@ -479,7 +697,9 @@ impl Queue {
     }
 
     /// Sleeps until the device signals the call eventfd or `timeout` (at least 1 ms) passes;
-    /// returns whether it signalled.
+    /// returns whether it signalled (an interrupt: with EVENT_IDX the device will not signal
+    /// again before `used_event` is moved, which [`disable_interrupts`](Self::disable_interrupts)
+    /// relies on).
     ///
     /// # Errors
     ///
@@ -489,14 +709,26 @@ impl Queue {
         let ms = i32::try_from(timeout.as_millis().max(1)).unwrap_or(i32::MAX);
         if self.epoll.wait(ms, &mut events)? > 0 {
             let _ = self.call.read();
+            self.event_triggered = self.event_idx;
             return Ok(true);
         }
         Ok(false)
     }
 
-    /// Moves every used entry collected so far (head, used length) into `out`, in no order.
+    /// Moves every used entry collected so far (head, used length) into `out`, in the order
+    /// the device published them (an entry collected twice for one head appears once, with
+    /// the later length).
     pub fn drain_used(&mut self, out: &mut Vec<(u16, u32)>) {
-        out.extend(self.completed.drain());
+        for head in self.completed_heads.drain(..) {
+            if let Some(len) = self
+                .completed
+                .get_mut(usize::from(head))
+                .and_then(Option::take)
+            {
+                out.push((head, len));
+            }
+        }
+        out.append(&mut self.stray);
     }
 
     /// Reads every used-ring entry published since the last look into the completed set;
@@ -508,23 +740,51 @@ impl Queue {
     pub fn collect_used(&mut self) -> Result<u16, Error> {
         let idx = self.used_idx()?;
         let new = idx.wrapping_sub(self.last_used);
+        if new == 0 {
+            return Ok(0);
+        }
+        // Heads taken with `take_used` stay listed until a drain; keep the list bounded for a
+        // caller that never drains.
+        if self.completed_heads.len() >= 2 * usize::from(self.layout.size) {
+            let completed = &self.completed;
+            self.completed_heads
+                .retain(|&h| completed.get(usize::from(h)).is_some_and(Option::is_some));
+        }
         for _ in 0..new.min(self.layout.size) {
             let slot = u64::from(self.last_used % self.layout.size);
-            let entry = self.layout.used + 4 + 8 * slot;
-            let id: u32 = self.ram.read_obj(entry)?;
-            let len: u32 = self.ram.read_obj(entry + 4)?;
-            self.completed
-                .insert(u16::try_from(id).unwrap_or(u16::MAX), len);
+            // `struct virtq_used_elem`: id then len, one little-endian 8-byte read.
+            let elem: u64 = self.ram.read_obj(self.layout.used + 4 + 8 * slot)?;
+            let id = u16::try_from(elem & 0xffff_ffff).unwrap_or(u16::MAX);
+            let len = u32::try_from(elem >> 32).unwrap_or(u32::MAX);
+            self.record_used(id, len);
             self.last_used = self.last_used.wrapping_add(1);
         }
         self.last_used = idx;
         Ok(new)
     }
 
+    fn record_used(&mut self, id: u16, len: u32) {
+        match self.completed.get_mut(usize::from(id)) {
+            Some(entry) => {
+                if entry.replace(len).is_none() {
+                    self.completed_heads.push(id);
+                }
+            }
+            None => match self.stray.iter_mut().find(|(h, _)| *h == id) {
+                Some(entry) => entry.1 = len,
+                None => self.stray.push((id, len)),
+            },
+        }
+    }
+
     /// Takes the used length of `head` if the device has returned it (after
     /// [`collect_used`](Self::collect_used)).
     pub fn take_used(&mut self, head: u16) -> Option<u32> {
-        self.completed.remove(&head)
+        if let Some(entry) = self.completed.get_mut(usize::from(head)) {
+            return entry.take();
+        }
+        let at = self.stray.iter().position(|&(h, _)| h == head)?;
+        Some(self.stray.swap_remove(at).1)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -586,13 +846,36 @@ impl Queue {
         self.avail_idx
     }
 
-    /// Writes `avail->flags` (`VIRTQ_AVAIL_F_NO_INTERRUPT` is 1).
+    /// Writes `avail->flags` ([`AVAIL_F_NO_INTERRUPT`] is 1).
     ///
     /// # Errors
     ///
     /// [`Error::Memory`] when the ring cannot be written.
-    pub fn set_avail_flags(&self, flags: u16) -> Result<(), Error> {
+    pub fn set_avail_flags(&mut self, flags: u16) -> Result<(), Error> {
+        self.avail_flags = flags;
         self.ram.store_u16(flags, self.layout.avail)
+    }
+
+    /// Writes `used_event` (`avail->ring[size]`, read by a device with EVENT_IDX): interrupt
+    /// once the used entry at this index is published.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when the ring cannot be written.
+    pub fn set_used_event(&self, idx: u16) -> Result<(), Error> {
+        let at = self.layout.avail + 4 + 2 * u64::from(self.layout.size);
+        self.ram.store_u16(idx, at)
+    }
+
+    /// The device's `avail_event` (`used->ring[size]`, written by a device with EVENT_IDX):
+    /// kick once the available entry at this index is published.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Memory`] when the ring cannot be read.
+    pub fn avail_event(&self) -> Result<u16, Error> {
+        let at = self.layout.used + 4 + 8 * u64::from(self.layout.size);
+        self.ram.load_u16(at)
     }
 
     /// The device's `used->idx`.
@@ -629,6 +912,183 @@ mod tests {
         assert_eq!(l.slot(3), l.slots + 3 * 65536);
         assert_eq!(l.scratch, l.slot(255) + 65536);
         assert!(l.end >= l.scratch + 4096 && l.end % PAGE == 0);
+    }
+
+    /// A queue of 16 descriptors with 4 KiB slots in its own RAM.
+    fn queue() -> Queue {
+        let layout = QueueLayout::new(0, 16, 4096, 0);
+        let ram = Arc::new(GuestRam::new(layout.end).unwrap());
+        Queue::new(1, ram, layout).unwrap()
+    }
+
+    /// Plays the device: publishes a used entry for `head` with `len`.
+    fn device_returns(q: &Queue, head: u16, len: u32) {
+        let idx = q.used_idx().unwrap();
+        let slot = u64::from(idx % q.layout.size);
+        let elem = u64::from(head) | (u64::from(len) << 32);
+        q.ram.write_obj(elem, q.layout.used + 4 + 8 * slot).unwrap();
+        q.ram
+            .store_u16(idx.wrapping_add(1), q.layout.used + 2)
+            .unwrap();
+    }
+
+    fn used_event(q: &Queue) -> u16 {
+        q.ram
+            .load_u16(q.layout.avail + 4 + 2 * u64::from(q.layout.size))
+            .unwrap()
+    }
+
+    fn set_avail_event(q: &Queue, idx: u16) {
+        let at = q.layout.used + 4 + 8 * u64::from(q.layout.size);
+        q.ram.store_u16(idx, at).unwrap();
+    }
+
+    #[test]
+    fn need_event_is_the_spec_rule_across_the_wrap() {
+        assert!(need_event(0, 1, 0));
+        assert!(!need_event(1, 1, 0), "entry 1 not published yet");
+        assert!(need_event(5, 8, 3));
+        assert!(!need_event(8, 8, 3));
+        assert!(!need_event(2, 8, 3), "already passed before old");
+        assert!(need_event(0xffff, 2, 0xfffe));
+        assert!(!need_event(5, 5, 5), "nothing published");
+    }
+
+    #[test]
+    fn event_idx_kicks_only_when_avail_event_is_passed() {
+        let mut q = queue();
+        q.set_event_idx(true);
+        // A fresh ring: avail_event 0, the first request passes it.
+        let _a = q.push_bytes(&[0; 40], 16, 1).unwrap();
+        assert!(q.kick_if_needed().unwrap());
+        // The device asks for a kick at entry 3 only.
+        set_avail_event(&q, 3);
+        let _b = q.push_bytes(&[0; 40], 16, 2).unwrap();
+        assert!(
+            !q.kick_if_needed().unwrap(),
+            "entry 1 is before avail_event"
+        );
+        let _c = q.push_bytes(&[0; 40], 16, 3).unwrap();
+        let _d = q.push_bytes(&[0; 40], 16, 4).unwrap();
+        assert!(
+            q.kick_if_needed().unwrap(),
+            "entries 2 and 3 pass avail_event 3"
+        );
+        assert!(!q.kick_if_needed().unwrap(), "nothing new");
+        // Without EVENT_IDX the flag decides, whatever avail_event says.
+        q.set_event_idx(false);
+        assert!(q.kick_if_needed().unwrap());
+        q.ram.store_u16(USED_F_NO_NOTIFY, q.layout.used).unwrap();
+        assert!(!q.kick_if_needed().unwrap());
+    }
+
+    #[test]
+    fn interrupts_are_suppressed_while_draining_and_rearmed_at_the_last_used_index() {
+        let mut q = queue();
+        q.set_event_idx(true);
+        q.set_used_event(7).unwrap();
+        q.disable_interrupts().unwrap();
+        assert_eq!(
+            used_event(&q),
+            0,
+            "no interrupt came: used_event moved out of the way"
+        );
+        assert_eq!(
+            q.ram.load_u16(q.layout.avail).unwrap(),
+            0,
+            "flags untouched"
+        );
+        let p = q.push_bytes(&[0; 40], 16, 1).unwrap();
+        device_returns(&q, p.head(), 16);
+        assert_eq!(q.collect_used().unwrap(), 1);
+        assert!(
+            q.enable_interrupts().unwrap(),
+            "nothing pending after the re-arm"
+        );
+        assert_eq!(used_event(&q), 1, "re-armed at the last used index");
+        // An interrupt: disabling then writes nothing (used_event stays where it was).
+        q.call.write(1).unwrap();
+        assert!(q.wait_call(Duration::from_millis(1)).unwrap());
+        q.disable_interrupts().unwrap();
+        assert_eq!(used_event(&q), 1);
+        // Without EVENT_IDX: the no-interrupt flag, cleared on re-arm.
+        let mut q = queue();
+        q.disable_interrupts().unwrap();
+        assert_eq!(
+            q.ram.load_u16(q.layout.avail).unwrap(),
+            AVAIL_F_NO_INTERRUPT
+        );
+        assert!(q.enable_interrupts().unwrap());
+        assert_eq!(q.ram.load_u16(q.layout.avail).unwrap(), 0);
+    }
+
+    #[test]
+    fn rearming_reports_an_entry_published_before_it() {
+        let mut q = queue();
+        q.set_event_idx(true);
+        q.disable_interrupts().unwrap();
+        let p = q.push_bytes(&[0; 40], 16, 1).unwrap();
+        // Published after the driver's last look, before it re-arms: must not be slept on.
+        device_returns(&q, p.head(), 16);
+        assert!(!q.enable_interrupts().unwrap());
+        assert!(q.used_pending().unwrap());
+        assert_eq!(
+            used_event(&q),
+            0,
+            "armed at what was collected, not at used->idx"
+        );
+    }
+
+    #[test]
+    fn used_entries_drain_in_order_once_per_head() {
+        let mut q = queue();
+        device_returns(&q, 5, 10);
+        device_returns(&q, 2, 20);
+        device_returns(&q, 5, 30);
+        device_returns(&q, 300, 40);
+        assert_eq!(q.collect_used().unwrap(), 4);
+        let mut out = Vec::new();
+        q.drain_used(&mut out);
+        assert_eq!(out, [(5, 30), (2, 20), (300, 40)]);
+        device_returns(&q, 2, 50);
+        q.collect_used().unwrap();
+        assert_eq!(q.take_used(2), Some(50));
+        out.clear();
+        q.drain_used(&mut out);
+        assert!(
+            out.is_empty(),
+            "taken entries are not drained again: {out:?}"
+        );
+    }
+
+    #[test]
+    fn finish_reads_up_to_the_limit_and_frees_the_chain() {
+        let mut q = queue();
+        let free = q.free_descriptors();
+        // One readable descriptor, two writable (4096 + 904 bytes).
+        let mut request = [0u8; 40];
+        let p = q.push_encoded(&mut request, 5000, Instant::now()).unwrap();
+        assert_eq!(
+            u64::from_le_bytes(request[8..16].try_into().unwrap()),
+            p.unique()
+        );
+        assert_eq!(q.free_descriptors(), free - 3);
+        let mut out = Vec::new();
+        q.finish_into(p, 4100, 16, &mut out).unwrap();
+        assert_eq!(out.len(), 16, "the limit");
+        assert_eq!(q.free_descriptors(), free);
+        let p = q.push_bytes(&[0; 40], 5000, 9).unwrap();
+        let second = q
+            .layout
+            .slot(q.chain_next[usize::from(q.chain_next[usize::from(p.head())])]);
+        q.ram.write(second, &[7; 8]).unwrap();
+        q.finish_into(p, 4100, usize::MAX, &mut out).unwrap();
+        assert_eq!(
+            out.len(),
+            4100,
+            "the used length, across both writable descriptors"
+        );
+        assert_eq!(&out[4096..], &[7; 4]);
     }
 
     #[test]

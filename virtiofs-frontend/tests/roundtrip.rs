@@ -166,3 +166,67 @@ fn a_request_that_is_never_answered_times_out() {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// The Linux driver's loop with EVENT_IDX negotiated: requests kept in flight, interrupts off
+/// while draining, re-armed, and a sleep on the call eventfd only when re-arming found nothing.
+/// Every reply must arrive with the interrupts the daemon still sends: a lost wakeup (a wrong
+/// `used_event`, a missing re-check) ends in sleeps of the full timeout and fails the deadline.
+#[test]
+fn event_idx_driver_loop_loses_no_wakeup() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = start(dir.path());
+    let mut config = Config::new(1);
+    config.event_idx = true;
+    let mut f = Frontend::connect(&socket, config).unwrap();
+    assert_ne!(
+        f.features() & virtiofs_frontend::frontend::VIRTIO_RING_F_EVENT_IDX,
+        0,
+        "our daemon offers EVENT_IDX"
+    );
+    f.init().unwrap();
+    let q = f.requests();
+    assert!(q.event_idx());
+    let mut in_flight = Vec::new();
+    for _ in 0..8 {
+        in_flight.push(q.push(&Request::getattr(ROOT_ID), 4096).unwrap());
+    }
+    q.kick_if_needed().unwrap();
+    let (mut done, mut sleeps, mut interrupts) = (0, 0, 0);
+    let started = std::time::Instant::now();
+    let mut used = Vec::new();
+    while done < 2000 {
+        assert!(started.elapsed() < T, "{done} replies, {sleeps} sleeps");
+        q.disable_interrupts().unwrap();
+        loop {
+            q.collect_used().unwrap();
+            used.clear();
+            q.drain_used(&mut used);
+            if used.is_empty() {
+                break;
+            }
+            for &(head, len) in &used {
+                let at = in_flight.iter().position(|p| p.head() == head).unwrap();
+                let pending = in_flight.swap_remove(at);
+                let unique = pending.unique();
+                let reply = q.finish(pending, len).unwrap();
+                assert_eq!(reply.header().unwrap().unique.get(), unique);
+                reply.attr().unwrap();
+                done += 1;
+                in_flight.push(q.push(&Request::getattr(ROOT_ID), 4096).unwrap());
+            }
+            q.kick_if_needed().unwrap();
+        }
+        if !q.enable_interrupts().unwrap() {
+            continue;
+        }
+        sleeps += 1;
+        // A long sleep: only an interrupt ends it early.
+        if q.wait_call(Duration::from_millis(500)).unwrap() {
+            interrupts += 1;
+        }
+    }
+    assert!(
+        interrupts * 10 >= sleeps * 9,
+        "{sleeps} sleeps, only {interrupts} ended by an interrupt"
+    );
+}

@@ -19,7 +19,8 @@
 //! part, as rows of their own (`+pollN`) beside the plain ones, with the p50 latency ratio to
 //! virtiofsd; `--driver-poll-us N` makes the load generator model a guest driver that polls
 //! the used ring instead of sleeping on the interrupt (for every daemon; labelled under the
-//! table), which the Linux virtio-fs driver does not do.
+//! table), which the Linux virtio-fs driver does not do; `--no-event-idx` makes it leave
+//! VIRTIO_RING_F_EVENT_IDX unnegotiated (it models Linux, which negotiates it, by default).
 //!
 //! Without `--load` or `--guest` both parts run, the load generator first. Both daemons get
 //! their own defaults (cache `auto`, their default sandbox and seccomp filter) plus the
@@ -41,7 +42,7 @@ usage: cargo xtask bench [CRATE] [--baseline NAME] [--save-baseline NAME] [-- CR
        cargo xtask bench --against virtiofsd [--load | --guest] [--rounds R]
                          [--ours-arg ARG]... [--virtiofsd-arg ARG]...
                          [--workload W]... [--depth N]... [--queues Q]... [--secs S]
-                         [--poll-us N] [--driver-poll-us N]
+                         [--poll-us N] [--driver-poll-us N] [--no-event-idx]
                          [--guest-workload W]... [--vcpus N,...] [--kernel K] [--fio-secs S]
 
   CRATE                 a package (virtiofs-transport) or its short name (transport)
@@ -68,6 +69,9 @@ usage: cargo xtask bench [CRATE] [--baseline NAME] [--save-baseline NAME] [-- CR
   --driver-poll-us N    the load generator models a polling guest driver: it reads the used
                         ring for up to N us before sleeping on the call eventfd (every
                         daemon; Linux's virtio-fs driver sleeps at once; default 0)
+  --no-event-idx        the load generator does not negotiate VIRTIO_RING_F_EVENT_IDX (by
+                        default it does when offered, as Linux does, and suppresses kicks and
+                        interrupts with it; without, with the rings' flags)
 
  the guest workloads (the Debian guest root of `cargo xtask fstests`, QEMU TCG, one share;
  a boot per daemon and vCPU count; logs in .cache/e2e/bench/guest/, the table in
@@ -150,6 +154,8 @@ struct Against {
     poll_us: Option<u32>,
     /// The load generator's `--driver-poll-us`.
     driver_poll_us: u32,
+    /// The load generator's `--no-event-idx`.
+    no_event_idx: bool,
     ours_args: Vec<String>,
     virtiofsd_args: Vec<String>,
     /// Run the load generator.
@@ -167,6 +173,7 @@ fn parse_against(args: &[String]) -> Result<Against> {
         rounds: 1,
         poll_us: None,
         driver_poll_us: 0,
+        no_event_idx: false,
         ours_args: Vec::new(),
         virtiofsd_args: Vec::new(),
         load: false,
@@ -197,6 +204,7 @@ fn parse_against(args: &[String]) -> Result<Against> {
             Arg::Long("driver-poll-us") => {
                 o.driver_poll_us = p.string()?.parse().context("--driver-poll-us")?;
             }
+            Arg::Long("no-event-idx") => o.no_event_idx = true,
             Arg::Long("ours-arg") => o.ours_args.push(p.string()?),
             Arg::Long("virtiofsd-arg") => o.virtiofsd_args.push(p.string()?),
             Arg::Long("load") => o.load = true,
@@ -291,6 +299,9 @@ fn load(
     cmd.arg(format!("--queues={queues}"))
         .arg(format!("--secs={}", o.secs))
         .arg(format!("--driver-poll-us={}", o.driver_poll_us));
+    if o.no_event_idx {
+        cmd.arg("--no-event-idx");
+    }
     for w in &o.workloads {
         cmd.arg(format!("--workload={w}"));
     }
@@ -393,6 +404,12 @@ fn against_load(o: &Against, load_bin: &Path, ours: &Path, virtiofsd: &Path) -> 
         polled.as_ref().map(|(label, r)| (label.as_str(), r)),
         &theirs,
     );
+    if o.no_event_idx {
+        println!(
+            "(the load generator did not negotiate EVENT_IDX: kicks and interrupts were \
+             suppressed with the rings' flags only)"
+        );
+    }
     if o.driver_poll_us > 0 {
         println!(
             "(the load generator polled the used ring for up to {} us before sleeping on the \
@@ -512,6 +529,8 @@ mod tests {
         let o = parse(&["--load", "--poll-us=50", "--driver-poll-us", "20"])?;
         assert_eq!((o.poll_us, o.driver_poll_us), (Some(50), 20));
         assert_eq!(parse(&["--load"])?.poll_us, None);
+        assert!(!parse(&["--load"])?.no_event_idx);
+        assert!(parse(&["--load", "--no-event-idx"])?.no_event_idx);
         assert!(parse(&["--poll-us=x"]).is_err());
         Ok(())
     }

@@ -9,13 +9,32 @@
 //! peak RSS. Output is one `RESULT key=value ...` line per measurement (what `cargo xtask
 //! bench --against` parses) after a human-readable one.
 //!
-//! The client plays a guest driver: it kicks only when the device has not set
-//! VRING_USED_F_NO_NOTIFY (Linux's rule; a device that polls, or is still serving, is not
-//! kicked), and waits for completions by sleeping on the call eventfd, as Linux's virtio-fs
-//! driver waits for the interrupt. `--driver-poll-us N` instead models a guest driver that
-//! polls: it reads the used ring for up to N us after its last progress before it sleeps.
-//! That option is labelled in the output (`driver_poll_us=`) and is off by default: the
-//! Linux virtio-fs driver does not poll.
+//! The client plays Linux's guest driver (`virtio_ring` and `virtio_fs`). It negotiates
+//! VIRTIO_RING_F_EVENT_IDX when the daemon offers it (`--no-event-idx`: never, for comparing),
+//! and then:
+//! - kicks only when the device's `avail_event` lies among the requests published since the
+//!   last kick decision (`vring_need_event`; without EVENT_IDX, unless the device set
+//!   VRING_USED_F_NO_NOTIFY);
+//! - collects replies as `virtio_fs_requests_done_work` does: interrupts suppressed while it
+//!   drains the used ring and resubmits (an interrupt leaves `used_event` behind, so the device
+//!   does not signal again; without EVENT_IDX, VRING_AVAIL_F_NO_INTERRUPT), then re-armed
+//!   (`used_event` = the last used index seen, a full fence, `used->idx` read again: what came
+//!   in between is drained, not slept on), and only then a sleep on the call eventfd, as the
+//!   driver waits for the interrupt.
+//!
+//! `--driver-poll-us N` instead models a guest driver that polls: it reads the used ring for
+//! up to N us after its last progress before it re-arms and sleeps. That option is labelled
+//! in the output (`driver_poll_us=`) and is off by default: the Linux virtio-fs driver does
+//! not poll. Whether EVENT_IDX was negotiated is in the output too (`event_idx=`).
+//!
+//! The driver's own CPU per request is kept low, as it shares the machine with the daemon:
+//! no allocation per request in steady state (each in-flight slot keeps its encoded request;
+//! only `unique` and the offset are patched), only the reply's `fuse_out_header` is read
+//! unless the workload needs the body, and the clock is read twice per batch of completions
+//! rather than per request: a request's completion time is when its batch of used entries
+//! was collected, its send time when the batch it belongs to was about to be pushed. The
+//! header is still checked for every reply (`unique`, `len` against the used length,
+//! `error`).
 //!
 //! The same frontend as the hostile tier (`virtiofs_frontend`): one test frontend, two uses.
 
@@ -25,7 +44,8 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use fuse_abi::{Dirent, EntryOut, ROOT_ID};
+use fuse_abi::{Dirent, EntryOut, InHeader, OpenOut, OutHeader, ROOT_ID, ReadIn, WriteIn};
+use virtiofs_frontend::frontend::VIRTIO_RING_F_EVENT_IDX;
 use virtiofs_frontend::process::{CpuSample, Daemon};
 use virtiofs_frontend::{Config, Frontend, Pending, Queue, Reply, Request};
 use zerocopy::FromBytes;
@@ -33,7 +53,7 @@ use zerocopy::FromBytes;
 const USAGE: &str = "\
 usage: virtiofs-load --daemon PATH [--daemon-arg ARG]... [--workload W]... [--depth N]...
                      [--queues Q] [--secs S] [--warmup S] [--label L] [--work-dir DIR]
-                     [--driver-poll-us N]
+                     [--driver-poll-us N] [--no-event-idx]
 
 Drives a virtio-fs vhost-user daemon with N requests in flight per request queue.
   --daemon PATH     the daemon binary; started as PATH --socket-path S --shared-dir D ARG...
@@ -49,6 +69,9 @@ Drives a virtio-fs vhost-user daemon with N requests in flight per request queue
   --driver-poll-us N  model a polling guest driver: read the used ring for up to N us
                     after the last progress before sleeping on the call eventfd (default 0:
                     sleep at once, as Linux's virtio-fs driver does)
+  --no-event-idx    do not negotiate VIRTIO_RING_F_EVENT_IDX (by default it is negotiated
+                    when the daemon offers it, as Linux does); suppression then uses the
+                    rings' flags (VRING_USED_F_NO_NOTIFY, VRING_AVAIL_F_NO_INTERRUPT)
 ";
 
 /// Size of the file READ and WRITE work on.
@@ -141,6 +164,8 @@ struct Args {
     label: String,
     work_dir: Option<PathBuf>,
     driver_poll: Duration,
+    /// Negotiate EVENT_IDX when offered.
+    event_idx: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -151,6 +176,7 @@ fn parse_args() -> Result<Option<Args>> {
     let (mut queues, mut secs, mut warmup) = (1usize, 3.0f64, 0.5f64);
     let (mut label, mut work_dir) = (None, None);
     let mut driver_poll_us = 0u64;
+    let mut event_idx = true;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -197,6 +223,7 @@ fn parse_args() -> Result<Option<Args>> {
                     bail!("--driver-poll-us: at most 1000000");
                 }
             }
+            "--no-event-idx" => event_idx = false,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 return Ok(None);
@@ -230,6 +257,7 @@ fn parse_args() -> Result<Option<Args>> {
         label,
         work_dir,
         driver_poll: Duration::from_micros(driver_poll_us),
+        event_idx,
     }))
 }
 
@@ -318,6 +346,8 @@ struct Measurement {
     latencies_ns: Vec<u32>,
     cpu: Duration,
     peak_rss: u64,
+    /// VIRTIO_RING_F_EVENT_IDX was negotiated.
+    event_idx: bool,
 }
 
 impl Measurement {
@@ -342,9 +372,14 @@ impl Measurement {
         );
         println!(
             "{label:>12} {:>14} q{queues} d{depth:<4} {rps:>9.0} req/s  p50 {p50:>7.1} us  p99 \
-             {p99:>7.1} us  cpu {cpu_us:>6.1} us/req  rss {} MiB{}{}",
+             {p99:>7.1} us  cpu {cpu_us:>6.1} us/req  rss {} MiB{}{}{}",
             workload.name(),
             self.peak_rss / (1024 * 1024),
+            if self.event_idx {
+                ""
+            } else {
+                "  (no event idx)"
+            },
             if driver_poll_us > 0 {
                 format!("  (driver polls {driver_poll_us} us)")
             } else {
@@ -359,12 +394,13 @@ impl Measurement {
         println!(
             "RESULT label={label} workload={} queues={queues} depth={depth} requests={} \
              errors={} secs={:.3} rps={rps:.1} p50_us={p50:.1} p99_us={p99:.1} cpu_us_per_req={cpu_us:.2} \
-             peak_rss_kib={} driver_poll_us={driver_poll_us}",
+             peak_rss_kib={} driver_poll_us={driver_poll_us} event_idx={}",
             workload.name(),
             self.requests,
             self.errors,
             self.secs,
-            self.peak_rss / 1024
+            self.peak_rss / 1024,
+            u8::from(self.event_idx)
         );
     }
 }
@@ -403,10 +439,12 @@ fn measure(
 ) -> Result<Measurement> {
     let (daemon, socket) = start_daemon(args, dir, share)?;
     let mut config = Config::new(args.queues);
+    config.event_idx = args.event_idx;
     let needed = depth * workload.descriptors(config.slot_size) + 8;
     config.queue_size = u16::try_from(needed.next_power_of_two().max(256))
         .context("depth too large for a virtqueue")?;
     let mut f = Frontend::connect(&socket, config).context("vhost-user setup")?;
+    let event_idx = f.features() & VIRTIO_RING_F_EVENT_IDX != 0;
     f.init().context("FUSE_INIT")?;
     let nodes = setup(f.requests(), workload)?;
     let start = Instant::now();
@@ -458,6 +496,7 @@ fn measure(
         latencies_ns: Vec::new(),
         cpu: Duration::ZERO,
         peak_rss,
+        event_idx,
     };
     for lane in results {
         let lane = lane?;
@@ -519,7 +558,9 @@ enum Step {
     Unlink {
         node: u64,
     },
-    Forget,
+    Forget {
+        node: u64,
+    },
     /// readdirplus: the next offset on this slot's own directory handle.
     Readdir {
         fh: u64,
@@ -527,13 +568,157 @@ enum Step {
     },
 }
 
+/// Where `fuse_read_in.offset` and `fuse_write_in.offset` lie in an encoded request: patched
+/// in place for each READ, WRITE and READDIRPLUS instead of encoding the request again.
+const READ_OFFSET_AT: usize = size_of::<InHeader>() + std::mem::offset_of!(ReadIn, offset);
+const WRITE_OFFSET_AT: usize = size_of::<InHeader>() + std::mem::offset_of!(WriteIn, offset);
+
+/// The part of a reply the driver reads when the workload needs nothing else: the
+/// `fuse_out_header` (`len`, `error` and `unique`, all checked). Linux's driver does not read
+/// READ data either: the device wrote it into the pages it was meant for.
+const HEADER_ONLY: usize = size_of::<OutHeader>();
+
 struct Slot {
     step: Step,
     pending: Option<Pending>,
     /// The I/O offset (READ/WRITE) of the next request.
     offset: u64,
+    /// The encoded request of the current step; the queue writes each push's `unique` into
+    /// it. Encoded once for the single-request workloads (only the offset patched after),
+    /// again at every step of create-unlink.
+    request: Vec<u8>,
+    /// Reply buffer the request gets.
+    capacity: usize,
+    /// How much of the reply the driver reads: [`HEADER_ONLY`] unless the next step needs
+    /// the body (CREATE's entry and handle, READDIRPLUS's last offset).
+    read_limit: usize,
 }
 
+/// What building a slot's requests needs besides the slot.
+struct Requests<'a> {
+    workload: Workload,
+    nodes: Nodes,
+    lane: usize,
+    payload: &'a [u8],
+}
+
+impl Requests<'_> {
+    /// Makes `slot.request` the request of its current step: for the workloads of one
+    /// request (and READDIRPLUS) only the offset is patched once encoded; create-unlink's
+    /// steps are encoded afresh (the one workload that still allocates per request, in the
+    /// request builders).
+    fn prepare(&self, slot: &mut Slot, i: usize) {
+        let encoded = !slot.request.is_empty();
+        let (at, offset) = match slot.step {
+            Step::Once => match self.workload {
+                Workload::Read4k | Workload::Read128k => (Some(READ_OFFSET_AT), slot.offset),
+                Workload::Write4k | Workload::Write128k => (Some(WRITE_OFFSET_AT), slot.offset),
+                _ => (None, 0),
+            },
+            Step::Readdir { offset, .. } => (Some(READ_OFFSET_AT), offset),
+            _ => {
+                self.encode(slot, i);
+                return;
+            }
+        };
+        if !encoded {
+            self.encode(slot, i);
+            return;
+        }
+        if let Some(field) = at.and_then(|at| slot.request.get_mut(at..at + 8)) {
+            field.copy_from_slice(&offset.to_le_bytes());
+        }
+    }
+
+    fn encode(&self, slot: &mut Slot, i: usize) {
+        let (nodes, workload) = (self.nodes, self.workload);
+        let name = || format!("c-{}-{i}", self.lane);
+        let (request, capacity, read_limit) = match slot.step {
+            Step::Once => match workload {
+                Workload::Getattr => (Request::getattr(nodes.data), 4096, HEADER_ONLY),
+                Workload::Lookup => (Request::lookup(ROOT_ID, "data"), 4096, HEADER_ONLY),
+                Workload::Read4k | Workload::Read128k => (
+                    Request::read(nodes.data, nodes.fh, slot.offset, workload.io_size()),
+                    workload.reply_capacity(),
+                    HEADER_ONLY,
+                ),
+                _ => (
+                    Request::write(nodes.data, nodes.fh, slot.offset, self.payload),
+                    4096,
+                    HEADER_ONLY,
+                ),
+            },
+            Step::Create => (
+                Request::create(ROOT_ID, &name(), libc::O_RDWR | libc::O_EXCL, 0o644),
+                4096,
+                HEADER_ONLY + size_of::<EntryOut>() + size_of::<OpenOut>(),
+            ),
+            Step::Release { node, fh } => (Request::release(node, fh), 4096, HEADER_ONLY),
+            Step::Unlink { .. } => (Request::unlink(ROOT_ID, &name()), 4096, HEADER_ONLY),
+            Step::Forget { node } => (Request::forget(node, 1), 0, 0),
+            Step::Readdir { fh, offset } => (
+                Request::readdirplus(nodes.dir, fh, offset, READDIR_SIZE),
+                workload.reply_capacity(),
+                usize::MAX,
+            ),
+        };
+        request.encode_into(0, &mut slot.request);
+        slot.capacity = capacity;
+        slot.read_limit = read_limit;
+    }
+}
+
+/// Pushes slot `i`'s prepared request (without kicking), stamped `sent`.
+fn push(
+    q: &mut Queue,
+    slot: &mut Slot,
+    by_head: &mut [Option<usize>],
+    i: usize,
+    sent: Instant,
+) -> Result<()> {
+    let pending = q.push_encoded(&mut slot.request, slot.capacity, sent)?;
+    by_head[usize::from(pending.head())] = Some(i);
+    slot.pending = Some(pending);
+    Ok(())
+}
+
+/// Checks a reply's `fuse_out_header` against its request: the `unique` must be the
+/// request's and `len` the used length, or the run fails (a daemon bug, not a load figure).
+/// Returns whether it was a success (`error` 0); a negative `error` is counted as an error
+/// reply by the caller. A request without a reply buffer (FORGET) has nothing to check.
+fn check_reply(reply: &Reply, unique: u64, expects_reply: bool) -> Result<bool> {
+    if !expects_reply {
+        return Ok(true);
+    }
+    let header = reply.header().context("reply")?;
+    if header.unique.get() != unique {
+        bail!(
+            "reply with unique {} for the request with unique {unique}",
+            header.unique.get()
+        );
+    }
+    if header.len.get() != reply.used_len {
+        bail!(
+            "reply to unique {unique}: out_header.len {} but used length {}",
+            header.len.get(),
+            reply.used_len
+        );
+    }
+    match header.error.get() {
+        0 => Ok(true),
+        e if e < 0 => Ok(false),
+        e => bail!("reply to unique {unique}: positive error {e}"),
+    }
+}
+
+/// One client thread: keeps `depth` requests in flight on `q` and collects their replies the
+/// way Linux's virtio-fs driver does (`virtio_fs_requests_done_work`): interrupts off while it
+/// drains the used ring, resubmitting as replies come, then re-armed, and a sleep on the call
+/// eventfd only when the re-armed ring is still empty. With `driver_poll` it polls the used
+/// ring that long after its last progress before re-arming. The clock is read twice per
+/// batch of used entries, not per request: once when the batch is collected (every reply in
+/// it completes then) and once before the batch's new requests are pushed (each is sent
+/// then); a latency is from the second reading to the first of the batch that returns it.
 #[allow(clippy::too_many_lines)]
 fn drive(
     q: &mut Queue,
@@ -547,6 +732,12 @@ fn drive(
     let payload: Vec<u8> = (0..workload.io_size())
         .map(|i| u8::try_from(i % 253).unwrap_or(0))
         .collect();
+    let requests = Requests {
+        workload,
+        nodes,
+        lane,
+        payload: &payload,
+    };
     let mut slots: Vec<Slot> = Vec::with_capacity(depth);
     for i in 0..depth {
         let step = match workload {
@@ -560,120 +751,95 @@ fn drive(
         };
         let spread = DATA_FILE / u64::try_from(depth).unwrap_or(1);
         let offset = (u64::try_from(i).unwrap_or(0) * spread) & !4095;
-        slots.push(Slot {
+        let mut slot = Slot {
             step,
             pending: None,
             offset,
-        });
+            request: Vec::new(),
+            capacity: 0,
+            read_limit: 0,
+        };
+        requests.prepare(&mut slot, i);
+        slots.push(slot);
     }
-    let request = |slot: &Slot, i: usize| -> (Request, usize) {
-        let name = || format!("c-{lane}-{i}");
-        match slot.step {
-            Step::Once => match workload {
-                Workload::Getattr => (Request::getattr(nodes.data), 4096),
-                Workload::Lookup => (Request::lookup(ROOT_ID, "data"), 4096),
-                Workload::Read4k | Workload::Read128k => (
-                    Request::read(nodes.data, nodes.fh, slot.offset, workload.io_size()),
-                    workload.reply_capacity(),
-                ),
-                _ => (
-                    Request::write(nodes.data, nodes.fh, slot.offset, &payload),
-                    4096,
-                ),
-            },
-            Step::Create => (
-                Request::create(ROOT_ID, &name(), libc::O_RDWR | libc::O_EXCL, 0o644),
-                4096,
-            ),
-            Step::Release { node, fh } => (Request::release(node, fh), 4096),
-            Step::Unlink { .. } => (Request::unlink(ROOT_ID, &name()), 4096),
-            Step::Forget => (Request::forget(0, 0), 0),
-            Step::Readdir { fh, offset } => (
-                Request::readdirplus(nodes.dir, fh, offset, READDIR_SIZE),
-                workload.reply_capacity(),
-            ),
-        }
-    };
     let mut out = Lane {
         requests: 0,
         errors: 0,
         latencies_ns: Vec::with_capacity(1 << 20),
         cpu: Duration::ZERO,
     };
-    // FORGET needs the node of the file just unlinked: kept per slot.
-    let mut forget_node: Vec<u64> = vec![0; depth];
     let mut by_head: Vec<Option<usize>> = vec![None; usize::from(q.layout().size)];
-    let send = |q: &mut Queue,
-                slots: &mut Vec<Slot>,
-                by_head: &mut Vec<Option<usize>>,
-                forget_node: &[u64],
-                i: usize|
-     -> Result<()> {
-        let (mut req, capacity) = request(&slots[i], i);
-        if let Step::Forget = slots[i].step {
-            req = Request::forget(forget_node[i], 1);
-        }
-        let pending = q.push(&req, capacity)?;
-        by_head[usize::from(pending.head())] = Some(i);
-        slots[i].pending = Some(pending);
-        Ok(())
+    let mut reply = Reply {
+        used_len: 0,
+        bytes: Vec::with_capacity(workload.reply_capacity()),
     };
-    for i in 0..depth {
-        send(q, &mut slots, &mut by_head, &forget_node, i)?;
+    let mut used = Vec::with_capacity(depth);
+    let mut ready: Vec<usize> = Vec::with_capacity(depth);
+    let mut last_progress = Instant::now();
+    for (i, slot) in slots.iter_mut().enumerate() {
+        push(q, slot, &mut by_head, i, last_progress)?;
     }
     q.kick_if_needed()?;
-    let mut used = Vec::with_capacity(depth);
-    let mut last_progress = Instant::now();
     let mut stopping = false;
     let mut in_flight = depth;
     while in_flight > 0 {
-        let now = Instant::now();
-        if !stopping && now >= until {
-            stopping = true;
+        q.disable_interrupts()?;
+        loop {
+            q.collect_used()?;
+            used.clear();
+            q.drain_used(&mut used);
+            if used.is_empty() {
+                break;
+            }
+            let collected = Instant::now();
+            last_progress = collected;
+            stopping |= collected >= until;
+            let measured = collected >= measure_from && collected < until;
+            ready.clear();
+            for &(head, used_len) in &used {
+                let Some(i) = by_head.get_mut(usize::from(head)).and_then(Option::take) else {
+                    bail!("used entry for head {head}, which is not in flight");
+                };
+                let slot = &mut slots[i];
+                let pending = slot.pending.take().context("slot without a request")?;
+                let (unique, sent) = (pending.unique(), pending.sent());
+                q.finish_into(pending, used_len, slot.read_limit, &mut reply.bytes)?;
+                reply.used_len = used_len;
+                let ok = check_reply(&reply, unique, slot.capacity > 0)?;
+                if measured {
+                    out.requests += 1;
+                    out.errors += u64::from(!ok);
+                    let ns = collected.duration_since(sent).as_nanos();
+                    out.latencies_ns.push(u32::try_from(ns).unwrap_or(u32::MAX));
+                }
+                advance(slot, &reply, workload, ok);
+                if stopping {
+                    in_flight -= 1;
+                } else {
+                    requests.prepare(slot, i);
+                    ready.push(i);
+                }
+            }
+            if !ready.is_empty() {
+                let sent = Instant::now();
+                for &i in &ready {
+                    push(q, &mut slots[i], &mut by_head, i, sent)?;
+                }
+                q.kick_if_needed()?;
+            }
         }
-        q.collect_used()?;
-        used.clear();
-        q.drain_used(&mut used);
-        if used.is_empty() {
-            let idle = last_progress.elapsed();
-            if idle > REPLY_TIMEOUT {
-                bail!("no reply for {REPLY_TIMEOUT:?} with {in_flight} in flight");
-            }
-            if idle < driver_poll {
-                std::hint::spin_loop();
-                continue;
-            }
-            q.wait_call(Duration::from_millis(5))?;
+        if in_flight == 0 {
+            break;
+        }
+        if !driver_poll.is_zero() && poll_used(q, last_progress, driver_poll)? {
             continue;
         }
-        last_progress = Instant::now();
-        let mut pushed = false;
-        for &(head, used_len) in &used {
-            let Some(i) = by_head.get_mut(usize::from(head)).and_then(Option::take) else {
-                bail!("used entry for head {head}, which is not in flight");
-            };
-            let pending = slots[i].pending.take().context("slot without a request")?;
-            let sent = pending.sent();
-            let reply = q.finish(pending, used_len)?;
-            let done = Instant::now();
-            if done >= measure_from && done < until {
-                out.requests += 1;
-                let ns = done.duration_since(sent).as_nanos();
-                out.latencies_ns.push(u32::try_from(ns).unwrap_or(u32::MAX));
-            }
-            let next = advance(&mut slots[i], &mut forget_node[i], &reply, workload)?;
-            if !next {
-                out.errors += u64::from(done >= measure_from && done < until);
-            }
-            if stopping {
-                in_flight -= 1;
-                continue;
-            }
-            send(q, &mut slots, &mut by_head, &forget_node, i)?;
-            pushed = true;
+        // Re-arm; if the device published meanwhile, drain instead of sleeping.
+        if !q.enable_interrupts()? {
+            continue;
         }
-        if pushed {
-            q.kick_if_needed()?;
+        if !q.wait_call(Duration::from_millis(5))? && last_progress.elapsed() > REPLY_TIMEOUT {
+            bail!("no reply for {REPLY_TIMEOUT:?} with {in_flight} in flight");
         }
     }
     // Leave nothing behind for the next run.
@@ -700,10 +866,21 @@ fn drive(
     Ok(out)
 }
 
-/// Moves `slot` to its next step after `reply`; `false` when the reply was an error (the
-/// workload then starts over on this slot).
-fn advance(slot: &mut Slot, forget: &mut u64, reply: &Reply, workload: Workload) -> Result<bool> {
-    let ok = reply.errno().is_none();
+/// `--driver-poll-us`: reads `used->idx` until the device publishes or `driver_poll` has
+/// passed since `last_progress`; returns whether it published.
+fn poll_used(q: &Queue, last_progress: Instant, driver_poll: Duration) -> Result<bool> {
+    while last_progress.elapsed() < driver_poll {
+        if q.used_pending()? {
+            return Ok(true);
+        }
+        std::hint::spin_loop();
+    }
+    Ok(false)
+}
+
+/// Moves `slot` to its next step after `reply` (`ok`: it was a success; after an error the
+/// workload starts over on this slot).
+fn advance(slot: &mut Slot, reply: &Reply, workload: Workload, ok: bool) {
     let io = u64::from(workload.io_size());
     slot.offset = if slot.offset + 2 * io > DATA_FILE {
         0
@@ -720,11 +897,8 @@ fn advance(slot: &mut Slot, forget: &mut u64, reply: &Reply, workload: Workload)
             Err(_) => Step::Unlink { node: 0 },
         },
         Step::Release { node, .. } => Step::Unlink { node },
-        Step::Unlink { node } if node != 0 => {
-            *forget = node;
-            Step::Forget
-        }
-        Step::Unlink { .. } | Step::Forget => Step::Create,
+        Step::Unlink { node } if node != 0 => Step::Forget { node },
+        Step::Unlink { .. } | Step::Forget { .. } => Step::Create,
         // The end of the directory (an empty reply) or an error: start over.
         Step::Readdir { fh, .. } => Step::Readdir {
             fh,
@@ -735,8 +909,6 @@ fn advance(slot: &mut Slot, forget: &mut u64, reply: &Reply, workload: Workload)
             },
         },
     };
-    // FORGET has no reply (used length 0, no header): `errno()` is `None`, a success.
-    Ok(ok)
 }
 
 /// The `off` of the last entry of a READDIRPLUS reply (where to continue); `None` when the
@@ -755,4 +927,91 @@ fn last_direntplus_offset(reply: &Reply) -> Option<u64> {
         at += (ENTRY_OUT + DIRENT + namelen).div_ceil(8) * 8;
     }
     last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fuse_abi::{I32, U32, U64};
+    use zerocopy::IntoBytes;
+
+    fn requests(workload: Workload, payload: &[u8]) -> Requests<'_> {
+        Requests {
+            workload,
+            nodes: Nodes {
+                dir: 5,
+                data: 6,
+                fh: 7,
+            },
+            lane: 0,
+            payload,
+        }
+    }
+
+    fn slot(step: Step, offset: u64) -> Slot {
+        Slot {
+            step,
+            pending: None,
+            offset,
+            request: Vec::new(),
+            capacity: 0,
+            read_limit: 0,
+        }
+    }
+
+    #[test]
+    fn a_patched_request_is_the_one_encoded_afresh() {
+        let payload = [9u8; 4096];
+        for workload in [Workload::Read4k, Workload::Write4k, Workload::Getattr] {
+            let r = requests(workload, &payload);
+            let mut s = slot(Step::Once, 0);
+            r.prepare(&mut s, 0);
+            s.offset = 3 * 4096;
+            r.prepare(&mut s, 0);
+            let mut fresh = slot(Step::Once, 3 * 4096);
+            r.encode(&mut fresh, 0);
+            assert_eq!(s.request, fresh.request, "{workload:?}");
+            assert_eq!(s.read_limit, HEADER_ONLY);
+        }
+        let r = requests(Workload::Readdirplus, &[]);
+        let mut s = slot(Step::Readdir { fh: 8, offset: 0 }, 0);
+        r.prepare(&mut s, 0);
+        s.step = Step::Readdir { fh: 8, offset: 77 };
+        r.prepare(&mut s, 0);
+        let expected = Request::readdirplus(5, 8, 77, READDIR_SIZE).encode(0);
+        assert_eq!(s.request, expected);
+    }
+
+    fn reply(unique: u64, error: i32, len: u32, used_len: u32) -> Reply {
+        let header = OutHeader {
+            len: U32::new(len),
+            error: I32::new(error),
+            unique: U64::new(unique),
+        };
+        Reply {
+            used_len,
+            bytes: header.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn every_reply_header_is_checked() {
+        assert!(check_reply(&reply(4, 0, 16, 16), 4, true).unwrap());
+        assert!(!check_reply(&reply(4, -2, 16, 16), 4, true).unwrap());
+        assert!(
+            check_reply(&reply(5, 0, 16, 16), 4, true).is_err(),
+            "unique"
+        );
+        assert!(check_reply(&reply(4, 0, 16, 24), 4, true).is_err(), "len");
+        assert!(
+            check_reply(&reply(4, 3, 16, 16), 4, true).is_err(),
+            "error > 0"
+        );
+        let none = Reply {
+            used_len: 0,
+            bytes: Vec::new(),
+        };
+        assert!(check_reply(&none, 4, true).is_err(), "no header");
+        assert!(check_reply(&none, 4, false).unwrap(), "FORGET has no reply");
+    }
 }
