@@ -3,7 +3,7 @@
 //! daemon has the filter and no_new_privs, Landlock is reported over the share, and requests
 //! are still served (the allow-list is enough for them). Needs root (skipped otherwise: the
 //! vhost-user memory and the credential switch).
-#![cfg(target_os = "linux")]
+#![cfg(all(target_os = "linux", feature = "daemon"))]
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::fs;
