@@ -594,6 +594,21 @@ struct Slot {
     read_limit: usize,
 }
 
+impl Slot {
+    /// A slot at `step` and I/O `offset`, its request not encoded yet
+    /// ([`Requests::prepare`] does).
+    fn new(step: Step, offset: u64) -> Slot {
+        Slot {
+            step,
+            pending: None,
+            offset,
+            request: Vec::new(),
+            capacity: 0,
+            read_limit: 0,
+        }
+    }
+}
+
 /// What building a slot's requests needs besides the slot.
 struct Requests<'a> {
     workload: Workload,
@@ -751,14 +766,7 @@ fn drive(
         };
         let spread = DATA_FILE / u64::try_from(depth).unwrap_or(1);
         let offset = (u64::try_from(i).unwrap_or(0) * spread) & !4095;
-        let mut slot = Slot {
-            step,
-            pending: None,
-            offset,
-            request: Vec::new(),
-            capacity: 0,
-            read_limit: 0,
-        };
+        let mut slot = Slot::new(step, offset);
         requests.prepare(&mut slot, i);
         slots.push(slot);
     }
@@ -948,33 +956,22 @@ mod tests {
         }
     }
 
-    fn slot(step: Step, offset: u64) -> Slot {
-        Slot {
-            step,
-            pending: None,
-            offset,
-            request: Vec::new(),
-            capacity: 0,
-            read_limit: 0,
-        }
-    }
-
     #[test]
     fn a_patched_request_is_the_one_encoded_afresh() {
         let payload = [9u8; 4096];
         for workload in [Workload::Read4k, Workload::Write4k, Workload::Getattr] {
             let r = requests(workload, &payload);
-            let mut s = slot(Step::Once, 0);
+            let mut s = Slot::new(Step::Once, 0);
             r.prepare(&mut s, 0);
             s.offset = 3 * 4096;
             r.prepare(&mut s, 0);
-            let mut fresh = slot(Step::Once, 3 * 4096);
+            let mut fresh = Slot::new(Step::Once, 3 * 4096);
             r.encode(&mut fresh, 0);
             assert_eq!(s.request, fresh.request, "{workload:?}");
             assert_eq!(s.read_limit, HEADER_ONLY);
         }
         let r = requests(Workload::Readdirplus, &[]);
-        let mut s = slot(Step::Readdir { fh: 8, offset: 0 }, 0);
+        let mut s = Slot::new(Step::Readdir { fh: 8, offset: 0 }, 0);
         r.prepare(&mut s, 0);
         s.step = Step::Readdir { fh: 8, offset: 77 };
         r.prepare(&mut s, 0);
