@@ -60,21 +60,23 @@ fn burst(driver: &mut Driver, device: &VirtioFs<NapFs, Mem>, n: usize) -> u64 {
 fn a_long_burst_of_quick_requests_stays_on_the_serving_thread() {
     // 100 requests of 10 us each: a millisecond of work in one batch, five times the budget
     // after which the rule that went before this one sent the rest of a batch to the pool.
-    // A thread preempted for long enough makes a quick burst look slow; a quiet run is enough.
-    let pooled: Vec<u64> = (0..3)
-        .map(|_| {
-            let fs = NapFs {
-                nap: Duration::from_micros(10),
-                spin: true,
-            };
-            let (mut driver, device) = guest(fs, 2);
-            burst(&mut driver, &device, 100)
-        })
-        .collect();
-    assert!(
-        pooled.contains(&0),
-        "requests of a quick burst went to the pool: {pooled:?} of 100 in three bursts"
-    );
+    // A thread preempted for long enough makes a quick burst look slow (the rule counts wall
+    // time, as it must for requests that block): one quiet burst out of up to 20 is enough, so
+    // a loaded machine (the fstests campaign beside the tests) does not fail it. Before the
+    // rule, every burst sent 85-92 of its 100 to the pool, loaded or not.
+    let mut pooled = Vec::new();
+    for _ in 0..20 {
+        let fs = NapFs {
+            nap: Duration::from_micros(10),
+            spin: true,
+        };
+        let (mut driver, device) = guest(fs, 2);
+        pooled.push(burst(&mut driver, &device, 100));
+        if pooled.last() == Some(&0) {
+            return;
+        }
+    }
+    panic!("requests of a quick burst went to the pool in every burst: {pooled:?} of 100");
 }
 
 #[test]
